@@ -1,0 +1,39 @@
+//! The `bindery` command. `main` parses the command line and hands each subcommand to its
+//! module; errors are printed once, as one line, with the exit status the subcommand chose.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod spec;
+
+/// Bindery: a link to a code repository becomes a running Jupyter server.
+#[derive(Debug, Parser)]
+#[command(name = "bindery", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what Bindery derives from a link, without any network access.
+    Spec(spec::SpecArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Spec(args) => spec::run(&args),
+    };
+    match result {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("bindery: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What a launch carries besides the image: the request strings BinderHub puts in
+//! `user_options`, the path the browser opens on the running server, the temporary hub
+//! user's name, and the repo2docker command line of a build.
+
+use crate::provider::ProviderId;
+use crate::validate::{self, InputError};
+
+/// `v2/<provider>/<spec>`: the request as the user made it.
+pub fn binder_request(provider: ProviderId, spec: &str) -> String {
+    format!("v2/{provider}/{spec}")
+}
+
+/// `v2/<provider>/<resolved spec>`: the same launch pinned to the resolved ref.
+pub fn binder_persistent_request(provider: ProviderId, resolved_spec: &str) -> String {
+    format!("v2/{provider}/{resolved_spec}")
+}
+
+/// The path opened on the user's server once it is ready, from the `/v2` page's query
+/// parameters: `labpath` wins over `filepath`, both win over `urlpath` (BinderHub's rules).
+/// The result has no leading `/` and is checked to stay on the server.
+pub fn launch_path(urlpath: Option<&str>, labpath: Option<&str>, filepath: Option<&str>) -> Result<String, InputError> {
+    if let Some(lab) = labpath.filter(|p| !p.is_empty()) {
+        validate::validate_launch_path("labpath", lab)?;
+        return Ok(format!("doc/tree/{}", encode_uri(lab.trim_end_matches('/'))));
+    }
+    if let Some(file) = filepath.filter(|p| !p.is_empty()) {
+        validate::validate_launch_path("filepath", file)?;
+        return Ok(format!("tree/{}", encode_uri(file.trim_end_matches('/'))));
+    }
+    let url = urlpath.unwrap_or_default();
+    validate::validate_launch_path("urlpath", url)?;
+    Ok(url.trim_start_matches('/').to_string())
+}
+
+/// JavaScript's `encodeURI`: escapes what cannot appear in a URL, keeps URL syntax.
+pub fn encode_uri(s: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b';').remove(b',').remove(b'/').remove(b'?').remove(b':').remove(b'@')
+        .remove(b'&').remove(b'=').remove(b'+').remove(b'$').remove(b'-').remove(b'_')
+        .remove(b'.').remove(b'!').remove(b'~').remove(b'*').remove(b'\'').remove(b'(')
+        .remove(b')').remove(b'#');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
+}
+
+/// The temporary JupyterHub user name for a launch of `repo_url` (BinderHub's rule): the
+/// URL path with `/` as `-`, lower-cased, `.git` dropped, shortened to 15 + `-` + 15
+/// characters when longer than 32, then `-` and `suffix` (8 random `[a-z0-9]` characters
+/// chosen by the caller; this crate does no I/O, randomness included).
+pub fn hub_username(repo_url: &str, suffix: &str) -> String {
+    let path = match repo_url.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map(|(_, p)| p).unwrap_or_default(),
+        None => repo_url.rsplit_once(':').map(|(_, p)| p).unwrap_or(repo_url),
+    };
+    let name = path.trim_matches('/').replace('/', "-").to_lowercase();
+    let name = name.strip_suffix(".git").unwrap_or(&name).to_string();
+    let chars: Vec<char> = name.chars().collect();
+    let name = if chars.len() > 32 {
+        let head: String = chars[..15].iter().collect();
+        let tail: String = chars[chars.len() - 15..].iter().collect();
+        format!("{head}-{tail}")
+    } else {
+        name
+    };
+    format!("{name}-{suffix}")
+}
+
+/// What a repo2docker build is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo2DockerArgs {
+    /// The resolved ref.
+    pub git_ref: String,
+    /// The image name to build.
+    pub image: String,
+    /// Whether to push the image after the build.
+    pub push: bool,
+    /// Dockerfile text appended by repo2docker, if any.
+    pub appendix: Option<String>,
+    /// Operator-configured extra arguments.
+    pub extra_args: Vec<String>,
+    /// The repository argument; always last.
+    pub repo: String,
+}
+
+/// The arguments after `jupyter-repo2docker`, in BinderHub's order with the repository last.
+///
+/// The ref and image are passed in `--flag=value` form and the repository after `--`-free
+/// validation, so none of them can be read as an option.
+pub fn repo2docker_args(args: &Repo2DockerArgs) -> Result<Vec<String>, InputError> {
+    validate::validate_ref("ref", &args.git_ref)?;
+    validate::validate_repo_url("repository", &args.repo)?;
+    if args.image.starts_with('-') || args.image.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(InputError::LeadingDash { what: "image name", shown: validate::shown(&args.image) });
+    }
+    let mut out = vec![
+        format!("--ref={}", args.git_ref),
+        format!("--image={}", args.image),
+        "--no-clean".into(),
+        "--no-run".into(),
+        "--json-logs".into(),
+        "--user-name=jovyan".into(),
+        "--user-id=1000".into(),
+    ];
+    if let Some(appendix) = args.appendix.as_deref().filter(|a| !a.is_empty()) {
+        out.push("--appendix".into());
+        out.push(appendix.to_string());
+    }
+    if args.push {
+        out.push("--push".into());
+    }
+    out.extend(args.extra_args.iter().cloned());
+    out.push(args.repo.clone());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labpath_wins_over_filepath_and_urlpath() {
+        assert_eq!(launch_path(Some("/lab"), Some("a b.ipynb/"), Some("x")).unwrap(), "doc/tree/a%20b.ipynb");
+        assert_eq!(launch_path(Some("/lab"), None, Some("dir/x.py")).unwrap(), "tree/dir/x.py");
+        assert_eq!(launch_path(Some("///lab/tree/x"), None, None).unwrap(), "lab/tree/x");
+        assert_eq!(launch_path(None, None, None).unwrap(), "");
+        assert!(launch_path(Some("https://evil.example/"), None, None).is_err());
+        assert!(launch_path(None, Some("../../hub/token"), None).is_err());
+    }
+
+    #[test]
+    fn hub_usernames_follow_binderhub() {
+        assert_eq!(hub_username("https://github.com/binder-examples/octave", "3ilc7xl2"), "binder-examples-octave-3ilc7xl2");
+        assert_eq!(
+            hub_username("https://github.com/binderhub-ci-repos/cached-minimal-dockerfile", "xxxxxxxx"),
+            "binderhub-ci-re-imal-dockerfile-xxxxxxxx"
+        );
+        assert_eq!(hub_username("10.5281/zenodo.3242074", "xxxxxxxx"), "10.5281-zenodo.3242074-xxxxxxxx");
+        assert_eq!(hub_username("git@github.com:org/Repo.git", "abcdefgh"), "org-repo-abcdefgh");
+    }
+
+    #[test]
+    fn repo2docker_arguments_keep_the_repository_last_and_refuse_options() {
+        let mut args = Repo2DockerArgs {
+            git_ref: "main".into(),
+            image: "test:test".into(),
+            push: true,
+            appendix: Some("RUN true".into()),
+            extra_args: vec!["--repo-dir=/srv/repo".into()],
+            repo: "https://github.com/a/b".into(),
+        };
+        let out = repo2docker_args(&args).unwrap();
+        assert_eq!(out.last().unwrap(), "https://github.com/a/b");
+        assert_eq!(&out[7..10], ["--appendix", "RUN true", "--push"]);
+        args.repo = "--config=/etc/passwd".into();
+        assert!(repo2docker_args(&args).is_err());
+        args.repo = "https://github.com/a/b".into();
+        args.git_ref = "-x".into();
+        assert!(repo2docker_args(&args).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! `bindery-core`: every decision Bindery makes, and no I/O.
+//!
+//! The edge components (wasm32-wasip2) and the in-cluster worker share this crate, so
+//! a link resolves to the same image name wherever it is asked. Anything that talks to
+//! the network is expressed as data: a module builds the `http::Request` to send and
+//! parses the answer it is handed back, and the caller plugs in its own HTTP client.
+//!
+//! Map of the crate:
+//!
+//! - [`validate`]: refusal of hostile specs, refs, URLs and launch paths.
+//! - [`escape`]: escapism-compatible escaping, the basis of image names.
+//! - [`image`]: image names, build names and the registry repository/tag split.
+//! - [`provider`]: the repository providers (`gh`, `gl`, `gist`, `git`, `zenodo`,
+//!   `figshare`, `hydroshare`, `dataverse`, `ckan`), one module each behind [`provider::Spec`].
+//! - [`resolve`]: the resolution of an unresolved ref as a sequence of upstream requests.
+//! - [`launch`]: what a launch carries (`binder_request`, launch path, hub user name).
+//! - [`registry`]: the manifest check, bearer challenges and token requests.
+//! - [`policy`]: ban and allow lists, per-repo configuration, quotas, IP bans, rate limits.
+//! - [`events`]: BinderHub's build and launch events and repo2docker log mapping.
+//! - [`sse`]: the server-sent events encoder and an incremental decoder.
+//! - [`badge`]: launch and live status badges as SVG.
+//! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
+//! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
+//!   key-value store, with their expiry rules.
+
+pub mod badge;
+pub mod cache;
+pub mod escape;
+pub mod events;
+pub mod image;
+pub mod launch;
+pub mod policy;
+pub mod provider;
+pub mod registry;
+pub mod resolve;
+pub mod sse;
+pub mod validate;
+pub mod webhook;
+
+pub use image::{ImageName, build_name, image_name, split_image};
+pub use provider::{ProviderId, Spec};
+pub use validate::InputError;

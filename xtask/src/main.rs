@@ -1,0 +1,162 @@
+//! `cargo xtask`: the one entry point that prepares a machine and runs Bindery's checks.
+//!
+//! `cargo xtask test` is the README's test command and what CI runs. It installs what a
+//! fresh Debian machine lacks (the wasm target, a Python venv under `target/` for the
+//! differential tests, cargo-fuzz), then runs every check in order: rustfmt, clippy with
+//! warnings denied, the core built for `wasm32-wasip2`, the whole test suite, and a short
+//! run of each fuzz target.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Python packages the tests use, pinned; installed into `target/pyenv`.
+const PY_REQUIREMENTS: &str = "escapism==1.1.0\n";
+/// Fuzz targets and how long CI runs each, in seconds.
+const FUZZ_TARGETS: [&str; 2] = ["spec_parse", "sse_decode"];
+const FUZZ_SECONDS_CI: u32 = 20;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = workspace_root()?;
+    env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root, &args[1..]),
+        Some("fuzz") => {
+            let seconds = args.get(1).map(|s| s.parse()).transpose().context("fuzz seconds must be a number")?;
+            fuzz(&root, seconds.unwrap_or(FUZZ_SECONDS_CI))
+        }
+        Some("build") => build_wasm(),
+        Some("setup") => setup(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test [--no-fuzz]   prepare the machine and run every check (what CI runs)\n  \
+                 fuzz [SECONDS]     run each fuzz target for SECONDS (default {FUZZ_SECONDS_CI})\n  \
+                 build              build the wasm parts for wasm32-wasip2\n  \
+                 setup              install what the tests need, and nothing else"
+            );
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = env::var("CARGO_MANIFEST_DIR").context("run this through `cargo xtask`")?;
+    Path::new(&manifest).parent().map(Path::to_path_buf).context("xtask has no parent directory")
+}
+
+fn test(root: &Path, flags: &[String]) -> Result<()> {
+    let fuzz_too = !flags.iter().any(|f| f == "--no-fuzz");
+    setup(root)?;
+    step("rustfmt", &mut cargo(&["fmt", "--all", "--check"]))?;
+    step("clippy", &mut cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    build_wasm()?;
+    let python = python_bin(root);
+    step(
+        "tests",
+        cargo(&["test", "--workspace", "--no-fail-fast"]).env("BINDERY_PYTHON", &python),
+    )?;
+    if fuzz_too {
+        fuzz(root, FUZZ_SECONDS_CI)?;
+    }
+    eprintln!("xtask: every check passed");
+    Ok(())
+}
+
+/// Installs what the checks need on a fresh Debian machine; quick when all is present.
+fn setup(root: &Path) -> Result<()> {
+    step("wasm target", Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    python_venv(root)
+}
+
+fn build_wasm() -> Result<()> {
+    step("core for wasm32-wasip2", &mut cargo(&["build", "-p", "bindery-core", "--target", "wasm32-wasip2"]))
+}
+
+fn python_bin(root: &Path) -> PathBuf {
+    root.join("target/pyenv/bin/python")
+}
+
+fn python_venv(root: &Path) -> Result<()> {
+    let venv = root.join("target/pyenv");
+    let stamp = venv.join("bindery-requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(PY_REQUIREMENTS) {
+        return Ok(());
+    }
+    let venv_ok = |venv: &Path| Command::new("python3").arg("-m").arg("venv").arg(venv).status().is_ok_and(|s| s.success());
+    if !venv_ok(&venv) {
+        // Debian splits venv support out of python3.
+        apt_install(&["python3", "python3-venv", "python3-pip"])?;
+        if !venv_ok(&venv) {
+            bail!("failed to create a Python venv in {}", venv.display());
+        }
+    }
+    let requirements = venv.join("requirements.txt");
+    std::fs::write(&requirements, PY_REQUIREMENTS)?;
+    step(
+        "python packages",
+        Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements),
+    )?;
+    std::fs::write(stamp, PY_REQUIREMENTS)?;
+    Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !Command::new("dpkg").args(["-s", p]).output().is_ok_and(|o| o.status.success()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step("apt-get update", Command::new("apt-get").args(["update", "-qq"]))?;
+    step(
+        "apt-get install",
+        Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing),
+    )
+}
+
+fn fuzz(root: &Path, seconds: u32) -> Result<()> {
+    // The fuzz crate sits below this workspace's rust-toolchain.toml; the environment
+    // overrides it, and cargo's own variables for this process must not leak into nightly's.
+    let nightly = |cmd: &mut Command| {
+        cmd.env("RUSTUP_TOOLCHAIN", "nightly").env_remove("CARGO").env_remove("RUSTC").env_remove("RUSTDOC");
+    };
+    let mut probe = Command::new("rustc");
+    nightly(&mut probe);
+    if !probe.arg("--version").output().is_ok_and(|o| o.status.success()) {
+        step("nightly toolchain", Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    let mut fuzz_probe = Command::new("cargo");
+    nightly(&mut fuzz_probe);
+    if !fuzz_probe.args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        step("cargo-fuzz", Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in FUZZ_TARGETS {
+        let mut cmd = Command::new("cargo");
+        nightly(&mut cmd);
+        cmd.current_dir(root.join("fuzz")).args(["fuzz", "run", target, "--", &format!("-max_total_time={seconds}")]);
+        step(&format!("fuzz {target} for {seconds}s"), &mut cmd)?;
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args);
+    cmd
+}
+
+fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {name}");
+    let status = cmd.status().with_context(|| format!("failed to start {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
