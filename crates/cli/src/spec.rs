@@ -78,7 +78,10 @@ fn render_json(fields: &Fields) -> String {
 fn render_text(fields: &Fields) -> String {
     fields
         .iter()
-        .map(|(k, v)| format!("{k}: {}", v.as_deref().unwrap_or("(depends on the resolved ref: pass --ref)")))
+        .map(|(k, v)| {
+            let missing = if *k == "ref" { "(none: this provider's links carry no ref)" } else { "(depends on the resolved ref: pass --ref)" };
+            format!("{k}: {}", v.as_deref().unwrap_or(missing))
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -112,6 +112,87 @@ pub fn repo2docker_args(args: &Repo2DockerArgs) -> Result<Vec<String>, InputErro
     Ok(out)
 }
 
+/// Where a Binder 1 link `/repo/<user>/<repo>[/<path>]` goes: `/v2/gh/<user>/<repo>/master`,
+/// with `?urlpath=/<path>` when a path follows. `rest` is the path after `/repo/`.
+/// Returns `None` when there is no user and repository.
+pub fn legacy_redirect(rest: &str) -> Option<String> {
+    let mut parts = rest.splitn(3, '/');
+    let (user, repo) = (parts.next()?, parts.next()?);
+    if user.is_empty() || repo.is_empty() {
+        return None;
+    }
+    let mut target = format!("/v2/gh/{user}/{repo}/master");
+    if let Some(path) = parts.next().filter(|p| !p.is_empty()) {
+        let encoded = crate::resolve::encode_all(&format!("/{path}"));
+        target.push_str(&format!("?urlpath={encoded}"));
+    }
+    Some(target)
+}
+
+/// The repository part of what a user pasted into the home page: a leading
+/// `http(s)://<provider host>/` and trailing slashes are removed.
+pub fn detect_repo(provider: ProviderId, input: &str) -> String {
+    let host = match provider {
+        ProviderId::GitHub => Some("github.com/"),
+        ProviderId::GitLab => Some("gitlab.com/"),
+        ProviderId::Gist => Some("gist.github.com/"),
+        _ => None,
+    };
+    let mut repo = input.trim();
+    if let Some(host) = host {
+        for scheme in ["https://", "http://"] {
+            if let Some(rest) = repo.strip_prefix(scheme).and_then(|r| r.strip_prefix(host)) {
+                repo = rest;
+                break;
+            }
+        }
+    }
+    repo.trim_end_matches('/').to_string()
+}
+
+/// What the launched server opens, as chosen on the home page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenTarget {
+    /// A file, opened in the notebook interface: `urlpath=/doc/tree/<file>`.
+    File(String),
+    /// A URL path on the server, as typed.
+    Url(String),
+}
+
+/// The launch link the home page generates: `<base>/v2/<provider>/<repo>/<ref>` with the
+/// repository percent-encoded for providers that need it, `HEAD` as the default ref, and a
+/// trailing `/` for providers without refs.
+pub fn launch_link(base: &str, provider: ProviderId, repo: &str, git_ref: &str, open: Option<&OpenTarget>) -> String {
+    let base = base.trim_end_matches('/');
+    let repo = if provider.url_encodes_repo() { crate::resolve::encode_all(repo) } else { repo.to_string() };
+    let mut link = if provider.has_ref() {
+        let git_ref = if git_ref.is_empty() { "HEAD" } else { git_ref };
+        format!("{base}/v2/{provider}/{repo}/{git_ref}")
+    } else {
+        format!("{base}/v2/{provider}/{repo}/")
+    };
+    let urlpath = match open {
+        Some(OpenTarget::File(f)) if !f.is_empty() => Some(format!("/doc/tree/{f}")),
+        Some(OpenTarget::Url(u)) if !u.is_empty() => Some(u.clone()),
+        _ => None,
+    };
+    if let Some(p) = urlpath {
+        link.push_str(&format!("?urlpath={}", crate::resolve::encode_all(&p)));
+    }
+    link
+}
+
+/// Whether an `Accept` header asks for an event stream. Unlike BinderHub (which splits on
+/// `;` only, so `*/*, text/event-stream` failed), any listed media type counts.
+pub fn accepts_event_stream(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream")))
+    })
+}
+
+/// The failure message for a `/build` request without `Accept: text/event-stream`.
+pub const MISSING_ACCEPT: &str = "Missing Accept header: text/event-stream";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +205,14 @@ mod tests {
         assert_eq!(launch_path(None, None, None).unwrap(), "");
         assert!(launch_path(Some("https://evil.example/"), None, None).is_err());
         assert!(launch_path(None, Some("../../hub/token"), None).is_err());
+    }
+
+    #[test]
+    fn event_stream_accept_headers_are_read_as_lists() {
+        assert!(accepts_event_stream(Some("text/event-stream")));
+        assert!(accepts_event_stream(Some("*/*, text/event-stream; q=1")));
+        assert!(!accepts_event_stream(Some("text/html")));
+        assert!(!accepts_event_stream(None));
     }
 
     #[test]
