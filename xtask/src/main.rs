@@ -25,7 +25,11 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("fuzz") => {
-            let seconds = args.get(1).map(|s| s.parse()).transpose().context("fuzz seconds must be a number")?;
+            let seconds = args
+                .get(1)
+                .map(|s| s.parse())
+                .transpose()
+                .context("fuzz seconds must be a number")?;
             fuzz(&root, seconds.unwrap_or(FUZZ_SECONDS_CI))
         }
         Some("build") => build_wasm(),
@@ -46,14 +50,27 @@ fn main() -> Result<()> {
 
 fn workspace_root() -> Result<PathBuf> {
     let manifest = env::var("CARGO_MANIFEST_DIR").context("run this through `cargo xtask`")?;
-    Path::new(&manifest).parent().map(Path::to_path_buf).context("xtask has no parent directory")
+    Path::new(&manifest)
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
 }
 
 fn test(root: &Path, flags: &[String]) -> Result<()> {
     let fuzz_too = !flags.iter().any(|f| f == "--no-fuzz");
     setup(root)?;
     step("rustfmt", &mut cargo(&["fmt", "--all", "--check"]))?;
-    step("clippy", &mut cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    step(
+        "clippy",
+        &mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     build_wasm()?;
     let python = python_bin(root);
     step(
@@ -69,12 +86,18 @@ fn test(root: &Path, flags: &[String]) -> Result<()> {
 
 /// Installs what the checks need on a fresh Debian machine; quick when all is present.
 fn setup(root: &Path) -> Result<()> {
-    step("wasm target", Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    step(
+        "wasm target",
+        Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+    )?;
     python_venv(root)
 }
 
 fn build_wasm() -> Result<()> {
-    step("core for wasm32-wasip2", &mut cargo(&["build", "-p", "bindery-core", "--target", "wasm32-wasip2"]))
+    step(
+        "core for wasm32-wasip2",
+        &mut cargo(&["build", "-p", "bindery-core", "--target", "wasm32-wasip2"]),
+    )
 }
 
 fn python_bin(root: &Path) -> PathBuf {
@@ -87,7 +110,14 @@ fn python_venv(root: &Path) -> Result<()> {
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(PY_REQUIREMENTS) {
         return Ok(());
     }
-    let venv_ok = |venv: &Path| Command::new("python3").arg("-m").arg("venv").arg(venv).status().is_ok_and(|s| s.success());
+    let venv_ok = |venv: &Path| {
+        Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if !venv_ok(&venv) {
         // Debian splits venv support out of python3.
         apt_install(&["python3", "python3-venv", "python3-pip"])?;
@@ -99,7 +129,9 @@ fn python_venv(root: &Path) -> Result<()> {
     std::fs::write(&requirements, PY_REQUIREMENTS)?;
     step(
         "python packages",
-        Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements),
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
     )?;
     std::fs::write(stamp, PY_REQUIREMENTS)?;
     Ok(())
@@ -109,15 +141,25 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
-        .filter(|p| !Command::new("dpkg").args(["-s", p]).output().is_ok_and(|o| o.status.success()))
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    step("apt-get update", Command::new("apt-get").args(["update", "-qq"]))?;
+    step(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
     step(
         "apt-get install",
-        Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing),
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing),
     )
 }
 
@@ -125,22 +167,51 @@ fn fuzz(root: &Path, seconds: u32) -> Result<()> {
     // The fuzz crate sits below this workspace's rust-toolchain.toml; the environment
     // overrides it, and cargo's own variables for this process must not leak into nightly's.
     let nightly = |cmd: &mut Command| {
-        cmd.env("RUSTUP_TOOLCHAIN", "nightly").env_remove("CARGO").env_remove("RUSTC").env_remove("RUSTDOC");
+        cmd.env("RUSTUP_TOOLCHAIN", "nightly")
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC");
     };
     let mut probe = Command::new("rustc");
     nightly(&mut probe);
-    if !probe.arg("--version").output().is_ok_and(|o| o.status.success()) {
-        step("nightly toolchain", Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    if !probe
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        step(
+            "nightly toolchain",
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+            ]),
+        )?;
     }
     let mut fuzz_probe = Command::new("cargo");
     nightly(&mut fuzz_probe);
-    if !fuzz_probe.args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
-        step("cargo-fuzz", Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    if !fuzz_probe
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        step(
+            "cargo-fuzz",
+            Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]),
+        )?;
     }
     for target in FUZZ_TARGETS {
         let mut cmd = Command::new("cargo");
         nightly(&mut cmd);
-        cmd.current_dir(root.join("fuzz")).args(["fuzz", "run", target, "--", &format!("-max_total_time={seconds}")]);
+        cmd.current_dir(root.join("fuzz")).args([
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+        ]);
         step(&format!("fuzz {target} for {seconds}s"), &mut cmd)?;
     }
     Ok(())
@@ -154,7 +225,9 @@ fn cargo(args: &[&str]) -> Command {
 
 fn step(name: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {name}");
-    let status = cmd.status().with_context(|| format!("failed to start {name}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {name}"))?;
     if !status.success() {
         bail!("{name} failed ({status})");
     }

@@ -28,15 +28,26 @@ pub struct SpecArgs {
 /// Derives everything about the spec and renders it.
 pub fn run(args: &SpecArgs) -> Result<String> {
     let fields = derive(args)?;
-    Ok(if args.json { render_json(&fields) } else { render_text(&fields) })
+    Ok(if args.json {
+        render_json(&fields)
+    } else {
+        render_text(&fields)
+    })
 }
 
 type Fields = Vec<(&'static str, Option<String>)>;
 
 fn derive(args: &SpecArgs) -> Result<Fields> {
     let spec = Spec::parse_path(&args.spec, &ProviderSettings::default())?;
-    if args.prefix.len() > 200 || args.prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        anyhow::bail!("image prefix must be at most 200 characters without whitespace or control characters");
+    if args.prefix.len() > 200
+        || args
+            .prefix
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        anyhow::bail!(
+            "image prefix must be at most 200 characters without whitespace or control characters"
+        );
     }
     let provider = spec.provider();
     let mut fields: Fields = vec![
@@ -54,12 +65,21 @@ fn derive(args: &SpecArgs) -> Result<Fields> {
         .ok_or_else(|| anyhow::anyhow!("no build slug for {}", args.spec))?;
     let resolved_spec = spec.resolved_spec(resolved_ref);
     fields.extend([
-        ("image", Some(image::image_name(&args.prefix, &slug, resolved_ref))),
+        (
+            "image",
+            Some(image::image_name(&args.prefix, &slug, resolved_ref)),
+        ),
         ("build_name", Some(image::build_name(&slug, resolved_ref))),
         ("resolved_spec", Some(resolved_spec.clone())),
         ("ref_url", Some(spec.ref_url(resolved_ref))),
-        ("binder_request", Some(launch::binder_request(provider, spec.raw()))),
-        ("binder_persistent_request", Some(launch::binder_persistent_request(provider, &resolved_spec))),
+        (
+            "binder_request",
+            Some(launch::binder_request(provider, spec.raw())),
+        ),
+        (
+            "binder_persistent_request",
+            Some(launch::binder_persistent_request(provider, &resolved_spec)),
+        ),
     ]);
     Ok(fields)
 }
@@ -79,7 +99,11 @@ fn render_text(fields: &Fields) -> String {
     fields
         .iter()
         .map(|(k, v)| {
-            let missing = if *k == "ref" { "(none: this provider's links carry no ref)" } else { "(depends on the resolved ref: pass --ref)" };
+            let missing = if *k == "ref" {
+                "(none: this provider's links carry no ref)"
+            } else {
+                "(depends on the resolved ref: pass --ref)"
+            };
             format!("{k}: {}", v.as_deref().unwrap_or(missing))
         })
         .collect::<Vec<_>>()

@@ -28,7 +28,9 @@ mod keys;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use entries::{CachedDelivery, CachedRef, CachedStatus, CachedToken, ImagePresence, LastStatus, RefSource};
+pub use entries::{
+    CachedDelivery, CachedRef, CachedStatus, CachedToken, ImagePresence, LastStatus, RefSource,
+};
 pub(crate) use keys::delivery_key;
 pub use keys::{MAX_KEY_BYTES, image_key, rate_key, ref_key, status_key, token_key};
 
@@ -157,7 +159,13 @@ mod tests {
     #[test]
     fn ttl_config_fills_missing_fields_with_defaults() {
         let ttl: CacheTtl = serde_json::from_str(r#"{"image_present_seconds": 3600}"#).unwrap();
-        assert_eq!(ttl, CacheTtl { image_present_seconds: 3600, ..CacheTtl::default() });
+        assert_eq!(
+            ttl,
+            CacheTtl {
+                image_present_seconds: 3600,
+                ..CacheTtl::default()
+            }
+        );
     }
 
     #[test]
@@ -165,9 +173,18 @@ mod tests {
         let entry = ImagePresence::present(1000, &CacheTtl::default(), None);
         let bytes = encode(&entry);
         let at = entry.expires_at;
-        assert_eq!(decode::<ImagePresence>(&bytes, at - 1), Lookup::Fresh(entry.clone()));
-        assert_eq!(decode::<ImagePresence>(&bytes, at), Lookup::Expired(entry.clone()));
-        assert_eq!(decode::<ImagePresence>(&bytes, u64::MAX), Lookup::Expired(entry));
+        assert_eq!(
+            decode::<ImagePresence>(&bytes, at - 1),
+            Lookup::Fresh(entry.clone())
+        );
+        assert_eq!(
+            decode::<ImagePresence>(&bytes, at),
+            Lookup::Expired(entry.clone())
+        );
+        assert_eq!(
+            decode::<ImagePresence>(&bytes, u64::MAX),
+            Lookup::Expired(entry)
+        );
     }
 
     #[test]
@@ -175,14 +192,29 @@ mod tests {
         let entry = ImagePresence::missing(1000, &CacheTtl::default());
         let bytes = encode(&entry);
         for len in 0..bytes.len() {
-            assert_eq!(decode::<ImagePresence>(&bytes[..len], 1000), Lookup::Corrupt, "truncated to {len}");
+            assert_eq!(
+                decode::<ImagePresence>(&bytes[..len], 1000),
+                Lookup::Corrupt,
+                "truncated to {len}"
+            );
         }
-        for bad in [&b"\xff\xfe"[..], b"null", b"[]", b"{}", br#"{"present":"yes","checked_at":1,"expires_at":2}"#, br#"{"present":true,"checked_at":-1,"expires_at":2}"#] {
+        for bad in [
+            &b"\xff\xfe"[..],
+            b"null",
+            b"[]",
+            b"{}",
+            br#"{"present":"yes","checked_at":1,"expires_at":2}"#,
+            br#"{"present":true,"checked_at":-1,"expires_at":2}"#,
+        ] {
             assert_eq!(decode::<ImagePresence>(bad, 0), Lookup::Corrupt);
         }
         // Another kind of entry under the wrong key is not misread either.
-        let status = CachedStatus::new(LastStatus::Built, "img:tag".into(), 0, &CacheTtl::default());
-        assert_eq!(decode::<ImagePresence>(&encode(&status), 0), Lookup::Corrupt);
+        let status =
+            CachedStatus::new(LastStatus::Built, "img:tag".into(), 0, &CacheTtl::default());
+        assert_eq!(
+            decode::<ImagePresence>(&encode(&status), 0),
+            Lookup::Corrupt
+        );
     }
 
     #[test]
@@ -193,5 +225,18 @@ mod tests {
         assert_eq!(Lookup::<i32>::Corrupt.any(), None);
         assert!(Lookup::Fresh(()).is_fresh());
         assert!(!Lookup::Expired(()).is_fresh());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            now in proptest::prelude::any::<u64>(),
+        ) {
+            let _ = decode::<CachedRef>(&bytes, now);
+            let _ = decode::<ImagePresence>(&bytes, now);
+            let _ = decode::<CachedToken>(&bytes, now);
+            let _ = decode::<CachedStatus>(&bytes, now);
+        }
     }
 }

@@ -29,7 +29,10 @@ pub struct ImageName {
 }
 
 fn sha256_hex(input: &str) -> String {
-    Sha256::digest(input.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(input.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// BinderHub's `_safe_build_slug`: escape, truncate to `limit - hash_len - 1`, append the hash.
@@ -48,7 +51,9 @@ pub fn safe_slug(raw: &str, limit: usize, hash_len: usize) -> String {
 pub fn image_name(prefix: &str, build_slug: &str, resolved_ref: &str) -> String {
     let limit = MAX_REPOSITORY_LEN.saturating_sub(prefix.chars().count());
     let slug = safe_slug(build_slug, limit, 6);
-    format!("{prefix}{slug}:{resolved_ref}").replace('_', "-").to_lowercase()
+    format!("{prefix}{slug}:{resolved_ref}")
+        .replace('_', "-")
+        .to_lowercase()
 }
 
 /// The build name (Kubernetes Job or pod name) for a build slug and resolved ref.
@@ -82,9 +87,15 @@ pub fn split_image(name: &str) -> ImageName {
     let repository = if is_docker_hub_name(base) {
         base.to_string()
     } else {
-        base.split_once('/').map(|(_, rest)| rest.to_string()).unwrap_or_default()
+        base.split_once('/')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
     };
-    ImageName { full: name.to_string(), repository, tag: tag.to_string() }
+    ImageName {
+        full: name.to_string(),
+        repository,
+        tag: tag.to_string(),
+    }
 }
 
 /// `[a-z0-9]{4,40}/[a-z0-9._-]{2,255}`, matched in full.
@@ -93,11 +104,13 @@ fn is_docker_hub_name(base: &str) -> bool {
         return false;
     };
     (4..=40).contains(&user.len())
-        && user.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && (2..=255).contains(&image.len())
-        && image
+        && user
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && (2..=255).contains(&image.len())
+        && image.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 #[cfg(test)]
@@ -107,20 +120,38 @@ mod tests {
     #[test]
     fn octave_image_name_matches_the_recorded_stream() {
         assert_eq!(
-            image_name("", "binder-examples-octave", "1479e0252b2e648bb755ee913292b79495931717"),
+            image_name(
+                "",
+                "binder-examples-octave",
+                "1479e0252b2e648bb755ee913292b79495931717"
+            ),
             "binder-2dexamples-2doctave-03025a:1479e0252b2e648bb755ee913292b79495931717"
         );
         assert_eq!(
-            build_name("binder-examples-octave", "1479e0252b2e648bb755ee913292b79495931717"),
+            build_name(
+                "binder-examples-octave",
+                "1479e0252b2e648bb755ee913292b79495931717"
+            ),
             "build-binder-2dexamples-2doctave-03025a-147-e2"
         );
     }
 
     #[test]
     fn the_hash_is_taken_before_lower_casing() {
-        let upper = image_name("", "TomWinder-QuakeMigrate", "baa136a76197b72be3c57fa9cf569abab059a7fd");
-        assert!(upper.starts_with("tomwinder-2dquakemigrate-8be9d9:"), "{upper}");
-        let lower = image_name("", "tomwinder-quakemigrate", "baa136a76197b72be3c57fa9cf569abab059a7fd");
+        let upper = image_name(
+            "",
+            "TomWinder-QuakeMigrate",
+            "baa136a76197b72be3c57fa9cf569abab059a7fd",
+        );
+        assert!(
+            upper.starts_with("tomwinder-2dquakemigrate-8be9d9:"),
+            "{upper}"
+        );
+        let lower = image_name(
+            "",
+            "tomwinder-quakemigrate",
+            "baa136a76197b72be3c57fa9cf569abab059a7fd",
+        );
         assert_ne!(upper, lower);
     }
 
@@ -145,7 +176,11 @@ mod tests {
         ];
         for (name, repo, tag) in cases {
             let split = split_image(name);
-            assert_eq!((split.repository.as_str(), split.tag.as_str()), (repo, tag), "{name}");
+            assert_eq!(
+                (split.repository.as_str(), split.tag.as_str()),
+                (repo, tag),
+                "{name}"
+            );
         }
     }
 }

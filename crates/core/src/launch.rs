@@ -18,10 +18,17 @@ pub fn binder_persistent_request(provider: ProviderId, resolved_spec: &str) -> S
 /// The path opened on the user's server once it is ready, from the `/v2` page's query
 /// parameters: `labpath` wins over `filepath`, both win over `urlpath` (BinderHub's rules).
 /// The result has no leading `/` and is checked to stay on the server.
-pub fn launch_path(urlpath: Option<&str>, labpath: Option<&str>, filepath: Option<&str>) -> Result<String, InputError> {
+pub fn launch_path(
+    urlpath: Option<&str>,
+    labpath: Option<&str>,
+    filepath: Option<&str>,
+) -> Result<String, InputError> {
     if let Some(lab) = labpath.filter(|p| !p.is_empty()) {
         validate::validate_launch_path("labpath", lab)?;
-        return Ok(format!("doc/tree/{}", encode_uri(lab.trim_end_matches('/'))));
+        return Ok(format!(
+            "doc/tree/{}",
+            encode_uri(lab.trim_end_matches('/'))
+        ));
     }
     if let Some(file) = filepath.filter(|p| !p.is_empty()) {
         validate::validate_launch_path("filepath", file)?;
@@ -35,10 +42,26 @@ pub fn launch_path(urlpath: Option<&str>, labpath: Option<&str>, filepath: Optio
 /// JavaScript's `encodeURI`: escapes what cannot appear in a URL, keeps URL syntax.
 pub fn encode_uri(s: &str) -> String {
     const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b';').remove(b',').remove(b'/').remove(b'?').remove(b':').remove(b'@')
-        .remove(b'&').remove(b'=').remove(b'+').remove(b'$').remove(b'-').remove(b'_')
-        .remove(b'.').remove(b'!').remove(b'~').remove(b'*').remove(b'\'').remove(b'(')
-        .remove(b')').remove(b'#');
+        .remove(b';')
+        .remove(b',')
+        .remove(b'/')
+        .remove(b'?')
+        .remove(b':')
+        .remove(b'@')
+        .remove(b'&')
+        .remove(b'=')
+        .remove(b'+')
+        .remove(b'$')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'!')
+        .remove(b'~')
+        .remove(b'*')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')')
+        .remove(b'#');
     percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
@@ -49,7 +72,10 @@ pub fn encode_uri(s: &str) -> String {
 pub fn hub_username(repo_url: &str, suffix: &str) -> String {
     let path = match repo_url.split_once("://") {
         Some((_, rest)) => rest.split_once('/').map(|(_, p)| p).unwrap_or_default(),
-        None => repo_url.rsplit_once(':').map(|(_, p)| p).unwrap_or(repo_url),
+        None => repo_url
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .unwrap_or(repo_url),
     };
     let name = path.trim_matches('/').replace('/', "-").to_lowercase();
     let name = name.strip_suffix(".git").unwrap_or(&name).to_string();
@@ -88,8 +114,16 @@ pub struct Repo2DockerArgs {
 pub fn repo2docker_args(args: &Repo2DockerArgs) -> Result<Vec<String>, InputError> {
     validate::validate_ref("ref", &args.git_ref)?;
     validate::validate_repo_url("repository", &args.repo)?;
-    if args.image.starts_with('-') || args.image.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(InputError::LeadingDash { what: "image name", shown: validate::shown(&args.image) });
+    if args.image.starts_with('-')
+        || args
+            .image
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(InputError::LeadingDash {
+            what: "image name",
+            shown: validate::shown(&args.image),
+        });
     }
     let mut out = vec![
         format!("--ref={}", args.git_ref),
@@ -162,9 +196,19 @@ pub enum OpenTarget {
 /// The launch link the home page generates: `<base>/v2/<provider>/<repo>/<ref>` with the
 /// repository percent-encoded for providers that need it, `HEAD` as the default ref, and a
 /// trailing `/` for providers without refs.
-pub fn launch_link(base: &str, provider: ProviderId, repo: &str, git_ref: &str, open: Option<&OpenTarget>) -> String {
+pub fn launch_link(
+    base: &str,
+    provider: ProviderId,
+    repo: &str,
+    git_ref: &str,
+    open: Option<&OpenTarget>,
+) -> String {
     let base = base.trim_end_matches('/');
-    let repo = if provider.url_encodes_repo() { crate::resolve::encode_all(repo) } else { repo.to_string() };
+    let repo = if provider.url_encodes_repo() {
+        crate::resolve::encode_all(repo)
+    } else {
+        repo.to_string()
+    };
     let mut link = if provider.has_ref() {
         let git_ref = if git_ref.is_empty() { "HEAD" } else { git_ref };
         format!("{base}/v2/{provider}/{repo}/{git_ref}")
@@ -186,7 +230,11 @@ pub fn launch_link(base: &str, provider: ProviderId, repo: &str, git_ref: &str, 
 /// `;` only, so `*/*, text/event-stream` failed), any listed media type counts.
 pub fn accepts_event_stream(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
-        a.split(',').any(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream")))
+        a.split(',').any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
     })
 }
 
@@ -199,9 +247,18 @@ mod tests {
 
     #[test]
     fn labpath_wins_over_filepath_and_urlpath() {
-        assert_eq!(launch_path(Some("/lab"), Some("a b.ipynb/"), Some("x")).unwrap(), "doc/tree/a%20b.ipynb");
-        assert_eq!(launch_path(Some("/lab"), None, Some("dir/x.py")).unwrap(), "tree/dir/x.py");
-        assert_eq!(launch_path(Some("///lab/tree/x"), None, None).unwrap(), "lab/tree/x");
+        assert_eq!(
+            launch_path(Some("/lab"), Some("a b.ipynb/"), Some("x")).unwrap(),
+            "doc/tree/a%20b.ipynb"
+        );
+        assert_eq!(
+            launch_path(Some("/lab"), None, Some("dir/x.py")).unwrap(),
+            "tree/dir/x.py"
+        );
+        assert_eq!(
+            launch_path(Some("///lab/tree/x"), None, None).unwrap(),
+            "lab/tree/x"
+        );
         assert_eq!(launch_path(None, None, None).unwrap(), "");
         assert!(launch_path(Some("https://evil.example/"), None, None).is_err());
         assert!(launch_path(None, Some("../../hub/token"), None).is_err());
@@ -217,13 +274,25 @@ mod tests {
 
     #[test]
     fn hub_usernames_follow_binderhub() {
-        assert_eq!(hub_username("https://github.com/binder-examples/octave", "3ilc7xl2"), "binder-examples-octave-3ilc7xl2");
         assert_eq!(
-            hub_username("https://github.com/binderhub-ci-repos/cached-minimal-dockerfile", "xxxxxxxx"),
+            hub_username("https://github.com/binder-examples/octave", "3ilc7xl2"),
+            "binder-examples-octave-3ilc7xl2"
+        );
+        assert_eq!(
+            hub_username(
+                "https://github.com/binderhub-ci-repos/cached-minimal-dockerfile",
+                "xxxxxxxx"
+            ),
             "binderhub-ci-re-imal-dockerfile-xxxxxxxx"
         );
-        assert_eq!(hub_username("10.5281/zenodo.3242074", "xxxxxxxx"), "10.5281-zenodo.3242074-xxxxxxxx");
-        assert_eq!(hub_username("git@github.com:org/Repo.git", "abcdefgh"), "org-repo-abcdefgh");
+        assert_eq!(
+            hub_username("10.5281/zenodo.3242074", "xxxxxxxx"),
+            "10.5281-zenodo.3242074-xxxxxxxx"
+        );
+        assert_eq!(
+            hub_username("git@github.com:org/Repo.git", "abcdefgh"),
+            "org-repo-abcdefgh"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`sse`]: the server-sent events encoder and an incremental decoder.
 //! - [`badge`]: launch and live status badges as SVG.
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
+//! - [`worker_api`]: the request and answer types of the internal edge → worker API.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.
 
@@ -36,6 +37,7 @@ pub mod resolve;
 pub mod sse;
 pub mod validate;
 pub mod webhook;
+pub mod worker_api;
 
 pub use image::{ImageName, build_name, image_name, split_image};
 pub use provider::{ProviderId, Spec};

@@ -184,7 +184,11 @@ impl Resolver {
             }
             Spec::Gist(s) => {
                 self.state = State::Gist;
-                self.get(format!("{}/gists/{}", trim(&self.settings.github_api), s.gist_id))
+                self.get(format!(
+                    "{}/gists/{}",
+                    trim(&self.settings.github_api),
+                    s.gist_id
+                ))
             }
             Spec::GitLab(s) => {
                 self.state = State::GitLab;
@@ -198,11 +202,17 @@ impl Resolver {
             }
             Spec::Git(s) if s.is_http() => {
                 self.state = State::GitRefs;
-                self.get(format!("{}/info/refs?service=git-upload-pack", s.url.trim_end_matches('/')))
+                self.get(format!(
+                    "{}/info/refs?service=git-upload-pack",
+                    s.url.trim_end_matches('/')
+                ))
             }
             Spec::Git(s) => {
                 self.state = State::LsRemote;
-                Step::LsRemote { url: s.url.clone(), git_ref: s.unresolved_ref.clone() }
+                Step::LsRemote {
+                    url: s.url.clone(),
+                    git_ref: s.unresolved_ref.clone(),
+                }
             }
             Spec::Zenodo(s) => {
                 self.state = State::ZenodoDoi;
@@ -215,7 +225,10 @@ impl Resolver {
             }
             Spec::Hydroshare(s) => {
                 self.state = State::Hydroshare;
-                self.get(format!("{}/hsapi/resource/{}/scimeta/elements", s.base, s.resource_id))
+                self.get(format!(
+                    "{}/hsapi/resource/{}/scimeta/elements",
+                    s.base, s.resource_id
+                ))
             }
             Spec::Dataverse(s) => {
                 self.state = State::DataverseDoi;
@@ -224,8 +237,16 @@ impl Resolver {
             Spec::Ckan(s) => {
                 self.state = State::Ckan;
                 let url = match &s.activity_id {
-                    Some(a) => format!("{}/api/3/action/activity_data_show?id={}&object_type=package", s.portal, encode_all(a)),
-                    None => format!("{}/api/3/action/package_show?id={}", s.portal, encode_all(&s.dataset)),
+                    Some(a) => format!(
+                        "{}/api/3/action/activity_data_show?id={}&object_type=package",
+                        s.portal,
+                        encode_all(a)
+                    ),
+                    None => format!(
+                        "{}/api/3/action/package_show?id={}",
+                        s.portal,
+                        encode_all(&s.dataset)
+                    ),
                 };
                 self.get(url)
             }
@@ -236,7 +257,10 @@ impl Resolver {
     pub fn on_response(&mut self, response: &Response<Vec<u8>>, now: u64) -> Step {
         let status = response.status();
         if response.body().len() > MAX_BODY {
-            return self.fail(&format!("{} answered with more than {MAX_BODY} bytes", host_of(&self.url)));
+            return self.fail(&format!(
+                "{} answered with more than {MAX_BODY} bytes",
+                host_of(&self.url)
+            ));
         }
         if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
             return self.follow_redirect(response.headers());
@@ -254,7 +278,9 @@ impl Resolver {
             State::DataverseDoi => self.on_dataverse_doi(status),
             State::DataverseApi => self.on_dataverse_api(status, body),
             State::Ckan => self.on_ckan(status, body),
-            State::Start | State::LsRemote | State::Finished => self.fail("unexpected upstream answer"),
+            State::Start | State::LsRemote | State::Finished => {
+                self.fail("unexpected upstream answer")
+            }
         }
     }
 
@@ -284,7 +310,10 @@ impl Resolver {
 
     fn fail(&mut self, why: &str) -> Step {
         self.state = State::Finished;
-        Step::Done(Outcome::Failed(format!("Error resolving ref for {}: {why}", self.spec_label())))
+        Step::Done(Outcome::Failed(format!(
+            "Error resolving ref for {}: {why}",
+            self.spec_label()
+        )))
     }
 
     fn finish_with(&mut self, resolved_ref: String, etag: Option<String>) -> Step {
@@ -312,7 +341,10 @@ impl Resolver {
 
     fn request(&mut self, extra: Vec<(&'static str, String)>) -> Step {
         let mut builder = Request::get(self.url.as_str()).header("user-agent", USER_AGENT);
-        let json = !matches!(self.state, State::GitRefs | State::ZenodoDoi | State::FigshareDoi | State::DataverseDoi);
+        let json = !matches!(
+            self.state,
+            State::GitRefs | State::ZenodoDoi | State::FigshareDoi | State::DataverseDoi
+        );
         if json {
             builder = builder.header("accept", "application/json");
         }
@@ -360,19 +392,36 @@ impl Resolver {
         if self.redirects > MAX_REDIRECTS {
             return self.fail("too many redirects");
         }
-        let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let next = url::Url::parse(&self.url).and_then(|base| base.join(location));
         match next {
             Ok(u) if matches!(u.scheme(), "http" | "https") && !location.is_empty() => {
                 self.url = u.to_string();
                 self.request(Vec::new())
             }
-            _ => self.fail(&format!("{} redirected to an unusable location", host_of(&self.url))),
+            _ => self.fail(&format!(
+                "{} redirected to an unusable location",
+                host_of(&self.url)
+            )),
         }
     }
 
-    fn on_github(&mut self, status: StatusCode, headers: &HeaderMap, body: &[u8], now: u64) -> Step {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    fn on_github(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: u64,
+    ) -> Step {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         self.rate_remaining = header("x-ratelimit-remaining").and_then(|v| v.parse().ok());
         match status.as_u16() {
             200 => {
@@ -423,13 +472,20 @@ impl Resolver {
         let Ok(doc) = serde_json::from_slice::<Value>(body) else {
             return self.fail("GitHub's gist answer is not JSON");
         };
-        if doc.get("public").and_then(Value::as_bool) != Some(true) && !self.settings.allow_secret_gist {
-            return self.fail("Cannot use private gist: secret gists are not allowed on this Binder");
+        if doc.get("public").and_then(Value::as_bool) != Some(true)
+            && !self.settings.allow_secret_gist
+        {
+            return self
+                .fail("Cannot use private gist: secret gists are not allowed on this Binder");
         }
         let versions: Vec<&str> = doc
             .get("history")
             .and_then(Value::as_array)
-            .map(|h| h.iter().filter_map(|e| e.get("version").and_then(Value::as_str)).collect())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|e| e.get("version").and_then(Value::as_str))
+                    .collect()
+            })
             .unwrap_or_default();
         let wants_latest = matches!(&self.spec, Spec::Gist(s) if s.wants_latest());
         let found = if wants_latest {
@@ -503,7 +559,11 @@ impl Resolver {
             None => {
                 self.state = State::FigshareVersions;
                 self.redirects = 0;
-                self.get(format!("{}/articles/{}/versions", trim(&self.settings.figshare_api), self.article_id))
+                self.get(format!(
+                    "{}/articles/{}/versions",
+                    trim(&self.settings.figshare_api),
+                    self.article_id
+                ))
             }
         }
     }
@@ -515,7 +575,10 @@ impl Resolver {
             code => return self.fail(&format!("Figshare answered {code}")),
         }
         let newest = serde_json::from_slice::<Value>(body).ok().and_then(|doc| {
-            doc.as_array()?.iter().filter_map(|v| v.get("version").and_then(Value::as_u64)).max()
+            doc.as_array()?
+                .iter()
+                .filter_map(|v| v.get("version").and_then(Value::as_u64))
+                .max()
         });
         match newest {
             Some(v) => self.finish_with(format!("{}.v{v}", self.article_id), None),
@@ -600,9 +663,11 @@ impl Resolver {
         if status.as_u16() != 200 {
             return self.not_found();
         }
-        let modified = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|doc| doc.pointer("/result/metadata_modified")?.as_str().and_then(parse_timestamp));
+        let modified = serde_json::from_slice::<Value>(body).ok().and_then(|doc| {
+            doc.pointer("/result/metadata_modified")?
+                .as_str()
+                .and_then(parse_timestamp)
+        });
         match (modified, &self.spec) {
             (Some(epoch), Spec::Ckan(s)) => {
                 let r = format!("{}.v{epoch}", s.dataset);
@@ -618,7 +683,10 @@ fn trim(base: &str) -> &str {
 }
 
 fn host_of(url: &str) -> String {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(String::from)).unwrap_or_else(|| "the provider".into())
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(String::from))
+        .unwrap_or_else(|| "the provider".into())
 }
 
 fn json_str(body: &[u8], pointer: &str) -> Option<String> {
@@ -630,8 +698,11 @@ fn json_str(body: &[u8], pointer: &str) -> Option<String> {
     }
 }
 
-const ALL: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const ALL: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 const REF: &percent_encoding::AsciiSet = &ALL.remove(b'/');
 
 /// Percent-encodes everything but unreserved characters (so `/` becomes `%2F`).

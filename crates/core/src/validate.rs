@@ -85,7 +85,9 @@ pub enum InputError {
         shown: String,
     },
     /// A provider prefix that Bindery does not know.
-    #[error("no provider found for prefix {shown} (known: gh, gl, gist, git, zenodo, figshare, hydroshare, dataverse, ckan)")]
+    #[error(
+        "no provider found for prefix {shown} (known: gh, gl, gist, git, zenodo, figshare, hydroshare, dataverse, ckan)"
+    )]
     UnknownProvider {
         /// The prefix, truncated and escaped.
         shown: String,
@@ -123,17 +125,27 @@ pub fn shown(value: &str) -> String {
 
 fn check_len(what: &'static str, value: &str, max: usize) -> Result<(), InputError> {
     if value.len() > max {
-        return Err(InputError::TooLong { what, len: value.len(), max });
+        return Err(InputError::TooLong {
+            what,
+            len: value.len(),
+            max,
+        });
     }
     Ok(())
 }
 
 fn check_chars(what: &'static str, value: &str, allow_space: bool) -> Result<(), InputError> {
     if value.chars().any(char::is_control) {
-        return Err(InputError::ControlChar { what, shown: shown(value) });
+        return Err(InputError::ControlChar {
+            what,
+            shown: shown(value),
+        });
     }
     if !allow_space && value.chars().any(char::is_whitespace) {
-        return Err(InputError::Whitespace { what, shown: shown(value) });
+        return Err(InputError::Whitespace {
+            what,
+            shown: shown(value),
+        });
     }
     Ok(())
 }
@@ -157,10 +169,16 @@ pub fn validate_ref(what: &'static str, value: &str) -> Result<(), InputError> {
     check_len(what, value, MAX_REF_LEN)?;
     check_chars(what, value, false)?;
     if value.starts_with('-') {
-        return Err(InputError::LeadingDash { what, shown: shown(value) });
+        return Err(InputError::LeadingDash {
+            what,
+            shown: shown(value),
+        });
     }
     if value.contains("..") {
-        return Err(InputError::Traversal { what, shown: shown(value) });
+        return Err(InputError::Traversal {
+            what,
+            shown: shown(value),
+        });
     }
     Ok(())
 }
@@ -173,12 +191,18 @@ pub fn validate_repo_url(what: &'static str, value: &str) -> Result<(), InputErr
     check_len(what, value, MAX_URL_LEN)?;
     check_chars(what, value, false)?;
     if value.starts_with('-') {
-        return Err(InputError::LeadingDash { what, shown: shown(value) });
+        return Err(InputError::LeadingDash {
+            what,
+            shown: shown(value),
+        });
     }
     // `..` as a path segment walks out of the repository path; inside a name it is harmless
     // but never needed by a real repository link, so refuse it outright.
     if value.contains("..") {
-        return Err(InputError::Traversal { what, shown: shown(value) });
+        return Err(InputError::Traversal {
+            what,
+            shown: shown(value),
+        });
     }
     Ok(())
 }
@@ -188,13 +212,18 @@ pub fn percent_decode(what: &'static str, value: &str) -> Result<String, InputEr
     percent_encoding::percent_decode_str(value)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| InputError::BadEncoding { what, shown: shown(value) })
+        .map_err(|_| InputError::BadEncoding {
+            what,
+            shown: shown(value),
+        })
 }
 
 /// True when `value` is a full lower-case hexadecimal commit id (SHA-1 or SHA-256).
 pub fn is_full_commit(value: &str) -> bool {
     (value.len() == 40 || value.len() == 64)
-        && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Checks a path inside the user's server (`urlpath`, `labpath`, `filepath`).
@@ -205,7 +234,10 @@ pub fn is_full_commit(value: &str) -> bool {
 pub fn validate_launch_path(what: &'static str, value: &str) -> Result<(), InputError> {
     check_len(what, value, MAX_PATH_LEN)?;
     check_chars(what, value, true)?;
-    let not_relative = || InputError::NotRelative { what, shown: shown(value) };
+    let not_relative = || InputError::NotRelative {
+        what,
+        shown: shown(value),
+    };
     if value.contains('\\') {
         return Err(not_relative());
     }
@@ -216,8 +248,14 @@ pub fn validate_launch_path(what: &'static str, value: &str) -> Result<(), Input
         return Err(not_relative());
     }
     let path = trimmed.split(['?', '#']).next().unwrap_or("");
-    if path.split('/').any(|seg| seg == ".." || seg.eq_ignore_ascii_case("%2e%2e")) {
-        return Err(InputError::Traversal { what, shown: shown(value) });
+    if path
+        .split('/')
+        .any(|seg| seg == ".." || seg.eq_ignore_ascii_case("%2e%2e"))
+    {
+        return Err(InputError::Traversal {
+            what,
+            shown: shown(value),
+        });
     }
     Ok(())
 }
@@ -252,7 +290,12 @@ mod tests {
             assert!(err.contains(expected), "{value:?}: {err}");
         }
         let long = "a".repeat(MAX_REF_LEN + 1);
-        assert!(validate_ref("ref", &long).unwrap_err().to_string().contains("too long"));
+        assert!(
+            validate_ref("ref", &long)
+                .unwrap_err()
+                .to_string()
+                .contains("too long")
+        );
         for ok in ["main", "HEAD", "v1.0.2", "feature/save_world", "0.9.1"] {
             validate_ref("ref", ok).unwrap();
         }
@@ -260,7 +303,14 @@ mod tests {
 
     #[test]
     fn launch_paths_stay_on_the_server() {
-        for ok in ["", "lab", "/lab/tree/a.ipynb", "doc/tree/x y.ipynb", "tree?x=1", "voila/render/a.ipynb"] {
+        for ok in [
+            "",
+            "lab",
+            "/lab/tree/a.ipynb",
+            "doc/tree/x y.ipynb",
+            "tree?x=1",
+            "voila/render/a.ipynb",
+        ] {
             validate_launch_path("urlpath", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in [

@@ -1,5 +1,7 @@
 //! Properties of image and build names over arbitrary slugs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 use bindery_core::image::{build_name, image_name};
 use proptest::prelude::*;
 

@@ -75,12 +75,22 @@ pub struct ImagePresence {
 impl ImagePresence {
     /// The image exists as of `now`; kept for `ttl.image_present_seconds`.
     pub fn present(now: u64, ttl: &CacheTtl, digest: Option<String>) -> Self {
-        Self { present: true, digest, checked_at: now, expires_at: now.saturating_add(ttl.image_present_seconds) }
+        Self {
+            present: true,
+            digest,
+            checked_at: now,
+            expires_at: now.saturating_add(ttl.image_present_seconds),
+        }
     }
 
     /// The image is missing as of `now`; kept for `ttl.image_missing_seconds`.
     pub fn missing(now: u64, ttl: &CacheTtl) -> Self {
-        Self { present: false, digest: None, checked_at: now, expires_at: now.saturating_add(ttl.image_missing_seconds) }
+        Self {
+            present: false,
+            digest: None,
+            checked_at: now,
+            expires_at: now.saturating_add(ttl.image_missing_seconds),
+        }
     }
 }
 
@@ -103,7 +113,10 @@ pub struct CachedToken {
 
 impl fmt::Debug for CachedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CachedToken").field("token", &"<redacted>").field("expires_at", &self.expires_at).finish()
+        f.debug_struct("CachedToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -111,17 +124,34 @@ impl CachedToken {
     /// An entry for a token that the registry says expires at `token_expires_at`, to be
     /// dropped `margin_seconds` earlier so that no request carries a token that expires in
     /// flight. `None` when the token has no more than the margin left: not worth caching.
-    pub fn from_registry_expiry(token: String, token_expires_at: u64, now: u64, margin_seconds: u64) -> Option<Self> {
+    pub fn from_registry_expiry(
+        token: String,
+        token_expires_at: u64,
+        now: u64,
+        margin_seconds: u64,
+    ) -> Option<Self> {
         if token_expires_at.saturating_sub(now) <= margin_seconds {
             return None;
         }
-        Some(Self { token, expires_at: token_expires_at - margin_seconds })
+        Some(Self {
+            token,
+            expires_at: token_expires_at - margin_seconds,
+        })
     }
 
     /// [`CachedToken::from_registry_expiry`] for a parsed token answer, with
     /// `ttl.token_margin_seconds`.
-    pub fn from_registry_token(token: &crate::registry::RegistryToken, now: u64, ttl: &CacheTtl) -> Option<Self> {
-        Self::from_registry_expiry(token.token.clone(), token.expires_at, now, ttl.token_margin_seconds)
+    pub fn from_registry_token(
+        token: &crate::registry::RegistryToken,
+        now: u64,
+        ttl: &CacheTtl,
+    ) -> Option<Self> {
+        Self::from_registry_expiry(
+            token.token.clone(),
+            token.expires_at,
+            now,
+            ttl.token_margin_seconds,
+        )
     }
 }
 
@@ -159,7 +189,12 @@ pub struct CachedStatus {
 impl CachedStatus {
     /// `status` of `image` as of `now`, kept for `ttl.status_seconds`.
     pub fn new(status: LastStatus, image: String, now: u64, ttl: &CacheTtl) -> Self {
-        Self { status, image, updated_at: now, expires_at: now.saturating_add(ttl.status_seconds) }
+        Self {
+            status,
+            image,
+            updated_at: now,
+            expires_at: now.saturating_add(ttl.status_seconds),
+        }
     }
 }
 
@@ -182,7 +217,10 @@ pub struct CachedDelivery {
 impl CachedDelivery {
     /// A delivery handled at `now`, remembered for `ttl.delivery_seconds`.
     pub fn new(now: u64, ttl: &CacheTtl) -> Self {
-        Self { received_at: now, expires_at: now.saturating_add(ttl.delivery_seconds) }
+        Self {
+            received_at: now,
+            expires_at: now.saturating_add(ttl.delivery_seconds),
+        }
     }
 }
 
@@ -217,38 +255,73 @@ mod tests {
     fn entries_round_trip() {
         let ttl = CacheTtl::default();
         let r = cached_ref(RefSource::Webhook);
-        assert_eq!(decode::<CachedRef>(&encode(&r), NOW), Lookup::Fresh(r.clone()));
+        assert_eq!(
+            decode::<CachedRef>(&encode(&r), NOW),
+            Lookup::Fresh(r.clone())
+        );
         let p = ImagePresence::present(NOW, &ttl, Some("sha256:abc".into()));
-        assert_eq!(decode::<ImagePresence>(&encode(&p), NOW), Lookup::Fresh(p.clone()));
+        assert_eq!(
+            decode::<ImagePresence>(&encode(&p), NOW),
+            Lookup::Fresh(p.clone())
+        );
         let m = ImagePresence::missing(NOW, &ttl);
-        assert_eq!(decode::<ImagePresence>(&encode(&m), NOW + 9), Lookup::Fresh(m.clone()));
-        assert_eq!(decode::<ImagePresence>(&encode(&m), NOW + 10), Lookup::Expired(m));
+        assert_eq!(
+            decode::<ImagePresence>(&encode(&m), NOW + 9),
+            Lookup::Fresh(m.clone())
+        );
+        assert_eq!(
+            decode::<ImagePresence>(&encode(&m), NOW + 10),
+            Lookup::Expired(m)
+        );
         let t = CachedToken::from_registry_expiry("tok".into(), NOW + 300, NOW, 30).unwrap();
-        assert_eq!(decode::<CachedToken>(&encode(&t), NOW), Lookup::Fresh(t.clone()));
+        assert_eq!(
+            decode::<CachedToken>(&encode(&t), NOW),
+            Lookup::Fresh(t.clone())
+        );
         let s = CachedStatus::new(LastStatus::Building, "img:tag".into(), NOW, &ttl);
-        assert_eq!(decode::<CachedStatus>(&encode(&s), NOW), Lookup::Fresh(s.clone()));
+        assert_eq!(
+            decode::<CachedStatus>(&encode(&s), NOW),
+            Lookup::Fresh(s.clone())
+        );
         let d = CachedDelivery::new(NOW, &ttl);
-        assert_eq!(decode::<CachedDelivery>(&encode(&d), NOW + 86_399), Lookup::Fresh(d));
-        assert_eq!(decode::<CachedDelivery>(&encode(&d), NOW + 86_400), Lookup::Expired(d));
+        assert_eq!(
+            decode::<CachedDelivery>(&encode(&d), NOW + 86_399),
+            Lookup::Fresh(d)
+        );
+        assert_eq!(
+            decode::<CachedDelivery>(&encode(&d), NOW + 86_400),
+            Lookup::Expired(d)
+        );
     }
 
     #[test]
     fn stored_json_is_readable() {
-        let json: serde_json::Value = serde_json::from_slice(&encode(&cached_ref(RefSource::Api))).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&encode(&cached_ref(RefSource::Api))).unwrap();
         assert_eq!(json["source"], "api");
         assert_eq!(json["expires_at"], NOW + 60);
-        let json: serde_json::Value =
-            serde_json::from_slice(&encode(&CachedStatus::new(LastStatus::Failed, "i".into(), 0, &CacheTtl::default()))).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&encode(&CachedStatus::new(
+            LastStatus::Failed,
+            "i".into(),
+            0,
+            &CacheTtl::default(),
+        )))
+        .unwrap();
         assert_eq!(json["status"], "failed");
     }
 
     #[test]
     fn an_expired_ref_keeps_its_etag_for_revalidation() {
         let r = cached_ref(RefSource::Api);
-        let Lookup::Expired(old) = decode::<CachedRef>(&encode(&r), NOW + 60) else { panic!("expected expired") };
+        let Lookup::Expired(old) = decode::<CachedRef>(&encode(&r), NOW + 60) else {
+            panic!("expected expired")
+        };
         assert_eq!(old.etag.as_deref(), Some("W/\"abc\""));
         let again = old.revalidated(NOW + 61, &CacheTtl::default());
-        assert_eq!((again.stored_at, again.expires_at, again.source), (NOW + 61, NOW + 121, RefSource::Api));
+        assert_eq!(
+            (again.stored_at, again.expires_at, again.source),
+            (NOW + 61, NOW + 121, RefSource::Api)
+        );
         assert_eq!(again.resolved_ref, r.resolved_ref);
     }
 
@@ -271,17 +344,25 @@ mod tests {
             (u64::MAX, 30, Some(u64::MAX - 30)),
         ];
         for (token_expires_at, margin, want) in cases {
-            let got = CachedToken::from_registry_expiry("t".into(), token_expires_at, NOW, margin).map(|t| t.expires_at);
+            let got = CachedToken::from_registry_expiry("t".into(), token_expires_at, NOW, margin)
+                .map(|t| t.expires_at);
             assert_eq!(got, want, "{token_expires_at} {margin}");
         }
-        let registry_token = crate::registry::RegistryToken { token: "t".into(), expires_at: NOW + 60 };
-        let cached = CachedToken::from_registry_token(&registry_token, NOW, &CacheTtl::default()).unwrap();
+        let registry_token = crate::registry::RegistryToken {
+            token: "t".into(),
+            expires_at: NOW + 60,
+        };
+        let cached =
+            CachedToken::from_registry_token(&registry_token, NOW, &CacheTtl::default()).unwrap();
         assert_eq!(cached.expires_at, NOW + 30);
     }
 
     #[test]
     fn token_debug_is_redacted() {
-        let t = CachedToken { token: "secret-token".into(), expires_at: 1 };
+        let t = CachedToken {
+            token: "secret-token".into(),
+            expires_at: 1,
+        };
         assert!(!format!("{t:?}").contains("secret-token"));
     }
 }

@@ -7,7 +7,11 @@ use sha2::{Digest, Sha256};
 pub const MAX_KEY_BYTES: usize = 256;
 
 /// Everything but RFC 3986 unreserved characters is encoded, `/` and `%` included.
-const KEY_PART: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const KEY_PART: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The resolved ref of `unresolved_ref` (a branch, tag or `HEAD`) of a repository;
 /// `provider` is the provider id (`gh`, `gl`, ...) and `repo_key` the provider's
@@ -73,19 +77,40 @@ mod tests {
 
     #[test]
     fn keys_have_a_version_a_kind_and_encoded_parts() {
-        assert_eq!(ref_key("gh", "owner/name", "main"), "v1/ref/gh/owner%2Fname/main");
-        assert_eq!(ref_key("gh", "o/n", "feature/x%2F"), "v1/ref/gh/o%2Fn/feature%2Fx%252F");
-        assert_eq!(ref_key("gl", "g/s/p", "brañch"), "v1/ref/gl/g%2Fs%2Fp/bra%C3%B1ch");
-        assert_eq!(image_key("r.example.org/p/i:abc"), "v1/image/r.example.org%2Fp%2Fi%3Aabc");
-        assert_eq!(token_key("https://r.example.org", "p/i"), "v1/token/https%3A%2F%2Fr.example.org/p%2Fi");
+        assert_eq!(
+            ref_key("gh", "owner/name", "main"),
+            "v1/ref/gh/owner%2Fname/main"
+        );
+        assert_eq!(
+            ref_key("gh", "o/n", "feature/x%2F"),
+            "v1/ref/gh/o%2Fn/feature%2Fx%252F"
+        );
+        assert_eq!(
+            ref_key("gl", "g/s/p", "brañch"),
+            "v1/ref/gl/g%2Fs%2Fp/bra%C3%B1ch"
+        );
+        assert_eq!(
+            image_key("r.example.org/p/i:abc"),
+            "v1/image/r.example.org%2Fp%2Fi%3Aabc"
+        );
+        assert_eq!(
+            token_key("https://r.example.org", "p/i"),
+            "v1/token/https%3A%2F%2Fr.example.org/p%2Fi"
+        );
         assert_eq!(status_key("i:t"), "v1/status/i%3At");
-        assert_eq!(delivery_key("github", "72d3162e-cc78-11e3-81ab-4c9367dc0958"), "v1/hook/github/72d3162e-cc78-11e3-81ab-4c9367dc0958");
+        assert_eq!(
+            delivery_key("github", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            "v1/hook/github/72d3162e-cc78-11e3-81ab-4c9367dc0958"
+        );
         assert_eq!(rate_key("2001:db8::1"), "v1/rate/2001%3Adb8%3A%3A1");
     }
 
     #[test]
     fn tricky_parts_do_not_collide() {
-        let refs = ["a/b", "a%2Fb", "a%252Fb", "a", "b", "", "/", "%", "é", "e\u{301}", "#", "a b", "a+b", "A/B"];
+        let refs = [
+            "a/b", "a%2Fb", "a%252Fb", "a", "b", "", "/", "%", "é", "e\u{301}", "#", "a b", "a+b",
+            "A/B",
+        ];
         let mut seen = HashSet::new();
         for r in refs {
             for repo in ["o/n", "o", "n", "o%2Fn", ""] {
@@ -100,7 +125,10 @@ mod tests {
     fn long_keys_are_hashed_and_stay_distinct() {
         let long = "x".repeat(300);
         let key = image_key(&long);
-        assert!(key.starts_with("v1/image/#") && key.len() <= MAX_KEY_BYTES, "{key}");
+        assert!(
+            key.starts_with("v1/image/#") && key.len() <= MAX_KEY_BYTES,
+            "{key}"
+        );
         assert_ne!(key, image_key(&format!("{long}y")));
         let exactly = "x".repeat(MAX_KEY_BYTES - "v1/image/".len());
         assert_eq!(image_key(&exactly).len(), MAX_KEY_BYTES);

@@ -10,7 +10,10 @@ use super::PolicyError;
 /// `G` or `T` is multiplied by 1024, 1024², 1024³ or 1024⁴ and truncated. Negative, empty,
 /// non-finite and overflowing values are errors.
 pub fn parse_byte_spec(s: &str) -> Result<u64, PolicyError> {
-    let invalid = |reason| PolicyError::InvalidByteSpec { input: crate::validate::shown(s), reason };
+    let invalid = |reason| PolicyError::InvalidByteSpec {
+        input: crate::validate::shown(s),
+        reason,
+    };
     let text = s.trim();
     if text.is_empty() {
         return Err(invalid("it is empty"));
@@ -19,14 +22,20 @@ pub fn parse_byte_spec(s: &str) -> Result<u64, PolicyError> {
         return Err(invalid("it must not be negative"));
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|_| invalid("it is larger than 2^64 - 1 bytes"));
+        return text
+            .parse()
+            .map_err(|_| invalid("it is larger than 2^64 - 1 bytes"));
     }
     let (mantissa, multiplier) = match text.char_indices().next_back() {
         Some((at, 'K')) => (&text[..at], 1u64 << 10),
         Some((at, 'M')) => (&text[..at], 1 << 20),
         Some((at, 'G')) => (&text[..at], 1 << 30),
         Some((at, 'T')) => (&text[..at], 1 << 40),
-        _ => return Err(invalid("expected a number of bytes, or a number followed by K, M, G or T (1024-based)")),
+        _ => {
+            return Err(invalid(
+                "expected a number of bytes, or a number followed by K, M, G or T (1024-based)",
+            ));
+        }
     };
     let digits = mantissa.bytes().filter(u8::is_ascii_digit).count();
     let dots = mantissa.bytes().filter(|&b| b == b'.').count();
@@ -38,7 +47,9 @@ pub fn parse_byte_spec(s: &str) -> Result<u64, PolicyError> {
         let n: u64 = mantissa.parse().map_err(|_| overflow())?;
         return n.checked_mul(multiplier).ok_or_else(overflow);
     }
-    let value: f64 = mantissa.parse().map_err(|_| invalid("expected a decimal number before the unit"))?;
+    let value: f64 = mantissa
+        .parse()
+        .map_err(|_| invalid("expected a decimal number before the unit"))?;
     #[allow(clippy::cast_precision_loss)] // the multipliers are powers of two: exact in f64
     let bytes = value * multiplier as f64;
     // 2^64 as f64; anything at or above it does not fit.
@@ -79,10 +90,49 @@ mod tests {
     #[test]
     fn invalid_sizes_are_errors() {
         for bad in [
-            "", " ", "-1", "-1G", "G", "1.2.3G", "1g", "1Gi", "1 G", "NaNG", "infG", "1e3G", "+1G", "abc",
-            "18446744073709551616", "16777216T", "99999999999999999999T", "1.0e400T", "1é", "é",
+            "",
+            " ",
+            "-1",
+            "-1G",
+            "G",
+            "1.2.3G",
+            "1g",
+            "1Gi",
+            "1 G",
+            "NaNG",
+            "infG",
+            "1e3G",
+            "+1G",
+            "abc",
+            "18446744073709551616",
+            "16777216T",
+            "99999999999999999999T",
+            "1.0e400T",
+            "1é",
+            "é",
         ] {
-            assert!(matches!(parse_byte_spec(bad), Err(PolicyError::InvalidByteSpec { .. })), "{bad}");
+            assert!(
+                matches!(
+                    parse_byte_spec(bad),
+                    Err(PolicyError::InvalidByteSpec { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(input in ".{0,40}", cidr in "[0-9a-f:./]{0,45}") {
+            let _ = parse_byte_spec(&input);
+            let _ = super::super::ip_in_networks(std::net::IpAddr::from([1, 2, 3, 4]), &[cidr.as_str()]);
+            let _ = super::super::SpecPolicy::new(std::slice::from_ref(&input), &[], &[], serde_json::Value::Null);
+        }
+
+        #[test]
+        fn whole_units_are_exact(n in 0u64..(1 << 24), unit in 0usize..4) {
+            let (suffix, shift) = [("K", 10), ("M", 20), ("G", 30), ("T", 40)][unit];
+            proptest::prop_assert_eq!(parse_byte_spec(&format!("{n}{suffix}")), Ok(n << shift));
         }
     }
 }

@@ -52,7 +52,10 @@ impl BanNetworks {
 
 /// True when `ip` lies in any of `networks` (CIDRs or bare addresses).
 pub fn ip_in_networks(ip: IpAddr, networks: &[&str]) -> Result<bool, PolicyError> {
-    let pairs: Vec<(String, String)> = networks.iter().map(|n| ((*n).to_owned(), String::new())).collect();
+    let pairs: Vec<(String, String)> = networks
+        .iter()
+        .map(|n| ((*n).to_owned(), String::new()))
+        .collect();
     Ok(BanNetworks::new(&pairs)?.matching(ip).is_some())
 }
 
@@ -73,22 +76,33 @@ fn canonical(ip: IpAddr) -> (u128, bool) {
 }
 
 fn mask(prefix: u32, width: u32) -> u128 {
-    if prefix == 0 { 0 } else { (u128::MAX << (width - prefix)) & (u128::MAX >> (128 - width)) }
+    if prefix == 0 {
+        0
+    } else {
+        (u128::MAX << (width - prefix)) & (u128::MAX >> (128 - width))
+    }
 }
 
 fn parse_network(cidr: &str, label: String) -> Result<Network, PolicyError> {
-    let invalid = |reason| PolicyError::InvalidNetwork { cidr: crate::validate::shown(cidr), reason };
+    let invalid = |reason| PolicyError::InvalidNetwork {
+        cidr: crate::validate::shown(cidr),
+        reason,
+    };
     let text = cidr.trim();
     let (addr, prefix) = match text.split_once('/') {
         Some((addr, prefix)) => (addr, Some(prefix)),
         None => (text, None),
     };
-    let ip: IpAddr = addr.parse().map_err(|_| invalid("not an IPv4 or IPv6 address"))?;
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| invalid("not an IPv4 or IPv6 address"))?;
     let width = if ip.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         None => width,
         Some(p) if ip.is_ipv4() && p.contains('.') => {
-            let netmask: Ipv4Addr = p.parse().map_err(|_| invalid("the netmask is not an IPv4 address"))?;
+            let netmask: Ipv4Addr = p
+                .parse()
+                .map_err(|_| invalid("the netmask is not an IPv4 address"))?;
             let bits = u32::from(netmask);
             if bits.leading_ones() + bits.trailing_zeros() != 32 {
                 return Err(invalid("the netmask is not contiguous"));
@@ -99,7 +113,9 @@ fn parse_network(cidr: &str, label: String) -> Result<Network, PolicyError> {
             if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(invalid("the prefix length is not a number"));
             }
-            let prefix: u32 = p.parse().map_err(|_| invalid("the prefix length is not a number"))?;
+            let prefix: u32 = p
+                .parse()
+                .map_err(|_| invalid("the prefix length is not a number"))?;
             if prefix > width {
                 return Err(invalid("the prefix length is longer than the address"));
             }
@@ -115,7 +131,12 @@ fn parse_network(cidr: &str, label: String) -> Result<Network, PolicyError> {
         },
     };
     let mask = mask(prefix, width);
-    Ok(Network { bits: bits & mask, mask, v4, label })
+    Ok(Network {
+        bits: bits & mask,
+        mask,
+        v4,
+        label,
+    })
 }
 
 #[cfg(test)]
@@ -129,14 +150,38 @@ mod tests {
     #[test]
     fn binderhub_vectors() {
         let cases = [
-            ("192.168.1.1", &["192.168.1.1/32", "255.255.0.0/16"][..], true),
-            ("192.168.1.2", &["192.168.1.1/32", "255.255.0.0/16"][..], false),
-            ("192.168.1.2", &["192.168.1.0/24", "255.255.0.0/16"][..], true),
-            ("2001:db8:0:0:0:0:0:1", &["2001:db8::/32", "192.168.1.1/32"][..], true),
-            ("3001:db8:0:0:0:0:0:1", &["2001:db8::/32", "192.168.1.1/32"][..], false),
+            (
+                "192.168.1.1",
+                &["192.168.1.1/32", "255.255.0.0/16"][..],
+                true,
+            ),
+            (
+                "192.168.1.2",
+                &["192.168.1.1/32", "255.255.0.0/16"][..],
+                false,
+            ),
+            (
+                "192.168.1.2",
+                &["192.168.1.0/24", "255.255.0.0/16"][..],
+                true,
+            ),
+            (
+                "2001:db8:0:0:0:0:0:1",
+                &["2001:db8::/32", "192.168.1.1/32"][..],
+                true,
+            ),
+            (
+                "3001:db8:0:0:0:0:0:1",
+                &["2001:db8::/32", "192.168.1.1/32"][..],
+                false,
+            ),
         ];
         for (client, networks, want) in cases {
-            assert_eq!(ip_in_networks(ip(client), networks), Ok(want), "{client} in {networks:?}");
+            assert_eq!(
+                ip_in_networks(ip(client), networks),
+                Ok(want),
+                "{client} in {networks:?}"
+            );
         }
     }
 
@@ -157,16 +202,32 @@ mod tests {
             (" 192.168.0.0/16 ", "192.168.44.1", true),
         ];
         for (cidr, client, want) in cases {
-            assert_eq!(ip_in_networks(ip(client), &[cidr]), Ok(want), "{client} in {cidr}");
+            assert_eq!(
+                ip_in_networks(ip(client), &[cidr]),
+                Ok(want),
+                "{client} in {cidr}"
+            );
         }
     }
 
     #[test]
     fn ipv4_mapped_clients_match_ipv4_networks() {
-        assert_eq!(ip_in_networks(ip("::ffff:192.168.1.7"), &["192.168.1.0/24"]), Ok(true));
-        assert_eq!(ip_in_networks(ip("::ffff:192.168.2.7"), &["192.168.1.0/24"]), Ok(false));
-        assert_eq!(ip_in_networks(ip("192.168.1.7"), &["::ffff:192.168.1.0/120"]), Ok(true));
-        assert_eq!(ip_in_networks(ip("::ffff:192.168.1.7"), &["::ffff:192.168.1.0/120"]), Ok(true));
+        assert_eq!(
+            ip_in_networks(ip("::ffff:192.168.1.7"), &["192.168.1.0/24"]),
+            Ok(true)
+        );
+        assert_eq!(
+            ip_in_networks(ip("::ffff:192.168.2.7"), &["192.168.1.0/24"]),
+            Ok(false)
+        );
+        assert_eq!(
+            ip_in_networks(ip("192.168.1.7"), &["::ffff:192.168.1.0/120"]),
+            Ok(true)
+        );
+        assert_eq!(
+            ip_in_networks(ip("::ffff:192.168.1.7"), &["::ffff:192.168.1.0/120"]),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -182,14 +243,33 @@ mod tests {
         assert_eq!(bans.matching(ip("8.8.8.8")), None);
         assert!(!bans.is_empty());
         assert!(BanNetworks::default().is_empty());
-        assert_eq!(ip_banned_message("local"), "Requests from local are not allowed");
+        assert_eq!(
+            ip_banned_message("local"),
+            "Requests from local are not allowed"
+        );
     }
 
     #[test]
     fn invalid_networks_are_errors() {
-        for bad in ["", "local", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/+8", "10.0.0.0/0008", "1.2.3.4.5", "10.0.0.0/255.0.255.0", "fe80::1%eth0", "10.0.0.0/8/8"] {
+        for bad in [
+            "",
+            "local",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "10.0.0.0/+8",
+            "10.0.0.0/0008",
+            "1.2.3.4.5",
+            "10.0.0.0/255.0.255.0",
+            "fe80::1%eth0",
+            "10.0.0.0/8/8",
+        ] {
             let err = ip_in_networks(ip("10.0.0.1"), &[bad]).unwrap_err();
-            assert!(matches!(err, PolicyError::InvalidNetwork { .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(err, PolicyError::InvalidNetwork { .. }),
+                "{bad}: {err:?}"
+            );
         }
     }
 }

@@ -34,7 +34,10 @@ pub struct QuotaCount {
 /// container) and those that are `image` under any tag.
 pub fn count_running(running_images: &[&str], image: &str) -> QuotaCount {
     let wanted = image_without_tag(image);
-    let matching = running_images.iter().filter(|r| image_without_tag(r) == wanted).count();
+    let matching = running_images
+        .iter()
+        .filter(|r| image_without_tag(r) == wanted)
+        .count();
     QuotaCount {
         total: u32::try_from(running_images.len()).unwrap_or(u32::MAX),
         matching: u32::try_from(matching).unwrap_or(u32::MAX),
@@ -79,12 +82,18 @@ impl QuotaDecision {
 /// Decides a launch: refused when `total >= total_quota` (`None` = unlimited, `Some(0)` =
 /// maintenance) or when `matching >= repo_quota` (`None` or `Some(0)` = unlimited, as
 /// BinderHub's `per_repo_quota = 0`). The total is checked first.
-pub fn check_quota(count: QuotaCount, repo_quota: Option<u32>, total_quota: Option<u32>) -> QuotaDecision {
+pub fn check_quota(
+    count: QuotaCount,
+    repo_quota: Option<u32>,
+    total_quota: Option<u32>,
+) -> QuotaDecision {
     if total_quota.is_some_and(|total| count.total >= total) {
         return QuotaDecision::TotalExceeded;
     }
     match repo_quota {
-        Some(quota) if quota > 0 && count.matching >= quota => QuotaDecision::RepoExceeded { quota },
+        Some(quota) if quota > 0 && count.matching >= quota => {
+            QuotaDecision::RepoExceeded { quota }
+        }
         _ => QuotaDecision::Admit,
     }
 }
@@ -96,8 +105,14 @@ mod tests {
     #[test]
     fn image_without_tag_strips_only_tags() {
         let cases = [
-            ("example.org/test/kubernetes_quota:1.2.3", "example.org/test/kubernetes_quota"),
-            ("example.org/test/kubernetes_quota", "example.org/test/kubernetes_quota"),
+            (
+                "example.org/test/kubernetes_quota:1.2.3",
+                "example.org/test/kubernetes_quota",
+            ),
+            (
+                "example.org/test/kubernetes_quota",
+                "example.org/test/kubernetes_quota",
+            ),
             ("localhost:5000/foo", "localhost:5000/foo"),
             ("localhost:5000/foo:abc", "localhost:5000/foo"),
             ("foo@sha256:0123abcd", "foo"),
@@ -118,9 +133,18 @@ mod tests {
             "example.org/test/other:abc",
         ];
         let count = count_running(&running, "example.org/test/kubernetes_quota");
-        assert_eq!(count, QuotaCount { total: 3, matching: 2 });
+        assert_eq!(
+            count,
+            QuotaCount {
+                total: 3,
+                matching: 2
+            }
+        );
         assert_eq!(check_quota(count, Some(3), None), QuotaDecision::Admit);
-        assert_eq!(count_running(&running, "example.org/test/kubernetes_quota:deadbeef").matching, 2);
+        assert_eq!(
+            count_running(&running, "example.org/test/kubernetes_quota:deadbeef").matching,
+            2
+        );
         assert_eq!(count_running(&[], "x"), QuotaCount::default());
     }
 
@@ -132,26 +156,48 @@ mod tests {
             (count(0, 0), None, Some(0), QuotaDecision::TotalExceeded),
             (count(9, 0), None, Some(10), QuotaDecision::Admit),
             (count(10, 0), None, Some(10), QuotaDecision::TotalExceeded),
-            (count(10, 10), Some(5), Some(10), QuotaDecision::TotalExceeded),
+            (
+                count(10, 10),
+                Some(5),
+                Some(10),
+                QuotaDecision::TotalExceeded,
+            ),
             (count(5, 2), Some(3), None, QuotaDecision::Admit),
-            (count(5, 3), Some(3), None, QuotaDecision::RepoExceeded { quota: 3 }),
+            (
+                count(5, 3),
+                Some(3),
+                None,
+                QuotaDecision::RepoExceeded { quota: 3 },
+            ),
             (count(500, 500), Some(0), None, QuotaDecision::Admit),
             (count(500, 500), None, Some(1000), QuotaDecision::Admit),
         ];
         for (c, repo, total, want) in cases {
-            assert_eq!(check_quota(c, repo, total), want, "{c:?} {repo:?} {total:?}");
+            assert_eq!(
+                check_quota(c, repo, total),
+                want,
+                "{c:?} {repo:?} {total:?}"
+            );
         }
     }
 
     #[test]
     fn messages_are_binderhubs() {
-        assert_eq!(QuotaDecision::TotalExceeded.message("x").as_deref(), Some("Too many users on this BinderHub! Try again soon."));
         assert_eq!(
-            QuotaDecision::RepoExceeded { quota: 3 }.message("https://github.com/a/b").as_deref(),
+            QuotaDecision::TotalExceeded.message("x").as_deref(),
+            Some("Too many users on this BinderHub! Try again soon.")
+        );
+        assert_eq!(
+            QuotaDecision::RepoExceeded { quota: 3 }
+                .message("https://github.com/a/b")
+                .as_deref(),
             Some("Too many users running https://github.com/a/b! Try again soon.")
         );
         assert_eq!(QuotaDecision::Admit.message("x"), None);
         assert_eq!(QuotaDecision::TotalExceeded.status(), Some("pod_quota"));
-        assert_eq!(QuotaDecision::RepoExceeded { quota: 1 }.status(), Some("repo_quota"));
+        assert_eq!(
+            QuotaDecision::RepoExceeded { quota: 1 }.status(),
+            Some("repo_quota")
+        );
     }
 }

@@ -55,8 +55,14 @@ pub fn count_request(
     now: u64,
 ) -> (RateWindow, RateLimitState) {
     let window = match previous {
-        Some(w) if now < w.reset => RateWindow { remaining: w.remaining.saturating_sub(1), reset: w.reset },
-        _ => RateWindow { remaining: i64::from(limit) - 1, reset: now.saturating_add(period_seconds) },
+        Some(w) if now < w.reset => RateWindow {
+            remaining: w.remaining.saturating_sub(1),
+            reset: w.reset,
+        },
+        _ => RateWindow {
+            remaining: i64::from(limit) - 1,
+            reset: now.saturating_add(period_seconds),
+        },
     };
     let state = RateLimitState {
         remaining: window.remaining,
@@ -89,13 +95,22 @@ impl RateLimiter {
     /// A limiter allowing `limit` requests per `period_seconds` per key (BinderHub's default:
     /// 10 per 3600 s).
     pub fn new(limit: u32, period_seconds: u64) -> Self {
-        Self { limit, period_seconds, windows: HashMap::new() }
+        Self {
+            limit,
+            period_seconds,
+            windows: HashMap::new(),
+        }
     }
 
     /// Counts one request for `key` at `now`.
     pub fn increment(&mut self, key: &str, now: u64) -> RateLimitState {
         if self.limit == 0 {
-            return RateLimitState { remaining: 0, reset: now, limit: 0, exceeded: false };
+            return RateLimitState {
+                remaining: 0,
+                reset: now,
+                limit: 0,
+                exceeded: false,
+            };
         }
         let previous = self.windows.get(key).copied();
         let (window, state) = count_request(previous, self.limit, self.period_seconds, now);
@@ -134,7 +149,15 @@ mod tests {
     fn counts_down_and_keeps_counting_below_zero() {
         let mut limiter = RateLimiter::new(10, 60);
         let first = limiter.increment("1.2.3.4", NOW);
-        assert_eq!(first, RateLimitState { remaining: 9, reset: NOW + 60, limit: 10, exceeded: false });
+        assert_eq!(
+            first,
+            RateLimitState {
+                remaining: 9,
+                reset: NOW + 60,
+                limit: 10,
+                exceeded: false
+            }
+        );
         for expected in (0..9).rev() {
             let state = limiter.increment("1.2.3.4", NOW);
             assert_eq!((state.remaining, state.exceeded), (expected, false));
@@ -159,7 +182,11 @@ mod tests {
         assert_eq!((state.remaining, state.reset), (9, NOW + 65 + 60));
         let mut l = RateLimiter::new(1, 60);
         l.increment("k", NOW);
-        assert_eq!(l.increment("k", NOW + 60).remaining, 0, "a request at reset opens a new window");
+        assert_eq!(
+            l.increment("k", NOW + 60).remaining,
+            0,
+            "a request at reset opens a new window"
+        );
     }
 
     #[test]
@@ -198,7 +225,15 @@ mod tests {
         let (w, s) = count_request(None, u32::MAX, u64::MAX, u64::MAX - 1);
         assert_eq!(w.reset, u64::MAX);
         assert!(!s.exceeded);
-        let (w, s) = count_request(Some(RateWindow { remaining: i64::MIN, reset: u64::MAX }), 1, 60, 0);
+        let (w, s) = count_request(
+            Some(RateWindow {
+                remaining: i64::MIN,
+                reset: u64::MAX,
+            }),
+            1,
+            60,
+            0,
+        );
         assert_eq!(w.remaining, i64::MIN);
         assert!(s.exceeded);
         let mut zero_period = RateLimiter::new(1, 0);
@@ -211,6 +246,9 @@ mod tests {
         let (_, state) = count_request(None, 10, 3600, NOW);
         assert_eq!(state.retry_after(NOW + 600), 3000);
         assert_eq!(state.retry_after(NOW + 9999), 0);
-        assert_eq!(rate_limit_message(3000), "Rate limit exceeded. Try again in 3000 seconds.");
+        assert_eq!(
+            rate_limit_message(3000),
+            "Rate limit exceeded. Try again in 3000 seconds."
+        );
     }
 }

@@ -26,25 +26,44 @@ pub struct SpecPolicyConfig {
     pub spec_config: Value,
 }
 
+/// A compiled `spec_config` entry: the pattern and the config it merges in.
+type SpecConfigEntry = (Regex, Map<String, Value>);
+
 /// Compiled spec policy. Build it once from configuration; every check is a regex match.
 #[derive(Debug, Clone)]
 pub struct SpecPolicy {
     banned: Vec<Regex>,
     allowed: Vec<Regex>,
     high_quota: Vec<Regex>,
-    spec_config: Vec<(Regex, Map<String, Value>)>,
+    spec_config: Vec<SpecConfigEntry>,
 }
 
 impl SpecPolicy {
-    /// Compiles every pattern and validates every `spec_config` entry; the first bad one is
+    /// Compiles every pattern and validates every `spec_config` entry (a list of
+    /// `{"pattern": <regex>, "config": <object>}`, or `null` for none); the first bad one is
     /// the error.
-    pub fn new(config: &SpecPolicyConfig) -> Result<Self, PolicyError> {
+    pub fn new(
+        banned_specs: &[String],
+        allowed_specs: &[String],
+        high_quota_specs: &[String],
+        spec_config: Value,
+    ) -> Result<Self, PolicyError> {
         Ok(Self {
-            banned: compile_all("banned_specs", &config.banned_specs)?,
-            allowed: compile_all("allowed_specs", &config.allowed_specs)?,
-            high_quota: compile_all("high_quota_specs", &config.high_quota_specs)?,
-            spec_config: parse_spec_config(&config.spec_config)?,
+            banned: compile_all("banned_specs", banned_specs)?,
+            allowed: compile_all("allowed_specs", allowed_specs)?,
+            high_quota: compile_all("high_quota_specs", high_quota_specs)?,
+            spec_config: parse_spec_config(&spec_config)?,
         })
+    }
+
+    /// [`SpecPolicy::new`] from the settings as deserialised from configuration.
+    pub fn from_config(config: &SpecPolicyConfig) -> Result<Self, PolicyError> {
+        Self::new(
+            &config.banned_specs,
+            &config.allowed_specs,
+            &config.high_quota_specs,
+            config.spec_config.clone(),
+        )
     }
 
     /// True when `spec` may not launch: a banned pattern matches, or an allow list exists
@@ -73,19 +92,29 @@ impl SpecPolicy {
         per_repo_quota: Option<u32>,
         per_repo_quota_higher: Option<u32>,
     ) -> Map<String, Value> {
-        let quota = if self.has_higher_quota(spec) { per_repo_quota_higher } else { per_repo_quota };
+        let quota = if self.has_higher_quota(spec) {
+            per_repo_quota_higher
+        } else {
+            per_repo_quota
+        };
         merge_config(&self.spec_config, spec, quota)
     }
 }
 
-/// The repo config of `spec` from a raw `spec_config` value, starting from `quota` (the
-/// per-repo quota already chosen for the spec). Every entry is validated, even when
-/// another entry matches, as BinderHub does.
+/// The repo config of `spec` from a raw, unvalidated `spec_config` value: every entry is
+/// validated, even when another entry matches, as BinderHub does.
+///
+/// The starting quota is `per_repo_quota_higher` when given, else `per_repo_quota`: this
+/// function does not know the high-quota patterns, so a caller passes
+/// `per_repo_quota_higher` only for a spec that [`SpecPolicy::has_higher_quota`] (or passes
+/// `None`).
 pub fn repo_config_from_value(
-    spec: &str,
     spec_config: &Value,
-    quota: Option<u32>,
+    spec: &str,
+    per_repo_quota: Option<u32>,
+    per_repo_quota_higher: Option<u32>,
 ) -> Result<Map<String, Value>, PolicyError> {
+    let quota = per_repo_quota_higher.or(per_repo_quota);
     Ok(merge_config(&parse_spec_config(spec_config)?, spec, quota))
 }
 
@@ -107,7 +136,7 @@ pub fn banned_message(spec: &str) -> String {
     format!("Sorry, {spec} is not allowed to launch. Please contact admins for more info!")
 }
 
-fn merge_config(entries: &[(Regex, Map<String, Value>)], spec: &str, quota: Option<u32>) -> Map<String, Value> {
+fn merge_config(entries: &[SpecConfigEntry], spec: &str, quota: Option<u32>) -> Map<String, Value> {
     let mut config = Map::new();
     config.insert("quota".to_owned(), quota.map_or(Value::Null, Value::from));
     for (re, extra) in entries {
@@ -135,17 +164,25 @@ fn compile(list: &'static str, pattern: &str) -> Result<Regex, PolicyError> {
     Regex::new(&format!("(?i)^(?:{pattern})")).map_err(invalid)
 }
 
-fn parse_spec_config(value: &Value) -> Result<Vec<(Regex, Map<String, Value>)>, PolicyError> {
+fn parse_spec_config(value: &Value) -> Result<Vec<SpecConfigEntry>, PolicyError> {
     let entries = match value {
         Value::Null => return Ok(Vec::new()),
         Value::Array(entries) => entries,
-        _ => return Err(PolicyError::InvalidSpecConfig { index: None, reason: "expected a list of entries" }),
+        _ => {
+            return Err(PolicyError::InvalidSpecConfig {
+                index: None,
+                reason: "expected a list of entries",
+            });
+        }
     };
     entries
         .iter()
         .enumerate()
         .map(|(i, entry)| {
-            let bad = |reason| PolicyError::InvalidSpecConfig { index: Some(i), reason };
+            let bad = |reason| PolicyError::InvalidSpecConfig {
+                index: Some(i),
+                reason,
+            };
             let Value::Object(entry) = entry else {
                 return Err(bad("expected an object with `pattern` and `config`"));
             };
@@ -171,7 +208,7 @@ mod tests {
     use super::*;
 
     fn policy(config: Value) -> SpecPolicy {
-        SpecPolicy::new(&serde_json::from_value(config).unwrap()).unwrap()
+        SpecPolicy::from_config(&serde_json::from_value(config).unwrap()).unwrap()
     }
 
     const Z2JH: &str = "jupyterhub/zero-to-jupyterhub-k8s/v0.4";
@@ -190,7 +227,10 @@ mod tests {
 
     #[test]
     fn banned_wins_over_allowed() {
-        assert!(policy(json!({"allowed_specs": ["^jupyterhub.*"], "banned_specs": [".*zero-to-.*"]})).is_banned(Z2JH));
+        assert!(
+            policy(json!({"allowed_specs": ["^jupyterhub.*"], "banned_specs": [".*zero-to-.*"]}))
+                .is_banned(Z2JH)
+        );
     }
 
     #[test]
@@ -227,23 +267,45 @@ mod tests {
         let p = policy(json!({"high_quota_specs": ["^jupyterhub.*"]}));
         assert!(p.has_higher_quota(Z2JH));
         assert!(!p.has_higher_quota("other/repo/HEAD"));
-        assert_eq!(p.repo_config(Z2JH, Some(100), Some(200))["quota"], json!(200));
-        assert_eq!(p.repo_config("other/repo/HEAD", Some(100), Some(200))["quota"], json!(100));
-        assert_eq!(p.repo_config("other/repo/HEAD", None, Some(200))["quota"], Value::Null);
+        assert_eq!(
+            p.repo_config(Z2JH, Some(100), Some(200))["quota"],
+            json!(200)
+        );
+        assert_eq!(
+            p.repo_config("other/repo/HEAD", Some(100), Some(200))["quota"],
+            json!(100)
+        );
+        assert_eq!(
+            p.repo_config("other/repo/HEAD", None, Some(200))["quota"],
+            Value::Null
+        );
     }
 
     #[test]
     fn spec_config_merges_matching_entries_in_order() {
         let entry = json!([{"pattern": "^jupyterhub.*", "config": {"key1": "val1", "quota": 999}}]);
         let p = policy(json!({"spec_config": entry}));
-        assert_eq!(Value::Object(p.repo_config("totallynotjupyterhub/zero-to-jupyterhub-k8s/v0.4", Some(10), None)), json!({"quota": 10}));
-        assert_eq!(Value::Object(p.repo_config(Z2JH, Some(10), None)), json!({"quota": 999, "key1": "val1"}));
+        assert_eq!(
+            Value::Object(p.repo_config(
+                "totallynotjupyterhub/zero-to-jupyterhub-k8s/v0.4",
+                Some(10),
+                None
+            )),
+            json!({"quota": 10})
+        );
+        assert_eq!(
+            Value::Object(p.repo_config(Z2JH, Some(10), None)),
+            json!({"quota": 999, "key1": "val1"})
+        );
         let p = policy(json!({"spec_config": [
             {"pattern": "^jupyterhub", "config": {"quota": 300, "a": 1}},
             {"pattern": "^jupyterhub/zero", "config": {"quota": 400}},
             {"pattern": "^nomatch", "config": {"quota": 1}},
         ]}));
-        assert_eq!(Value::Object(p.repo_config(Z2JH, Some(10), None)), json!({"quota": 400, "a": 1}));
+        assert_eq!(
+            Value::Object(p.repo_config(Z2JH, Some(10), None)),
+            json!({"quota": 400, "a": 1})
+        );
     }
 
     #[test]
@@ -258,28 +320,53 @@ mod tests {
             json!([{"pattern": "(", "config": {}}]),
         ];
         for spec_config in cases {
-            assert!(repo_config_from_value(Z2JH, &spec_config, Some(10)).is_err(), "{spec_config}");
-            let config = SpecPolicyConfig { spec_config: spec_config.clone(), ..Default::default() };
-            assert!(SpecPolicy::new(&config).is_err(), "{spec_config}");
+            assert!(
+                repo_config_from_value(&spec_config, Z2JH, Some(10), None).is_err(),
+                "{spec_config}"
+            );
+            assert!(
+                SpecPolicy::new(&[], &[], &[], spec_config.clone()).is_err(),
+                "{spec_config}"
+            );
+            let config = SpecPolicyConfig {
+                spec_config: spec_config.clone(),
+                ..Default::default()
+            };
+            assert!(SpecPolicy::from_config(&config).is_err(), "{spec_config}");
         }
-        let err = repo_config_from_value(Z2JH, &json!([{"pattern": "a", "config": {}}, {"pattern": 1, "config": {}}]), None).unwrap_err();
-        assert_eq!(err.to_string(), "invalid `spec_config` entry 1: `pattern` must be a string");
+        let two = json!([{"pattern": "a", "config": {}}, {"pattern": 1, "config": {}}]);
+        let err = repo_config_from_value(&two, Z2JH, None, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid `spec_config` entry 1: `pattern` must be a string"
+        );
     }
 
     #[test]
     fn repo_config_from_value_matches_the_method() {
         let spec_config = json!([{"pattern": "^jupyterhub.*", "config": {"key1": "val1"}}]);
-        let got = repo_config_from_value(Z2JH, &spec_config, Some(10)).unwrap();
+        let got = repo_config_from_value(&spec_config, Z2JH, Some(10), None).unwrap();
         assert_eq!(Value::Object(got), json!({"quota": 10, "key1": "val1"}));
-        assert_eq!(Value::Object(repo_config_from_value(Z2JH, &Value::Null, None).unwrap()), json!({"quota": null}));
+        let got = repo_config_from_value(&spec_config, "other/x/HEAD", Some(10), Some(20)).unwrap();
+        assert_eq!(Value::Object(got), json!({"quota": 20}));
+        let got = repo_config_from_value(&Value::Null, Z2JH, None, None).unwrap();
+        assert_eq!(Value::Object(got), json!({"quota": null}));
     }
 
     #[test]
     fn invalid_patterns_name_the_list_and_pattern() {
-        for (key, pattern) in [("banned_specs", "("), ("allowed_specs", "a)|(b"), ("high_quota_specs", "(?=x)"), ("banned_specs", "\\1")] {
-            let config: SpecPolicyConfig = serde_json::from_value(json!({ key: [pattern] })).unwrap();
-            let err = SpecPolicy::new(&config).unwrap_err();
-            let PolicyError::InvalidPattern { list, .. } = &err else { panic!("{err:?}") };
+        for (key, pattern) in [
+            ("banned_specs", "("),
+            ("allowed_specs", "a)|(b"),
+            ("high_quota_specs", "(?=x)"),
+            ("banned_specs", "\\1"),
+        ] {
+            let config: SpecPolicyConfig =
+                serde_json::from_value(json!({ key: [pattern] })).unwrap();
+            let err = SpecPolicy::from_config(&config).unwrap_err();
+            let PolicyError::InvalidPattern { list, .. } = &err else {
+                panic!("{err:?}")
+            };
             assert_eq!(*list, key);
             assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
         }
@@ -292,7 +379,12 @@ mod tests {
         assert_eq!(read(json!({"quota": 0})), Ok(Some(0)));
         assert_eq!(read(json!({"quota": null})), Ok(None));
         assert_eq!(read(json!({})), Ok(None));
-        for bad in [json!({"quota": -1}), json!({"quota": 1.5}), json!({"quota": "3"}), json!({"quota": 4_294_967_296_u64})] {
+        for bad in [
+            json!({"quota": -1}),
+            json!({"quota": 1.5}),
+            json!({"quota": "3"}),
+            json!({"quota": 4_294_967_296_u64}),
+        ] {
             assert_eq!(read(bad), Err(PolicyError::InvalidQuota));
         }
     }

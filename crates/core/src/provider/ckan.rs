@@ -23,10 +23,17 @@ impl CkanSpec {
     /// Parses the spec: decoded once, it must be an http(s) URL with `/dataset/<name>`.
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         let url = validate::percent_decode("CKAN URL", raw)?;
-        let parsed = url::Url::parse(&url)
-            .map_err(|e| bad_spec(format!("CKAN spec {} is not a URL: {e}", validate::shown(&url))))?;
+        let parsed = url::Url::parse(&url).map_err(|e| {
+            bad_spec(format!(
+                "CKAN spec {} is not a URL: {e}",
+                validate::shown(&url)
+            ))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(bad_spec(format!("CKAN URL {} must be http or https", validate::shown(&url))));
+            return Err(bad_spec(format!(
+                "CKAN URL {} must be http or https",
+                validate::shown(&url)
+            )));
         }
         let path = parsed.path();
         let (prefix, rest) = path.split_once("/dataset/").ok_or_else(|| {
@@ -39,7 +46,9 @@ impl CkanSpec {
         let dataset = segments.next().unwrap_or_default().to_string();
         if dataset.is_empty()
             || dataset.len() > 100
-            || !dataset.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            || !dataset
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
         {
             return Err(bad_spec(format!(
                 "CKAN dataset name {} must be letters, digits, '-' and '_'",
@@ -51,16 +60,32 @@ impl CkanSpec {
             _ => None,
         };
         let activity_id = from_history.or_else(|| {
-            parsed.query_pairs().find(|(k, _)| k == "activity_id").map(|(_, v)| v.into_owned())
+            parsed
+                .query_pairs()
+                .find(|(k, _)| k == "activity_id")
+                .map(|(_, v)| v.into_owned())
         });
         if let Some(a) = &activity_id
             && !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(bad_spec(format!("CKAN activity id {} must be a UUID", validate::shown(a))));
+            return Err(bad_spec(format!(
+                "CKAN activity id {} must be a UUID",
+                validate::shown(a)
+            )));
         }
         let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let portal = format!("{}://{}{port}{prefix}", parsed.scheme(), parsed.host_str().unwrap_or_default());
-        Ok(CkanSpec { raw: raw.to_string(), url, portal, dataset, activity_id })
+        let portal = format!(
+            "{}://{}{port}{prefix}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default()
+        );
+        Ok(CkanSpec {
+            raw: raw.to_string(),
+            url,
+            portal,
+            dataset,
+            activity_id,
+        })
     }
 
     /// The dataset URL.

@@ -19,7 +19,11 @@ impl DataverseSpec {
     /// Parses the DOI.
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         let (authority, identifier) = split_doi("dataverse", raw)?;
-        Ok(DataverseSpec { raw: raw.to_string(), authority, identifier })
+        Ok(DataverseSpec {
+            raw: raw.to_string(),
+            authority,
+            identifier,
+        })
     }
 
     /// The DOI.
@@ -29,7 +33,10 @@ impl DataverseSpec {
 
     /// `dataverse-` + the escaped, lower-cased identifier.
     pub fn build_slug(&self) -> String {
-        format!("dataverse-{}", escape_alnum(&self.identifier, '-').to_lowercase())
+        format!(
+            "dataverse-{}",
+            escape_alnum(&self.identifier, '-').to_lowercase()
+        )
     }
 
     /// `<authority>/<identifier>`.

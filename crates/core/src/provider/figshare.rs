@@ -29,16 +29,32 @@ impl FigshareSpec {
         if fields.len() < 3 {
             return Err(bad());
         }
-        let at = fields.iter().position(|f| *f == "figshare").ok_or_else(bad)?;
-        let article_id = fields.get(at + 1).filter(|f| is_digits(f)).ok_or_else(bad)?.to_string();
+        let at = fields
+            .iter()
+            .position(|f| *f == "figshare")
+            .ok_or_else(bad)?;
+        let article_id = fields
+            .get(at + 1)
+            .filter(|f| is_digits(f))
+            .ok_or_else(bad)?
+            .to_string();
         let version = match fields.get(at + 2) {
             None => None,
-            Some(v) => Some(v.strip_prefix('v').filter(|n| is_digits(n)).ok_or_else(bad)?.to_string()),
+            Some(v) => Some(
+                v.strip_prefix('v')
+                    .filter(|n| is_digits(n))
+                    .ok_or_else(bad)?
+                    .to_string(),
+            ),
         };
         if fields.len() > at + 3 {
             return Err(bad());
         }
-        Ok(FigshareSpec { raw: raw.to_string(), article_id, version })
+        Ok(FigshareSpec {
+            raw: raw.to_string(),
+            article_id,
+            version,
+        })
     }
 
     /// The DOI.

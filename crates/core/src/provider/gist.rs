@@ -32,14 +32,26 @@ impl GistSpec {
         }
         check_name("user", &user)?;
         if !gist_id.bytes().all(|b| b.is_ascii_alphanumeric()) || gist_id.len() > 64 {
-            return Err(bad_spec(format!("gist id {} must be letters and digits", crate::validate::shown(&gist_id))));
+            return Err(bad_spec(format!(
+                "gist id {} must be letters and digits",
+                crate::validate::shown(&gist_id)
+            )));
         }
-        Ok(GistSpec { raw: raw.to_string(), user, gist_id, unresolved_ref, host: settings.gist_host.clone() })
+        Ok(GistSpec {
+            raw: raw.to_string(),
+            user,
+            gist_id,
+            unresolved_ref,
+            host: settings.gist_host.clone(),
+        })
     }
 
     /// Whether the ref asks for the newest revision.
     pub fn wants_latest(&self) -> bool {
-        matches!(self.unresolved_ref.as_str(), "" | "HEAD" | "master" | "main")
+        matches!(
+            self.unresolved_ref.as_str(),
+            "" | "HEAD" | "master" | "main"
+        )
     }
 
     /// `https://gist.github.com/<user>/<id>.git`.
@@ -59,6 +71,9 @@ impl GistSpec {
 
     /// `https://gist.github.com/<user>/<id>/<revision>`.
     pub fn ref_url(&self, resolved_ref: &str) -> String {
-        format!("https://{}/{}/{}/{resolved_ref}", self.host, self.user, self.gist_id)
+        format!(
+            "https://{}/{}/{}/{resolved_ref}",
+            self.host, self.user, self.gist_id
+        )
     }
 }

@@ -30,10 +30,14 @@ impl GitSpec {
             )));
         }
         let url = rewrite_scp(&decoded);
-        let parsed = url::Url::parse(&url)
-            .map_err(|e| bad_spec(format!("git URL {} is not a URL: {e}", validate::shown(&decoded))))?;
+        let parsed = url::Url::parse(&url).map_err(|e| {
+            bad_spec(format!(
+                "git URL {} is not a URL: {e}",
+                validate::shown(&decoded)
+            ))
+        })?;
         let scheme = parsed.scheme().to_string();
-        if !settings.git_protocols.iter().any(|p| *p == scheme) {
+        if !settings.git_protocols.contains(&scheme) {
             return Err(bad_spec(format!(
                 "git URL {} uses protocol {scheme:?}; allowed: {}",
                 validate::shown(&decoded),
@@ -41,10 +45,19 @@ impl GitSpec {
             )));
         }
         if parsed.host_str().unwrap_or_default().is_empty() {
-            return Err(bad_spec(format!("git URL {} has no host", validate::shown(&decoded))));
+            return Err(bad_spec(format!(
+                "git URL {} has no host",
+                validate::shown(&decoded)
+            )));
         }
         validate::validate_repo_url("git URL", &url)?;
-        Ok(GitSpec { raw: raw.to_string(), quoted_url: quoted.to_string(), url, scheme, unresolved_ref })
+        Ok(GitSpec {
+            raw: raw.to_string(),
+            quoted_url: quoted.to_string(),
+            url,
+            scheme,
+            unresolved_ref,
+        })
     }
 
     /// The clone URL.

@@ -37,7 +37,9 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), InputError> {
         && name.len() <= 100
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -56,9 +58,17 @@ impl GitHubSpec {
         check_name("user", &user)?;
         check_name("repository", &repo)?;
         if unresolved_ref.is_empty() {
-            return Err(bad_spec(format!("Spec is not of the form \"user/repo/ref\", provided: \"{raw}\".")));
+            return Err(bad_spec(format!(
+                "Spec is not of the form \"user/repo/ref\", provided: \"{raw}\"."
+            )));
         }
-        Ok(GitHubSpec { raw: raw.to_string(), user, repo, unresolved_ref, host: settings.github_host.clone() })
+        Ok(GitHubSpec {
+            raw: raw.to_string(),
+            user,
+            repo,
+            unresolved_ref,
+            host: settings.github_host.clone(),
+        })
     }
 
     /// `https://github.com/<user>/<repo>`.

@@ -33,7 +33,9 @@ impl GitLabSpec {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         });
         if !segments_ok {
             return Err(bad_spec(format!(
@@ -57,7 +59,11 @@ impl GitLabSpec {
 
     /// Namespace parts with `-` written as `_-`, joined by `-`.
     pub fn build_slug(&self) -> String {
-        self.namespace.split('/').map(|p| p.replace('-', "_-")).collect::<Vec<_>>().join("-")
+        self.namespace
+            .split('/')
+            .map(|p| p.replace('-', "_-"))
+            .collect::<Vec<_>>()
+            .join("-")
     }
 
     /// `<namespace as written>/<sha>`.
@@ -67,6 +73,9 @@ impl GitLabSpec {
 
     /// `https://gitlab.com/<namespace>/tree/<sha>`.
     pub fn ref_url(&self, resolved_ref: &str) -> String {
-        format!("https://{}/{}/tree/{resolved_ref}", self.host, self.namespace)
+        format!(
+            "https://{}/{}/tree/{resolved_ref}",
+            self.host, self.namespace
+        )
     }
 }

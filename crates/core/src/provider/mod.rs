@@ -91,17 +91,25 @@ impl ProviderId {
         ProviderId::ALL
             .into_iter()
             .find(|p| p.as_str() == prefix)
-            .ok_or_else(|| InputError::UnknownProvider { shown: validate::shown(prefix) })
+            .ok_or_else(|| InputError::UnknownProvider {
+                shown: validate::shown(prefix),
+            })
     }
 
     /// Whether links for this provider carry a ref (data providers are versioned by record).
     pub fn has_ref(self) -> bool {
-        matches!(self, ProviderId::GitHub | ProviderId::GitLab | ProviderId::Gist | ProviderId::Git)
+        matches!(
+            self,
+            ProviderId::GitHub | ProviderId::GitLab | ProviderId::Gist | ProviderId::Git
+        )
     }
 
     /// Whether the home page percent-encodes the repository part of a link.
     pub fn url_encodes_repo(self) -> bool {
-        matches!(self, ProviderId::GitLab | ProviderId::Git | ProviderId::Hydroshare | ProviderId::Ckan)
+        matches!(
+            self,
+            ProviderId::GitLab | ProviderId::Git | ProviderId::Hydroshare | ProviderId::Ckan
+        )
     }
 
     /// Whether `spec` matches the provider's UI route (BinderHub's `validateRegex`), after
@@ -111,11 +119,19 @@ impl ProviderId {
         let parts: Vec<&str> = spec.split('/').collect();
         let nonempty = |s: &&str| !s.is_empty();
         match self {
-            ProviderId::GitHub => parts.len() >= 3 && parts[..2].iter().all(nonempty) && !parts[2..].join("/").is_empty(),
-            ProviderId::GitLab | ProviderId::Git => parts.len() >= 2 && nonempty(&parts[0]) && !parts[1..].join("/").is_empty(),
+            ProviderId::GitHub => {
+                parts.len() >= 3
+                    && parts[..2].iter().all(nonempty)
+                    && !parts[2..].join("/").is_empty()
+            }
+            ProviderId::GitLab | ProviderId::Git => {
+                parts.len() >= 2 && nonempty(&parts[0]) && !parts[1..].join("/").is_empty()
+            }
             ProviderId::Gist => (2..=3).contains(&parts.len()) && parts.iter().all(nonempty),
             ProviderId::Zenodo | ProviderId::Figshare | ProviderId::Dataverse => {
-                let Some((prefix, rest)) = spec.split_once('/') else { return false };
+                let Some((prefix, rest)) = spec.split_once('/') else {
+                    return false;
+                };
                 prefix.len() > 3
                     && prefix.starts_with("10.")
                     && prefix[3..].bytes().all(|b| b.is_ascii_digit())
@@ -224,7 +240,11 @@ impl Spec {
 
     /// Parses the raw spec text of `provider` (still percent-encoded where BinderHub's is).
     /// Trailing slashes are removed first, as BinderHub does.
-    pub fn parse(provider: ProviderId, raw: &str, settings: &ProviderSettings) -> Result<Spec, InputError> {
+    pub fn parse(
+        provider: ProviderId,
+        raw: &str,
+        settings: &ProviderSettings,
+    ) -> Result<Spec, InputError> {
         let raw = raw.trim_end_matches('/');
         validate::validate_spec_text(raw)?;
         let spec = match provider {
@@ -234,7 +254,9 @@ impl Spec {
             ProviderId::Git => Spec::Git(git::GitSpec::parse(raw, settings)?),
             ProviderId::Zenodo => Spec::Zenodo(zenodo::ZenodoSpec::parse(raw)?),
             ProviderId::Figshare => Spec::Figshare(figshare::FigshareSpec::parse(raw)?),
-            ProviderId::Hydroshare => Spec::Hydroshare(hydroshare::HydroshareSpec::parse(raw, settings)?),
+            ProviderId::Hydroshare => {
+                Spec::Hydroshare(hydroshare::HydroshareSpec::parse(raw, settings)?)
+            }
             ProviderId::Dataverse => Spec::Dataverse(dataverse::DataverseSpec::parse(raw)?),
             ProviderId::Ckan => Spec::Ckan(ckan::CkanSpec::parse(raw)?),
         };
@@ -335,16 +357,26 @@ impl Spec {
     /// cached value of the wrong shape is refused here.
     pub fn validate_resolved_ref(&self, resolved_ref: &str) -> Result<(), InputError> {
         let provider = self.provider().as_str();
-        let bad = |expected| InputError::BadResolvedRef { provider, shown: validate::shown(resolved_ref), expected };
+        let bad = |expected| InputError::BadResolvedRef {
+            provider,
+            shown: validate::shown(resolved_ref),
+            expected,
+        };
         let ok = match self {
-            Spec::GitHub(_) | Spec::GitLab(_) | Spec::Gist(_) | Spec::Git(_) => validate::is_full_commit(resolved_ref),
+            Spec::GitHub(_) | Spec::GitLab(_) | Spec::Gist(_) | Spec::Git(_) => {
+                validate::is_full_commit(resolved_ref)
+            }
             Spec::Zenodo(_) => is_digits(resolved_ref),
-            Spec::Figshare(_) => resolved_ref.split_once(".v").is_some_and(|(a, b)| is_digits(a) && is_digits(b)),
+            Spec::Figshare(_) => resolved_ref
+                .split_once(".v")
+                .is_some_and(|(a, b)| is_digits(a) && is_digits(b)),
             Spec::Hydroshare(_) => resolved_ref.split_once(".v").is_some_and(|(a, b)| {
                 a.len() == 32 && a.bytes().all(|c| c.is_ascii_hexdigit()) && is_digits(b)
             }),
             Spec::Dataverse(_) => resolved_ref.split_once(".v").is_some_and(|(a, b)| {
-                is_digits(a) && b.split_once('.').is_some_and(|(x, y)| is_digits(x) && is_digits(y))
+                is_digits(a)
+                    && b.split_once('.')
+                        .is_some_and(|(x, y)| is_digits(x) && is_digits(y))
             }),
             Spec::Ckan(s) => resolved_ref
                 .strip_prefix(&format!("{}.v", s.dataset))
@@ -352,7 +384,9 @@ impl Spec {
         };
         if !ok {
             return Err(bad(match self {
-                Spec::GitHub(_) | Spec::GitLab(_) | Spec::Gist(_) | Spec::Git(_) => "a full commit id (40 lower-case hex digits)",
+                Spec::GitHub(_) | Spec::GitLab(_) | Spec::Gist(_) | Spec::Git(_) => {
+                    "a full commit id (40 lower-case hex digits)"
+                }
                 Spec::Zenodo(_) => "a Zenodo record id (digits)",
                 Spec::Figshare(_) => "<article id>.v<version>",
                 Spec::Hydroshare(_) => "<32-hex resource id>.v<unix time>",
@@ -380,7 +414,9 @@ pub fn strip_suffix<'a>(text: &'a str, suffix: &str) -> &'a str {
 
 /// An error from a provider's parser.
 pub(crate) fn bad_spec(message: impl Into<String>) -> InputError {
-    InputError::BadSpec { message: message.into() }
+    InputError::BadSpec {
+        message: message.into(),
+    }
 }
 
 /// Splits a DOI spec into its prefix (`10.5281`) and suffix, refusing anything else.

@@ -10,16 +10,66 @@ fn parse(path: &str) -> Result<Spec, InputError> {
 fn specs_derive_repo_urls_slugs_and_refs() {
     // (path, repo_url, unresolved ref, build slug without a resolved ref)
     let cases: &[(&str, &str, Option<&str>, Option<&str>)] = &[
-        ("gh/binder-examples/octave/HEAD", "https://github.com/binder-examples/octave", Some("HEAD"), Some("binder-examples-octave")),
-        ("gh/user/repo.git/hotfix/squash-bug", "https://github.com/user/repo", Some("hotfix/squash-bug"), Some("user-repo")),
-        ("gl/gitlab-org%2Fgitlab-foss/v10.0.6", "https://gitlab.com/gitlab-org/gitlab-foss.git", Some("v10.0.6"), Some("gitlab_-org-gitlab_-foss")),
-        ("gist/user/abc", "https://gist.github.com/user/abc.git", Some(""), Some("abc")),
-        ("git/git%40github.com%3Ajupyterhub%2Fbinderhub/main", "ssh://git@github.com/jupyterhub/binderhub", Some("main"), Some("ssh://git@github.com/jupyterhub/binderhub")),
-        ("zenodo/10.5281/zenodo.3242074/", "10.5281/zenodo.3242074", None, None),
-        ("figshare/10.6084/m9.figshare.9782777.v1", "10.6084/m9.figshare.9782777.v1", None, None),
-        ("hydroshare/10.4211%2Fhs.b8f6eae9d89241cf8b5904033460af61", "https://www.hydroshare.org/resource/b8f6eae9d89241cf8b5904033460af61", None, None),
-        ("dataverse/10.7910/DVN/TJCLKP", "10.7910/DVN/TJCLKP", None, Some("dataverse-dvn-2ftjclkp")),
-        ("ckan/https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fx", "https://demo.ckan.org/dataset/x", None, Some("ckan-x")),
+        (
+            "gh/binder-examples/octave/HEAD",
+            "https://github.com/binder-examples/octave",
+            Some("HEAD"),
+            Some("binder-examples-octave"),
+        ),
+        (
+            "gh/user/repo.git/hotfix/squash-bug",
+            "https://github.com/user/repo",
+            Some("hotfix/squash-bug"),
+            Some("user-repo"),
+        ),
+        (
+            "gl/gitlab-org%2Fgitlab-foss/v10.0.6",
+            "https://gitlab.com/gitlab-org/gitlab-foss.git",
+            Some("v10.0.6"),
+            Some("gitlab_-org-gitlab_-foss"),
+        ),
+        (
+            "gist/user/abc",
+            "https://gist.github.com/user/abc.git",
+            Some(""),
+            Some("abc"),
+        ),
+        (
+            "git/git%40github.com%3Ajupyterhub%2Fbinderhub/main",
+            "ssh://git@github.com/jupyterhub/binderhub",
+            Some("main"),
+            Some("ssh://git@github.com/jupyterhub/binderhub"),
+        ),
+        (
+            "zenodo/10.5281/zenodo.3242074/",
+            "10.5281/zenodo.3242074",
+            None,
+            None,
+        ),
+        (
+            "figshare/10.6084/m9.figshare.9782777.v1",
+            "10.6084/m9.figshare.9782777.v1",
+            None,
+            None,
+        ),
+        (
+            "hydroshare/10.4211%2Fhs.b8f6eae9d89241cf8b5904033460af61",
+            "https://www.hydroshare.org/resource/b8f6eae9d89241cf8b5904033460af61",
+            None,
+            None,
+        ),
+        (
+            "dataverse/10.7910/DVN/TJCLKP",
+            "10.7910/DVN/TJCLKP",
+            None,
+            Some("dataverse-dvn-2ftjclkp"),
+        ),
+        (
+            "ckan/https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fx",
+            "https://demo.ckan.org/dataset/x",
+            None,
+            Some("ckan-x"),
+        ),
     ];
     for (path, repo_url, unresolved, slug) in cases {
         let spec = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -34,7 +84,10 @@ fn bad_specs_are_refused_with_a_reason() {
     let cases: &[(&str, &str)] = &[
         ("nope/a/b/c", "no provider found for prefix"),
         ("gh/nothing_to_split", "Spec is not of the form"),
-        ("gh/short/suggestion", "Did you mean \"short/suggestion/HEAD\"?"),
+        (
+            "gh/short/suggestion",
+            "Did you mean \"short/suggestion/HEAD\"?",
+        ),
         ("gh/us er/repo/main", "whitespace"),
         ("gh/user/../main", "may hold only"),
         ("gh/user/repo/-upload-pack", "must not start with '-'"),
@@ -43,13 +96,25 @@ fn bad_specs_are_refused_with_a_reason() {
         ("gl/%FF/main", "not valid percent-encoded UTF-8"),
         ("git/not%20a%20repo/main", "not a URL"),
         ("git/ftp%3A%2F%2Fprotocol.unsupported/main", "uses protocol"),
-        ("git/https%3A%2F%2Fexample.org%2Frepo/--upload-pack%3Dx", "must not start with '-'"),
+        (
+            "git/https%3A%2F%2Fexample.org%2Frepo/--upload-pack%3Dx",
+            "must not start with '-'",
+        ),
         ("git/-oProxyCommand%3Dx/main", "not a URL"),
         ("zenodo/not-a-doi", "must be a DOI"),
-        ("figshare/10.6084/m9.figshare", "figshare spec must be a DOI"),
+        (
+            "figshare/10.6084/m9.figshare",
+            "figshare spec must be a DOI",
+        ),
         ("hydroshare/nothing-here", "no 32-hex resource id"),
-        ("ckan/https%3A%2F%2Fdemo.ckan.org%2Fgroup%2Fx", "must name a dataset"),
-        ("ckan/file%3A%2F%2F%2Fetc%2Fpasswd%2Fdataset%2Fx", "must be http or https"),
+        (
+            "ckan/https%3A%2F%2Fdemo.ckan.org%2Fgroup%2Fx",
+            "must name a dataset",
+        ),
+        (
+            "ckan/file%3A%2F%2F%2Fetc%2Fpasswd%2Fdataset%2Fx",
+            "must be http or https",
+        ),
         ("gh/", "is empty"),
     ];
     for (path, expected) in cases {
@@ -66,14 +131,28 @@ fn resolved_refs_must_have_their_providers_shape() {
         ("zenodo/10.5281/zenodo.1", "3242074"),
         ("figshare/10.6084/m9.figshare.1", "9782777.v3"),
         ("dataverse/10.7910/DVN/X", "3035124.v4.0"),
-        ("hydroshare/142c59757ed54de1816777828c9716e7", "142c59757ed54de1816777828c9716e7.v1545934606"),
+        (
+            "hydroshare/142c59757ed54de1816777828c9716e7",
+            "142c59757ed54de1816777828c9716e7.v1545934606",
+        ),
         ("ckan/https%3A%2F%2Fa.org%2Fdataset%2Fx", "x.v1712023831"),
     ];
     for (path, r) in ok {
-        parse(path).unwrap().validate_resolved_ref(r).unwrap_or_else(|e| panic!("{path} {r}: {e}"));
+        parse(path)
+            .unwrap()
+            .validate_resolved_ref(r)
+            .unwrap_or_else(|e| panic!("{path} {r}: {e}"));
     }
-    for (path, r) in [("gh/a/b/main", "main"), ("gh/a/b/main", "-x"), ("zenodo/10.5281/zenodo.1", "1.v2"), ("ckan/https%3A%2F%2Fa.org%2Fdataset%2Fx", "y.v1")] {
-        assert!(parse(path).unwrap().validate_resolved_ref(r).is_err(), "{path} {r}");
+    for (path, r) in [
+        ("gh/a/b/main", "main"),
+        ("gh/a/b/main", "-x"),
+        ("zenodo/10.5281/zenodo.1", "1.v2"),
+        ("ckan/https%3A%2F%2Fa.org%2Fdataset%2Fx", "y.v1"),
+    ] {
+        assert!(
+            parse(path).unwrap().validate_resolved_ref(r).is_err(),
+            "{path} {r}"
+        );
     }
 }
 

@@ -15,7 +15,9 @@ impl ZenodoSpec {
     /// Parses the DOI.
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         split_doi("zenodo", raw)?;
-        Ok(ZenodoSpec { raw: raw.to_string() })
+        Ok(ZenodoSpec {
+            raw: raw.to_string(),
+        })
     }
 
     /// The DOI: repo2docker resolves DOIs itself.
@@ -37,11 +39,17 @@ impl ZenodoSpec {
     /// The record id from the URL the DOI resolves to: its last path segment.
     pub fn record_id_from_url(url: &str) -> Result<String, InputError> {
         let path = url.split(['?', '#']).next().unwrap_or_default();
-        let id = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        let id = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
         if is_digits(id) {
             Ok(id.to_string())
         } else {
-            Err(bad_spec(format!("the DOI resolved to {url}, which is not a Zenodo record")))
+            Err(bad_spec(format!(
+                "the DOI resolved to {url}, which is not a Zenodo record"
+            )))
         }
     }
 }

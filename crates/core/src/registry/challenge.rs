@@ -55,7 +55,9 @@ pub enum ChallengeError {
         missing: Vec<&'static str>,
     },
     /// The parameter list does not parse.
-    #[error("Expected WWW-Authenticate to include realm service scope, the parameters are malformed: {reason}")]
+    #[error(
+        "Expected WWW-Authenticate to include realm service scope, the parameters are malformed: {reason}"
+    )]
     Malformed {
         /// What is wrong.
         reason: &'static str,
@@ -74,10 +76,17 @@ pub fn parse_www_authenticate(header: &str) -> Result<BearerChallenge, Challenge
     let scheme_end = header.find(is_ows).unwrap_or(header.len());
     let (scheme, rest) = header.split_at(scheme_end);
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ChallengeError::UnsupportedScheme { scheme: crate::validate::shown(scheme) });
+        return Err(ChallengeError::UnsupportedScheme {
+            scheme: crate::validate::shown(scheme),
+        });
     }
     let params = parse_params(rest)?;
-    let find = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let (realm, service, scope) = (find("realm"), find("service"), find("scope"));
     let missing: Vec<&'static str> = [("realm", &realm), ("service", &service), ("scope", &scope)]
         .into_iter()
@@ -85,9 +94,12 @@ pub fn parse_www_authenticate(header: &str) -> Result<BearerChallenge, Challenge
         .map(|(k, _)| k)
         .collect();
     match (realm, service, scope) {
-        (Some(realm), Some(service), Some(scope)) => {
-            Ok(BearerChallenge { realm, service, scope, error: find("error") })
-        }
+        (Some(realm), Some(service), Some(scope)) => Ok(BearerChallenge {
+            realm,
+            service,
+            scope,
+            error: find("error"),
+        }),
         _ => Err(ChallengeError::MissingParameters { missing }),
     }
 }
@@ -164,7 +176,12 @@ mod tests {
     use super::*;
 
     fn challenge(realm: &str, service: &str, scope: &str) -> BearerChallenge {
-        BearerChallenge { realm: realm.into(), service: service.into(), scope: scope.into(), error: None }
+        BearerChallenge {
+            realm: realm.into(),
+            service: service.into(),
+            scope: scope.into(),
+            error: None,
+        }
     }
 
     #[test]
@@ -176,20 +193,43 @@ mod tests {
             ),
             (
                 "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/ubuntu:pull\"",
-                challenge("https://auth.docker.io/token", "registry.docker.io", "repository:library/ubuntu:pull"),
+                challenge(
+                    "https://auth.docker.io/token",
+                    "registry.docker.io",
+                    "repository:library/ubuntu:pull",
+                ),
             ),
             (
                 "bearer realm=\"r\", service=\"s\" , scope=\"repository:a:pull,push\"",
                 challenge("r", "s", "repository:a:pull,push"),
             ),
-            ("Bearer realm=https://x/token,service=svc,scope=", challenge("https://x/token", "svc", "")),
-            ("Bearer realm=\"\",service=\"\",scope=\"\"", challenge("", "", "")),
-            ("  Bearer\tREALM=\"r\",Service=\"s\",scope=\"a\\\"b\"", challenge("r", "s", "a\"b")),
-            ("Bearer realm=\"r\",service=\"s\",scope=\"x\",realm=\"other\"", challenge("r", "s", "x")),
-            ("Bearer realm=\"r\",,service=\"s\",scope=\"x\", Basic realm=\"b\"", challenge("r", "s", "x")),
+            (
+                "Bearer realm=https://x/token,service=svc,scope=",
+                challenge("https://x/token", "svc", ""),
+            ),
+            (
+                "Bearer realm=\"\",service=\"\",scope=\"\"",
+                challenge("", "", ""),
+            ),
+            (
+                "  Bearer\tREALM=\"r\",Service=\"s\",scope=\"a\\\"b\"",
+                challenge("r", "s", "a\"b"),
+            ),
+            (
+                "Bearer realm=\"r\",service=\"s\",scope=\"x\",realm=\"other\"",
+                challenge("r", "s", "x"),
+            ),
+            (
+                "Bearer realm=\"r\",,service=\"s\",scope=\"x\", Basic realm=\"b\"",
+                challenge("r", "s", "x"),
+            ),
         ];
         for (header, want) in cases {
-            assert_eq!(parse_www_authenticate(header).as_ref(), Ok(want), "{header}");
+            assert_eq!(
+                parse_www_authenticate(header).as_ref(),
+                Ok(want),
+                "{header}"
+            );
         }
     }
 
@@ -204,10 +244,25 @@ mod tests {
 
     #[test]
     fn non_bearer_schemes_are_refused_with_binderhubs_text() {
-        for header in ["basic realm=\"https://example.org/abc/token\"", "Basic", "", "   ", "garbage", "Negotiate abc", "Bearerrealm=\"x\""] {
+        for header in [
+            "basic realm=\"https://example.org/abc/token\"",
+            "Basic",
+            "",
+            "   ",
+            "garbage",
+            "Negotiate abc",
+            "Bearerrealm=\"x\"",
+        ] {
             let err = parse_www_authenticate(header).unwrap_err();
-            assert!(matches!(err, ChallengeError::UnsupportedScheme { .. }), "{header}: {err:?}");
-            assert!(err.to_string().starts_with("Only WWW-Authenticate Bearer type supported"), "{err}");
+            assert!(
+                matches!(err, ChallengeError::UnsupportedScheme { .. }),
+                "{header}: {err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with("Only WWW-Authenticate Bearer type supported"),
+                "{err}"
+            );
         }
     }
 
@@ -227,18 +282,33 @@ mod tests {
         for header in cases {
             let err = parse_www_authenticate(header).unwrap_err();
             assert!(
-                matches!(err, ChallengeError::MissingParameters { .. } | ChallengeError::Malformed { .. }),
+                matches!(
+                    err,
+                    ChallengeError::MissingParameters { .. } | ChallengeError::Malformed { .. }
+                ),
                 "{header}: {err:?}"
             );
-            assert!(err.to_string().starts_with("Expected WWW-Authenticate to include realm service scope"), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("Expected WWW-Authenticate to include realm service scope"),
+                "{err}"
+            );
         }
         let err = parse_www_authenticate("bearer realm=\"x\"").unwrap_err();
-        assert_eq!(err, ChallengeError::MissingParameters { missing: vec!["service", "scope"] });
+        assert_eq!(
+            err,
+            ChallengeError::MissingParameters {
+                missing: vec!["service", "scope"]
+            }
+        );
     }
 
     #[test]
     fn for_token_url_uses_binderhubs_service_and_pull_scope() {
-        let c = BearerChallenge::for_token_url("https://gcr.io/v2/token?service=gcr.io", "project/image");
+        let c = BearerChallenge::for_token_url(
+            "https://gcr.io/v2/token?service=gcr.io",
+            "project/image",
+        );
         assert_eq!(c.service, "container_registry");
         assert_eq!(c.scope, "repository:project/image:pull");
     }

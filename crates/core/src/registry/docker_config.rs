@@ -10,8 +10,8 @@ use std::fmt;
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::{RegistryAuth, RegistryError, parse_http_url};
@@ -72,9 +72,10 @@ impl DockerConfigAuth {
     /// Basic auth with the credentials, or anonymous without any.
     pub fn auth(&self) -> RegistryAuth {
         match self.credentials() {
-            Some((username, password)) => {
-                RegistryAuth::Basic { username: username.to_owned(), password: password.to_owned() }
-            }
+            Some((username, password)) => RegistryAuth::Basic {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            },
             None => RegistryAuth::Anonymous,
         }
     }
@@ -91,7 +92,10 @@ pub fn from_docker_config(json: &[u8]) -> Result<DockerConfigAuth, RegistryError
 /// Like [`from_docker_config`], with the registry URL set by configuration instead of taken
 /// from the first `auths` key; the credentials are looked up for that URL (exact key, then
 /// hostname, then Docker Hub's v1 key for `*.docker.io`).
-pub fn from_docker_config_with_url(json: &[u8], url: Option<&str>) -> Result<DockerConfigAuth, RegistryError> {
+pub fn from_docker_config_with_url(
+    json: &[u8],
+    url: Option<&str>,
+) -> Result<DockerConfigAuth, RegistryError> {
     let file: DockerConfigFile = serde_json::from_slice(json).map_err(|e| {
         // Only the position or a fixed text: serde's data errors quote values, which may be
         // credentials.
@@ -121,11 +125,13 @@ pub fn from_docker_config_with_url(json: &[u8], url: Option<&str>) -> Result<Doc
     let is_docker_io = host == "docker.io" || host.ends_with(".docker.io");
 
     let find = |key: &str| auths.iter().find(|(k, _)| k == key);
-    let entry = find(&url)
-        .or_else(|| find(&host))
-        .or_else(|| {
-            if is_docker_io { auths.iter().find(|(k, _)| is_docker_hub_key(k)) } else { None }
-        });
+    let entry = find(&url).or_else(|| find(&host)).or_else(|| {
+        if is_docker_io {
+            auths.iter().find(|(k, _)| is_docker_hub_key(k))
+        } else {
+            None
+        }
+    });
     let auth_config_url = match entry {
         Some((key, _)) => key.clone(),
         None if is_docker_io => DOCKER_HUB_AUTH_KEY.to_owned(),
@@ -143,13 +149,27 @@ pub fn from_docker_config_with_url(json: &[u8], url: Option<&str>) -> Result<Doc
     } else {
         None
     };
-    Ok(DockerConfigAuth { url, auth_config_url, username, password, token_url })
+    Ok(DockerConfigAuth {
+        url,
+        auth_config_url,
+        username,
+        password,
+        token_url,
+    })
 }
 
 /// The registry URL BinderHub derives from an `auths` key.
 fn default_url(key: &str) -> String {
-    let url = if key.contains("://") { key.to_owned() } else { format!("https://{key}") };
-    if is_docker_hub_key(&url) { DOCKER_HUB_REGISTRY_URL.to_owned() } else { url }
+    let url = if key.contains("://") {
+        key.to_owned()
+    } else {
+        format!("https://{key}")
+    };
+    if is_docker_hub_key(&url) {
+        DOCKER_HUB_REGISTRY_URL.to_owned()
+    } else {
+        url
+    }
 }
 
 fn is_docker_hub_key(key: &str) -> bool {
@@ -168,7 +188,9 @@ fn decode_entry(key: &str, entry: &Value) -> Result<(String, String), RegistryEr
     };
     let auth = match entry.get("auth") {
         None | Some(Value::Null) => return Ok((String::new(), String::new())),
-        Some(Value::String(auth)) if auth.trim().is_empty() => return Ok((String::new(), String::new())),
+        Some(Value::String(auth)) if auth.trim().is_empty() => {
+            return Ok((String::new(), String::new()));
+        }
         Some(Value::String(auth)) => auth.trim(),
         Some(_) => {
             return Err(RegistryError::InvalidDockerConfig {
@@ -179,9 +201,14 @@ fn decode_entry(key: &str, entry: &Value) -> Result<(String, String), RegistryEr
     let invalid = |what: &str| RegistryError::InvalidDockerConfig {
         reason: format!("the `auth` of {shown_key} {what}; expected base64 of `username:password`"),
     };
-    let decoded = LENIENT_BASE64.decode(auth).map_err(|_| invalid("is not valid base64"))?;
-    let decoded = String::from_utf8(decoded).map_err(|_| invalid("does not decode to utf-8 text"))?;
-    let (username, password) = decoded.split_once(':').ok_or_else(|| invalid("has no `:`"))?;
+    let decoded = LENIENT_BASE64
+        .decode(auth)
+        .map_err(|_| invalid("is not valid base64"))?;
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| invalid("does not decode to utf-8 text"))?;
+    let (username, password) = decoded
+        .split_once(':')
+        .ok_or_else(|| invalid("has no `:`"))?;
     Ok((username.to_owned(), password.to_owned()))
 }
 
@@ -228,26 +255,47 @@ mod tests {
 
     #[test]
     fn docker_hub_v1_key_maps_to_registry_1() {
-        let json = config(&format!(r#"{{"https://index.docker.io/v1/": {{"auth": "{}"}}}}"#, b64("user:pass")));
+        let json = config(&format!(
+            r#"{{"https://index.docker.io/v1/": {{"auth": "{}"}}}}"#,
+            b64("user:pass")
+        ));
         let got = from_docker_config(&json).unwrap();
         assert_eq!(got.url, "https://registry-1.docker.io");
         assert_eq!(got.auth_config_url, "https://index.docker.io/v1/");
-        assert_eq!((got.username.as_str(), got.password.as_str()), ("user", "pass"));
-        assert_eq!(got.token_url.as_deref(), Some("https://auth.docker.io/token?service=registry.docker.io"));
+        assert_eq!(
+            (got.username.as_str(), got.password.as_str()),
+            ("user", "pass")
+        );
+        assert_eq!(
+            got.token_url.as_deref(),
+            Some("https://auth.docker.io/token?service=registry.docker.io")
+        );
     }
 
     #[test]
     fn gcr_gets_its_token_url() {
-        let json = config(&format!(r#"{{"https://gcr.io": {{"auth": "{}"}}}}"#, b64("_json_key:{...}")));
+        let json = config(&format!(
+            r#"{{"https://gcr.io": {{"auth": "{}"}}}}"#,
+            b64("_json_key:{...}")
+        ));
         let got = from_docker_config(&json).unwrap();
         assert_eq!(got.url, "https://gcr.io");
         assert_eq!(got.auth_config_url, "https://gcr.io");
-        assert_eq!(got.token_url.as_deref(), Some("https://gcr.io/v2/token?service=gcr.io"));
-        assert_eq!((got.username.as_str(), got.password.as_str()), ("_json_key", "{...}"));
+        assert_eq!(
+            got.token_url.as_deref(),
+            Some("https://gcr.io/v2/token?service=gcr.io")
+        );
+        assert_eq!(
+            (got.username.as_str(), got.password.as_str()),
+            ("_json_key", "{...}")
+        );
         let got = from_docker_config(&config(r#"{"eu.gcr.io": {}}"#)).unwrap();
         assert_eq!(got.url, "https://eu.gcr.io");
         assert_eq!(got.auth_config_url, "eu.gcr.io");
-        assert_eq!(got.token_url.as_deref(), Some("https://eu.gcr.io/v2/token?service=eu.gcr.io"));
+        assert_eq!(
+            got.token_url.as_deref(),
+            Some("https://eu.gcr.io/v2/token?service=eu.gcr.io")
+        );
     }
 
     #[test]
@@ -267,14 +315,24 @@ mod tests {
     #[test]
     fn password_may_contain_colons_and_padding_is_optional() {
         let auth = b64("robot$ci:pa:ss:word").trim_end_matches('=').to_owned();
-        let got = from_docker_config(&config(&format!(r#"{{"https://harbor.example.org": {{"auth": "{auth}"}}}}"#))).unwrap();
+        let got = from_docker_config(&config(&format!(
+            r#"{{"https://harbor.example.org": {{"auth": "{auth}"}}}}"#
+        )))
+        .unwrap();
         assert_eq!(got.credentials(), Some(("robot$ci", "pa:ss:word")));
-        assert_eq!(got.auth(), RegistryAuth::Basic { username: "robot$ci".into(), password: "pa:ss:word".into() });
+        assert_eq!(
+            got.auth(),
+            RegistryAuth::Basic {
+                username: "robot$ci".into(),
+                password: "pa:ss:word".into()
+            }
+        );
     }
 
     #[test]
     fn an_entry_without_auth_gives_no_credentials() {
-        let got = from_docker_config(&config(r#"{"https://r.example.org": {"email": "x"}}"#)).unwrap();
+        let got =
+            from_docker_config(&config(r#"{"https://r.example.org": {"email": "x"}}"#)).unwrap();
         assert_eq!(got.credentials(), None);
         assert_eq!(got.auth(), RegistryAuth::Anonymous);
     }
@@ -307,16 +365,25 @@ mod tests {
             config(&format!(r#""{secret}""#)),
             config(&format!(r#"{{"r.example.org": "{secret}"}}"#)),
             config(r#"{"r.example.org": {"auth": "!!not base64!!"}}"#),
-            config(&format!(r#"{{"r.example.org": {{"auth": "{}"}}}}"#, b64(secret))),
+            config(&format!(
+                r#"{{"r.example.org": {{"auth": "{}"}}}}"#,
+                b64(secret)
+            )),
             config(r#"{"r.example.org": {"auth": 42}}"#),
-            config(&format!(r#"{{"r.example.org": {{"auth": "{}"}}}}"#, base64::engine::general_purpose::STANDARD.encode([0xff, b':', 0xfe]))),
+            config(&format!(
+                r#"{{"r.example.org": {{"auth": "{}"}}}}"#,
+                base64::engine::general_purpose::STANDARD.encode([0xff, b':', 0xfe])
+            )),
             config(r#"{"": {}}"#),
             config(r#"{"ftp://r.example.org": {}}"#),
         ];
         for json in cases {
             let err = from_docker_config(&json).unwrap_err();
             assert!(
-                matches!(err, RegistryError::InvalidDockerConfig { .. } | RegistryError::InvalidUrl { .. }),
+                matches!(
+                    err,
+                    RegistryError::InvalidDockerConfig { .. } | RegistryError::InvalidUrl { .. }
+                ),
                 "{err:?}"
             );
             assert!(!err.to_string().contains(secret), "{err}");
@@ -325,7 +392,10 @@ mod tests {
 
     #[test]
     fn debug_hides_the_password() {
-        let json = config(&format!(r#"{{"r.example.org": {{"auth": "{}"}}}}"#, b64("u:hunter2")));
+        let json = config(&format!(
+            r#"{{"r.example.org": {{"auth": "{}"}}}}"#,
+            b64("u:hunter2")
+        ));
         let got = from_docker_config(&json).unwrap();
         assert!(!format!("{got:?}").contains("hunter2"));
     }

@@ -22,7 +22,11 @@ pub const MIN_TOKEN_LIFETIME_SECONDS: u64 = 60;
 pub const MAX_TOKEN_LIFETIME_SECONDS: u64 = 24 * 60 * 60;
 
 /// Characters left as they are in a query value: RFC 3986 unreserved.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A registry bearer token and when it stops being valid (unix seconds).
 ///
@@ -78,13 +82,19 @@ pub fn token_request(
     if let Some((username, password)) = credentials {
         builder = builder.header(AUTHORIZATION, basic_header(username, password)?);
     }
-    builder.body(Vec::new()).map_err(|e| RegistryError::Request(e.to_string()))
+    builder
+        .body(Vec::new())
+        .map_err(|e| RegistryError::Request(e.to_string()))
 }
 
 /// Reads a token service answer: the JSON `token` (or `access_token`) and `expires_in`
 /// (default and minimum [`MIN_TOKEN_LIFETIME_SECONDS`], at most
 /// [`MAX_TOKEN_LIFETIME_SECONDS`]); `issued_at` is ignored and `now` is the clock.
-pub fn parse_token_response(status: u16, body: &[u8], now: u64) -> Result<RegistryToken, RegistryError> {
+pub fn parse_token_response(
+    status: u16,
+    body: &[u8],
+    now: u64,
+) -> Result<RegistryToken, RegistryError> {
     if !(200..300).contains(&status) {
         return Err(RegistryError::TokenStatus { status });
     }
@@ -94,10 +104,19 @@ pub fn parse_token_response(status: u16, body: &[u8], now: u64) -> Result<Regist
         reason: format!("not json (line {}, column {})", e.line(), e.column()),
     })?;
     let Value::Object(object) = value else {
-        return Err(RegistryError::TokenResponse { reason: "not a json object".to_owned() });
+        return Err(RegistryError::TokenResponse {
+            reason: "not a json object".to_owned(),
+        });
     };
-    let field = |name| object.get(name).and_then(Value::as_str).filter(|t| !t.is_empty());
-    let token = field("token").or_else(|| field("access_token")).ok_or(RegistryError::MissingToken)?;
+    let field = |name| {
+        object
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
+    let token = field("token")
+        .or_else(|| field("access_token"))
+        .ok_or(RegistryError::MissingToken)?;
     if !is_b64token(token) {
         return Err(RegistryError::TokenResponse {
             reason: "the token holds characters not allowed in a bearer token".to_owned(),
@@ -113,14 +132,19 @@ pub fn parse_token_response(status: u16, body: &[u8], now: u64) -> Result<Regist
         _ => MIN_TOKEN_LIFETIME_SECONDS,
     }
     .clamp(MIN_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS);
-    Ok(RegistryToken { token: token.to_owned(), expires_at: now.saturating_add(lifetime) })
+    Ok(RegistryToken {
+        token: token.to_owned(),
+        expires_at: now.saturating_add(lifetime),
+    })
 }
 
 /// RFC 6750 `b64token`: `[A-Za-z0-9-._~+/]+=*`.
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 #[cfg(test)]
@@ -149,7 +173,10 @@ mod tests {
 
     #[test]
     fn token_request_extends_an_existing_query() {
-        let c = BearerChallenge::for_token_url("https://auth.docker.io/token?service=registry.docker.io", "myimage");
+        let c = BearerChallenge::for_token_url(
+            "https://auth.docker.io/token?service=registry.docker.io",
+            "myimage",
+        );
         let req = token_request(&c, Some(("user", "pass"))).unwrap();
         assert_eq!(
             req.uri(),
@@ -158,14 +185,32 @@ mod tests {
         assert_eq!(req.headers()[AUTHORIZATION], "Basic dXNlcjpwYXNz");
         assert!(req.headers()[AUTHORIZATION].is_sensitive());
         let req = token_request(&challenge("https://a.example.org/t?#frag"), None).unwrap();
-        assert_eq!(req.uri(), "https://a.example.org/t?scope=repository%3Amy%2Fimage%3Apull&service=registry.example.org");
+        assert_eq!(
+            req.uri(),
+            "https://a.example.org/t?scope=repository%3Amy%2Fimage%3Apull&service=registry.example.org"
+        );
     }
 
     #[test]
     fn token_request_refuses_non_http_realms() {
-        for realm in ["", "file:///etc/passwd", "javascript:alert(1)", "/relative/token", "https://u:p@x/t"] {
+        for realm in [
+            "",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "/relative/token",
+            "https://u:p@x/t",
+        ] {
             let err = token_request(&challenge(realm), None).unwrap_err();
-            assert!(matches!(err, RegistryError::InvalidUrl { role: "token realm", .. }), "{realm}: {err}");
+            assert!(
+                matches!(
+                    err,
+                    RegistryError::InvalidUrl {
+                        role: "token realm",
+                        ..
+                    }
+                ),
+                "{realm}: {err}"
+            );
         }
     }
 
@@ -174,33 +219,85 @@ mod tests {
         let now = 1_000_000;
         let cases: &[(&str, &str, u64)] = &[
             (r#"{"token":"abc"}"#, "abc", now + 60),
-            (r#"{"access_token":"xyz","expires_in":300}"#, "xyz", now + 300),
+            (
+                r#"{"access_token":"xyz","expires_in":300}"#,
+                "xyz",
+                now + 300,
+            ),
             (r#"{"token":"","access_token":"xyz"}"#, "xyz", now + 60),
             (r#"{"token":"abc","expires_in":5}"#, "abc", now + 60),
             (r#"{"token":"abc","expires_in":-300}"#, "abc", now + 60),
-            (r#"{"token":"abc","expires_in":1e300}"#, "abc", now + MAX_TOKEN_LIFETIME_SECONDS),
-            (r#"{"token":"abc","expires_in":18446744073709551615}"#, "abc", now + MAX_TOKEN_LIFETIME_SECONDS),
+            (
+                r#"{"token":"abc","expires_in":1e300}"#,
+                "abc",
+                now + MAX_TOKEN_LIFETIME_SECONDS,
+            ),
+            (
+                r#"{"token":"abc","expires_in":18446744073709551615}"#,
+                "abc",
+                now + MAX_TOKEN_LIFETIME_SECONDS,
+            ),
             (r#"{"token":"abc","expires_in":"300"}"#, "abc", now + 60),
-            (r#"{"token":"abc","expires_in":120.9,"issued_at":"2009-11-10T23:00:00Z"}"#, "abc", now + 120),
-            (r#"{"token":"eyJ0.eyJ1.c2ln","expires_in":3600}"#, "eyJ0.eyJ1.c2ln", now + 3600),
+            (
+                r#"{"token":"abc","expires_in":120.9,"issued_at":"2009-11-10T23:00:00Z"}"#,
+                "abc",
+                now + 120,
+            ),
+            (
+                r#"{"token":"eyJ0.eyJ1.c2ln","expires_in":3600}"#,
+                "eyJ0.eyJ1.c2ln",
+                now + 3600,
+            ),
         ];
         for (body, token, expires_at) in cases {
             let got = parse_token_response(200, body.as_bytes(), now).unwrap();
-            assert_eq!((got.token.as_str(), got.expires_at), (*token, *expires_at), "{body}");
+            assert_eq!(
+                (got.token.as_str(), got.expires_at),
+                (*token, *expires_at),
+                "{body}"
+            );
         }
-        let got = parse_token_response(200, br#"{"token":"abc","expires_in":300}"#, u64::MAX - 1).unwrap();
+        let got = parse_token_response(200, br#"{"token":"abc","expires_in":300}"#, u64::MAX - 1)
+            .unwrap();
         assert_eq!(got.expires_at, u64::MAX);
     }
 
     #[test]
     fn token_response_errors() {
-        assert_eq!(parse_token_response(200, br#"{"expires_in":60}"#, 0), Err(RegistryError::MissingToken));
-        assert_eq!(parse_token_response(200, br#"{"token":null}"#, 0), Err(RegistryError::MissingToken));
-        assert_eq!(parse_token_response(200, br#"{"token":42}"#, 0), Err(RegistryError::MissingToken));
-        assert_eq!(parse_token_response(401, br#"{"token":"abc"}"#, 0), Err(RegistryError::TokenStatus { status: 401 }));
-        assert!(parse_token_response(401, b"", 0).unwrap_err().to_string().contains("username and password"));
-        for body in [&b""[..], b"not json", b"[]", b"\"token\"", b"{\"token\":\"abc\"", &[0xff, 0xfe]] {
-            assert!(matches!(parse_token_response(200, body, 0), Err(RegistryError::TokenResponse { .. })));
+        assert_eq!(
+            parse_token_response(200, br#"{"expires_in":60}"#, 0),
+            Err(RegistryError::MissingToken)
+        );
+        assert_eq!(
+            parse_token_response(200, br#"{"token":null}"#, 0),
+            Err(RegistryError::MissingToken)
+        );
+        assert_eq!(
+            parse_token_response(200, br#"{"token":42}"#, 0),
+            Err(RegistryError::MissingToken)
+        );
+        assert_eq!(
+            parse_token_response(401, br#"{"token":"abc"}"#, 0),
+            Err(RegistryError::TokenStatus { status: 401 })
+        );
+        assert!(
+            parse_token_response(401, b"", 0)
+                .unwrap_err()
+                .to_string()
+                .contains("username and password")
+        );
+        for body in [
+            &b""[..],
+            b"not json",
+            b"[]",
+            b"\"token\"",
+            b"{\"token\":\"abc\"",
+            &[0xff, 0xfe],
+        ] {
+            assert!(matches!(
+                parse_token_response(200, body, 0),
+                Err(RegistryError::TokenResponse { .. })
+            ));
         }
         let err = parse_token_response(200, br#"{"token":"sec ret\n"}"#, 0).unwrap_err();
         assert!(!err.to_string().contains("sec"), "{err}");
@@ -208,8 +305,14 @@ mod tests {
 
     #[test]
     fn token_debug_is_redacted() {
-        let token = RegistryToken { token: "very-secret".into(), expires_at: 5 };
+        let token = RegistryToken {
+            token: "very-secret".into(),
+            expires_at: 5,
+        };
         assert!(!format!("{token:?}").contains("very-secret"));
-        assert_eq!(token.auth(), super::super::RegistryAuth::Bearer("very-secret".into()));
+        assert_eq!(
+            token.auth(),
+            super::super::RegistryAuth::Bearer("very-secret".into())
+        );
     }
 }

@@ -12,7 +12,8 @@ pub type AdvertisedRef = (String, String);
 /// the dumb protocol's `<sha>\t<ref>` lines, which carry no `HEAD`.
 pub fn parse_advertisement(body: &[u8], smart: bool) -> Result<Vec<AdvertisedRef>, String> {
     if !smart {
-        let text = std::str::from_utf8(body).map_err(|_| "the git server's ref list is not text".to_string())?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| "the git server's ref list is not text".to_string())?;
         return Ok(text
             .lines()
             .filter_map(|line| {
@@ -43,7 +44,9 @@ pub fn parse_advertisement(body: &[u8], smart: bool) -> Result<Vec<AdvertisedRef
         }
         // The first ref carries capabilities after a NUL.
         let line = line.split(|b| *b == 0).next().unwrap_or_default();
-        let Ok(text) = std::str::from_utf8(line) else { continue };
+        let Ok(text) = std::str::from_utf8(line) else {
+            continue;
+        };
         if let Some((sha, name)) = text.split_once(' ')
             && is_full_commit(sha)
             && name != "capabilities^{}"
@@ -57,7 +60,11 @@ pub fn parse_advertisement(body: &[u8], smart: bool) -> Result<Vec<AdvertisedRef
 /// Picks the commit for `wanted` the way `git ls-remote` would find it, preferring the
 /// commit a tag points at over the tag object.
 pub fn pick_ref(refs: &[AdvertisedRef], wanted: &str) -> Option<String> {
-    let find = |name: &str| refs.iter().find(|(_, n)| n == name).map(|(sha, _)| sha.clone());
+    let find = |name: &str| {
+        refs.iter()
+            .find(|(_, n)| n == name)
+            .map(|(sha, _)| sha.clone())
+    };
     if wanted == "HEAD" {
         return find("HEAD");
     }
@@ -72,17 +79,26 @@ pub fn pick_ref(refs: &[AdvertisedRef], wanted: &str) -> Option<String> {
 /// the fraction. Data repositories (HydroShare, CKAN) version records this way.
 pub fn parse_timestamp(text: &str) -> Option<u64> {
     let text = text.trim();
-    let text = text.strip_suffix('Z').or_else(|| text.strip_suffix("+00:00")).unwrap_or(text);
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))
+        .unwrap_or(text);
     let (date, time) = text.split_once(['T', ' '])?;
     let time = time.split('.').next()?;
     let num = |s: &str, len: usize| -> Option<u64> {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
     };
     let mut d = date.split('-');
     let (year, month, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
     let mut t = time.split(':');
     let (hour, minute, second) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
-    if d.next().is_some() || t.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if d.next().is_some()
+        || t.next().is_some()
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+    {
         return None;
     }
     if year < 1970 || hour > 23 || minute > 59 || second > 60 {
@@ -118,7 +134,9 @@ mod tests {
         let body = format!(
             "{}0000{}{}{}{}0000",
             pkt("# service=git-upload-pack\n"),
-            pkt(&format!("{a} HEAD\0multi_ack symref=HEAD:refs/heads/main\n")),
+            pkt(&format!(
+                "{a} HEAD\0multi_ack symref=HEAD:refs/heads/main\n"
+            )),
             pkt(&format!("{a} refs/heads/main\n")),
             pkt(&format!("{b} refs/tags/v1\n")),
             pkt(&format!("{c} refs/tags/v1^{{}}\n")),
@@ -127,14 +145,21 @@ mod tests {
         assert_eq!(refs.len(), 4);
         assert_eq!(pick_ref(&refs, "HEAD"), Some(a.clone()));
         assert_eq!(pick_ref(&refs, "main"), Some(a));
-        assert_eq!(pick_ref(&refs, "v1"), Some(c), "a tag resolves to the commit it points at");
+        assert_eq!(
+            pick_ref(&refs, "v1"),
+            Some(c),
+            "a tag resolves to the commit it points at"
+        );
         assert_eq!(pick_ref(&refs, "nope"), None);
     }
 
     #[test]
     fn malformed_pkt_lines_are_errors_not_panics() {
         for body in ["zzzz", "00ff short", "0003", "\u{0}\u{0}\u{0}\u{0}"] {
-            assert!(parse_advertisement(body.as_bytes(), true).is_err(), "{body:?}");
+            assert!(
+                parse_advertisement(body.as_bytes(), true).is_err(),
+                "{body:?}"
+            );
         }
         assert_eq!(parse_advertisement(b"", true).unwrap(), vec![]);
     }
@@ -149,10 +174,23 @@ mod tests {
 
     #[test]
     fn timestamps_parse_as_utc_dropping_fractions() {
-        assert_eq!(parse_timestamp("2018-12-27T18:16:46.071815Z"), Some(1_545_934_606));
+        assert_eq!(
+            parse_timestamp("2018-12-27T18:16:46.071815Z"),
+            Some(1_545_934_606)
+        );
         assert_eq!(parse_timestamp("1970-01-01T00:00:00"), Some(0));
-        assert_eq!(parse_timestamp("2000-02-29T00:00:00+00:00"), Some(951_782_400));
-        for bad in ["", "2018-13-01T00:00:00", "yesterday", "2018-12-27", "2018-12-27T18:16", "1969-12-31T23:59:59"] {
+        assert_eq!(
+            parse_timestamp("2000-02-29T00:00:00+00:00"),
+            Some(951_782_400)
+        );
+        for bad in [
+            "",
+            "2018-13-01T00:00:00",
+            "yesterday",
+            "2018-12-27",
+            "2018-12-27T18:16",
+            "1969-12-31T23:59:59",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
     }

@@ -1,0 +1,1 @@
+//! badge component (being written).

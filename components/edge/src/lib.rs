@@ -1,0 +1,1 @@
+//! bindery-edge (being written).

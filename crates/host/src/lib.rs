@@ -1,0 +1,1 @@
+//! bindery-host (being written).
