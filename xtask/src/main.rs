@@ -13,10 +13,21 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Python packages the tests use, pinned; installed into `target/pyenv`.
-const PY_REQUIREMENTS: &str = "escapism==1.1.0\n";
+const PY_REQUIREMENTS: &str = "escapism==1.1.0\njsonschema==4.26.0\n";
 /// Fuzz targets and how long CI runs each, in seconds.
 const FUZZ_TARGETS: [&str; 2] = ["spec_parse", "sse_decode"];
 const FUZZ_SECONDS_CI: u32 = 20;
+/// Workspace members that build only for wasm32-wasip2: host builds, clippy and tests skip them.
+const WASM_ONLY: [&str; 6] = [
+    "bindery-edge",
+    "bindery-launch",
+    "bindery-badge",
+    "bindery-webhook",
+    "bindery-host-probe",
+    "bindery-host-forbidden",
+];
+/// Components bindery-host's tests run, built with the `wasm` profile.
+const HOST_TEST_COMPONENTS: [&str; 2] = ["bindery-host-probe", "bindery-host-forbidden"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -62,20 +73,18 @@ fn test(root: &Path, flags: &[String]) -> Result<()> {
     step("rustfmt", &mut cargo(&["fmt", "--all", "--check"]))?;
     step(
         "clippy",
-        &mut cargo(&[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        cargo(&["clippy", "--workspace", "--all-targets"])
+            .args(excluding_wasm_only())
+            .args(["--", "-D", "warnings"]),
     )?;
     build_wasm()?;
     let python = python_bin(root);
     step(
         "tests",
-        cargo(&["test", "--workspace", "--no-fail-fast"]).env("BINDERY_PYTHON", &python),
+        cargo(&["test", "--workspace", "--no-fail-fast"])
+            .args(excluding_wasm_only())
+            .env("BINDERY_PYTHON", &python)
+            .env("BINDERY_WASM_DIR", root.join("target/wasm32-wasip2/wasm")),
     )?;
     if fuzz_too {
         fuzz(root, FUZZ_SECONDS_CI)?;
@@ -97,7 +106,17 @@ fn build_wasm() -> Result<()> {
     step(
         "core for wasm32-wasip2",
         &mut cargo(&["build", "-p", "bindery-core", "--target", "wasm32-wasip2"]),
+    )?;
+    let packages = HOST_TEST_COMPONENTS.iter().flat_map(|p| ["-p", p]);
+    step(
+        "bindery-host test components for wasm32-wasip2",
+        cargo(&["build", "--target", "wasm32-wasip2", "--profile", "wasm"]).args(packages),
     )
+}
+
+/// `--exclude` arguments for every wasm-only member.
+fn excluding_wasm_only() -> impl Iterator<Item = &'static str> {
+    WASM_ONLY.iter().flat_map(|p| ["--exclude", p])
 }
 
 fn python_bin(root: &Path) -> PathBuf {

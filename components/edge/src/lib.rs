@@ -1,1 +1,51 @@
-//! bindery-edge (being written).
+//! `bindery-edge`: the thin I/O layer between Bindery's edge components and Spin.
+//!
+//! `bindery-core` decides; this crate does the reading and writing around it, so the
+//! `launch`, `badge` and `webhook` components stay a page each. Everything a component
+//! needs from Spin goes through here: variables ([`config`]), the key-value store
+//! ([`cache`]), outbound HTTP ([`fetch`]) and the incoming request ([`incoming`]).
+//!
+//! The Spin-specific parts exist only on `wasm32` (spin-sdk is a wasm-only dependency).
+//! Everything else is written against two seams, [`fetch::Fetch`] for outbound HTTP and
+//! [`cache::KvBackend`] for the store, so it builds and is tested natively with
+//! [`testing::ScriptedFetch`] and [`cache::MemoryKv`].
+//!
+//! A component's handler typically reads:
+//!
+//! ```ignore
+//! let request = incoming::read_request(req, MAX_BODY).await?;  // wasm only
+//! let cfg = EdgeConfig::load()?;                                 // wasm only: Spin variables
+//! let cache = Cache::open_default();                             // wasm only: Spin KV
+//! let fetch = SpinFetch::default();                              // wasm only: spin_sdk::http
+//! let result = resolve::resolve_spec(&spec, &cfg, &cache, &fetch, respond::now()).await;
+//! ```
+//!
+//! Map of the crate:
+//!
+//! - [`config`]: [`EdgeConfig`] from Spin variables, secrets, and the variable names.
+//! - [`cache`]: the typed KV cache ([`Cache`]); errors and corrupt entries are misses.
+//! - [`fetch`]: [`fetch::Fetch`], `SpinFetch`, `send` and `send_streaming`.
+//! - [`resolve`]: [`resolve::resolve_spec`]: ref cache, ETag revalidation, provider API.
+//! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens.
+//! - [`worker`]: requests to the worker API with its bearer token.
+//! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`.
+//! - [`incoming`]: the incoming request as `http::Request<Vec<u8>>` with a body limit.
+//! - [`testing`]: a scripted HTTP peer and `block_on`, for native tests of code on top.
+
+pub mod cache;
+pub mod config;
+pub mod fetch;
+pub mod incoming;
+pub mod registry;
+pub mod resolve;
+pub mod respond;
+pub mod testing;
+pub mod worker;
+
+pub use cache::Cache;
+pub use config::{ConfigError, EdgeConfig, Secret};
+pub use fetch::{Fetch, FetchError};
+#[cfg(target_arch = "wasm32")]
+pub use fetch::{SpinFetch, StreamingResponse, send, send_streaming};
+pub use registry::{Presence, RegistryCheckError, check_image, forget_image, mark_built};
+pub use resolve::{ResolveResult, ResolveSource, resolve_spec};

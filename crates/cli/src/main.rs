@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod edge;
 mod spec;
 
 /// Bindery: a link to a code repository becomes a running Jupyter server.
@@ -19,12 +20,15 @@ struct Cli {
 enum Command {
     /// Show what Bindery derives from a link, without any network access.
     Spec(spec::SpecArgs),
+    /// Run the edge app in a spin.toml on this machine, as Spin would.
+    Edge(edge::EdgeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Spec(args) => spec::run(&args),
+        Command::Edge(args) => edge::run(&args),
     };
     match result {
         Ok(output) => {

@@ -29,7 +29,8 @@ pub use quota::{
 };
 pub use rate::{RateLimitState, RateLimiter, RateWindow, count_request, rate_limit_message};
 pub use spec::{
-    SpecPolicy, SpecPolicyConfig, banned_message, quota_from_repo_config, repo_config_from_value,
+    SpecPatterns, SpecPolicy, SpecPolicyConfig, banned_message, quota_from_repo_config,
+    repo_config_from_value,
 };
 
 /// A policy setting that cannot be used; the message names the offending value.

@@ -168,20 +168,34 @@ struct RawTriggers {
 impl Manifest {
     /// Reads and checks the manifest at `path`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, &base_dir).map_err(|err| match err {
-            ManifestError::Parse { source, .. } => ManifestError::Parse { path: path.to_owned(), source },
-            ManifestError::Invalid { reason, .. } => ManifestError::Invalid { path: path.to_owned(), reason },
+            ManifestError::Parse { source, .. } => ManifestError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            ManifestError::Invalid { reason, .. } => ManifestError::Invalid {
+                path: path.to_owned(),
+                reason,
+            },
             other => other,
         })
     }
 
     /// Parses and checks manifest text; `base_dir` anchors relative component sources.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ManifestError> {
-        let raw: RawManifest = toml::from_str(text)
-            .map_err(|source| ManifestError::Parse { path: PathBuf::new(), source: Box::new(source) })?;
-        let invalid = |reason: String| ManifestError::Invalid { path: PathBuf::new(), reason };
+        let raw: RawManifest = toml::from_str(text).map_err(|source| ManifestError::Parse {
+            path: PathBuf::new(),
+            source: Box::new(source),
+        })?;
+        let invalid = |reason: String| ManifestError::Invalid {
+            path: PathBuf::new(),
+            reason,
+        };
         if raw.spin_manifest_version != 2 {
             return Err(invalid(format!(
                 "spin_manifest_version is {}, and only version 2 is supported",
@@ -207,22 +221,32 @@ impl Manifest {
     fn check(&self) -> Result<(), String> {
         for (name, def) in &self.variables {
             if !is_variable_name(name) {
-                return Err(format!("variable name `{name}` must be lower_snake_case (a-z, 0-9, _)"));
+                return Err(format!(
+                    "variable name `{name}` must be lower_snake_case (a-z, 0-9, _)"
+                ));
             }
             if def.required && def.default.is_some() {
-                return Err(format!("variable `{name}` cannot be both required and have a default"));
+                return Err(format!(
+                    "variable `{name}` cannot be both required and have a default"
+                ));
             }
             if !def.required && def.default.is_none() {
-                return Err(format!("variable `{name}` needs a default or `required = true`"));
+                return Err(format!(
+                    "variable `{name}` needs a default or `required = true`"
+                ));
             }
         }
         for (id, component) in &self.components {
             if !is_component_id(id) {
-                return Err(format!("component id `{id}` must be kebab-case (a-z, 0-9, -)"));
+                return Err(format!(
+                    "component id `{id}` must be kebab-case (a-z, 0-9, -)"
+                ));
             }
             for name in component.variables.keys() {
                 if !is_variable_name(name) {
-                    return Err(format!("component `{id}`: variable name `{name}` must be lower_snake_case"));
+                    return Err(format!(
+                        "component `{id}`: variable name `{name}` must be lower_snake_case"
+                    ));
                 }
             }
         }
@@ -245,12 +269,16 @@ impl Manifest {
 /// Spin's rule for variable names: lower-case letters, digits and underscores, starting with a letter.
 pub(crate) fn is_variable_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn is_component_id(id: &str) -> bool {
     id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[cfg(test)]
@@ -293,7 +321,10 @@ watch = ["src/**/*.rs"]
         assert_eq!(manifest.application.name, "app");
         assert_eq!(manifest.http_triggers[0].route, "/badge/...");
         let badge = &manifest.components["badge"];
-        assert_eq!(manifest.component_source(badge), Path::new("/app/target/badge.wasm"));
+        assert_eq!(
+            manifest.component_source(badge),
+            Path::new("/app/target/badge.wasm")
+        );
         assert_eq!(badge.variables["label"], "{{ label }}");
         assert!(manifest.variables["token"].secret);
     }
@@ -301,17 +332,31 @@ watch = ["src/**/*.rs"]
     #[test]
     fn unknown_and_unsupported_fields_are_refused() {
         let cases = [
-            ("spin_manifest_version = 2\n[application]\nname = \"a\"\nnmae = \"b\"\n", "nmae"),
+            (
+                "spin_manifest_version = 2\n[application]\nname = \"a\"\nnmae = \"b\"\n",
+                "nmae",
+            ),
             (
                 "spin_manifest_version = 2\n[application]\nname = \"a\"\n[component.c]\nsource = \"c.wasm\"\nfiles = [\"x\"]\n",
                 "files",
             ),
-            ("spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.redis]]\nchannel = \"x\"\n", "redis"),
-            ("spin_manifest_version = 2\nextra = 1\n[application]\nname = \"a\"\n", "extra"),
+            (
+                "spin_manifest_version = 2\n[application]\nname = \"a\"\n[[trigger.redis]]\nchannel = \"x\"\n",
+                "redis",
+            ),
+            (
+                "spin_manifest_version = 2\nextra = 1\n[application]\nname = \"a\"\n",
+                "extra",
+            ),
         ];
         for (text, field) in cases {
             let err = parse(text).expect_err(field);
-            let chain = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+            let chain = format!(
+                "{err}: {}",
+                std::error::Error::source(&err)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
             assert!(chain.contains(field), "{field}: {chain}");
         }
     }
@@ -319,7 +364,10 @@ watch = ["src/**/*.rs"]
     #[test]
     fn broken_rules_are_explained() {
         let cases = [
-            ("spin_manifest_version = 1\n[application]\nname = \"a\"\n", "only version 2"),
+            (
+                "spin_manifest_version = 1\n[application]\nname = \"a\"\n",
+                "only version 2",
+            ),
             (
                 "spin_manifest_version = 2\n[application]\nname = \"a\"\n[variables]\nBad = { default = \"x\" }\n",
                 "lower_snake_case",

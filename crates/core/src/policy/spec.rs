@@ -131,6 +131,33 @@ pub fn quota_from_repo_config(config: &Map<String, Value>) -> Result<Option<u32>
     }
 }
 
+/// A list of spec patterns matched like the ban lists (start-anchored, case-insensitive,
+/// against the raw spec), for settings other than the four above: the edge's
+/// `prebuild_specs` uses it, so that an operator writes every list the same way.
+#[derive(Debug, Clone, Default)]
+pub struct SpecPatterns {
+    patterns: Vec<Regex>,
+}
+
+impl SpecPatterns {
+    /// Compiles `patterns`; `list` names the setting in the error of a bad pattern.
+    pub fn new(list: &'static str, patterns: &[String]) -> Result<Self, PolicyError> {
+        Ok(Self {
+            patterns: compile_all(list, patterns)?,
+        })
+    }
+
+    /// True when any pattern matches `spec`.
+    pub fn matches(&self, spec: &str) -> bool {
+        self.patterns.iter().any(|re| re.is_match(spec))
+    }
+
+    /// True when the list is empty (nothing matches).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+}
+
 /// The message a banned spec gets (BinderHub's text).
 pub fn banned_message(spec: &str) -> String {
     format!("Sorry, {spec} is not allowed to launch. Please contact admins for more info!")
@@ -212,6 +239,19 @@ mod tests {
     }
 
     const Z2JH: &str = "jupyterhub/zero-to-jupyterhub-k8s/v0.4";
+
+    #[test]
+    fn spec_patterns_match_like_ban_lists() {
+        let p = SpecPatterns::new("prebuild_specs", &["binder-examples/".into(), "a|b".into()])
+            .unwrap();
+        assert!(p.matches("Binder-Examples/octave/HEAD"));
+        assert!(p.matches("b/x/main"));
+        assert!(!p.matches("someone/binder-examples/main"));
+        assert!(!p.is_empty());
+        assert!(!SpecPatterns::default().matches("anything"));
+        let err = SpecPatterns::new("prebuild_specs", &["a)|(b".into()]).unwrap_err();
+        assert!(err.to_string().contains("prebuild_specs"), "{err}");
+    }
 
     #[test]
     fn banned_specs_ban() {

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, Request, Response, ResponseOutparam, SendError};
+use spin_sdk::http::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, Request, Response,
+    ResponseOutparam, SendError,
+};
 use spin_sdk::{http_component, key_value, variables};
 
 /// Chunks `/stream` writes, and the pause after each.
@@ -22,12 +25,18 @@ const SLOW_PAUSE: Duration = Duration::from_millis(1500);
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let headers: Vec<(String, Vec<u8>)> = req.headers().entries();
     let header = |name: &str| {
-        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
     let path_info = header("spin-path-info").unwrap_or_default();
     let method = req.method();
     let path_with_query = req.path_with_query().unwrap_or_default();
-    let query = path_with_query.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+    let query = path_with_query
+        .split_once('?')
+        .map(|(_, q)| q.to_owned())
+        .unwrap_or_default();
 
     if path_info == "/stream" {
         stream(out);
@@ -45,9 +54,17 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let (status, body) = if path_info == "/headers" {
         let spin: Map<String, Value> = headers
             .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(String::from_utf8_lossy(v).into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    Value::String(String::from_utf8_lossy(v).into_owned()),
+                )
+            })
             .collect();
-        (200, json!({ "method": method.to_string(), "path": path_with_query, "headers": spin }))
+        (
+            200,
+            json!({ "method": method.to_string(), "path": path_with_query, "headers": spin }),
+        )
     } else if let Some(name) = path_info.strip_prefix("/var/") {
         match variables::get(name) {
             Ok(value) => (200, json!({ "value": value })),
@@ -63,9 +80,18 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         std::thread::sleep(SLOW_PAUSE);
         (200, json!({ "slept_ms": SLOW_PAUSE.as_millis() as u64 }))
     } else {
-        (404, json!({ "error": format!("no probe route for {path_info:?}") }))
+        (
+            404,
+            json!({ "error": format!("no probe route for {path_info:?}") }),
+        )
     };
-    respond(out, status, "application/json", body.to_string().into_bytes()).await;
+    respond(
+        out,
+        status,
+        "application/json",
+        body.to_string().into_bytes(),
+    )
+    .await;
 }
 
 fn kv(method: &Method, key: &str, body: Vec<u8>) -> Value {
@@ -83,7 +109,9 @@ fn kv(method: &Method, key: &str, body: Vec<u8>) -> Value {
             Err(err) => json!({ "error": format!("{err:?}") }),
         },
         _ => match store.get(key) {
-            Ok(Some(value)) => json!({ "value": String::from_utf8_lossy(&value), "keys": store.get_keys().unwrap_or_default() }),
+            Ok(Some(value)) => {
+                json!({ "value": String::from_utf8_lossy(&value), "keys": store.get_keys().unwrap_or_default() })
+            }
             Ok(None) => json!({ "value": null }),
             Err(err) => json!({ "error": format!("{err:?}") }),
         },
@@ -93,7 +121,9 @@ fn kv(method: &Method, key: &str, body: Vec<u8>) -> Value {
 async fn fetch(url: &str) -> Value {
     let request = Request::get(url).build();
     match spin_sdk::http::send::<_, Response>(request).await {
-        Ok(resp) => json!({ "status": *resp.status(), "body": String::from_utf8_lossy(resp.body()) }),
+        Ok(resp) => {
+            json!({ "status": *resp.status(), "body": String::from_utf8_lossy(resp.body()) })
+        }
         Err(SendError::Http(code)) => json!({ "error": format!("{code:?}") }),
         Err(err) => json!({ "error": err.to_string() }),
     }
@@ -107,7 +137,10 @@ fn stream(out: ResponseOutparam) {
     out.set(response);
     let Ok(stream) = body.write() else { return };
     for n in 0..STREAM_CHUNKS {
-        if stream.blocking_write_and_flush(format!("data: chunk {n}\n\n").as_bytes()).is_err() {
+        if stream
+            .blocking_write_and_flush(format!("data: chunk {n}\n\n").as_bytes())
+            .is_err()
+        {
             return;
         }
         std::thread::sleep(STREAM_PAUSE);
@@ -125,5 +158,6 @@ async fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: V
 }
 
 fn header_fields(content_type: &str) -> Fields {
-    Fields::from_list(&[("content-type".to_owned(), content_type.as_bytes().to_vec())]).unwrap_or_else(|_| Fields::new())
+    Fields::from_list(&[("content-type".to_owned(), content_type.as_bytes().to_vec())])
+        .unwrap_or_else(|_| Fields::new())
 }

@@ -1,0 +1,272 @@
+//! Outbound HTTP: the [`Fetch`] trait the rest of the crate is written against, and its
+//! Spin implementation over `spin_sdk::http::send`.
+//!
+//! Requests and answers are plain `http` types with `Vec<u8>` bodies, the types
+//! `bindery_core` builds and parses. Answers are read up to [`MAX_RESPONSE_BYTES`]; a
+//! larger one is an error rather than an out-of-memory trap. The Spin runtime refuses a
+//! host that `spin.toml` does not list for the component; that comes back as
+//! [`FetchError::Denied`] naming the origin, so an operator sees which entry is missing.
+//! Error texts name the origin (`scheme://host:port`) only, never a path or query, which
+//! may carry a token.
+
+use std::future::Future;
+
+use thiserror::Error;
+
+/// The largest answer body read, in bytes.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why an outbound request produced no answer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FetchError {
+    /// The request could not be sent as built.
+    #[error("failed to send a request to {origin}: {reason}")]
+    Request {
+        /// The request's origin.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The runtime's outbound allow-list refused the host.
+    #[error(
+        "outbound request to {origin} denied: add it to the component's allowed_outbound_hosts in spin.toml"
+    )]
+    Denied {
+        /// The refused origin.
+        origin: String,
+    },
+    /// Connection, DNS, TLS or protocol failure.
+    #[error("failed to reach {origin}: {reason}")]
+    Unreachable {
+        /// The origin.
+        origin: String,
+        /// The runtime's error code.
+        reason: String,
+    },
+    /// The answer body is larger than the limit.
+    #[error("{origin} answered with more than {limit} bytes")]
+    TooLarge {
+        /// The origin.
+        origin: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The answer body broke off.
+    #[error("failed to read the answer of {origin}: {reason}")]
+    Body {
+        /// The origin.
+        origin: String,
+        /// The stream error.
+        reason: String,
+    },
+}
+
+/// Sends one request and reads the whole answer.
+///
+/// The edge functions ([`crate::resolve::resolve_spec`], [`crate::registry::check_image`],
+/// [`crate::worker`]) take `&impl Fetch`: components pass [`SpinFetch`], native tests a
+/// scripted peer ([`crate::testing::ScriptedFetch`]).
+pub trait Fetch {
+    /// Sends `request` (an absolute URI) and returns the answer with its whole body.
+    fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, FetchError>>;
+}
+
+impl<F: Fetch + ?Sized> Fetch for &F {
+    fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, FetchError>> {
+        (**self).send(request)
+    }
+}
+
+/// `scheme://authority` of a URI, for messages (no userinfo, path or query).
+pub fn origin(uri: &http::Uri) -> String {
+    let authority = uri.authority().map_or("", |a| {
+        let a = a.as_str();
+        a.rsplit_once('@').map_or(a, |(_, host)| host)
+    });
+    match uri.scheme_str() {
+        Some(scheme) => format!("{scheme}://{authority}"),
+        None => authority.to_owned(),
+    }
+}
+
+/// Builds an `http` header map from wasi-http's list, skipping entries `http` refuses.
+pub fn header_map(entries: Vec<(String, Vec<u8>)>) -> http::HeaderMap {
+    let mut map = http::HeaderMap::with_capacity(entries.len());
+    for (name, value) in entries {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(&value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use spin::{SpinFetch, StreamingResponse, send, send_streaming};
+
+#[cfg(target_arch = "wasm32")]
+mod spin {
+    use std::pin::Pin;
+
+    use futures::{Stream, StreamExt};
+    use spin_sdk::http::{ErrorCode, IncomingResponse, SendError};
+
+    use super::{FetchError, MAX_RESPONSE_BYTES, header_map, origin};
+
+    /// [`super::Fetch`] over `spin_sdk::http::send`, reading at most `max_body` bytes.
+    #[derive(Debug, Clone, Copy)]
+    pub struct SpinFetch {
+        /// The largest answer body read.
+        pub max_body: usize,
+    }
+
+    impl Default for SpinFetch {
+        fn default() -> Self {
+            Self {
+                max_body: MAX_RESPONSE_BYTES,
+            }
+        }
+    }
+
+    impl super::Fetch for SpinFetch {
+        async fn send(
+            &self,
+            request: http::Request<Vec<u8>>,
+        ) -> Result<http::Response<Vec<u8>>, FetchError> {
+            let mut response = send_streaming(request).await?;
+            let mut body = Vec::new();
+            while let Some(chunk) = response.next_chunk().await {
+                let chunk = chunk?;
+                if body.len() + chunk.len() > self.max_body {
+                    return Err(FetchError::TooLarge {
+                        origin: response.origin.clone(),
+                        limit: self.max_body,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let mut answer = http::Response::new(body);
+            *answer.status_mut() = http::StatusCode::from_u16(response.status)
+                .unwrap_or(http::StatusCode::BAD_GATEWAY);
+            *answer.headers_mut() = std::mem::take(&mut response.headers);
+            Ok(answer)
+        }
+    }
+
+    /// Sends `request` with [`SpinFetch::default`]: answers up to [`MAX_RESPONSE_BYTES`].
+    pub async fn send(
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, FetchError> {
+        super::Fetch::send(&SpinFetch::default(), request).await
+    }
+
+    /// An answer whose body is read chunk by chunk, as it arrives (for relaying the
+    /// worker's event stream). No size limit: the caller decides when to stop.
+    pub struct StreamingResponse {
+        /// The status code.
+        pub status: u16,
+        /// The headers.
+        pub headers: http::HeaderMap,
+        /// The origin the answer came from, for messages.
+        pub origin: String,
+        // Declared before `response`: the body stream is a child resource of the response
+        // and must be dropped first. Keeping the response alive also keeps wasi-http from
+        // cancelling the request while the body is read.
+        body: Pin<Box<dyn Stream<Item = Result<Vec<u8>, String>>>>,
+        _response: IncomingResponse,
+    }
+
+    impl std::fmt::Debug for StreamingResponse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("StreamingResponse")
+                .field("status", &self.status)
+                .field("origin", &self.origin)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl StreamingResponse {
+        /// The next chunk of the body as it arrives; `None` at the end.
+        pub async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, FetchError>> {
+            let chunk = self.body.next().await?;
+            Some(chunk.map_err(|reason| FetchError::Body {
+                origin: self.origin.clone(),
+                reason,
+            }))
+        }
+    }
+
+    /// Sends `request` and returns as soon as the status and headers arrive.
+    pub async fn send_streaming(
+        request: http::Request<Vec<u8>>,
+    ) -> Result<StreamingResponse, FetchError> {
+        let origin = origin(request.uri());
+        let response: IncomingResponse =
+            spin_sdk::http::send(request).await.map_err(|e| match e {
+                SendError::Http(ErrorCode::HttpRequestDenied) => FetchError::Denied {
+                    origin: origin.clone(),
+                },
+                SendError::Http(code) => FetchError::Unreachable {
+                    origin: origin.clone(),
+                    reason: format!("{code:?}"),
+                },
+                SendError::Io(e) => FetchError::Body {
+                    origin: origin.clone(),
+                    reason: e.to_string(),
+                },
+                SendError::RequestConversion(e) | SendError::ResponseConversion(e) => {
+                    FetchError::Request {
+                        origin: origin.clone(),
+                        reason: e.to_string(),
+                    }
+                }
+            })?;
+        let status = response.status();
+        let headers = header_map(response.headers().entries());
+        let body = response
+            .take_body_stream()
+            .map(|chunk| chunk.map_err(|e| e.to_debug_string()));
+        Ok(StreamingResponse {
+            status,
+            headers,
+            origin,
+            body: Box::pin(body),
+            _response: response,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_hide_userinfo_paths_and_queries() {
+        let uri: http::Uri = "https://user:pw@registry.example.org:5000/v2/x?token=abc"
+            .parse()
+            .unwrap();
+        assert_eq!(origin(&uri), "https://registry.example.org:5000");
+        let uri: http::Uri = "http://127.0.0.1:8585/api".parse().unwrap();
+        assert_eq!(origin(&uri), "http://127.0.0.1:8585");
+    }
+
+    #[test]
+    fn header_maps_keep_repeats_and_skip_invalid_entries() {
+        let map = header_map(vec![
+            ("WWW-Authenticate".into(), b"Basic".to_vec()),
+            ("www-authenticate".into(), b"Bearer realm=x".to_vec()),
+            ("bad name".into(), b"x".to_vec()),
+            ("x-ok".into(), b"bad\nvalue".to_vec()),
+        ]);
+        assert_eq!(map.get_all("www-authenticate").iter().count(), 2);
+        assert_eq!(map.len(), 2);
+    }
+}

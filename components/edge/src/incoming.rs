@@ -1,0 +1,80 @@
+//! Reading the incoming request into an `http::Request<Vec<u8>>` with a body limit.
+//!
+//! spin-sdk can convert the request itself, but it buffers any body whole and panics on
+//! a URI `http` refuses; this reads at most `max_body` bytes and turns every problem into
+//! a [`RequestError`] the component answers with a 4xx.
+
+use thiserror::Error;
+
+/// Why the request could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestError {
+    /// The body is larger than the limit.
+    #[error("request body is too large: at most {limit} bytes are accepted")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body broke off.
+    #[error("failed to read the request body: {0}")]
+    Body(String),
+    /// The method or URI is not something `http` accepts.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl RequestError {
+    /// The status to answer with: 413 for a body over the limit, 400 otherwise.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Self::TooLarge { .. } => 413,
+            Self::Body(_) | Self::Invalid(_) => 400,
+        }
+    }
+}
+
+/// Reads `request`, refusing a body over `max_body` bytes as soon as it is exceeded.
+///
+/// The URI is absolute when the runtime gives scheme and authority (Spin does), and keeps
+/// the path exactly as sent (still percent-encoded), which spec parsing needs.
+#[cfg(target_arch = "wasm32")]
+pub async fn read_request(
+    request: spin_sdk::http::IncomingRequest,
+    max_body: usize,
+) -> Result<http::Request<Vec<u8>>, RequestError> {
+    use futures::StreamExt;
+    use spin_sdk::http::Scheme;
+
+    let method = http::Method::from_bytes(request.method().to_string().as_bytes())
+        .map_err(|_| RequestError::Invalid("unknown method".into()))?;
+    let path = request.path_with_query().unwrap_or_else(|| "/".into());
+    let uri = match (request.scheme(), request.authority()) {
+        (Some(scheme), Some(authority)) => {
+            let scheme = match scheme {
+                Scheme::Http => "http".to_owned(),
+                Scheme::Https => "https".to_owned(),
+                Scheme::Other(other) => other,
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        _ => path,
+    };
+    let uri: http::Uri = uri
+        .parse()
+        .map_err(|_| RequestError::Invalid("the request URI does not parse".into()))?;
+    let headers = crate::fetch::header_map(request.headers().entries());
+    let mut body = Vec::new();
+    let mut stream = request.into_body_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RequestError::Body(e.to_debug_string()))?;
+        if body.len() + chunk.len() > max_body {
+            return Err(RequestError::TooLarge { limit: max_body });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut out = http::Request::new(body);
+    *out.method_mut() = method;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = headers;
+    Ok(out)
+}

@@ -1,0 +1,354 @@
+//! "Does this image exist?": the KV presence cache first, the registry on a miss.
+//!
+//! A fresh cached answer (present for `image_present_ttl_seconds`, missing for
+//! `image_missing_ttl_seconds`) needs no call. Otherwise the manifest is checked with a
+//! `HEAD` (`bindery_core::registry`), with HTTP Basic when `registry_username` is set. A
+//! `401` with a bearer challenge is followed once: a token is fetched from the challenge's
+//! realm (with Basic credentials when set), cached until just before it expires, and the
+//! `HEAD` is retried with it; a cached token the registry refuses is dropped and the dance
+//! done once more. The answer is cached; registry errors are not.
+//!
+//! The repository asked for is the image name without its first `/` segment (BinderHub's
+//! split, [`bindery_core::split_image`]), on the registry at `registry_url`: see
+//! [`crate::config::Registry`] for how `registry_url` and `image_prefix` relate.
+
+use bindery_core::cache::{CachedToken, LastStatus, Lookup};
+use bindery_core::registry::{
+    ChallengeError, ManifestAnswer, RegistryAuth, RegistryError, interpret_manifest_response,
+    manifest_request, parse_token_response, token_request,
+};
+use bindery_core::split_image;
+use thiserror::Error;
+
+use crate::cache::Cache;
+use crate::config::{ConfigError, EdgeConfig};
+use crate::fetch::{Fetch, FetchError};
+
+/// Whether an image exists, and how that was learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// True when the registry has the manifest.
+    pub present: bool,
+    /// True when the answer came from the cache (no registry call).
+    pub from_cache: bool,
+    /// The manifest digest, when known.
+    pub digest: Option<String>,
+    /// How many registry requests were sent (manifest checks and token requests).
+    pub upstream_calls: u32,
+}
+
+/// Why the registry check gave no answer. The launch path treats this as "missing" after
+/// reporting it (BinderHub builds when the registry keeps failing).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegistryCheckError {
+    /// `registry_url` is not set.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The request could not be built (bad repository, tag or credentials).
+    #[error(transparent)]
+    Request(#[from] RegistryError),
+    /// The registry could not be reached.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The registry refused the credentials (or a token it issued).
+    #[error(
+        "the registry refused the credentials for {repository}: check registry_username and registry_password"
+    )]
+    Unauthorized {
+        /// The repository asked for.
+        repository: String,
+    },
+    /// The registry asked for a challenge that cannot be followed.
+    #[error("failed to follow the registry's challenge: {0}")]
+    Challenge(#[from] ChallengeError),
+    /// The registry answered with an unexpected status.
+    #[error("the registry answered http {status} for {repository}")]
+    Status {
+        /// The status.
+        status: u16,
+        /// The repository asked for.
+        repository: String,
+    },
+}
+
+/// Checks whether `image` (a full name with tag) exists (see the module docs).
+pub async fn check_image(
+    image: &str,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+) -> Result<Presence, RegistryCheckError> {
+    if let Some(Lookup::Fresh(entry)) = cache.image_presence(image, now) {
+        return Ok(Presence {
+            present: entry.present,
+            from_cache: true,
+            digest: entry.digest,
+            upstream_calls: 0,
+        });
+    }
+    let registry = cfg.registry()?;
+    let name = split_image(image);
+    let repository = name.repository.as_str();
+    let basic = match registry.credentials {
+        Some((username, password)) => RegistryAuth::Basic {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        },
+        None => RegistryAuth::Anonymous,
+    };
+    let cached_token = cache.token(registry.url, repository, now);
+    let mut auth = match &cached_token {
+        Some(t) => RegistryAuth::Bearer(t.token.clone()),
+        None => basic.clone(),
+    };
+    // A cached token may be refused once (revoked, or scoped differently): then the
+    // challenge is followed as if there had been none.
+    let mut challenges_left: u8 = if cached_token.is_some() { 2 } else { 1 };
+    let mut calls = 0u32;
+    loop {
+        let request = manifest_request(registry.url, repository, &name.tag, &auth)?;
+        calls += 1;
+        let response = fetch.send(request).await?;
+        match interpret_manifest_response(response.status().as_u16(), response.headers()) {
+            ManifestAnswer::Present { digest } => {
+                cache.put_present(image, digest.clone(), now, &cfg.ttl);
+                return Ok(Presence {
+                    present: true,
+                    from_cache: false,
+                    digest,
+                    upstream_calls: calls,
+                });
+            }
+            ManifestAnswer::Missing => {
+                cache.put_missing(image, now, &cfg.ttl);
+                return Ok(Presence {
+                    present: false,
+                    from_cache: false,
+                    digest: None,
+                    upstream_calls: calls,
+                });
+            }
+            ManifestAnswer::Challenge(challenge) if challenges_left > 0 => {
+                challenges_left -= 1;
+                if matches!(auth, RegistryAuth::Bearer(_)) {
+                    cache.forget_token(registry.url, repository);
+                }
+                let request = token_request(&challenge, registry.credentials)?;
+                calls += 1;
+                let answer = fetch.send(request).await?;
+                let token = parse_token_response(answer.status().as_u16(), answer.body(), now)?;
+                if let Some(entry) = CachedToken::from_registry_token(&token, now, &cfg.ttl) {
+                    cache.put_token(registry.url, repository, &entry);
+                }
+                auth = token.auth();
+            }
+            ManifestAnswer::Challenge(_) | ManifestAnswer::Unauthorized => {
+                if matches!(auth, RegistryAuth::Bearer(_)) {
+                    cache.forget_token(registry.url, repository);
+                }
+                return Err(RegistryCheckError::Unauthorized {
+                    repository: repository.to_owned(),
+                });
+            }
+            ManifestAnswer::RegistryError { status } => {
+                return Err(RegistryCheckError::Status {
+                    status,
+                    repository: repository.to_owned(),
+                });
+            }
+        }
+    }
+}
+
+/// Drops a cached "present" for `image`: a launch found the image gone (pruned), so the
+/// next request checks the registry again and rebuilds.
+pub fn forget_image(image: &str, cache: &Cache<'_>) {
+    cache.forget_image(image);
+}
+
+/// Records that `image` was just built and pushed: present, and status `built` for the
+/// live badge.
+pub fn mark_built(image: &str, cfg: &EdgeConfig, cache: &Cache<'_>, now: u64) {
+    cache.put_present(image, None, now, &cfg.ttl);
+    cache.put_status(image, LastStatus::Built, now, &cfg.ttl);
+}
+
+#[cfg(test)]
+mod tests {
+    use bindery_core::cache::token_key;
+
+    use super::*;
+    use crate::cache::MemoryKv;
+    use crate::config::{IMAGE_PREFIX, REGISTRY_PASSWORD, REGISTRY_URL, REGISTRY_USERNAME};
+    use crate::testing::{ScriptedFetch, block_on, response};
+
+    const NOW: u64 = 1_700_000_000;
+    const REG: &str = "http://127.0.0.1:5000";
+    const IMAGE: &str =
+        "127.0.0.1:5000/binder-o-2dr-abc123:1479e0252b2e648bb755ee913292b79495931717";
+    const MANIFEST: &str = "http://127.0.0.1:5000/v2/binder-o-2dr-abc123/manifests/";
+    const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn cfg(user: Option<&str>) -> EdgeConfig {
+        EdgeConfig::from_source(|name| {
+            Ok(match name {
+                REGISTRY_URL => Some(REG.into()),
+                IMAGE_PREFIX => Some("127.0.0.1:5000/binder-".into()),
+                REGISTRY_USERNAME => user.map(String::from),
+                REGISTRY_PASSWORD => user.map(|_| "pw".into()),
+                _ => None,
+            })
+        })
+        .unwrap()
+    }
+
+    fn challenge() -> http::Response<Vec<u8>> {
+        response(
+            401,
+            &[(
+                "www-authenticate",
+                "Bearer realm=\"http://127.0.0.1:5001/token\",service=\"reg\",scope=\"repository:binder-o-2dr-abc123:pull\"",
+            )],
+            "",
+        )
+    }
+
+    #[test]
+    fn present_answers_are_cached_and_reused() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on(
+            "HEAD",
+            MANIFEST,
+            response(200, &[("docker-content-digest", DIGEST)], ""),
+        );
+        let first = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW)).unwrap();
+        assert_eq!(
+            first,
+            Presence {
+                present: true,
+                from_cache: false,
+                digest: Some(DIGEST.into()),
+                upstream_calls: 1
+            }
+        );
+        assert!(fetch.requests()[0].headers().get("authorization").is_none());
+        let again = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW + 3600)).unwrap();
+        assert!(again.present && again.from_cache);
+        assert_eq!(fetch.calls(), 1);
+
+        forget_image(IMAGE, &cache);
+        let after = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW + 3601)).unwrap();
+        assert!(!after.from_cache);
+    }
+
+    #[test]
+    fn missing_answers_live_seconds() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on("HEAD", MANIFEST, response(404, &[], ""));
+        let first = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW)).unwrap();
+        assert!(!first.present);
+        assert!(
+            block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW + 9))
+                .unwrap()
+                .from_cache
+        );
+        assert!(
+            !block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW + 10))
+                .unwrap()
+                .from_cache
+        );
+        mark_built(IMAGE, &cfg(None), &cache, NOW + 11);
+        let built = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW + 12)).unwrap();
+        assert!(built.present && built.from_cache);
+        assert_eq!(fetch.calls(), 2);
+    }
+
+    #[test]
+    fn a_bearer_challenge_is_followed_once_and_the_token_cached() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.once("HEAD", MANIFEST, challenge());
+        fetch.on(
+            "GET",
+            "http://127.0.0.1:5001/token?scope=repository%3Abinder-o-2dr-abc123%3Apull&service=reg",
+            response(200, &[], r#"{"token":"tok1","expires_in":300}"#),
+        );
+        fetch.on("HEAD", MANIFEST, response(200, &[], ""));
+        let cfg = cfg(Some("puller"));
+        let first = block_on(check_image(IMAGE, &cfg, &cache, &fetch, NOW)).unwrap();
+        assert!(first.present);
+        assert_eq!(first.upstream_calls, 3);
+        let requests = fetch.requests();
+        assert!(
+            requests[0].headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic ")
+        );
+        assert_eq!(requests[1].headers()["authorization"], "Basic cHVsbGVyOnB3");
+        assert_eq!(requests[2].headers()["authorization"], "Bearer tok1");
+        drop(requests);
+        assert!(kv.keys().contains(&token_key(REG, "binder-o-2dr-abc123")));
+
+        // Another tag of the same repository uses the cached token straight away.
+        let other = IMAGE.replace("1479e", "2479e");
+        let second = block_on(check_image(&other, &cfg, &cache, &fetch, NOW + 10)).unwrap();
+        assert_eq!(second.upstream_calls, 1);
+        assert_eq!(
+            fetch.requests()[3].headers()["authorization"],
+            "Bearer tok1"
+        );
+    }
+
+    #[test]
+    fn a_refused_token_is_dropped_and_a_second_challenge_is_unauthorized() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on("HEAD", MANIFEST, challenge());
+        fetch.on(
+            "GET",
+            "http://127.0.0.1:5001/token",
+            response(200, &[], r#"{"token":"t"}"#),
+        );
+        let err = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW)).unwrap_err();
+        assert!(
+            matches!(err, RegistryCheckError::Unauthorized { .. }),
+            "{err}"
+        );
+        assert_eq!(fetch.calls(), 3, "HEAD, token, HEAD: no loop");
+        assert!(
+            kv.keys().iter().all(|k| !k.starts_with("v1/token/")),
+            "{:?}",
+            kv.keys()
+        );
+        assert!(
+            kv.keys().iter().all(|k| !k.starts_with("v1/image/")),
+            "errors are not cached"
+        );
+    }
+
+    #[test]
+    fn registry_errors_are_reported_not_cached() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on("HEAD", MANIFEST, response(503, &[], ""));
+        let err = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the registry answered http 503 for binder-o-2dr-abc123"
+        );
+        assert!(kv.keys().is_empty());
+
+        let unconfigured = EdgeConfig::from_source(|_| Ok(None)).unwrap();
+        let err = block_on(check_image(IMAGE, &unconfigured, &cache, &fetch, NOW)).unwrap_err();
+        assert!(err.to_string().contains("registry_url"), "{err}");
+    }
+}

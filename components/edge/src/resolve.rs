@@ -1,0 +1,450 @@
+//! Ref resolution at the edge: the KV ref cache first, the provider API on a miss.
+//!
+//! - A link that already names a full commit needs no resolution: no call, no cache write.
+//! - A fresh cached ref answers with no upstream call.
+//! - An expired GitHub entry with an ETag is revalidated with `If-None-Match`: a `304`
+//!   costs nothing against GitHub's rate limit and extends the entry.
+//! - Otherwise `bindery_core::resolve::Resolver` runs against the provider with the
+//!   given [`Fetch`], and a resolved ref is cached for `ref_ttl_seconds`.
+//!   "Not found", "rate limited" and failures are not cached.
+//! - When GitHub's `master`/`main` no longer exists and `HEAD` was used instead, the answer
+//!   is cached under `HEAD`, not under the missing branch: every stale link keeps going
+//!   through the fallback, so it keeps getting the "please update your links" notice.
+//! - ssh and `git://` repositories need `git ls-remote`, which a component cannot run: they
+//!   fail with a clear message.
+
+use bindery_core::Spec;
+use bindery_core::cache::{CachedRef, Lookup, RefSource};
+use bindery_core::resolve::{Outcome, Resolved, Resolver, Revalidation, Step};
+
+use crate::cache::{Cache, repo_ref_key, spec_ref_key};
+use crate::config::EdgeConfig;
+use crate::fetch::Fetch;
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveSource {
+    /// The link named a full commit: nothing to resolve.
+    Pinned,
+    /// A fresh cache entry.
+    Cache,
+    /// An expired cache entry confirmed by the provider (`304 Not Modified`).
+    Revalidated,
+    /// The provider API.
+    Upstream,
+}
+
+impl ResolveSource {
+    /// `hit` for answers that needed no upstream call, `miss` otherwise: the value of the
+    /// `x-bindery-cache` header.
+    pub fn cache_header(self) -> &'static str {
+        match self {
+            Self::Pinned | Self::Cache => "hit",
+            Self::Revalidated => "revalidated",
+            Self::Upstream => "miss",
+        }
+    }
+}
+
+/// The result of [`resolve_spec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveResult {
+    /// How the resolution ended (messages are for the user, BinderHub's wording).
+    pub outcome: Outcome,
+    /// Where the answer came from.
+    pub source: ResolveSource,
+    /// How many upstream requests were sent.
+    pub upstream_calls: u32,
+    /// GitHub's `x-ratelimit-remaining` after the last call, when GitHub was asked.
+    pub github_rate_remaining: Option<i64>,
+}
+
+impl ResolveResult {
+    /// The resolved ref, if the outcome is [`Outcome::Resolved`].
+    pub fn resolved(&self) -> Option<&Resolved> {
+        match &self.outcome {
+            Outcome::Resolved(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The message for repositories only `git ls-remote` can resolve.
+pub const LS_REMOTE_UNSUPPORTED: &str = "ssh and git:// repositories are resolved by the worker, which this Binder does not do yet; use an https URL";
+
+/// Resolves `spec`'s ref, through the ref cache (see the module docs).
+pub async fn resolve_spec(
+    spec: &Spec,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+) -> ResolveResult {
+    let done = |outcome, source, upstream_calls| ResolveResult {
+        outcome,
+        source,
+        upstream_calls,
+        github_rate_remaining: None,
+    };
+    if spec.is_pinned() {
+        let mut resolver = Resolver::new(spec, &cfg.providers, &cfg.credentials, None);
+        let outcome = match resolver.start() {
+            Step::Done(outcome) => outcome,
+            _ => Outcome::Failed("a pinned ref needed an upstream call".into()),
+        };
+        return done(outcome, ResolveSource::Pinned, 0);
+    }
+
+    let key = spec_ref_key(spec);
+    let mut revalidation = None;
+    let mut expired = None;
+    match cache.cached_ref(spec, now) {
+        Some(Lookup::Fresh(entry)) => match from_cache(spec, &entry) {
+            Some(resolved) => return done(Outcome::Resolved(resolved), ResolveSource::Cache, 0),
+            None => {
+                eprintln!("bindery-edge: cached ref under {key} does not fit its spec, ignored")
+            }
+        },
+        Some(Lookup::Expired(entry)) => {
+            if let (Some(etag), true) = (&entry.etag, from_cache(spec, &entry).is_some()) {
+                revalidation = Some(Revalidation {
+                    etag: etag.clone(),
+                    resolved_ref: entry.resolved_ref.clone(),
+                });
+                expired = Some(entry);
+            }
+        }
+        _ => {}
+    }
+
+    let mut resolver = Resolver::new(spec, &cfg.providers, &cfg.credentials, revalidation);
+    let mut calls = 0u32;
+    let mut step = resolver.start();
+    let outcome = loop {
+        match step {
+            Step::Done(outcome) => break outcome,
+            Step::Fetch(request) => {
+                calls += 1;
+                match fetch.send(request).await {
+                    Ok(response) => step = resolver.on_response(&response, now),
+                    Err(e) => {
+                        break Outcome::Failed(format!(
+                            "Error resolving ref for {}:{}: {e}",
+                            spec.provider(),
+                            spec.raw()
+                        ));
+                    }
+                }
+            }
+            Step::LsRemote { .. } => {
+                break Outcome::Failed(format!(
+                    "Error resolving ref for {}:{}: {LS_REMOTE_UNSUPPORTED}",
+                    spec.provider(),
+                    spec.raw()
+                ));
+            }
+        }
+    };
+
+    let mut source = ResolveSource::Upstream;
+    if let Outcome::Resolved(resolved) = &outcome {
+        let ttl = &cfg.ttl;
+        match expired {
+            Some(old)
+                if old.resolved_ref == resolved.resolved_ref
+                    && old.etag == resolved.etag
+                    && !resolved.fell_back_to_head =>
+            {
+                source = ResolveSource::Revalidated;
+                cache.put(&key, &old.revalidated(now, ttl));
+            }
+            _ => {
+                let key = if resolved.fell_back_to_head {
+                    repo_ref_key(spec, "HEAD")
+                } else {
+                    key
+                };
+                cache.put(
+                    &key,
+                    &CachedRef {
+                        resolved_ref: resolved.resolved_ref.clone(),
+                        resolved_spec: resolved.resolved_spec.clone(),
+                        ref_url: resolved.ref_url.clone(),
+                        build_slug: resolved.build_slug.clone(),
+                        etag: resolved.etag.clone(),
+                        source: RefSource::Api,
+                        stored_at: now,
+                        expires_at: ttl.ref_expires_at(RefSource::Api, now),
+                    },
+                );
+            }
+        }
+    }
+    ResolveResult {
+        outcome,
+        source,
+        upstream_calls: calls,
+        github_rate_remaining: resolver.github_rate_remaining(),
+    }
+}
+
+/// Rebuilds a [`Resolved`] from a cache entry, recomputing everything derived from the
+/// ref from `spec` (so an entry written by an older version cannot smuggle in a different
+/// slug or URL); `None` when the cached ref does not have the shape `spec`'s provider
+/// produces.
+pub fn from_cache(spec: &Spec, entry: &CachedRef) -> Option<Resolved> {
+    spec.validate_resolved_ref(&entry.resolved_ref).ok()?;
+    Some(Resolved {
+        resolved_spec: spec.resolved_spec(&entry.resolved_ref),
+        ref_url: spec.ref_url(&entry.resolved_ref),
+        build_slug: spec.build_slug(Some(&entry.resolved_ref))?,
+        resolved_ref: entry.resolved_ref.clone(),
+        etag: entry.etag.clone(),
+        fell_back_to_head: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bindery_core::provider::ProviderSettings;
+
+    use super::*;
+    use crate::cache::MemoryKv;
+    use crate::testing::{ScriptedFetch, block_on, response};
+
+    const NOW: u64 = 1_700_000_000;
+    const SHA: &str = "1479e0252b2e648bb755ee913292b79495931717";
+    const SHA2: &str = "2479e0252b2e648bb755ee913292b79495931717";
+    const API: &str = "http://127.0.0.1:9/";
+
+    fn cfg() -> EdgeConfig {
+        let mut cfg = EdgeConfig::from_source(|_| Ok(None)).unwrap();
+        cfg.providers.github_api = API.trim_end_matches('/').into();
+        cfg
+    }
+
+    fn spec(path: &str) -> Spec {
+        Spec::parse_path(path, &ProviderSettings::default()).unwrap()
+    }
+
+    fn commit(sha: &str, etag: &str) -> http::Response<Vec<u8>> {
+        response(
+            200,
+            &[("etag", etag), ("x-ratelimit-remaining", "59")],
+            format!(r#"{{"sha":"{sha}"}}"#),
+        )
+    }
+
+    #[test]
+    fn a_miss_asks_github_then_the_cache_answers() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/r/commits/main"),
+            commit(SHA, "\"e1\""),
+        );
+        let spec = spec("gh/o/r/main");
+        let first = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW));
+        assert_eq!(first.source, ResolveSource::Upstream);
+        assert_eq!(first.upstream_calls, 1);
+        assert_eq!(first.github_rate_remaining, Some(59));
+        let r = first.resolved().unwrap();
+        assert_eq!(r.resolved_ref, SHA);
+        assert_eq!(r.resolved_spec, format!("o/r/{SHA}"));
+
+        let again = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW + 59));
+        assert_eq!(again.source, ResolveSource::Cache);
+        assert_eq!(again.upstream_calls, 0);
+        assert_eq!(again.resolved(), first.resolved());
+        assert_eq!(fetch.calls(), 1);
+    }
+
+    #[test]
+    fn an_expired_github_entry_is_revalidated_with_its_etag() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        let url = format!("{API}repos/o/r/commits/main");
+        fetch.once("GET", &url, commit(SHA, "\"e1\""));
+        fetch.once("GET", &url, response(304, &[], ""));
+        fetch.once("GET", &url, commit(SHA2, "\"e2\""));
+        let spec = spec("gh/o/r/main");
+        block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW));
+
+        let second = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW + 60));
+        assert_eq!(second.source, ResolveSource::Revalidated);
+        assert_eq!(second.source.cache_header(), "revalidated");
+        assert_eq!(second.resolved().unwrap().resolved_ref, SHA);
+        assert_eq!(
+            fetch.requests()[1].headers()["if-none-match"],
+            "\"e1\"",
+            "conditional request"
+        );
+        // The 304 extended the entry: fresh again for another minute.
+        let third = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW + 119));
+        assert_eq!(third.source, ResolveSource::Cache);
+        assert_eq!(fetch.calls(), 2);
+
+        // A changed branch answers 200 with the new commit, which replaces the entry.
+        let fourth = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW + 200));
+        assert_eq!(fourth.source, ResolveSource::Upstream);
+        assert_eq!(fourth.resolved().unwrap().resolved_ref, SHA2);
+        let fifth = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW + 201));
+        assert_eq!(fifth.resolved().unwrap().resolved_ref, SHA2);
+        assert_eq!(fetch.calls(), 3);
+    }
+
+    #[test]
+    fn a_pinned_commit_needs_no_call_and_no_cache_write() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        let result = block_on(resolve_spec(
+            &spec(&format!("gh/o/r/{SHA}")),
+            &cfg(),
+            &cache,
+            &fetch,
+            NOW,
+        ));
+        assert_eq!(result.source, ResolveSource::Pinned);
+        assert_eq!(result.resolved().unwrap().resolved_ref, SHA);
+        assert_eq!(fetch.calls(), 0);
+        assert!(kv.keys().is_empty());
+    }
+
+    #[test]
+    fn not_found_and_rate_limits_are_not_cached() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/gone/"),
+            response(404, &[], "{}"),
+        );
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/limited/"),
+            response(403, &[("x-ratelimit-remaining", "0")], "{}"),
+        );
+        let gone = block_on(resolve_spec(
+            &spec("gh/o/gone/dev"),
+            &cfg(),
+            &cache,
+            &fetch,
+            NOW,
+        ));
+        assert!(matches!(gone.outcome, Outcome::NotFound(_)), "{gone:?}");
+        let limited = block_on(resolve_spec(
+            &spec("gh/o/limited/dev"),
+            &cfg(),
+            &cache,
+            &fetch,
+            NOW,
+        ));
+        assert!(matches!(limited.outcome, Outcome::RateLimited { .. }));
+        assert!(kv.keys().is_empty());
+        let again = block_on(resolve_spec(
+            &spec("gh/o/gone/dev"),
+            &cfg(),
+            &cache,
+            &fetch,
+            NOW,
+        ));
+        assert_eq!(again.upstream_calls, 1, "asked again");
+    }
+
+    #[test]
+    fn a_master_to_head_fallback_is_cached_under_head_only() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/r/commits/master"),
+            response(404, &[], "{}"),
+        );
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/r/commits/HEAD"),
+            commit(SHA, "\"h\""),
+        );
+        let result = block_on(resolve_spec(
+            &spec("gh/o/r/master"),
+            &cfg(),
+            &cache,
+            &fetch,
+            NOW,
+        ));
+        assert!(result.resolved().unwrap().fell_back_to_head);
+        assert_eq!(result.upstream_calls, 2);
+        assert_eq!(kv.keys(), ["v1/ref/gh/o%2Fr/HEAD"]);
+        let head = block_on(resolve_spec(
+            &spec("gh/o/r/HEAD"),
+            &cfg(),
+            &cache,
+            &fetch,
+            NOW,
+        ));
+        assert_eq!(head.source, ResolveSource::Cache);
+    }
+
+    #[test]
+    fn upstream_failures_and_ls_remote_are_clear_failures() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        let result = block_on(resolve_spec(
+            &spec("gh/o/r/main"),
+            &cfg(),
+            &cache,
+            &fetch,
+            NOW,
+        ));
+        let Outcome::Failed(message) = &result.outcome else {
+            panic!("{result:?}")
+        };
+        assert!(
+            message.starts_with(
+                "Error resolving ref for gh:o/r/main: failed to reach http://127.0.0.1:9"
+            ),
+            "{message}"
+        );
+
+        let ssh = spec("git/ssh%3A%2F%2Fgit%40example.org%2Fr.git/main");
+        let result = block_on(resolve_spec(&ssh, &cfg(), &cache, &fetch, NOW));
+        let Outcome::Failed(message) = &result.outcome else {
+            panic!("{result:?}")
+        };
+        assert!(message.contains("resolved by the worker"), "{message}");
+        assert_eq!(result.upstream_calls, 0);
+        assert!(kv.keys().is_empty());
+    }
+
+    #[test]
+    fn a_cached_ref_of_the_wrong_shape_is_ignored() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let spec = spec("gh/o/r/main");
+        cache.put(
+            &spec_ref_key(&spec),
+            &CachedRef {
+                resolved_ref: "--upload-pack=evil".into(),
+                resolved_spec: String::new(),
+                ref_url: String::new(),
+                build_slug: String::new(),
+                etag: None,
+                source: RefSource::Webhook,
+                stored_at: NOW,
+                expires_at: NOW + 100,
+            },
+        );
+        let fetch = ScriptedFetch::new();
+        fetch.on("GET", API, commit(SHA, "\"e\""));
+        let result = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW));
+        assert_eq!(result.resolved().unwrap().resolved_ref, SHA);
+        assert_eq!(result.source, ResolveSource::Upstream);
+    }
+}

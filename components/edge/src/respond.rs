@@ -1,0 +1,160 @@
+//! Small helpers for answers, conditional requests and the clock.
+//!
+//! Handlers build `http::Response<Vec<u8>>`, which spin-sdk's `#[http_component]` accepts
+//! as a return value, and which native tests inspect directly.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+/// The header telling tests and operators whether an answer came from the cache:
+/// `hit`, `miss` or `revalidated`.
+pub const CACHE_HEADER: &str = "x-bindery-cache";
+
+/// The `cache-control` of immutable assets (launch badges).
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The current unix time in seconds (0 if the clock is before 1970).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An answer with `status`, `content-type` and `body`.
+pub fn with_body(
+    status: u16,
+    content_type: &'static str,
+    body: impl Into<Vec<u8>>,
+) -> Response<Vec<u8>> {
+    let mut response = Response::new(body.into());
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A `text/plain` answer; a newline is added when the text has none.
+pub fn text(status: u16, message: &str) -> Response<Vec<u8>> {
+    let mut body = message.to_owned();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    with_body(status, "text/plain; charset=utf-8", body)
+}
+
+/// A JSON answer.
+pub fn json(status: u16, value: &impl Serialize) -> Response<Vec<u8>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_body(status, "application/json", body),
+        Err(e) => text(500, &format!("failed to serialise the answer: {e}")),
+    }
+}
+
+/// A JSON error answer, `{"message": ...}`.
+pub fn json_error(status: u16, message: &str) -> Response<Vec<u8>> {
+    json(status, &serde_json::json!({ "message": message }))
+}
+
+/// An SVG answer with a strong `etag` and `cache_control`; `304 Not Modified` without a
+/// body when `if_none_match` matches the tag.
+pub fn svg(
+    svg: String,
+    etag: &str,
+    cache_control: &'static str,
+    if_none_match: Option<&str>,
+) -> Response<Vec<u8>> {
+    let mut response = if if_none_match.is_some_and(|h| etag_matches(h, etag)) {
+        let mut r = Response::new(Vec::new());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        with_body(200, "image/svg+xml", svg)
+    };
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(ETAG, value);
+    }
+    response
+}
+
+/// `404 Not Found`.
+pub fn not_found() -> Response<Vec<u8>> {
+    text(404, "not found")
+}
+
+/// `405 Method Not Allowed` with the `allow` header.
+pub fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
+    let mut response = text(405, &format!("method not allowed: use {allow}"));
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// Drops the body of an answer to a `HEAD` request, keeping status and headers.
+pub fn for_head(mut response: Response<Vec<u8>>) -> Response<Vec<u8>> {
+    response.body_mut().clear();
+    response
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 §13.1.2):
+/// `*`, or any listed tag equal to it once `W/` prefixes are ignored.
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let wanted = bare(etag);
+    if_none_match.trim() == "*" || if_none_match.split(',').any(|t| bare(t) == wanted)
+}
+
+/// The value of header `name` as text, if present and visible ASCII.
+pub fn header<'a, B>(request: &'a http::Request<B>, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_match_weakly_in_lists_and_star() {
+        let tag = "\"abc\"";
+        assert!(etag_matches("\"abc\"", tag));
+        assert!(etag_matches("W/\"abc\"", tag));
+        assert!(etag_matches("\"x\", \"abc\"", tag));
+        assert!(etag_matches("*", tag));
+        assert!(!etag_matches("\"abd\"", tag));
+        assert!(!etag_matches("abc", tag));
+        assert!(!etag_matches("", tag));
+    }
+
+    #[test]
+    fn svg_answers_revalidate() {
+        let full = svg("<svg/>".into(), "\"t\"", IMMUTABLE, None);
+        assert_eq!(full.status(), 200);
+        assert_eq!(full.headers()["content-type"], "image/svg+xml");
+        assert_eq!(full.headers()["etag"], "\"t\"");
+        assert_eq!(full.body(), b"<svg/>");
+        let not_modified = svg("<svg/>".into(), "\"t\"", IMMUTABLE, Some("\"t\""));
+        assert_eq!(not_modified.status(), 304);
+        assert!(not_modified.body().is_empty());
+        assert_eq!(not_modified.headers()["cache-control"], IMMUTABLE);
+        assert_eq!(not_modified.headers()["etag"], "\"t\"");
+    }
+
+    #[test]
+    fn small_answers() {
+        assert_eq!(text(400, "bad").body(), b"bad\n");
+        let r = method_not_allowed("GET, HEAD");
+        assert_eq!(
+            (r.status().as_u16(), &r.headers()["allow"]),
+            (405, &HeaderValue::from_static("GET, HEAD"))
+        );
+        let r = json_error(401, "no");
+        assert_eq!(r.body(), br#"{"message":"no"}"#);
+        assert!(for_head(text(200, "x")).body().is_empty());
+        assert!(now() > 1_600_000_000);
+    }
+}

@@ -1,0 +1,444 @@
+//! The handlers that talk to Spin. Each reads the request, asks `bindery-edge` (which asks
+//! `bindery-core`) and answers; the event stream answers as it goes.
+
+use bindery_core::events::{Event, Phase};
+use bindery_core::launch::{self, MISSING_ACCEPT};
+use bindery_core::provider::{ProviderId, Spec};
+use bindery_core::resolve::Outcome;
+use bindery_core::sse::{self, SseDecoder, SseEvent, SseMessage};
+use bindery_core::worker_api::{LAUNCHES_PATH, LaunchRequest};
+use bindery_core::{image, policy};
+use bindery_core::cache::LastStatus;
+use bindery_edge::cache::Cache;
+use bindery_edge::config::EdgeConfig;
+use bindery_edge::fetch::{SpinFetch, send_streaming};
+use bindery_edge::respond::{self, CACHE_HEADER};
+use bindery_edge::{check_image, mark_built, resolve_spec, worker};
+use futures::SinkExt;
+use http::{Request, Response};
+use serde_json::json;
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+
+use crate::routes::{self, Route, query_param};
+use crate::{ids, pages};
+
+const MAX_BODY: usize = 64 * 1024;
+
+#[spin_sdk::http_component]
+async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
+    let request = match bindery_edge::incoming::read_request(incoming, MAX_BODY).await {
+        Ok(r) => r,
+        Err(e) => return send_whole(out, respond::text(e.status_code(), &e.to_string())).await,
+    };
+    let path = request.uri().path().to_string();
+    let route = routes::parse(&path);
+    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+        return send_whole(out, respond::method_not_allowed("GET, HEAD")).await;
+    }
+    let response = match route {
+        Route::Build { provider, spec } => return build_stream(&request, &provider, &spec, out).await,
+        Route::Home => html(200, pages::home(&base_url(&request, None))),
+        Route::Loading { provider, spec } => loading(&request, &provider, &spec),
+        Route::Resolve { provider, spec } => resolve_api(&request, &provider, &spec).await,
+        Route::Legacy { rest } => match launch::legacy_redirect(&rest) {
+            Some(location) => redirect(&location),
+            None => respond::not_found(),
+        },
+        Route::Health => health().await,
+        Route::Versions => versions(),
+        Route::NotFound => respond::not_found(),
+    };
+    let response = if request.method() == http::Method::HEAD { respond::for_head(response) } else { response };
+    send_whole(out, response).await;
+}
+
+fn html(status: u16, body: String) -> Response<Vec<u8>> {
+    respond::with_body(status, "text/html; charset=utf-8", body)
+}
+
+fn redirect(location: &str) -> Response<Vec<u8>> {
+    let mut response = respond::text(302, "redirecting");
+    if let Ok(v) = http::HeaderValue::from_str(location) {
+        response.headers_mut().insert(http::header::LOCATION, v);
+    }
+    response
+}
+
+/// The public base URL: the configured one, else the request's own scheme and host.
+fn base_url(request: &Request<Vec<u8>>, cfg: Option<&EdgeConfig>) -> String {
+    if let Some(url) = cfg.and_then(|c| c.public_url.clone()) {
+        return format!("{}/", url.trim_end_matches('/'));
+    }
+    let uri = request.uri();
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}/"),
+        _ => "/".into(),
+    }
+}
+
+/// The client's address: Spin's `spin-client-addr` (`ip:port`).
+fn client_ip(request: &Request<Vec<u8>>) -> Option<std::net::IpAddr> {
+    let addr = respond::header(request, "spin-client-addr")?;
+    addr.parse::<std::net::SocketAddr>().map(|a| a.ip()).ok().or_else(|| addr.parse().ok())
+}
+
+fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Response<Vec<u8>> {
+    let cfg = EdgeConfig::load().ok();
+    let base = base_url(request, cfg.as_ref());
+    let Ok(provider_id) = ProviderId::parse(provider) else {
+        return html(404, pages::error(404, &format!("No provider found for prefix {provider}"), &base));
+    };
+    if !provider_id.ui_route_matches(raw_spec) {
+        return html(404, pages::error(404, "This is not a valid link for that provider", &base));
+    }
+    let settings = cfg.as_ref().map(|c| c.providers.clone()).unwrap_or_default();
+    let spec = match Spec::parse(provider_id, raw_spec, &settings) {
+        Ok(s) => s,
+        Err(e) => return html(400, pages::error(400, &e.to_string(), &base)),
+    };
+    let query = request.uri().query().unwrap_or_default();
+    let launch_path = match launch::launch_path(
+        query_param(query, "urlpath").as_deref(),
+        query_param(query, "labpath").as_deref(),
+        query_param(query, "filepath").as_deref(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return html(400, pages::error(400, &e.to_string(), &base)),
+    };
+    let title = format!("{}: {}", provider_id.display_name(), spec.raw());
+    let share = format!("{base}v2/{provider}/{}", spec.raw());
+    html(
+        200,
+        pages::loading(&pages::Loading {
+            title: &title,
+            spec: spec.raw(),
+            build_url: &format!("{base}build/{provider}/{}", spec.raw()),
+            launch_path: &launch_path,
+            share_url: &share,
+            base_url: &base,
+        }),
+    )
+}
+
+async fn resolve_api(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Response<Vec<u8>> {
+    let cfg = match EdgeConfig::load() {
+        Ok(c) => c,
+        Err(e) => return respond::json_error(500, &e.to_string()),
+    };
+    if let Some(label) = client_ip(request).and_then(|ip| cfg.ban_networks.matching(ip).map(String::from)) {
+        return respond::json_error(403, &policy::ip_banned_message(&label));
+    }
+    let spec = match ProviderId::parse(provider).and_then(|p| Spec::parse(p, raw_spec, &cfg.providers)) {
+        Ok(s) => s,
+        Err(e) => return respond::json_error(400, &e.to_string()),
+    };
+    if cfg.policy.is_banned(spec.raw()) {
+        return respond::json_error(403, &policy::banned_message(spec.raw()));
+    }
+    let cache = Cache::open_default();
+    let fetch = SpinFetch::default();
+    let now = respond::now();
+    let result = resolve_spec(&spec, &cfg, &cache, &fetch, now).await;
+    let resolved = match &result.outcome {
+        Outcome::Resolved(r) => r.clone(),
+        Outcome::NotFound(m) => return respond::json_error(404, m),
+        Outcome::RateLimited { message, .. } => return respond::json_error(429, message),
+        Outcome::Failed(m) => return respond::json_error(502, m),
+    };
+    let prefix = match cfg.image_prefix() {
+        Ok(p) => p.to_string(),
+        Err(e) => return respond::json_error(500, &e.to_string()),
+    };
+    let image = image::image_name(&prefix, &resolved.build_slug, &resolved.resolved_ref);
+    let presence = check_image(&image, &cfg, &cache, &fetch, now).await;
+    let (present, image_cache) = match &presence {
+        Ok(p) => (Some(p.present), if p.from_cache { "hit" } else { "miss" }),
+        Err(e) => {
+            eprintln!("bindery-launch: registry check for {image} failed: {e}");
+            (None, "error")
+        }
+    };
+    let body = json!({
+        "provider": spec.provider().as_str(),
+        "spec": spec.raw(),
+        "repo_url": spec.repo_url(),
+        "ref": spec.unresolved_ref(),
+        "resolved_ref": resolved.resolved_ref,
+        "resolved_spec": resolved.resolved_spec,
+        "ref_url": resolved.ref_url,
+        "image": image,
+        "image_present": present,
+        "build_name": image::build_name(&resolved.build_slug, &resolved.resolved_ref),
+        "binder_request": launch::binder_request(spec.provider(), spec.raw()),
+        "binder_persistent_request": launch::binder_persistent_request(spec.provider(), &resolved.resolved_spec),
+    });
+    let mut response = respond::json(200, &body);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_HEADER, http::HeaderValue::from_static(result.source.cache_header()));
+    headers.insert("x-bindery-image-cache", http::HeaderValue::from_static(image_cache));
+    headers.insert("access-control-allow-origin", http::HeaderValue::from_static("*"));
+    response
+}
+
+/// Health of what the edge depends on, in BinderHub's shape; 503 when something is down.
+async fn health() -> Response<Vec<u8>> {
+    let cfg = match EdgeConfig::load() {
+        Ok(c) => c,
+        Err(e) => return respond::json(503, &json!({"ok": false, "checks": [{"service": "Configuration", "ok": false, "error": e.to_string()}]})),
+    };
+    let fetch = SpinFetch::default();
+    let mut checks = Vec::new();
+    let worker_ok = match cfg.worker() {
+        Ok(w) => match worker::get(w, "/health") {
+            Ok(req) => bindery_edge::fetch::Fetch::send(&fetch, req).await.is_ok_and(|r| r.status().is_success()),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    checks.push(json!({"service": "Bindery worker", "ok": worker_ok}));
+    let registry_ok = match cfg.registry() {
+        Ok(r) => match Request::get(format!("{}/v2/", r.url)).body(Vec::new()) {
+            // 401 means the registry is up and wants credentials.
+            Ok(req) => bindery_edge::fetch::Fetch::send(&fetch, req)
+                .await
+                .is_ok_and(|r| r.status().is_success() || r.status() == 401),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    checks.push(json!({"service": "Docker registry", "ok": registry_ok}));
+    let ok = worker_ok && registry_ok;
+    let mut response = respond::json(if ok { 200 } else { 503 }, &json!({"ok": ok, "checks": checks}));
+    response.headers_mut().insert("cache-control", http::HeaderValue::from_static("no-store"));
+    response
+}
+
+fn versions() -> Response<Vec<u8>> {
+    let version = concat!("bindery-", env!("CARGO_PKG_VERSION"));
+    let mut response = respond::json(200, &json!({"binderhub": version, "builder_info": {"bindery": version}}));
+    response.headers_mut().insert("access-control-allow-origin", http::HeaderValue::from_static("*"));
+    response
+}
+
+async fn send_whole(out: ResponseOutparam, response: Response<Vec<u8>>) {
+    let (parts, body) = response.into_parts();
+    let entries: Vec<(String, Vec<u8>)> =
+        parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect();
+    let Ok(fields) = Fields::from_list(&entries) else { return };
+    let outgoing = OutgoingResponse::new(fields);
+    if outgoing.set_status_code(parts.status.as_u16()).is_err() {
+        return;
+    }
+    if let Err(e) = out.set_with_body(outgoing, body).await {
+        eprintln!("bindery-launch: failed to write a response: {e:?}");
+    }
+}
+
+/// Writes events to the client; remembers whether the client is still there.
+struct Stream<S> {
+    sink: S,
+    open: bool,
+}
+
+impl<S: futures::Sink<Vec<u8>> + Unpin> Stream<S> {
+    async fn raw(&mut self, text: String) {
+        if self.open && self.sink.send(text.into_bytes()).await.is_err() {
+            self.open = false;
+        }
+    }
+
+    async fn event(&mut self, event: &Event, id: Option<String>) {
+        let mut sse = SseEvent::new(event.to_json());
+        sse.id = id;
+        self.raw(sse::encode(&sse)).await;
+    }
+
+    async fn fail(&mut self, status: u16, message: &str) {
+        self.event(&Event::failed(Some(status), message), None).await;
+    }
+}
+
+/// `GET /build/<provider>/<spec>`: every error is a `failed` event on a 200 stream.
+async fn build_stream(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str, out: ResponseOutparam) {
+    let headers = [
+        ("content-type".to_string(), b"text/event-stream".to_vec()),
+        ("cache-control".to_string(), b"no-cache".to_vec()),
+        ("x-accel-buffering".to_string(), b"no".to_vec()),
+        ("access-control-allow-headers".to_string(), b"cache-control".to_vec()),
+    ];
+    let Ok(fields) = Fields::from_list(&headers) else { return };
+    let outgoing = OutgoingResponse::new(fields);
+    if outgoing.set_status_code(200).is_err() {
+        return;
+    }
+    let sink = outgoing.take_body();
+    out.set(outgoing);
+    let mut stream = Stream { sink, open: true };
+    run_build(request, provider, raw_spec, &mut stream).await;
+}
+
+async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
+    request: &Request<Vec<u8>>,
+    provider: &str,
+    raw_spec: &str,
+    stream: &mut Stream<S>,
+) {
+    if !launch::accepts_event_stream(respond::header(request, "accept")) {
+        return stream.fail(400, MISSING_ACCEPT).await;
+    }
+    let cfg = match EdgeConfig::load() {
+        Ok(c) => c,
+        Err(e) => return stream.fail(500, &e.to_string()).await,
+    };
+    let client = client_ip(request);
+    if let Some(label) = client.and_then(|ip| cfg.ban_networks.matching(ip).map(String::from)) {
+        return stream.fail(403, &policy::ip_banned_message(&label)).await;
+    }
+    let worker_cfg = match cfg.worker() {
+        Ok(w) => w,
+        Err(e) => return stream.fail(500, &e.to_string()).await,
+    };
+    let cache = Cache::open_default();
+    let fetch = SpinFetch::default();
+
+    // A reconnecting EventSource resumes the launch it was following.
+    if let Some((launch_id, after)) = respond::header(request, "last-event-id").and_then(ids::parse_last_event_id) {
+        let events_url = format!("{LAUNCHES_PATH}/{launch_id}/events");
+        return relay(&cfg, &cache, stream, &launch_id, &events_url, Some(&after), None).await;
+    }
+
+    let provider_id = match ProviderId::parse(provider) {
+        Ok(p) => p,
+        Err(e) => return stream.fail(400, &e.to_string()).await,
+    };
+    let spec = match Spec::parse(provider_id, raw_spec, &cfg.providers) {
+        Ok(s) => s,
+        Err(e) => return stream.fail(400, &e.to_string()).await,
+    };
+    if cfg.policy.is_banned(spec.raw()) {
+        return stream.fail(403, &policy::banned_message(spec.raw())).await;
+    }
+    let now = respond::now();
+    let result = resolve_spec(&spec, &cfg, &cache, &fetch, now).await;
+    let resolved = match result.outcome {
+        Outcome::Resolved(r) => r,
+        Outcome::NotFound(m) => return stream.fail(404, &m).await,
+        Outcome::RateLimited { message, .. } => return stream.fail(429, &message).await,
+        Outcome::Failed(m) => return stream.fail(502, &m).await,
+    };
+    if resolved.fell_back_to_head {
+        let notice = format!(
+            "Could not find ref {} in {}. Trying again with HEAD instead: the default branch may have been renamed. Please update your links.\n",
+            spec.unresolved_ref().unwrap_or_default(),
+            spec.repo_url()
+        );
+        stream.event(&Event::new(Phase::Waiting, notice), None).await;
+    }
+    let prefix = match cfg.image_prefix() {
+        Ok(p) => p.to_string(),
+        Err(e) => return stream.fail(500, &e.to_string()).await,
+    };
+    let image_name = image::image_name(&prefix, &resolved.build_slug, &resolved.resolved_ref);
+    let present = match check_image(&image_name, &cfg, &cache, &fetch, now).await {
+        Ok(p) => p.present,
+        Err(e) => {
+            // As BinderHub does after its retries: treat the image as missing; the worker
+            // checks again before it builds.
+            eprintln!("bindery-launch: registry check for {image_name} failed: {e}");
+            false
+        }
+    };
+    if present {
+        stream.event(&Event::built(image_name.clone(), true), None).await;
+    } else {
+        stream.event(&Event::new(Phase::Waiting, "Waiting for build to start...\n"), None).await;
+    }
+    let launch_request = LaunchRequest {
+        provider: provider_id.as_str().to_string(),
+        spec: spec.raw().to_string(),
+        repo_url: spec.repo_url(),
+        resolved_ref: resolved.resolved_ref.clone(),
+        resolved_spec: resolved.resolved_spec.clone(),
+        image: image_name.clone(),
+        image_present: present,
+        build_slug: resolved.build_slug.clone(),
+        ref_url: resolved.ref_url.clone(),
+        launch_host: base_url(request, Some(&cfg)),
+        binder_request: launch::binder_request(provider_id, spec.raw()),
+        binder_persistent_request: launch::binder_persistent_request(provider_id, &resolved.resolved_spec),
+        launch_path: String::new(),
+        client_ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
+    };
+    let accepted = match worker::request_launch(worker_cfg, &launch_request, &fetch).await {
+        Ok(a) => a,
+        Err(e) => return stream.fail(503, &format!("Failed to start the launch: {e}")).await,
+    };
+    if !present {
+        cache.put_status(&image_name, LastStatus::Building, now, &cfg.ttl);
+    }
+    relay(&cfg, &cache, stream, &accepted.id, &accepted.events_url, None, Some(&image_name)).await;
+}
+
+/// Relays the worker's numbered events until `ready` or `failed`, recording build results
+/// in the cache for the badges and the next launch.
+async fn relay<S: futures::Sink<Vec<u8>> + Unpin>(
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    stream: &mut Stream<S>,
+    launch_id: &str,
+    events_url: &str,
+    after: Option<&str>,
+    image_name: Option<&str>,
+) {
+    let Ok(worker_cfg) = cfg.worker() else { return };
+    let request = match worker::events_request(worker_cfg, events_url, after) {
+        Ok(r) => r,
+        Err(e) => return stream.fail(500, &e.to_string()).await,
+    };
+    let mut upstream = match send_streaming(request).await {
+        Ok(r) if r.status == 200 => r,
+        Ok(r) if r.status == 404 => return stream.fail(404, "This launch is no longer known to the build service; reload the page to start again").await,
+        Ok(r) => return stream.fail(502, &format!("The build service answered {} for the launch's events", r.status)).await,
+        Err(e) => return stream.fail(503, &format!("Failed to follow the launch: {e}")).await,
+    };
+    let mut decoder = SseDecoder::new();
+    let mut image = image_name.map(String::from);
+    while let Some(chunk) = upstream.next_chunk().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return stream.fail(502, &format!("The build service's stream broke: {e}")).await,
+        };
+        for message in decoder.feed(&chunk) {
+            match message {
+                SseMessage::Comment(text) => stream.raw(sse::comment(&text)).await,
+                SseMessage::Overflow => {}
+                SseMessage::Event { id, data, .. } => {
+                    let Ok(event) = Event::from_json(&data) else { continue };
+                    let now = respond::now();
+                    if let Some(i) = event.image_name.clone().or_else(|| event.image.clone()) {
+                        image.get_or_insert(i);
+                    }
+                    match (event.phase, image.as_deref()) {
+                        (Phase::Built, Some(i)) => {
+                            mark_built(i, cfg, cache, now);
+                            cache.put_status(i, LastStatus::Built, now, &cfg.ttl);
+                        }
+                        (Phase::Failed, Some(i)) if cache.status(i, now).is_some() => {
+                            cache.put_status(i, LastStatus::Failed, now, &cfg.ttl);
+                        }
+                        _ => {}
+                    }
+                    let relay_id = id.map(|i| ids::relay_id(launch_id, &i));
+                    stream.event(&event, relay_id).await;
+                    if event.phase.is_terminal() || !stream.open {
+                        return;
+                    }
+                }
+            }
+        }
+        if !stream.open {
+            return;
+        }
+    }
+    stream.fail(502, "The build service closed the event stream unexpectedly").await;
+}

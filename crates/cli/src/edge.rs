@@ -1,0 +1,83 @@
+//! `bindery edge`: run the edge app in a `spin.toml` on this machine, as Spin would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use bindery_host::{HostConfig, KvBackend};
+
+/// Arguments of `bindery edge`.
+#[derive(Debug, clap::Args)]
+pub struct EdgeArgs {
+    /// The Spin manifest to run.
+    #[arg(long, default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Where key-value data and precompiled components are kept.
+    #[arg(long, default_value = ".bindery/edge")]
+    data_dir: PathBuf,
+    /// Where precompiled components are cached (default: `<data dir>/precompiled`). Hosts
+    /// of the same build can share one.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Keep key-value data in memory only: it is lost when the host stops.
+    #[arg(long)]
+    memory_kv: bool,
+    /// The longest a request may run, streamed response included, in seconds.
+    #[arg(long, default_value_t = 30 * 60, value_name = "SECONDS")]
+    request_deadline: u64,
+}
+
+/// Runs the host until Ctrl-C or SIGTERM, then drains in-flight requests.
+pub fn run(args: &EdgeArgs) -> anyhow::Result<String> {
+    init_tracing();
+    let mut config = HostConfig::new(&args.manifest, args.listen, &args.data_dir);
+    config.request_deadline = Duration::from_secs(args.request_deadline);
+    config.cache_dir.clone_from(&args.cache_dir);
+    if args.memory_kv {
+        config.kv = KvBackend::Memory;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    runtime
+        .block_on(bindery_host::run(config, shutdown_signal()))
+        .with_context(|| format!("failed to run {}", args.manifest.display()))?;
+    Ok("bindery edge: stopped".to_owned())
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,339 @@
+//! The HTTP/1.1 server: each request is routed, handed to a fresh instance of its
+//! component, and the component's response body is streamed back as it is written.
+//!
+//! Shutdown is passed in: when the future resolves, the listener closes, connections finish
+//! their in-flight requests (bounded by a drain deadline), and `serve` returns once every
+//! connection and guest task has ended or the deadline has passed.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::client::OutboundClient;
+use crate::kv::KvStores;
+use crate::routes::{RouteMatch, Router};
+use crate::state::{ComponentContext, RequestState};
+
+/// The body of every response the server sends.
+pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A component ready to serve: its settings and its pre-instantiated form.
+pub(crate) struct ServedComponent {
+    pub(crate) context: Arc<ComponentContext>,
+    pub(crate) pre: ProxyPre<RequestState>,
+}
+
+/// Everything a request needs, shared by all of them.
+pub(crate) struct App {
+    pub(crate) engine: Engine,
+    pub(crate) router: Router,
+    /// Indexed by the router's targets.
+    pub(crate) components: Vec<ServedComponent>,
+    pub(crate) kv: KvStores,
+    pub(crate) client: OutboundClient,
+    pub(crate) request_deadline: Duration,
+    pub(crate) max_memory: usize,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("routes", &self.router.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hop-by-hop headers, which describe one connection and are never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Serves `listener` until `shutdown` resolves, then drains for at most `drain_deadline`.
+pub(crate) async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    drain_deadline: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    // Every connection and guest task holds a sender; when all are dropped, `recv` ends.
+    let (in_flight, mut all_done) = mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, client_addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Running out of file descriptors is transient: wait instead of spinning.
+                    tracing::warn!(error = %err, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let guard = in_flight.clone();
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            let guard = guard.clone();
+            async move { Ok::<_, Infallible>(app.handle(req, client_addr, guard).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        let guard = in_flight.clone();
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(client = %client_addr, error = %err, "connection ended with an error");
+            }
+            drop(guard);
+        });
+    }
+    drop(listener);
+    drop(in_flight);
+    tracing::info!("shutting down: draining in-flight requests");
+    let drained = tokio::time::timeout(drain_deadline, async {
+        graceful.shutdown().await;
+        let _ = all_done.recv().await;
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("all requests finished"),
+        Err(_) => {
+            tracing::warn!(deadline = ?drain_deadline, "drain deadline passed; dropping the remaining requests")
+        }
+    }
+}
+
+impl App {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client_addr: SocketAddr,
+        in_flight: mpsc::Sender<()>,
+    ) -> Response<ResponseBody> {
+        let path = req.uri().path().to_owned();
+        let Some(route) = self.router.route(&path) else {
+            return text(StatusCode::NOT_FOUND, format!("no route for {path}\n"));
+        };
+        let component = &self.components[route.target];
+        let req = match spin_request(req, &route, client_addr) {
+            Ok(req) => req,
+            Err(message) => return text(StatusCode::BAD_REQUEST, format!("{message}\n")),
+        };
+        self.call(component, req, in_flight).await
+    }
+
+    async fn call(
+        &self,
+        component: &ServedComponent,
+        req: Request<Incoming>,
+        in_flight: mpsc::Sender<()>,
+    ) -> Response<ResponseBody> {
+        let id = Arc::clone(&component.context.id);
+        let state = RequestState::new(
+            Arc::clone(&component.context),
+            self.kv.clone(),
+            self.client.clone(),
+            self.max_memory,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(RequestState::limiter);
+        let deadline = Instant::now() + self.request_deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::format_err!("the request deadline passed"))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = (|| -> wasmtime::Result<_> {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        })();
+        let (req, out) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                tracing::error!(component = %id, error = %err, "failed to pass the request to the component");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("component {id} could not receive the request\n"),
+                );
+            }
+        };
+        let pre = component.pre.clone();
+        let request_deadline = self.request_deadline;
+        let task_id = Arc::clone(&id);
+        // The guest runs in its own task so that it can keep writing the body after the
+        // response head has gone out.
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            let result = match tokio::time::timeout(request_deadline, run).await {
+                Ok(result) => result,
+                Err(_) => Err(wasmtime::format_err!(
+                    "the request deadline of {request_deadline:?} passed"
+                )),
+            };
+            if let Err(err) = &result {
+                tracing::error!(component = %task_id, error = ?err, "the component failed");
+            }
+            drop(in_flight);
+            result.is_ok()
+        });
+        match receiver.await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.map_err(|err| Box::new(err) as _).boxed_unsync())
+            }
+            Ok(Err(code)) => {
+                tracing::warn!(component = %id, error = ?code, "the component answered with an error");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("component {id} failed: {code:?}\n"),
+                )
+            }
+            Err(_) => match task.await {
+                Ok(true) => {
+                    tracing::error!(component = %id, "the component set no response");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("component {id} set no response\n"),
+                    )
+                }
+                Ok(false) | Err(_) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("component {id} failed\n"),
+                ),
+            },
+        }
+    }
+}
+
+/// Prepares a request as Spin hands it to a component: an absolute URI, no hop-by-hop
+/// headers, no `spin-*` headers from the client, and the `spin-*` routing headers.
+fn spin_request(
+    req: Request<Incoming>,
+    route: &RouteMatch<'_>,
+    client_addr: SocketAddr,
+) -> Result<Request<Incoming>, String> {
+    let (mut parts, body) = req.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .ok_or("the request has no Host header")?;
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let full_url = format!("http://{authority}{path_and_query}");
+    parts.uri = full_url
+        .parse()
+        .map_err(|_| "the request URI is malformed")?;
+
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    let mut set = |name: &str, value: &str| {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    };
+    set("spin-full-url", &full_url);
+    set("spin-path-info", &route.path_info);
+    set("spin-matched-route", route.matched_route);
+    set("spin-raw-component-route", route.raw_route);
+    set("spin-component-route", route.component_route());
+    set("spin-base-path", "/");
+    set("spin-client-addr", &client_addr.to_string());
+    for (name, value) in &route.params {
+        set(&format!("spin-path-match-{name}"), value);
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+        .filter(|n| !n.is_empty())
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
+    // Framing is the server's business: hyper sets it for the body it sends.
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,404 @@
+//! The edge, end to end: the real `bindery edge` binary runs the real components from
+//! `spin.toml`; the registry is the real `docker-registry`; GitHub and the worker are
+//! scripted HTTP peers on loopback (the worker until it lands), which count every call.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+
+use bindery_core::image;
+use bindery_system_tests::edge::Edge;
+use bindery_system_tests::peer::{Answer, Peer, Seen};
+use bindery_system_tests::registry::{Auth, Registry};
+use bindery_system_tests::sse::{events, get, send};
+use bindery_system_tests::scratch;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+const NEW_SHA: &str = "89abcdef0123456789abcdef0123456789abcdef";
+const LAUNCH_ID: &str = "launch0123456789";
+const WORKER_TOKEN: &str = "worker-secret-token";
+const HOOK_SECRET: &str = "hook-secret";
+
+/// A recorded GitHub commits API: `main` and `HEAD` are SHA with an ETag; `gone` is 422.
+async fn github() -> Peer {
+    Peer::start(|seen: &Seen| {
+        let path = seen.uri.as_str();
+        if path.ends_with("/commits/main") || path.ends_with("/commits/HEAD") {
+            if seen.header("if-none-match") == Some("\"etag-main\"") {
+                return Answer::with(304, &[("etag", "\"etag-main\"")], "");
+            }
+            return Answer::Whole(
+                200,
+                vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("etag".into(), "\"etag-main\"".into()),
+                    ("x-ratelimit-remaining".into(), "4999".into()),
+                ],
+                json!({"sha": SHA}).to_string().into_bytes(),
+            );
+        }
+        Answer::json(422, &json!({"message": "No commit found for SHA"}))
+    })
+    .await
+}
+
+/// The events a scripted worker plays for a launch, numbered from 1.
+fn launch_events(image: &str, build: bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    if build {
+        out.push(json!({"phase": "building", "message": "Step 1/2 : FROM busybox\n"}));
+        out.push(json!({"phase": "building", "message": "Step 2/2 : RUN true\n"}));
+        out.push(json!({"phase": "built", "message": "Built image, launching...\n", "imageName": image}));
+    }
+    out.push(json!({"phase": "launching", "message": "Server requested\n"}));
+    out.push(json!({
+        "phase": "ready", "message": "server running at http://hub.example/user/x/\n",
+        "url": "http://hub.example/user/x/", "token": "tok123", "image": image,
+    }));
+    out
+}
+
+/// A scripted worker: accepts launches and builds, streams `launch_events`, honours
+/// `Last-Event-ID`, and keeps the requests it got.
+struct Worker {
+    peer: Peer,
+}
+
+impl Worker {
+    async fn start(script: Arc<Mutex<Vec<Value>>>) -> Worker {
+        let peer = Peer::start(move |seen: &Seen| {
+            if seen.header("authorization") != Some(&format!("Bearer {WORKER_TOKEN}")) && seen.uri != "/health" {
+                return Answer::json(401, &json!({"error": "bad token"}));
+            }
+            match (seen.method.as_str(), seen.uri.as_str()) {
+                ("GET", "/health") => Answer::json(200, &json!({"ok": true, "checks": []})),
+                ("POST", "/api/v1/launches") => Answer::json(
+                    202,
+                    &json!({"id": LAUNCH_ID, "events_url": format!("/api/v1/launches/{LAUNCH_ID}/events")}),
+                ),
+                ("POST", "/api/v1/builds") => {
+                    Answer::json(202, &json!({"id": "build0123456789", "events_url": "/api/v1/builds/build0123456789/events"}))
+                }
+                ("GET", uri) if uri == format!("/api/v1/launches/{LAUNCH_ID}/events") => {
+                    let after: usize = seen.header("last-event-id").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let mut body = String::from(":keepalive\n\n");
+                    for (i, event) in script.lock().unwrap().iter().enumerate().skip(after) {
+                        body.push_str(&format!("id: {}\ndata: {event}\n\n", i + 1));
+                    }
+                    Answer::with(200, &[("content-type", "text/event-stream")], body)
+                }
+                _ => Answer::json(404, &json!({"error": "not found"})),
+            }
+        })
+        .await;
+        Worker { peer }
+    }
+}
+
+/// Everything an edge test needs: providers, a registry, a worker, the edge itself.
+struct World {
+    github: Peer,
+    worker: Worker,
+    registry: Registry,
+    script: Arc<Mutex<Vec<Value>>>,
+    prefix: String,
+    edge: Edge,
+    vars: Vec<(&'static str, String)>,
+}
+
+impl World {
+    async fn start(name: &str, extra: &[(&'static str, &str)]) -> World {
+        let dir = scratch(name);
+        let github = github().await;
+        let script = Arc::new(Mutex::new(Vec::new()));
+        let worker = Worker::start(script.clone()).await;
+        std::fs::create_dir_all(dir.join("registry")).unwrap();
+        let registry = Registry::start(&dir.join("registry"), Auth::None).await;
+        let prefix = format!("{}/binder-", registry.host);
+        let mut vars: Vec<(&'static str, String)> = vec![
+            ("worker_url", worker.peer.url()),
+            ("worker_token", WORKER_TOKEN.into()),
+            ("registry_url", registry.url.clone()),
+            ("image_prefix", prefix.clone()),
+            ("github_api", github.url()),
+            ("extra_outbound_host", "http://127.0.0.1:*".into()),
+            ("github_webhook_secret", HOOK_SECRET.into()),
+        ];
+        for (k, v) in extra {
+            vars.retain(|(name, _)| name != k);
+            vars.push((k, (*v).to_string()));
+        }
+        let edge = Edge::start(&dir.join("edge"), &vars).await;
+        World { github, worker, registry, script, prefix, edge, vars }
+    }
+
+    fn image(&self, sha: &str) -> String {
+        image::image_name(&self.prefix, "org-repo", sha)
+    }
+
+    async fn push_image(&self, sha: &str) {
+        let split = image::split_image(&self.image(sha));
+        self.registry.push(&split.repository, &split.tag, true).await;
+    }
+
+    fn build_url(&self, spec: &str) -> String {
+        format!("{}/build/gh/{spec}", self.edge.url)
+    }
+}
+
+const SSE: (&str, &str) = ("accept", "text/event-stream");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_present_image_launches_and_a_second_launch_asks_no_provider_or_registry() {
+    let world = World::start("cached-launch", &[]).await;
+    world.push_image(SHA).await;
+    *world.script.lock().unwrap() = launch_events(&world.image(SHA), false);
+
+    let (status, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
+    assert_eq!(status, 200);
+    let phases: Vec<&str> = got.iter().map(|r| r.event.phase.as_str()).collect();
+    assert_eq!(phases, ["built", "launching", "ready"], "{got:?}");
+    assert_eq!(got[0].event.message, "Found built image, launching...\n");
+    assert_eq!(got[2].event.token.as_deref(), Some("tok123"));
+    assert_eq!(got[2].id.as_deref(), Some(format!("{LAUNCH_ID}:2").as_str()));
+    assert_eq!(world.github.count("/repos/org/repo/commits/main"), 1);
+    let launch: Value = serde_json::from_slice(&world.worker.peer.seen().iter().find(|s| s.method == "POST").unwrap().body).unwrap();
+    assert_eq!(launch["image"], world.image(SHA));
+    assert_eq!(launch["image_present"], true);
+    assert_eq!(launch["binder_request"], "v2/gh/org/repo/main");
+    assert_eq!(launch["binder_persistent_request"], format!("v2/gh/org/repo/{SHA}"));
+    let registry_calls = registry_manifest_calls(&world);
+    assert!(registry_calls >= 1);
+
+    let (_, again, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
+    assert_eq!(again.last().unwrap().event.phase.as_str(), "ready");
+    assert_eq!(world.github.count("/repos/"), 1, "the second launch resolved from the cache");
+    assert_eq!(registry_manifest_calls(&world), registry_calls, "the second launch checked the image in the cache");
+    assert_eq!(world.worker.peer.count("/api/v1/launches"), 4, "two launches, each a POST and an event stream");
+}
+
+/// Manifest requests the registry logged.
+fn registry_manifest_calls(world: &World) -> usize {
+    let log = std::fs::read_to_string(world.registry.dir.join("registry.log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains("response completed") && l.contains("http.request.method=HEAD") && l.contains("/manifests/"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_is_built_by_the_worker_and_then_known_present() {
+    let world = World::start("build-launch", &[]).await;
+    *world.script.lock().unwrap() = launch_events(&world.image(SHA), true);
+    let (_, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
+    let phases: Vec<&str> = got.iter().map(|r| r.event.phase.as_str()).collect();
+    assert_eq!(phases, ["waiting", "building", "building", "built", "launching", "ready"]);
+    let launch: Value = serde_json::from_slice(&world.worker.peer.seen()[0].body).unwrap();
+    assert_eq!(launch["image_present"], false);
+
+    let resolved = get(&format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url), &[]).await;
+    assert_eq!(resolved.status, 200, "{}", resolved.text());
+    assert_eq!(resolved.json()["image_present"], true);
+    assert_eq!(resolved.header("x-bindery-image-cache"), Some("hit"), "`built` was recorded in the cache");
+
+    let badge = get(&format!("{}/status/gh/org/repo/main.svg", world.edge.url), &[]).await;
+    assert_eq!(badge.status, 200);
+    assert_eq!(badge.header("x-bindery-status"), Some("ready"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnect_with_last_event_id_resumes_the_same_launch() {
+    let world = World::start("reconnect", &[]).await;
+    *world.script.lock().unwrap() = launch_events(&world.image(SHA), true);
+    let (_, first, _) = events(&world.build_url("org/repo/main"), &[SSE], Some(3)).await;
+    let last_id = first.last().unwrap().id.clone().expect("relayed events carry ids");
+    assert_eq!(last_id, format!("{LAUNCH_ID}:2"));
+
+    let (_, rest, _) = events(&world.build_url("org/repo/main"), &[SSE, ("last-event-id", &last_id)], None).await;
+    let phases: Vec<&str> = rest.iter().map(|r| r.event.phase.as_str()).collect();
+    assert_eq!(phases, ["built", "launching", "ready"], "only what was missed, once");
+    assert_eq!(world.worker.peer.seen().iter().filter(|s| s.method == "POST").count(), 1, "no second launch");
+    let resumed = world.worker.peer.seen().into_iter().filter(|s| s.uri.ends_with("/events")).last().unwrap();
+    assert_eq!(resumed.header("last-event-id"), Some("2"));
+    assert_eq!(world.github.count("/repos/"), 1, "a resumed stream resolves nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_fails_as_an_event_on_a_200_stream_with_an_actionable_message() {
+    let world = World::start("bad-input", &[("banned_specs", "^evil/.*"), ("ban_networks", "")]).await;
+    let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
+        ("/build/gh/org/repo/main", &[], 400, "Missing Accept header"),
+        ("/build/gh/org/repo/--upload-pack=evil", &[SSE], 400, "must not start with '-'"),
+        ("/build/gh/org/repo/a..b", &[SSE], 400, "contains '..'"),
+        ("/build/gl/org%2Frepo/ma%00in", &[SSE], 400, "control character"),
+        ("/build/gh/nothing_to_split", &[SSE], 400, "Spec is not of the form"),
+        ("/build/svn/org/repo/main", &[SSE], 400, "no provider found for prefix"),
+        ("/build/gl/%FF/main", &[SSE], 400, "not valid percent-encoded UTF-8"),
+        ("/build/gh/evil/repo/main", &[SSE], 403, "is not allowed to launch"),
+        ("/build/gh/org/repo/gone", &[SSE], 404, "Could not resolve ref"),
+    ];
+    for (path, headers, status, message) in cases {
+        let (http_status, got, _) = events(&format!("{}{path}", world.edge.url), headers, None).await;
+        assert_eq!(http_status, 200, "{path}");
+        assert_eq!(got.len(), 1, "{path}: {got:?}");
+        let event = &got[0].event;
+        assert_eq!(event.phase.as_str(), "failed", "{path}");
+        assert_eq!(event.status_code, Some(*status), "{path}: {}", event.message);
+        assert!(event.message.contains(message), "{path}: {}", event.message);
+    }
+    assert_eq!(world.worker.peer.count("/api/v1/"), 0, "no bad input reached the worker");
+
+    let page = get(&format!("{}/v2/gh/org/repo/main?urlpath=https%3A%2F%2Fevil.example", world.edge.url), &[]).await;
+    assert_eq!(page.status, 400);
+    assert!(page.text().contains("must be a relative path"));
+    let api = get(&format!("{}/api/v1/resolve/gh/org/repo/-x", world.edge.url), &[]).await;
+    assert_eq!(api.status, 400);
+    assert!(api.json()["message"].as_str().unwrap_or_default().contains("must not start with '-'"), "{}", api.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn banned_networks_are_refused_except_for_health_and_versions() {
+    let world = World::start("ban-networks", &[("ban_networks", "127.0.0.0/8=local")]).await;
+    let (status, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(got[0].event.status_code, Some(403));
+    assert!(got[0].event.message.contains("Requests from local are not allowed"));
+    assert_eq!(get(&format!("{}/versions", world.edge.url), &[]).await.status, 200);
+    let health = get(&format!("{}/health", world.edge.url), &[]).await;
+    assert!([200, 503].contains(&health.status));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_calls_to_hosts_spin_toml_does_not_allow_are_refused() {
+    // 127.0.0.2 is not covered by `http://127.0.0.1:*`.
+    let world = World::start("outbound", &[("github_api", "http://127.0.0.2:9")]).await;
+    let (_, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
+    assert_eq!(got[0].event.phase.as_str(), "failed");
+    assert!(got[0].event.message.to_lowercase().contains("not allowed") || got[0].event.message.to_lowercase().contains("denied"), "{}", got[0].event.message);
+    assert!(world.edge.log_text().contains("127.0.0.2"), "the refusal is logged:\n{}", world.edge.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kv_cache_survives_a_host_restart() {
+    let world = World::start("kv-restart", &[]).await;
+    let url = format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url);
+    let first = get(&url, &[]).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["resolved_ref"], SHA);
+    assert_eq!(world.github.count("/repos/"), 1);
+    let World { edge, vars, github, .. } = world;
+    let data_dir = edge.data_dir.clone();
+    assert!(edge.stop(), "graceful shutdown");
+    let edge = Edge::start(&data_dir, &vars).await;
+    let again = get(&format!("{}/api/v1/resolve/gh/org/repo/main", edge.url), &[]).await;
+    assert_eq!(again.json()["resolved_ref"], SHA);
+    assert_eq!(again.header("x-bindery-cache"), Some("hit"));
+    assert_eq!(github.count("/repos/"), 1, "the restarted host answered from the durable cache");
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+fn push_body(sha: &str) -> Vec<u8> {
+    json!({
+        "ref": "refs/heads/main", "before": SHA, "after": sha, "deleted": false,
+        "repository": {"full_name": "org/repo", "html_url": "https://github.com/org/repo", "default_branch": "main"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries() {
+    let world = World::start("webhook", &[("prebuild_specs", "^org/.*")]).await;
+    let hook = format!("{}/hooks/github", world.edge.url);
+    let body = push_body(NEW_SHA);
+    let signature = sign(&body);
+    let common = [("x-github-event", "push"), ("content-type", "application/json")];
+
+    for (case, headers) in [
+        ("missing", vec![("x-github-delivery", "d-1")]),
+        ("wrong", vec![("x-github-delivery", "d-1"), ("x-hub-signature-256", "sha256=00")]),
+    ] {
+        let mut h = headers.clone();
+        h.extend(common);
+        let answer = send("POST", &hook, &h, body.clone()).await;
+        assert_eq!(answer.status, 401, "{case} signature: {}", answer.text());
+    }
+    assert_eq!(world.worker.peer.count("/api/v1/builds"), 0, "no side effect of a bad signature");
+
+    let mut valid = vec![("x-github-delivery", "d-2"), ("x-hub-signature-256", signature.as_str())];
+    valid.extend(common);
+    let answer = send("POST", &hook, &valid, body.clone()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    assert_eq!(world.worker.peer.count("/api/v1/builds"), 1, "a prebuild of the new commit");
+    let build: Value = serde_json::from_slice(&world.worker.peer.seen().last().unwrap().body).unwrap();
+    assert_eq!(build["resolved_ref"], NEW_SHA);
+
+    let replay = send("POST", &hook, &valid, body.clone()).await;
+    assert_eq!(replay.status, 202);
+    assert_eq!(world.worker.peer.count("/api/v1/builds"), 1, "a redelivery does nothing twice");
+
+    let resolved = get(&format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url), &[]).await;
+    assert_eq!(resolved.json()["resolved_ref"], NEW_SHA, "the push refreshed the cached ref");
+    assert_eq!(world.github.count("/repos/"), 0, "without asking GitHub");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_without_a_configured_secret_is_refused() {
+    let world = World::start("webhook-unset", &[("github_webhook_secret", "")]).await;
+    let body = push_body(NEW_SHA);
+    let answer = send(
+        "POST",
+        &format!("{}/hooks/github", world.edge.url),
+        &[("x-github-event", "push"), ("x-github-delivery", "d-9"), ("x-hub-signature-256", &sign(&body))],
+        body,
+    )
+    .await;
+    assert!([401, 403].contains(&answer.status), "{}: {}", answer.status, answer.text());
+    assert_eq!(world.worker.peer.count("/api/v1/builds"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn badges_are_cacheable_and_the_status_badge_answers_304() {
+    let world = World::start("badges", &[]).await;
+    let logo = get(&format!("{}/badge_logo.svg", world.edge.url), &[]).await;
+    assert_eq!(logo.status, 200);
+    assert_eq!(logo.header("content-type"), Some("image/svg+xml"));
+    assert!(logo.header("cache-control").unwrap_or_default().contains("immutable"));
+
+    let url = format!("{}/status/gh/org/repo/main.svg", world.edge.url);
+    let first = get(&url, &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-bindery-status"), Some("not built"));
+    let etag = first.header("etag").expect("an ETag").to_string();
+    let second = get(&url, &[("if-none-match", &etag)]).await;
+    assert_eq!(second.status, 304);
+    assert!(second.body.is_empty());
+    assert_eq!(world.github.count("/"), 0, "a badge never asks the provider");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
+    let world = World::start("misc", &[]).await;
+    let legacy = get(&format!("{}/repo/binderhub-ci-repos/requirements/notebooks/index.ipynb", world.edge.url), &[]).await;
+    assert_eq!(legacy.status, 302);
+    assert_eq!(legacy.header("location"), Some("/v2/gh/binderhub-ci-repos/requirements/master?urlpath=%2Fnotebooks%2Findex.ipynb"));
+    let versions = get(&format!("{}/versions", world.edge.url), &[]).await;
+    assert!(versions.json()["binderhub"].as_str().unwrap().starts_with("bindery-"));
+    let health = get(&format!("{}/health", world.edge.url), &[]).await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    let checks = health.json()["checks"].as_array().unwrap().clone();
+    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    let page = get(&format!("{}/v2/gh/org/repo/main?labpath=analysis.ipynb", world.edge.url), &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("\"launch_path\":\"doc/tree/analysis.ipynb\""));
+    let home = get(&format!("{}/", world.edge.url), &[]).await;
+    assert!(home.text().contains("Launch link"));
+}

@@ -1,0 +1,112 @@
+//! A small HTTP client for the tests, and an event-stream reader built on `bindery-core`'s
+//! decoder.
+
+use std::time::Duration;
+
+use bindery_core::events::Event;
+use bindery_core::sse::{SseDecoder, SseMessage};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// An answer read whole.
+#[derive(Debug)]
+pub struct Got {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Got {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request and reads the whole answer (30 s at most).
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Got {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
+    let fut = async {
+        let resp = client().request(req).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+        Got { status: parts.status.as_u16(), headers: parts.headers, body }
+    };
+    tokio::time::timeout(Duration::from_secs(30), fut).await.unwrap_or_else(|_| panic!("{method} {url} timed out"))
+}
+
+/// `GET url`.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
+    send("GET", url, headers, Vec::new()).await
+}
+
+/// One event of a stream, with its id.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The SSE id, if any.
+    pub id: Option<String>,
+    /// The event.
+    pub event: Event,
+}
+
+/// Opens an event stream and reads events until one of `phase`s is terminal, the stream
+/// ends, `stop_after` events arrived, or 60 s passed. Returns the status, the events and
+/// the number of comments seen.
+pub async fn events(url: &str, headers: &[(&str, &str)], stop_after: Option<usize>) -> (u16, Vec<Received>, usize) {
+    let mut req = http::Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let fut = async {
+        let resp = client().request(req).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut decoder = SseDecoder::new();
+        let (mut out, mut comments) = (Vec::new(), 0);
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            let Some(data) = frame.data_ref() else { continue };
+            for message in decoder.feed(data) {
+                match message {
+                    SseMessage::Event { id, data, .. } => {
+                        let event = Event::from_json(&data).unwrap_or_else(|e| panic!("bad event {data}: {e}"));
+                        let terminal = event.phase.is_terminal();
+                        out.push(Received { id, event });
+                        if terminal || stop_after.is_some_and(|n| out.len() >= n) {
+                            return (status, out, comments);
+                        }
+                    }
+                    SseMessage::Comment(_) => comments += 1,
+                    SseMessage::Overflow => panic!("event over the decoder's limit"),
+                }
+            }
+        }
+        (status, out, comments)
+    };
+    tokio::time::timeout(Duration::from_secs(60), fut).await.unwrap_or_else(|_| panic!("GET {url} timed out"))
+}
