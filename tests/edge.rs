@@ -10,8 +10,8 @@ use bindery_core::image;
 use bindery_system_tests::edge::Edge;
 use bindery_system_tests::peer::{Answer, Peer, Seen};
 use bindery_system_tests::registry::{Auth, Registry};
-use bindery_system_tests::sse::{events, get, send};
 use bindery_system_tests::scratch;
+use bindery_system_tests::sse::{events, get, send};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -51,7 +51,9 @@ fn launch_events(image: &str, build: bool) -> Vec<Value> {
     if build {
         out.push(json!({"phase": "building", "message": "Step 1/2 : FROM busybox\n"}));
         out.push(json!({"phase": "building", "message": "Step 2/2 : RUN true\n"}));
-        out.push(json!({"phase": "built", "message": "Built image, launching...\n", "imageName": image}));
+        out.push(
+            json!({"phase": "built", "message": "Built image, launching...\n", "imageName": image}),
+        );
     }
     out.push(json!({"phase": "launching", "message": "Server requested\n"}));
     out.push(json!({
@@ -132,7 +134,15 @@ impl World {
             vars.push((k, (*v).to_string()));
         }
         let edge = Edge::start(&dir.join("edge"), &vars).await;
-        World { github, worker, registry, script, prefix, edge, vars }
+        World {
+            github,
+            worker,
+            registry,
+            script,
+            prefix,
+            edge,
+            vars,
+        }
     }
 
     fn image(&self, sha: &str) -> String {
@@ -141,7 +151,9 @@ impl World {
 
     async fn push_image(&self, sha: &str) {
         let split = image::split_image(&self.image(sha));
-        self.registry.push(&split.repository, &split.tag, true).await;
+        self.registry
+            .push(&split.repository, &split.tag, true)
+            .await;
     }
 
     fn build_url(&self, spec: &str) -> String {
@@ -163,28 +175,60 @@ async fn a_present_image_launches_and_a_second_launch_asks_no_provider_or_regist
     assert_eq!(phases, ["built", "launching", "ready"], "{got:?}");
     assert_eq!(got[0].event.message, "Found built image, launching...\n");
     assert_eq!(got[2].event.token.as_deref(), Some("tok123"));
-    assert_eq!(got[2].id.as_deref(), Some(format!("{LAUNCH_ID}:2").as_str()));
+    assert_eq!(
+        got[2].id.as_deref(),
+        Some(format!("{LAUNCH_ID}:2").as_str())
+    );
     assert_eq!(world.github.count("/repos/org/repo/commits/main"), 1);
-    let launch: Value = serde_json::from_slice(&world.worker.peer.seen().iter().find(|s| s.method == "POST").unwrap().body).unwrap();
+    let launch: Value = serde_json::from_slice(
+        &world
+            .worker
+            .peer
+            .seen()
+            .iter()
+            .find(|s| s.method == "POST")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     assert_eq!(launch["image"], world.image(SHA));
     assert_eq!(launch["image_present"], true);
     assert_eq!(launch["binder_request"], "v2/gh/org/repo/main");
-    assert_eq!(launch["binder_persistent_request"], format!("v2/gh/org/repo/{SHA}"));
+    assert_eq!(
+        launch["binder_persistent_request"],
+        format!("v2/gh/org/repo/{SHA}")
+    );
     let registry_calls = registry_manifest_calls(&world);
     assert!(registry_calls >= 1);
 
     let (_, again, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
     assert_eq!(again.last().unwrap().event.phase.as_str(), "ready");
-    assert_eq!(world.github.count("/repos/"), 1, "the second launch resolved from the cache");
-    assert_eq!(registry_manifest_calls(&world), registry_calls, "the second launch checked the image in the cache");
-    assert_eq!(world.worker.peer.count("/api/v1/launches"), 4, "two launches, each a POST and an event stream");
+    assert_eq!(
+        world.github.count("/repos/"),
+        1,
+        "the second launch resolved from the cache"
+    );
+    assert_eq!(
+        registry_manifest_calls(&world),
+        registry_calls,
+        "the second launch checked the image in the cache"
+    );
+    assert_eq!(
+        world.worker.peer.count("/api/v1/launches"),
+        4,
+        "two launches, each a POST and an event stream"
+    );
 }
 
 /// Manifest requests the registry logged.
 fn registry_manifest_calls(world: &World) -> usize {
     let log = std::fs::read_to_string(world.registry.dir.join("registry.log")).unwrap_or_default();
     log.lines()
-        .filter(|l| l.contains("response completed") && l.contains("http.request.method=HEAD") && l.contains("/manifests/"))
+        .filter(|l| {
+            l.contains("response completed")
+                && l.contains("http.request.method=HEAD")
+                && l.contains("/manifests/")
+        })
         .count()
 }
 
@@ -194,16 +238,38 @@ async fn a_missing_image_is_built_by_the_worker_and_then_known_present() {
     *world.script.lock().unwrap() = launch_events(&world.image(SHA), true);
     let (_, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
     let phases: Vec<&str> = got.iter().map(|r| r.event.phase.as_str()).collect();
-    assert_eq!(phases, ["waiting", "building", "building", "built", "launching", "ready"]);
+    assert_eq!(
+        phases,
+        [
+            "waiting",
+            "building",
+            "building",
+            "built",
+            "launching",
+            "ready"
+        ]
+    );
     let launch: Value = serde_json::from_slice(&world.worker.peer.seen()[0].body).unwrap();
     assert_eq!(launch["image_present"], false);
 
-    let resolved = get(&format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url), &[]).await;
+    let resolved = get(
+        &format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url),
+        &[],
+    )
+    .await;
     assert_eq!(resolved.status, 200, "{}", resolved.text());
     assert_eq!(resolved.json()["image_present"], true);
-    assert_eq!(resolved.header("x-bindery-image-cache"), Some("hit"), "`built` was recorded in the cache");
+    assert_eq!(
+        resolved.header("x-bindery-image-cache"),
+        Some("hit"),
+        "`built` was recorded in the cache"
+    );
 
-    let badge = get(&format!("{}/status/gh/org/repo/main.svg", world.edge.url), &[]).await;
+    let badge = get(
+        &format!("{}/status/gh/org/repo/main.svg", world.edge.url),
+        &[],
+    )
+    .await;
     assert_eq!(badge.status, 200);
     assert_eq!(badge.header("x-bindery-status"), Some("ready"));
 }
@@ -213,49 +279,151 @@ async fn a_reconnect_with_last_event_id_resumes_the_same_launch() {
     let world = World::start("reconnect", &[]).await;
     *world.script.lock().unwrap() = launch_events(&world.image(SHA), true);
     let (_, first, _) = events(&world.build_url("org/repo/main"), &[SSE], Some(3)).await;
-    let last_id = first.last().unwrap().id.clone().expect("relayed events carry ids");
+    let last_id = first
+        .last()
+        .unwrap()
+        .id
+        .clone()
+        .expect("relayed events carry ids");
     assert_eq!(last_id, format!("{LAUNCH_ID}:2"));
 
-    let (_, rest, _) = events(&world.build_url("org/repo/main"), &[SSE, ("last-event-id", &last_id)], None).await;
+    let (_, rest, _) = events(
+        &world.build_url("org/repo/main"),
+        &[SSE, ("last-event-id", &last_id)],
+        None,
+    )
+    .await;
     let phases: Vec<&str> = rest.iter().map(|r| r.event.phase.as_str()).collect();
-    assert_eq!(phases, ["built", "launching", "ready"], "only what was missed, once");
-    assert_eq!(world.worker.peer.seen().iter().filter(|s| s.method == "POST").count(), 1, "no second launch");
-    let resumed = world.worker.peer.seen().into_iter().filter(|s| s.uri.ends_with("/events")).last().unwrap();
+    assert_eq!(
+        phases,
+        ["built", "launching", "ready"],
+        "only what was missed, once"
+    );
+    assert_eq!(
+        world
+            .worker
+            .peer
+            .seen()
+            .iter()
+            .filter(|s| s.method == "POST")
+            .count(),
+        1,
+        "no second launch"
+    );
+    let resumed = world
+        .worker
+        .peer
+        .seen()
+        .into_iter()
+        .filter(|s| s.uri.ends_with("/events"))
+        .last()
+        .unwrap();
     assert_eq!(resumed.header("last-event-id"), Some("2"));
-    assert_eq!(world.github.count("/repos/"), 1, "a resumed stream resolves nothing");
+    assert_eq!(
+        world.github.count("/repos/"),
+        1,
+        "a resumed stream resolves nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_fails_as_an_event_on_a_200_stream_with_an_actionable_message() {
-    let world = World::start("bad-input", &[("banned_specs", "^evil/.*"), ("ban_networks", "")]).await;
+    let world = World::start(
+        "bad-input",
+        &[("banned_specs", "^evil/.*"), ("ban_networks", "")],
+    )
+    .await;
     let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
         ("/build/gh/org/repo/main", &[], 400, "Missing Accept header"),
-        ("/build/gh/org/repo/--upload-pack=evil", &[SSE], 400, "must not start with '-'"),
+        (
+            "/build/gh/org/repo/--upload-pack=evil",
+            &[SSE],
+            400,
+            "must not start with '-'",
+        ),
         ("/build/gh/org/repo/a..b", &[SSE], 400, "contains '..'"),
-        ("/build/gl/org%2Frepo/ma%00in", &[SSE], 400, "control character"),
-        ("/build/gh/nothing_to_split", &[SSE], 400, "Spec is not of the form"),
-        ("/build/svn/org/repo/main", &[SSE], 400, "no provider found for prefix"),
-        ("/build/gl/%FF/main", &[SSE], 400, "not valid percent-encoded UTF-8"),
-        ("/build/gh/evil/repo/main", &[SSE], 403, "is not allowed to launch"),
-        ("/build/gh/org/repo/gone", &[SSE], 404, "Could not resolve ref"),
+        (
+            "/build/gl/org%2Frepo/ma%00in",
+            &[SSE],
+            400,
+            "control character",
+        ),
+        (
+            "/build/gh/nothing_to_split",
+            &[SSE],
+            400,
+            "Spec is not of the form",
+        ),
+        (
+            "/build/svn/org/repo/main",
+            &[SSE],
+            400,
+            "no provider found for prefix",
+        ),
+        (
+            "/build/gl/%FF/main",
+            &[SSE],
+            400,
+            "not valid percent-encoded UTF-8",
+        ),
+        (
+            "/build/gh/evil/repo/main",
+            &[SSE],
+            403,
+            "is not allowed to launch",
+        ),
+        (
+            "/build/gh/org/repo/gone",
+            &[SSE],
+            404,
+            "Could not resolve ref",
+        ),
     ];
     for (path, headers, status, message) in cases {
-        let (http_status, got, _) = events(&format!("{}{path}", world.edge.url), headers, None).await;
+        let (http_status, got, _) =
+            events(&format!("{}{path}", world.edge.url), headers, None).await;
         assert_eq!(http_status, 200, "{path}");
         assert_eq!(got.len(), 1, "{path}: {got:?}");
         let event = &got[0].event;
         assert_eq!(event.phase.as_str(), "failed", "{path}");
-        assert_eq!(event.status_code, Some(*status), "{path}: {}", event.message);
+        assert_eq!(
+            event.status_code,
+            Some(*status),
+            "{path}: {}",
+            event.message
+        );
         assert!(event.message.contains(message), "{path}: {}", event.message);
     }
-    assert_eq!(world.worker.peer.count("/api/v1/"), 0, "no bad input reached the worker");
+    assert_eq!(
+        world.worker.peer.count("/api/v1/"),
+        0,
+        "no bad input reached the worker"
+    );
 
-    let page = get(&format!("{}/v2/gh/org/repo/main?urlpath=https%3A%2F%2Fevil.example", world.edge.url), &[]).await;
+    let page = get(
+        &format!(
+            "{}/v2/gh/org/repo/main?urlpath=https%3A%2F%2Fevil.example",
+            world.edge.url
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(page.status, 400);
     assert!(page.text().contains("must be a relative path"));
-    let api = get(&format!("{}/api/v1/resolve/gh/org/repo/-x", world.edge.url), &[]).await;
+    let api = get(
+        &format!("{}/api/v1/resolve/gh/org/repo/-x", world.edge.url),
+        &[],
+    )
+    .await;
     assert_eq!(api.status, 400);
-    assert!(api.json()["message"].as_str().unwrap_or_default().contains("must not start with '-'"), "{}", api.text());
+    assert!(
+        api.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("must not start with '-'"),
+        "{}",
+        api.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -264,8 +432,18 @@ async fn banned_networks_are_refused_except_for_health_and_versions() {
     let (status, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
     assert_eq!(status, 200);
     assert_eq!(got[0].event.status_code, Some(403));
-    assert!(got[0].event.message.contains("Requests from local are not allowed"));
-    assert_eq!(get(&format!("{}/versions", world.edge.url), &[]).await.status, 200);
+    assert!(
+        got[0]
+            .event
+            .message
+            .contains("Requests from local are not allowed")
+    );
+    assert_eq!(
+        get(&format!("{}/versions", world.edge.url), &[])
+            .await
+            .status,
+        200
+    );
     let health = get(&format!("{}/health", world.edge.url), &[]).await;
     assert!([200, 503].contains(&health.status));
 }
@@ -276,8 +454,17 @@ async fn outbound_calls_to_hosts_spin_toml_does_not_allow_are_refused() {
     let world = World::start("outbound", &[("github_api", "http://127.0.0.2:9")]).await;
     let (_, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
     assert_eq!(got[0].event.phase.as_str(), "failed");
-    assert!(got[0].event.message.to_lowercase().contains("not allowed") || got[0].event.message.to_lowercase().contains("denied"), "{}", got[0].event.message);
-    assert!(world.edge.log_text().contains("127.0.0.2"), "the refusal is logged:\n{}", world.edge.log_text());
+    assert!(
+        got[0].event.message.to_lowercase().contains("not allowed")
+            || got[0].event.message.to_lowercase().contains("denied"),
+        "{}",
+        got[0].event.message
+    );
+    assert!(
+        world.edge.log_text().contains("127.0.0.2"),
+        "the refusal is logged:\n{}",
+        world.edge.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,20 +475,35 @@ async fn the_kv_cache_survives_a_host_restart() {
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.json()["resolved_ref"], SHA);
     assert_eq!(world.github.count("/repos/"), 1);
-    let World { edge, vars, github, .. } = world;
+    let World {
+        edge, vars, github, ..
+    } = world;
     let data_dir = edge.data_dir.clone();
     assert!(edge.stop(), "graceful shutdown");
     let edge = Edge::start(&data_dir, &vars).await;
-    let again = get(&format!("{}/api/v1/resolve/gh/org/repo/main", edge.url), &[]).await;
+    let again = get(
+        &format!("{}/api/v1/resolve/gh/org/repo/main", edge.url),
+        &[],
+    )
+    .await;
     assert_eq!(again.json()["resolved_ref"], SHA);
     assert_eq!(again.header("x-bindery-cache"), Some("hit"));
-    assert_eq!(github.count("/repos/"), 1, "the restarted host answered from the durable cache");
+    assert_eq!(
+        github.count("/repos/"),
+        1,
+        "the restarted host answered from the durable cache"
+    );
 }
 
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
     mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256={hex}")
 }
 
@@ -320,33 +522,66 @@ async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries
     let hook = format!("{}/hooks/github", world.edge.url);
     let body = push_body(NEW_SHA);
     let signature = sign(&body);
-    let common = [("x-github-event", "push"), ("content-type", "application/json")];
+    let common = [
+        ("x-github-event", "push"),
+        ("content-type", "application/json"),
+    ];
 
     for (case, headers) in [
         ("missing", vec![("x-github-delivery", "d-1")]),
-        ("wrong", vec![("x-github-delivery", "d-1"), ("x-hub-signature-256", "sha256=00")]),
+        (
+            "wrong",
+            vec![
+                ("x-github-delivery", "d-1"),
+                ("x-hub-signature-256", "sha256=00"),
+            ],
+        ),
     ] {
         let mut h = headers.clone();
         h.extend(common);
         let answer = send("POST", &hook, &h, body.clone()).await;
         assert_eq!(answer.status, 401, "{case} signature: {}", answer.text());
     }
-    assert_eq!(world.worker.peer.count("/api/v1/builds"), 0, "no side effect of a bad signature");
+    assert_eq!(
+        world.worker.peer.count("/api/v1/builds"),
+        0,
+        "no side effect of a bad signature"
+    );
 
-    let mut valid = vec![("x-github-delivery", "d-2"), ("x-hub-signature-256", signature.as_str())];
+    let mut valid = vec![
+        ("x-github-delivery", "d-2"),
+        ("x-hub-signature-256", signature.as_str()),
+    ];
     valid.extend(common);
     let answer = send("POST", &hook, &valid, body.clone()).await;
     assert_eq!(answer.status, 202, "{}", answer.text());
-    assert_eq!(world.worker.peer.count("/api/v1/builds"), 1, "a prebuild of the new commit");
-    let build: Value = serde_json::from_slice(&world.worker.peer.seen().last().unwrap().body).unwrap();
+    assert_eq!(
+        world.worker.peer.count("/api/v1/builds"),
+        1,
+        "a prebuild of the new commit"
+    );
+    let build: Value =
+        serde_json::from_slice(&world.worker.peer.seen().last().unwrap().body).unwrap();
     assert_eq!(build["resolved_ref"], NEW_SHA);
 
     let replay = send("POST", &hook, &valid, body.clone()).await;
     assert_eq!(replay.status, 202);
-    assert_eq!(world.worker.peer.count("/api/v1/builds"), 1, "a redelivery does nothing twice");
+    assert_eq!(
+        world.worker.peer.count("/api/v1/builds"),
+        1,
+        "a redelivery does nothing twice"
+    );
 
-    let resolved = get(&format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url), &[]).await;
-    assert_eq!(resolved.json()["resolved_ref"], NEW_SHA, "the push refreshed the cached ref");
+    let resolved = get(
+        &format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        resolved.json()["resolved_ref"],
+        NEW_SHA,
+        "the push refreshed the cached ref"
+    );
     assert_eq!(world.github.count("/repos/"), 0, "without asking GitHub");
 }
 
@@ -357,11 +592,20 @@ async fn a_webhook_without_a_configured_secret_is_refused() {
     let answer = send(
         "POST",
         &format!("{}/hooks/github", world.edge.url),
-        &[("x-github-event", "push"), ("x-github-delivery", "d-9"), ("x-hub-signature-256", &sign(&body))],
+        &[
+            ("x-github-event", "push"),
+            ("x-github-delivery", "d-9"),
+            ("x-hub-signature-256", &sign(&body)),
+        ],
         body,
     )
     .await;
-    assert!([401, 403].contains(&answer.status), "{}: {}", answer.status, answer.text());
+    assert!(
+        [401, 403].contains(&answer.status),
+        "{}: {}",
+        answer.status,
+        answer.text()
+    );
     assert_eq!(world.worker.peer.count("/api/v1/builds"), 0);
 }
 
@@ -371,7 +615,11 @@ async fn badges_are_cacheable_and_the_status_badge_answers_304() {
     let logo = get(&format!("{}/badge_logo.svg", world.edge.url), &[]).await;
     assert_eq!(logo.status, 200);
     assert_eq!(logo.header("content-type"), Some("image/svg+xml"));
-    assert!(logo.header("cache-control").unwrap_or_default().contains("immutable"));
+    assert!(
+        logo.header("cache-control")
+            .unwrap_or_default()
+            .contains("immutable")
+    );
 
     let url = format!("{}/status/gh/org/repo/main.svg", world.edge.url);
     let first = get(&url, &[]).await;
@@ -381,24 +629,53 @@ async fn badges_are_cacheable_and_the_status_badge_answers_304() {
     let second = get(&url, &[("if-none-match", &etag)]).await;
     assert_eq!(second.status, 304);
     assert!(second.body.is_empty());
-    assert_eq!(world.github.count("/"), 0, "a badge never asks the provider");
+    assert_eq!(
+        world.github.count("/"),
+        0,
+        "a badge never asks the provider"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
     let world = World::start("misc", &[]).await;
-    let legacy = get(&format!("{}/repo/binderhub-ci-repos/requirements/notebooks/index.ipynb", world.edge.url), &[]).await;
+    let legacy = get(
+        &format!(
+            "{}/repo/binderhub-ci-repos/requirements/notebooks/index.ipynb",
+            world.edge.url
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(legacy.status, 302);
-    assert_eq!(legacy.header("location"), Some("/v2/gh/binderhub-ci-repos/requirements/master?urlpath=%2Fnotebooks%2Findex.ipynb"));
+    assert_eq!(
+        legacy.header("location"),
+        Some("/v2/gh/binderhub-ci-repos/requirements/master?urlpath=%2Fnotebooks%2Findex.ipynb")
+    );
     let versions = get(&format!("{}/versions", world.edge.url), &[]).await;
-    assert!(versions.json()["binderhub"].as_str().unwrap().starts_with("bindery-"));
+    assert!(
+        versions.json()["binderhub"]
+            .as_str()
+            .unwrap()
+            .starts_with("bindery-")
+    );
     let health = get(&format!("{}/health", world.edge.url), &[]).await;
     assert_eq!(health.status, 200, "{}", health.text());
     let checks = health.json()["checks"].as_array().unwrap().clone();
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
-    let page = get(&format!("{}/v2/gh/org/repo/main?labpath=analysis.ipynb", world.edge.url), &[]).await;
+    let page = get(
+        &format!(
+            "{}/v2/gh/org/repo/main?labpath=analysis.ipynb",
+            world.edge.url
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(page.status, 200);
-    assert!(page.text().contains("\"launch_path\":\"doc/tree/analysis.ipynb\""));
+    assert!(
+        page.text()
+            .contains("\"launch_path\":\"doc/tree/analysis.ipynb\"")
+    );
     let home = get(&format!("{}/", world.edge.url), &[]).await;
     assert!(home.text().contains("Launch link"));
 }

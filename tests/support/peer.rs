@@ -29,7 +29,10 @@ pub struct Seen {
 impl Seen {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -45,12 +48,23 @@ pub enum Answer {
 impl Answer {
     /// A JSON answer.
     pub fn json(status: u16, value: &serde_json::Value) -> Answer {
-        Answer::Whole(status, vec![("content-type".into(), "application/json".into())], value.to_string().into_bytes())
+        Answer::Whole(
+            status,
+            vec![("content-type".into(), "application/json".into())],
+            value.to_string().into_bytes(),
+        )
     }
 
     /// A plain answer with headers.
     pub fn with(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
-        Answer::Whole(status, headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body.into())
+        Answer::Whole(
+            status,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body.into(),
+        )
     }
 }
 
@@ -90,14 +104,27 @@ impl Peer {
                         let (handler, log) = (handler.clone(), log.clone());
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
                             let seen = Seen {
                                 method: parts.method.to_string(),
-                                uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                                uri: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
                                 headers: parts
                                     .headers
                                     .iter()
-                                    .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                    .map(|(k, v)| {
+                                        (
+                                            k.as_str().to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
                                     .collect(),
                                 body,
                             };
@@ -106,11 +133,17 @@ impl Peer {
                             Ok::<_, Infallible>(to_response(answer))
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
                 });
             }
         });
-        Peer { addr, log, _stop: stop_tx }
+        Peer {
+            addr,
+            log,
+            _stop: stop_tx,
+        }
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -125,7 +158,12 @@ impl Peer {
 
     /// How many requests had a URI starting with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|s| s.uri.starts_with(prefix)).count()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.uri.starts_with(prefix))
+            .count()
     }
 }
 
@@ -142,13 +180,17 @@ impl hyper::body::Body for ChannelBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(|c| Ok(Frame::data(Bytes::from(c)))))
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(Bytes::from(c)))))
     }
 }
 
 fn to_response(answer: Answer) -> hyper::Response<Body> {
     let (status, headers, body): (u16, Vec<(String, String)>, Body) = match answer {
-        Answer::Whole(status, headers, body) => (status, headers, Full::new(Bytes::from(body)).boxed()),
+        Answer::Whole(status, headers, body) => {
+            (status, headers, Full::new(Bytes::from(body)).boxed())
+        }
         Answer::Stream(status, headers, rx) => (status, headers, ChannelBody(rx).boxed()),
     };
     let mut response = hyper::Response::new(body);

@@ -13,7 +13,11 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let err = out.try_clone().unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -21,7 +25,10 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("failed to start {name}: {e}"));
-        Proc { child, name: name.to_string() }
+        Proc {
+            child,
+            name: name.to_string(),
+        }
     }
 
     /// Whether the child is still running.
@@ -36,7 +43,10 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `secs` for the child to exit; true when it did.
     pub fn terminate(&mut self, secs: u64) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -30,7 +30,8 @@ impl Got {
 
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// A header's value.
@@ -51,12 +52,25 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u
     }
     let req = req.body(Full::new(Bytes::from(body))).unwrap();
     let fut = async {
-        let resp = client().request(req).await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let resp = client()
+            .request(req)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-        Got { status: parts.status.as_u16(), headers: parts.headers, body }
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        Got {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
     };
-    tokio::time::timeout(Duration::from_secs(30), fut).await.unwrap_or_else(|_| panic!("{method} {url} timed out"))
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url} timed out"))
 }
 
 /// `GET url`.
@@ -76,25 +90,35 @@ pub struct Received {
 /// Opens an event stream and reads events until one of `phase`s is terminal, the stream
 /// ends, `stop_after` events arrived, or 60 s passed. Returns the status, the events and
 /// the number of comments seen.
-pub async fn events(url: &str, headers: &[(&str, &str)], stop_after: Option<usize>) -> (u16, Vec<Received>, usize) {
+pub async fn events(
+    url: &str,
+    headers: &[(&str, &str)],
+    stop_after: Option<usize>,
+) -> (u16, Vec<Received>, usize) {
     let mut req = http::Request::get(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(Bytes::new())).unwrap();
     let fut = async {
-        let resp = client().request(req).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let resp = client()
+            .request(req)
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         let mut decoder = SseDecoder::new();
         let (mut out, mut comments) = (Vec::new(), 0);
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else { break };
-            let Some(data) = frame.data_ref() else { continue };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
             for message in decoder.feed(data) {
                 match message {
                     SseMessage::Event { id, data, .. } => {
-                        let event = Event::from_json(&data).unwrap_or_else(|e| panic!("bad event {data}: {e}"));
+                        let event = Event::from_json(&data)
+                            .unwrap_or_else(|e| panic!("bad event {data}: {e}"));
                         let terminal = event.phase.is_terminal();
                         out.push(Received { id, event });
                         if terminal || stop_after.is_some_and(|n| out.len() >= n) {
@@ -108,5 +132,7 @@ pub async fn events(url: &str, headers: &[(&str, &str)], stop_after: Option<usiz
         }
         (status, out, comments)
     };
-    tokio::time::timeout(Duration::from_secs(60), fut).await.unwrap_or_else(|_| panic!("GET {url} timed out"))
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .unwrap_or_else(|_| panic!("GET {url} timed out"))
 }

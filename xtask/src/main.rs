@@ -13,19 +13,19 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Python packages the tests use, pinned; installed into `target/pyenv`.
-const PY_REQUIREMENTS: &str = "escapism==1.1.0\njsonschema==4.26.0\n";
+const PY_REQUIREMENTS: &str =
+    "escapism==1.1.0\njsonschema==4.26.0\npyjwt==2.15.1\ncryptography==50.0.2\n";
+/// Debian packages the system tests run: the real registry, htpasswd, openssl.
+const APT_PACKAGES: [&str; 3] = ["docker-registry", "apache2-utils", "openssl"];
 /// Fuzz targets and how long CI runs each, in seconds.
 const FUZZ_TARGETS: [&str; 2] = ["spec_parse", "sse_decode"];
 const FUZZ_SECONDS_CI: u32 = 20;
-/// Workspace members that build only for wasm32-wasip2: host builds, clippy and tests skip them.
-const WASM_ONLY: [&str; 6] = [
-    "bindery-edge",
-    "bindery-launch",
-    "bindery-badge",
-    "bindery-webhook",
-    "bindery-host-probe",
-    "bindery-host-forbidden",
-];
+/// Workspace members that build only for wasm32-wasip2: host builds, clippy and tests skip
+/// them. (The edge components build natively too: their Spin code is wasm-only, their
+/// logic is tested natively.)
+const WASM_ONLY: [&str; 2] = ["bindery-host-probe", "bindery-host-forbidden"];
+/// The edge components of `spin.toml`, built with the `wasm` profile.
+const EDGE_COMPONENTS: [&str; 3] = ["bindery-launch", "bindery-badge", "bindery-webhook"];
 /// Components bindery-host's tests run, built with the `wasm` profile.
 const HOST_TEST_COMPONENTS: [&str; 2] = ["bindery-host-probe", "bindery-host-forbidden"];
 
@@ -44,6 +44,8 @@ fn main() -> Result<()> {
             fuzz(&root, seconds.unwrap_or(FUZZ_SECONDS_CI))
         }
         Some("build") => build_wasm(),
+        Some("bench") => bench(&root),
+        Some("run") => run_edge(&args[1..]),
         Some("setup") => setup(&root),
         _ => {
             eprintln!(
@@ -52,6 +54,8 @@ fn main() -> Result<()> {
                  test [--no-fuzz]   prepare the machine and run every check (what CI runs)\n  \
                  fuzz [SECONDS]     run each fuzz target for SECONDS (default {FUZZ_SECONDS_CI})\n  \
                  build              build the wasm parts for wasm32-wasip2\n  \
+                 bench              edge throughput against a native server (release builds)\n  \
+                 run [ARGS]         build the components and run `bindery edge` on 127.0.0.1:3000\n  \
                  setup              install what the tests need, and nothing else"
             );
             bail!("unknown or missing command")
@@ -78,6 +82,16 @@ fn test(root: &Path, flags: &[String]) -> Result<()> {
             .args(["--", "-D", "warnings"]),
     )?;
     build_wasm()?;
+    let components = EDGE_COMPONENTS
+        .iter()
+        .chain(&WASM_ONLY)
+        .flat_map(|p| ["-p", p]);
+    step(
+        "clippy for wasm32-wasip2",
+        cargo(&["clippy", "--target", "wasm32-wasip2", "-p", "bindery-edge"])
+            .args(components)
+            .args(["--", "-D", "warnings"]),
+    )?;
     let python = python_bin(root);
     step(
         "tests",
@@ -93,12 +107,55 @@ fn test(root: &Path, flags: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The README's run command: builds what the edge needs and runs it in the foreground.
+/// Extra arguments go to `bindery edge` (e.g. `--listen 0.0.0.0:3000`).
+fn run_edge(extra: &[String]) -> Result<()> {
+    step(
+        "wasm target",
+        Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+    )?;
+    build_wasm()?;
+    step(
+        "release bindery",
+        &mut cargo(&["build", "--release", "-p", "bindery"]),
+    )?;
+    let mut cmd = Command::new("target/release/bindery");
+    cmd.args([
+        "edge",
+        "--manifest",
+        "spin.toml",
+        "--data-dir",
+        ".bindery/edge",
+    ]);
+    if !extra.iter().any(|a| a == "--listen") {
+        cmd.args(["--listen", "127.0.0.1:3000"]);
+    }
+    cmd.args(extra);
+    step("bindery edge", &mut cmd)
+}
+
+/// Benchmarks: the release host against a native server, in one run (see tests/bench).
+fn bench(root: &Path) -> Result<()> {
+    setup(root)?;
+    build_wasm()?;
+    step(
+        "release bindery",
+        &mut cargo(&["build", "--release", "-p", "bindery"]),
+    )?;
+    step(
+        "edge benchmark",
+        cargo(&["bench", "-p", "bindery-system-tests", "--bench", "edge"])
+            .env("BINDERY_PYTHON", python_bin(root)),
+    )
+}
+
 /// Installs what the checks need on a fresh Debian machine; quick when all is present.
 fn setup(root: &Path) -> Result<()> {
     step(
         "wasm target",
         Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
     )?;
+    apt_install(&APT_PACKAGES)?;
     python_venv(root)
 }
 
@@ -107,9 +164,12 @@ fn build_wasm() -> Result<()> {
         "core for wasm32-wasip2",
         &mut cargo(&["build", "-p", "bindery-core", "--target", "wasm32-wasip2"]),
     )?;
-    let packages = HOST_TEST_COMPONENTS.iter().flat_map(|p| ["-p", p]);
+    let packages = EDGE_COMPONENTS
+        .iter()
+        .chain(&HOST_TEST_COMPONENTS)
+        .flat_map(|p| ["-p", p]);
     step(
-        "bindery-host test components for wasm32-wasip2",
+        "edge components for wasm32-wasip2",
         cargo(&["build", "--target", "wasm32-wasip2", "--profile", "wasm"]).args(packages),
     )
 }

@@ -1,6 +1,7 @@
 //! The handlers that talk to Spin. Each reads the request, asks `bindery-edge` (which asks
 //! `bindery-core`) and answers; the event stream answers as it goes.
 
+use bindery_core::cache::LastStatus;
 use bindery_core::events::{Event, Phase};
 use bindery_core::launch::{self, MISSING_ACCEPT};
 use bindery_core::provider::{ProviderId, Spec};
@@ -8,7 +9,6 @@ use bindery_core::resolve::Outcome;
 use bindery_core::sse::{self, SseDecoder, SseEvent, SseMessage};
 use bindery_core::worker_api::{LAUNCHES_PATH, LaunchRequest};
 use bindery_core::{image, policy};
-use bindery_core::cache::LastStatus;
 use bindery_edge::cache::Cache;
 use bindery_edge::config::EdgeConfig;
 use bindery_edge::fetch::{SpinFetch, send_streaming};
@@ -36,7 +36,9 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         return send_whole(out, respond::method_not_allowed("GET, HEAD")).await;
     }
     let response = match route {
-        Route::Build { provider, spec } => return build_stream(&request, &provider, &spec, out).await,
+        Route::Build { provider, spec } => {
+            return build_stream(&request, &provider, &spec, out).await;
+        }
         Route::Home => html(200, pages::home(&base_url(&request, None))),
         Route::Loading { provider, spec } => loading(&request, &provider, &spec),
         Route::Resolve { provider, spec } => resolve_api(&request, &provider, &spec).await,
@@ -48,7 +50,11 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         Route::Versions => versions(),
         Route::NotFound => respond::not_found(),
     };
-    let response = if request.method() == http::Method::HEAD { respond::for_head(response) } else { response };
+    let response = if request.method() == http::Method::HEAD {
+        respond::for_head(response)
+    } else {
+        response
+    };
     send_whole(out, response).await;
 }
 
@@ -79,19 +85,35 @@ fn base_url(request: &Request<Vec<u8>>, cfg: Option<&EdgeConfig>) -> String {
 /// The client's address: Spin's `spin-client-addr` (`ip:port`).
 fn client_ip(request: &Request<Vec<u8>>) -> Option<std::net::IpAddr> {
     let addr = respond::header(request, "spin-client-addr")?;
-    addr.parse::<std::net::SocketAddr>().map(|a| a.ip()).ok().or_else(|| addr.parse().ok())
+    addr.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .ok()
+        .or_else(|| addr.parse().ok())
 }
 
 fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Response<Vec<u8>> {
     let cfg = EdgeConfig::load().ok();
     let base = base_url(request, cfg.as_ref());
     let Ok(provider_id) = ProviderId::parse(provider) else {
-        return html(404, pages::error(404, &format!("No provider found for prefix {provider}"), &base));
+        return html(
+            404,
+            pages::error(
+                404,
+                &format!("No provider found for prefix {provider}"),
+                &base,
+            ),
+        );
     };
     if !provider_id.ui_route_matches(raw_spec) {
-        return html(404, pages::error(404, "This is not a valid link for that provider", &base));
+        return html(
+            404,
+            pages::error(404, "This is not a valid link for that provider", &base),
+        );
     }
-    let settings = cfg.as_ref().map(|c| c.providers.clone()).unwrap_or_default();
+    let settings = cfg
+        .as_ref()
+        .map(|c| c.providers.clone())
+        .unwrap_or_default();
     let spec = match Spec::parse(provider_id, raw_spec, &settings) {
         Ok(s) => s,
         Err(e) => return html(400, pages::error(400, &e.to_string(), &base)),
@@ -120,18 +142,25 @@ fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Respon
     )
 }
 
-async fn resolve_api(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Response<Vec<u8>> {
+async fn resolve_api(
+    request: &Request<Vec<u8>>,
+    provider: &str,
+    raw_spec: &str,
+) -> Response<Vec<u8>> {
     let cfg = match EdgeConfig::load() {
         Ok(c) => c,
         Err(e) => return respond::json_error(500, &e.to_string()),
     };
-    if let Some(label) = client_ip(request).and_then(|ip| cfg.ban_networks.matching(ip).map(String::from)) {
+    if let Some(label) =
+        client_ip(request).and_then(|ip| cfg.ban_networks.matching(ip).map(String::from))
+    {
         return respond::json_error(403, &policy::ip_banned_message(&label));
     }
-    let spec = match ProviderId::parse(provider).and_then(|p| Spec::parse(p, raw_spec, &cfg.providers)) {
-        Ok(s) => s,
-        Err(e) => return respond::json_error(400, &e.to_string()),
-    };
+    let spec =
+        match ProviderId::parse(provider).and_then(|p| Spec::parse(p, raw_spec, &cfg.providers)) {
+            Ok(s) => s,
+            Err(e) => return respond::json_error(400, &e.to_string()),
+        };
     if cfg.policy.is_banned(spec.raw()) {
         return respond::json_error(403, &policy::banned_message(spec.raw()));
     }
@@ -174,9 +203,18 @@ async fn resolve_api(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str)
     });
     let mut response = respond::json(200, &body);
     let headers = response.headers_mut();
-    headers.insert(CACHE_HEADER, http::HeaderValue::from_static(result.source.cache_header()));
-    headers.insert("x-bindery-image-cache", http::HeaderValue::from_static(image_cache));
-    headers.insert("access-control-allow-origin", http::HeaderValue::from_static("*"));
+    headers.insert(
+        CACHE_HEADER,
+        http::HeaderValue::from_static(result.source.cache_header()),
+    );
+    headers.insert(
+        "x-bindery-image-cache",
+        http::HeaderValue::from_static(image_cache),
+    );
+    headers.insert(
+        "access-control-allow-origin",
+        http::HeaderValue::from_static("*"),
+    );
     response
 }
 
@@ -184,13 +222,20 @@ async fn resolve_api(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str)
 async fn health() -> Response<Vec<u8>> {
     let cfg = match EdgeConfig::load() {
         Ok(c) => c,
-        Err(e) => return respond::json(503, &json!({"ok": false, "checks": [{"service": "Configuration", "ok": false, "error": e.to_string()}]})),
+        Err(e) => {
+            return respond::json(
+                503,
+                &json!({"ok": false, "checks": [{"service": "Configuration", "ok": false, "error": e.to_string()}]}),
+            );
+        }
     };
     let fetch = SpinFetch::default();
     let mut checks = Vec::new();
     let worker_ok = match cfg.worker() {
         Ok(w) => match worker::get(w, "/health") {
-            Ok(req) => bindery_edge::fetch::Fetch::send(&fetch, req).await.is_ok_and(|r| r.status().is_success()),
+            Ok(req) => bindery_edge::fetch::Fetch::send(&fetch, req)
+                .await
+                .is_ok_and(|r| r.status().is_success()),
             Err(_) => false,
         },
         Err(_) => false,
@@ -208,23 +253,39 @@ async fn health() -> Response<Vec<u8>> {
     };
     checks.push(json!({"service": "Docker registry", "ok": registry_ok}));
     let ok = worker_ok && registry_ok;
-    let mut response = respond::json(if ok { 200 } else { 503 }, &json!({"ok": ok, "checks": checks}));
-    response.headers_mut().insert("cache-control", http::HeaderValue::from_static("no-store"));
+    let mut response = respond::json(
+        if ok { 200 } else { 503 },
+        &json!({"ok": ok, "checks": checks}),
+    );
+    response
+        .headers_mut()
+        .insert("cache-control", http::HeaderValue::from_static("no-store"));
     response
 }
 
 fn versions() -> Response<Vec<u8>> {
     let version = concat!("bindery-", env!("CARGO_PKG_VERSION"));
-    let mut response = respond::json(200, &json!({"binderhub": version, "builder_info": {"bindery": version}}));
-    response.headers_mut().insert("access-control-allow-origin", http::HeaderValue::from_static("*"));
+    let mut response = respond::json(
+        200,
+        &json!({"binderhub": version, "builder_info": {"bindery": version}}),
+    );
+    response.headers_mut().insert(
+        "access-control-allow-origin",
+        http::HeaderValue::from_static("*"),
+    );
     response
 }
 
 async fn send_whole(out: ResponseOutparam, response: Response<Vec<u8>>) {
     let (parts, body) = response.into_parts();
-    let entries: Vec<(String, Vec<u8>)> =
-        parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect();
-    let Ok(fields) = Fields::from_list(&entries) else { return };
+    let entries: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let Ok(fields) = Fields::from_list(&entries) else {
+        return;
+    };
     let outgoing = OutgoingResponse::new(fields);
     if outgoing.set_status_code(parts.status.as_u16()).is_err() {
         return;
@@ -254,19 +315,30 @@ impl<S: futures::Sink<Vec<u8>> + Unpin> Stream<S> {
     }
 
     async fn fail(&mut self, status: u16, message: &str) {
-        self.event(&Event::failed(Some(status), message), None).await;
+        self.event(&Event::failed(Some(status), message), None)
+            .await;
     }
 }
 
 /// `GET /build/<provider>/<spec>`: every error is a `failed` event on a 200 stream.
-async fn build_stream(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str, out: ResponseOutparam) {
+async fn build_stream(
+    request: &Request<Vec<u8>>,
+    provider: &str,
+    raw_spec: &str,
+    out: ResponseOutparam,
+) {
     let headers = [
         ("content-type".to_string(), b"text/event-stream".to_vec()),
         ("cache-control".to_string(), b"no-cache".to_vec()),
         ("x-accel-buffering".to_string(), b"no".to_vec()),
-        ("access-control-allow-headers".to_string(), b"cache-control".to_vec()),
+        (
+            "access-control-allow-headers".to_string(),
+            b"cache-control".to_vec(),
+        ),
     ];
-    let Ok(fields) = Fields::from_list(&headers) else { return };
+    let Ok(fields) = Fields::from_list(&headers) else {
+        return;
+    };
     let outgoing = OutgoingResponse::new(fields);
     if outgoing.set_status_code(200).is_err() {
         return;
@@ -302,9 +374,20 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
     let fetch = SpinFetch::default();
 
     // A reconnecting EventSource resumes the launch it was following.
-    if let Some((launch_id, after)) = respond::header(request, "last-event-id").and_then(ids::parse_last_event_id) {
+    if let Some((launch_id, after)) =
+        respond::header(request, "last-event-id").and_then(ids::parse_last_event_id)
+    {
         let events_url = format!("{LAUNCHES_PATH}/{launch_id}/events");
-        return relay(&cfg, &cache, stream, &launch_id, &events_url, Some(&after), None).await;
+        return relay(
+            &cfg,
+            &cache,
+            stream,
+            &launch_id,
+            &events_url,
+            Some(&after),
+            None,
+        )
+        .await;
     }
 
     let provider_id = match ProviderId::parse(provider) {
@@ -332,7 +415,9 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
             spec.unresolved_ref().unwrap_or_default(),
             spec.repo_url()
         );
-        stream.event(&Event::new(Phase::Waiting, notice), None).await;
+        stream
+            .event(&Event::new(Phase::Waiting, notice), None)
+            .await;
     }
     let prefix = match cfg.image_prefix() {
         Ok(p) => p.to_string(),
@@ -349,9 +434,16 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
         }
     };
     if present {
-        stream.event(&Event::built(image_name.clone(), true), None).await;
+        stream
+            .event(&Event::built(image_name.clone(), true), None)
+            .await;
     } else {
-        stream.event(&Event::new(Phase::Waiting, "Waiting for build to start...\n"), None).await;
+        stream
+            .event(
+                &Event::new(Phase::Waiting, "Waiting for build to start...\n"),
+                None,
+            )
+            .await;
     }
     let launch_request = LaunchRequest {
         provider: provider_id.as_str().to_string(),
@@ -365,18 +457,34 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
         ref_url: resolved.ref_url.clone(),
         launch_host: base_url(request, Some(&cfg)),
         binder_request: launch::binder_request(provider_id, spec.raw()),
-        binder_persistent_request: launch::binder_persistent_request(provider_id, &resolved.resolved_spec),
+        binder_persistent_request: launch::binder_persistent_request(
+            provider_id,
+            &resolved.resolved_spec,
+        ),
         launch_path: String::new(),
         client_ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
     };
     let accepted = match worker::request_launch(worker_cfg, &launch_request, &fetch).await {
         Ok(a) => a,
-        Err(e) => return stream.fail(503, &format!("Failed to start the launch: {e}")).await,
+        Err(e) => {
+            return stream
+                .fail(503, &format!("Failed to start the launch: {e}"))
+                .await;
+        }
     };
     if !present {
         cache.put_status(&image_name, LastStatus::Building, now, &cfg.ttl);
     }
-    relay(&cfg, &cache, stream, &accepted.id, &accepted.events_url, None, Some(&image_name)).await;
+    relay(
+        &cfg,
+        &cache,
+        stream,
+        &accepted.id,
+        &accepted.events_url,
+        None,
+        Some(&image_name),
+    )
+    .await;
 }
 
 /// Relays the worker's numbered events until `ready` or `failed`, recording build results
@@ -406,14 +514,20 @@ async fn relay<S: futures::Sink<Vec<u8>> + Unpin>(
     while let Some(chunk) = upstream.next_chunk().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => return stream.fail(502, &format!("The build service's stream broke: {e}")).await,
+            Err(e) => {
+                return stream
+                    .fail(502, &format!("The build service's stream broke: {e}"))
+                    .await;
+            }
         };
         for message in decoder.feed(&chunk) {
             match message {
                 SseMessage::Comment(text) => stream.raw(sse::comment(&text)).await,
                 SseMessage::Overflow => {}
                 SseMessage::Event { id, data, .. } => {
-                    let Ok(event) = Event::from_json(&data) else { continue };
+                    let Ok(event) = Event::from_json(&data) else {
+                        continue;
+                    };
                     let now = respond::now();
                     if let Some(i) = event.image_name.clone().or_else(|| event.image.clone()) {
                         image.get_or_insert(i);
@@ -440,5 +554,10 @@ async fn relay<S: futures::Sink<Vec<u8>> + Unpin>(
             return;
         }
     }
-    stream.fail(502, "The build service closed the event stream unexpectedly").await;
+    stream
+        .fail(
+            502,
+            "The build service closed the event stream unexpectedly",
+        )
+        .await;
 }

@@ -47,7 +47,11 @@ pub fn escape_html(text: &str) -> String {
 /// JSON that is safe inside `<script>`: `<`, `>` and `&` are written as unicode escapes,
 /// so the text can never close the script element or open a comment.
 pub fn script_json(value: &serde_json::Value) -> String {
-    value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 /// The loading page.
@@ -112,8 +116,20 @@ mod tests {
     #[test]
     fn pages_carry_their_script_and_no_external_resources() {
         let page = home("https://binder.example/");
-        assert!(page.contains("launch") && page.contains("\"base_url\":\"https://binder.example/\""));
-        for p in [page, loading(&Loading { title: "t", spec: "s", build_url: "/b", launch_path: "", share_url: "", base_url: "/" })] {
+        assert!(
+            page.contains("launch") && page.contains("\"base_url\":\"https://binder.example/\"")
+        );
+        for p in [
+            page,
+            loading(&Loading {
+                title: "t",
+                spec: "s",
+                build_url: "/b",
+                launch_path: "",
+                share_url: "",
+                base_url: "/",
+            }),
+        ] {
             assert!(!p.contains("src=\"http") && !p.contains("<link"), "no CDN");
             assert!(!p.contains("{{"), "every placeholder is filled");
         }

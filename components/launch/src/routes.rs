@@ -63,7 +63,9 @@ pub fn parse(path: &str) -> Route {
     } else if let Some((provider, spec)) = split("/api/v1/resolve/") {
         Route::Resolve { provider, spec }
     } else if let Some(rest) = path.strip_prefix("/repo/") {
-        Route::Legacy { rest: rest.to_string() }
+        Route::Legacy {
+            rest: rest.to_string(),
+        }
     } else {
         Route::NotFound
     }
@@ -74,7 +76,9 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned()
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
         })
     })
 }
@@ -89,10 +93,33 @@ mod tests {
             ("/", Route::Home),
             ("/health", Route::Health),
             ("/versions", Route::Versions),
-            ("/v2/gl/group%2Fproject/main/", Route::Loading { provider: "gl".into(), spec: "group%2Fproject/main".into() }),
-            ("/build/gh/a/b/HEAD", Route::Build { provider: "gh".into(), spec: "a/b/HEAD".into() }),
-            ("/api/v1/resolve/zenodo/10.5281/zenodo.1", Route::Resolve { provider: "zenodo".into(), spec: "10.5281/zenodo.1".into() }),
-            ("/repo/a/b/x.ipynb", Route::Legacy { rest: "a/b/x.ipynb".into() }),
+            (
+                "/v2/gl/group%2Fproject/main/",
+                Route::Loading {
+                    provider: "gl".into(),
+                    spec: "group%2Fproject/main".into(),
+                },
+            ),
+            (
+                "/build/gh/a/b/HEAD",
+                Route::Build {
+                    provider: "gh".into(),
+                    spec: "a/b/HEAD".into(),
+                },
+            ),
+            (
+                "/api/v1/resolve/zenodo/10.5281/zenodo.1",
+                Route::Resolve {
+                    provider: "zenodo".into(),
+                    spec: "10.5281/zenodo.1".into(),
+                },
+            ),
+            (
+                "/repo/a/b/x.ipynb",
+                Route::Legacy {
+                    rest: "a/b/x.ipynb".into(),
+                },
+            ),
             ("/v2/gh", Route::NotFound),
             ("/build/gh/", Route::NotFound),
             ("/elsewhere", Route::NotFound),
@@ -104,7 +131,10 @@ mod tests {
 
     #[test]
     fn query_parameters_decode() {
-        assert_eq!(query_param("urlpath=%2Flab%2Ftree%2Fa+b&x=1", "urlpath").as_deref(), Some("/lab/tree/a b"));
+        assert_eq!(
+            query_param("urlpath=%2Flab%2Ftree%2Fa+b&x=1", "urlpath").as_deref(),
+            Some("/lab/tree/a b")
+        );
         assert_eq!(query_param("x=1", "urlpath"), None);
         assert_eq!(query_param("labpath", "labpath").as_deref(), Some(""));
     }

@@ -58,7 +58,7 @@ use crate::state::ComponentContext;
 use crate::variables::Variables;
 
 /// How to run the host.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HostConfig {
     /// The `spin.toml` to run.
     pub manifest: PathBuf,
@@ -109,6 +109,25 @@ impl HostConfig {
             Some(env) => env.get(name).cloned(),
             None => std::env::var(name).ok(),
         }
+    }
+}
+
+impl std::fmt::Debug for HostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `env` may carry secret variable values: show the names only.
+        let env_names = self.env.as_ref().map(|env| env.keys().collect::<Vec<_>>());
+        f.debug_struct("HostConfig")
+            .field("manifest", &self.manifest)
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("kv", &self.kv)
+            .field("request_deadline", &self.request_deadline)
+            .field("drain_deadline", &self.drain_deadline)
+            .field("cache_dir", &self.cache_dir)
+            .field("limits", &self.limits)
+            .field("outbound", &self.outbound)
+            .field("env", &env_names)
+            .finish()
     }
 }
 

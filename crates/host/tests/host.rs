@@ -287,6 +287,7 @@ async fn every_built_component_instantiates_against_the_world() {
             .unwrap_or_else(|err| panic!("{name}: {err}: {:?}", std::error::Error::source(&err)));
         checked.push(name);
     }
+    eprintln!("instantiated against the world: {checked:?}");
     assert!(
         checked.contains(&"bindery_host_probe.wasm".to_owned()),
         "{checked:?}"

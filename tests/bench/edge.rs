@@ -1,0 +1,199 @@
+//! `cargo xtask bench`: throughput of the edge against a native server, measured in one run.
+//!
+//! For each case the same load (32 keep-alive connections for 10 s after a 2 s warm-up,
+//! driven from this process) hits a native hyper server that returns the edge's exact
+//! answer bytes, then the release `bindery edge` with a fresh component instance per
+//! request. Reported: requests/s, p50 and p99 latency, and the edge/native ratio.
+//! Goals (issue 3): badge >= 0.5x native, cached resolve >= 0.3x native.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bindery_system_tests::edge::Edge;
+use bindery_system_tests::peer::{Answer, Peer};
+use bindery_system_tests::registry::{Auth, Registry};
+use bindery_system_tests::scratch;
+use bindery_system_tests::sse::get;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+const CONNECTIONS: usize = 32;
+const WARMUP: Duration = Duration::from_secs(2);
+const MEASURE: Duration = Duration::from_secs(10);
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+struct Figures {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Drives `url` with keep-alive connections; returns throughput and latency percentiles.
+async fn load(url: &str) -> Figures {
+    let uri: hyper::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (uri, authority, stop, measuring) = (
+            uri.clone(),
+            authority.clone(),
+            stop.clone(),
+            measuring.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let req = hyper::Request::get(uri.clone())
+                    .header("host", &authority)
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let started = Instant::now();
+                let resp = sender.send_request(req).await.unwrap();
+                assert!(
+                    resp.status().is_success(),
+                    "{url_status}",
+                    url_status = resp.status()
+                );
+                resp.into_body().collect().await.unwrap();
+                if measuring.load(Ordering::Relaxed) {
+                    latencies.push(started.elapsed());
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(WARMUP).await;
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(MEASURE).await;
+    measuring.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Figures {
+        rps: all.len() as f64 / MEASURE.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+    }
+}
+
+/// A native hyper server answering every request with `body` and `headers`.
+async fn native(body: Vec<u8>, headers: Vec<(String, String)>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Bytes::from(body);
+    let headers = Arc::new(headers);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tcp.set_nodelay(true).unwrap();
+            let (body, headers) = (body.clone(), headers.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    let (body, headers) = (body.clone(), headers.clone());
+                    async move {
+                        let mut resp = hyper::Response::new(Full::new(body));
+                        for (k, v) in headers.iter() {
+                            resp.headers_mut().insert(
+                                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                hyper::header::HeaderValue::from_str(v).unwrap(),
+                            );
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn report(name: &str, native: &Figures, edge: &Figures, goal: f64) -> bool {
+    let ratio = edge.rps / native.rps;
+    println!(
+        "{name:<16} native {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | edge {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | ratio {ratio:.3} (goal >= {goal})",
+        native.rps, native.p50, native.p99, edge.rps, edge.p50, edge.p99
+    );
+    ratio >= goal
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = scratch("bench");
+    let github = Peer::start(|_| Answer::json(200, &serde_json::json!({"sha": SHA}))).await;
+    let registry = Registry::start(&dir.join("registry"), Auth::None).await;
+    let prefix = format!("{}/binder-", registry.host);
+    let image = bindery_core::image::image_name(&prefix, "org-repo", SHA);
+    let split = bindery_core::image::split_image(&image);
+    registry.push(&split.repository, &split.tag, true).await;
+    let vars = vec![
+        ("registry_url", registry.url.clone()),
+        ("image_prefix", prefix),
+        ("github_api", github.url()),
+        ("extra_outbound_host", "http://127.0.0.1:*".to_string()),
+        ("ref_ttl_seconds", "3600".to_string()),
+    ];
+    let edge = Edge::start_binary(&dir.join("edge"), &vars, "release").await;
+
+    let badge_url = format!("{}/badge_logo.svg", edge.url);
+    let badge = get(&badge_url, &[]).await;
+    let keep = |h: &http::HeaderMap| -> Vec<(String, String)> {
+        h.iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "content-length" | "transfer-encoding" | "date" | "connection"
+                )
+            })
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
+    };
+    let native_badge = native(badge.body.clone(), keep(&badge.headers)).await;
+
+    let resolve_url = format!("{}/api/v1/resolve/gh/org/repo/main", edge.url);
+    let first = get(&resolve_url, &[]).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let cached = get(&resolve_url, &[]).await;
+    assert_eq!(cached.header("x-bindery-cache"), Some("hit"));
+    assert_eq!(cached.header("x-bindery-image-cache"), Some("hit"));
+    let native_resolve = native(cached.body.clone(), keep(&cached.headers)).await;
+
+    println!(
+        "bindery edge benchmark: {CONNECTIONS} connections, {MEASURE:?} per case after {WARMUP:?} warm-up, same machine, same run"
+    );
+    let nb = load(&format!("{native_badge}/badge_logo.svg")).await;
+    let eb = load(&badge_url).await;
+    let badge_ok = report("badge", &nb, &eb, 0.5);
+    let nr = load(&format!("{native_resolve}/api/v1/resolve/gh/org/repo/main")).await;
+    let er = load(&resolve_url).await;
+    let resolve_ok = report("cached resolve", &nr, &er, 0.3);
+    assert_eq!(github.count("/"), 1, "the benchmark ran from the cache");
+    println!(
+        "goals: badge {}, cached resolve {}",
+        if badge_ok { "met" } else { "NOT met" },
+        if resolve_ok { "met" } else { "NOT met" }
+    );
+    edge.stop();
+}
