@@ -315,8 +315,7 @@ async fn a_reconnect_with_last_event_id_resumes_the_same_launch() {
         .peer
         .seen()
         .into_iter()
-        .filter(|s| s.uri.ends_with("/events"))
-        .last()
+        .rfind(|s| s.uri.ends_with("/events"))
         .unwrap();
     assert_eq!(resumed.header("last-event-id"), Some("2"));
     assert_eq!(
@@ -333,7 +332,8 @@ async fn bad_input_fails_as_an_event_on_a_200_stream_with_an_actionable_message(
         &[("banned_specs", "^evil/.*"), ("ban_networks", "")],
     )
     .await;
-    let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: &[Case] = &[
         ("/build/gh/org/repo/main", &[], 400, "Missing Accept header"),
         (
             "/build/gh/org/repo/--upload-pack=evil",

@@ -68,6 +68,7 @@ fn sha256(data: &[u8]) -> String {
 impl Registry {
     /// Starts a registry in `dir`.
     pub async fn start(dir: &Path, auth: Auth) -> Registry {
+        std::fs::create_dir_all(dir).unwrap();
         let port = crate::free_port();
         let host = format!("127.0.0.1:{port}");
         let mut token_server = None;

@@ -12,7 +12,7 @@
 //!
 //! A component's handler typically reads:
 //!
-//! ```ignore
+//! ```text
 //! let request = incoming::read_request(req, MAX_BODY).await?;  // wasm only
 //! let cfg = EdgeConfig::load()?;                                 // wasm only: Spin variables
 //! let cache = Cache::open_default();                             // wasm only: Spin KV

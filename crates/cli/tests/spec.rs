@@ -104,7 +104,7 @@ fn bad_specs_and_refs_exit_2_with_one_line() {
         vec!["spec", "nope/x/y"],
         vec!["spec", "gh/short"],
         vec!["spec", "gh/a/b/main", "--ref", "main"],
-        vec!["spec", "gh/a/b/main", "--ref", "-rf"],
+        vec!["spec", "gh/a/b/main", "--ref=-rf"],
     ] {
         let (code, out, err) = bindery(&args);
         assert_eq!(code, 2, "{args:?}");
