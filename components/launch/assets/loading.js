@@ -28,6 +28,7 @@
     phaseEl.textContent = phase;
     phaseEl.className = "phase " + phase;
     if (widths[phase]) { bar.style.width = widths[phase] + "%"; }
+    bar.className = phase === "failed" || phase === "ready" ? phase : "";
   }
 
   function redirectUrl(ev) {

@@ -128,7 +128,10 @@ fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Respon
         Err(e) => return html(400, pages::error(400, &e.to_string(), &base)),
     };
     let title = format!("{}: {}", provider_id.display_name(), spec.raw());
-    let share = format!("{base}v2/{provider}/{}", spec.raw());
+    let share = match query {
+        "" => format!("{base}v2/{provider}/{}", spec.raw()),
+        q => format!("{base}v2/{provider}/{}?{q}", spec.raw()),
+    };
     html(
         200,
         pages::loading(&pages::Loading {
