@@ -13,8 +13,11 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Python packages the tests use, pinned; installed into `target/pyenv`.
-const PY_REQUIREMENTS: &str =
-    "escapism==1.1.0\njsonschema==4.26.0\npyjwt==2.15.1\ncryptography==50.0.2\n";
+const PY_REQUIREMENTS: &str = concat!(
+    "escapism==1.1.0\njsonschema==4.26.0\npyjwt==2.15.1\ncryptography==50.0.2\n",
+    // bindery-worker's tests: a real JupyterHub with the PyPI proxy (no node needed).
+    "jupyterhub==6.1.1\njupyter_server==2.21.1\nconfigurable-http-proxy==0.4.0\n",
+);
 /// Debian packages the system tests run: the real registry, htpasswd, openssl.
 const APT_PACKAGES: [&str; 3] = ["docker-registry", "apache2-utils", "openssl"];
 /// Fuzz targets and how long CI runs each, in seconds.

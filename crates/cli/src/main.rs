@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod edge;
 mod spec;
+mod worker;
 
 /// Bindery: a link to a code repository becomes a running Jupyter server.
 #[derive(Debug, Parser)]
@@ -22,6 +23,8 @@ enum Command {
     Spec(spec::SpecArgs),
     /// Run the edge app in a spin.toml on this machine, as Spin would.
     Edge(edge::EdgeArgs),
+    /// Run the worker: the internal API, launches on JupyterHub, event streams.
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Spec(args) => spec::run(&args),
         Command::Edge(args) => edge::run(&args),
+        Command::Worker(args) => worker::run(&args),
     };
     match result {
         Ok(output) => {

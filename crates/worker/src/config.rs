@@ -1,0 +1,383 @@
+//! [`WorkerConfig`]: what the worker needs, from a TOML file and/or the environment.
+//!
+//! The environment wins over the file, so a Kubernetes Secret can supply the tokens while
+//! a ConfigMap holds the rest. Secrets are wrapped in [`Secret`], whose `Debug` prints
+//! `"<redacted>"`, so logging the configuration never leaks them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A value that must never be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("failed to parse {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// A value (from the file or the environment) has the wrong shape.
+    #[error("invalid {what}: {message}")]
+    Invalid {
+        /// The setting.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Required settings are missing.
+    #[error("missing worker settings: {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+}
+
+/// Everything the worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// The bearer token the edge presents.
+    pub token: Secret,
+    /// JupyterHub's public base URL, ending in `/` (servers are at `<hub_url>user/<name>/`).
+    pub hub_url: String,
+    /// JupyterHub's REST API base, ending in `/` (default `<hub_url>hub/api/`).
+    pub hub_api_url: String,
+    /// The hub API token of the binder service.
+    pub hub_api_token: Secret,
+    /// The image prefix every image name must start with (`image_name`'s prefix).
+    pub image_prefix: String,
+    /// Servers per image (all tags); `None` or 0 = unlimited.
+    pub per_repo_quota: Option<u32>,
+    /// Servers in total; `None` = unlimited, 0 = maintenance (nothing launches).
+    pub total_quota: Option<u32>,
+    /// How long a launch may take, from the first hub call to `ready`.
+    pub launch_timeout: Duration,
+    /// Tries per hub API call on 5xx or connection errors.
+    pub hub_retries: u32,
+    /// The first delay between tries; it doubles each time.
+    pub hub_retry_delay: Duration,
+    /// The interval of `:keepalive` comments on a quiet event stream.
+    pub keepalive_interval: Duration,
+    /// The most events one log keeps; later non-final events are dropped.
+    pub max_events_per_log: usize,
+    /// How long a finished log stays replayable.
+    pub finished_log_ttl: Duration,
+    /// How often launched servers are checked against the hub to free their quota.
+    pub quota_refresh_interval: Duration,
+}
+
+/// The file's shape: every key optional, durations in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    token: Option<String>,
+    hub_url: Option<String>,
+    hub_api_url: Option<String>,
+    hub_api_token: Option<String>,
+    image_prefix: Option<String>,
+    per_repo_quota: Option<u32>,
+    total_quota: Option<u32>,
+    launch_timeout_seconds: Option<f64>,
+    hub_retries: Option<u32>,
+    hub_retry_delay_seconds: Option<f64>,
+    keepalive_seconds: Option<f64>,
+    max_events_per_log: Option<usize>,
+    finished_log_ttl_seconds: Option<f64>,
+    quota_refresh_seconds: Option<f64>,
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8585";
+
+impl WorkerConfig {
+    /// A configuration with BinderHub's defaults for everything but the four required values.
+    pub fn new(
+        token: Secret,
+        hub_url: &str,
+        hub_api_token: Secret,
+        image_prefix: impl Into<String>,
+    ) -> WorkerConfig {
+        let hub_url = with_slash(hub_url);
+        WorkerConfig {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8585))),
+            token,
+            hub_api_url: format!("{hub_url}hub/api/"),
+            hub_url,
+            hub_api_token,
+            image_prefix: image_prefix.into(),
+            per_repo_quota: None,
+            total_quota: None,
+            launch_timeout: Duration::from_secs(600),
+            hub_retries: 4,
+            hub_retry_delay: Duration::from_secs(4),
+            keepalive_interval: Duration::from_secs(25),
+            max_events_per_log: 10_000,
+            finished_log_ttl: Duration::from_secs(3600),
+            quota_refresh_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// Loads `file` (when given) and then the process environment over it.
+    pub fn load(file: Option<&Path>) -> Result<WorkerConfig, ConfigError> {
+        Self::from_sources(file, |name| std::env::var(name).ok())
+    }
+
+    /// Loads `file` (when given) and then `env` over it; `env` looks a variable up by name.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<WorkerConfig, ConfigError> {
+        let mut raw = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: shown,
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let text = |name: &str, slot: &mut Option<String>| {
+            if let Some(v) = env(name).filter(|v| !v.is_empty()) {
+                *slot = Some(v);
+            }
+        };
+        text("BINDERY_WORKER_LISTEN", &mut raw.listen);
+        text("BINDERY_WORKER_TOKEN", &mut raw.token);
+        text("BINDERY_HUB_URL", &mut raw.hub_url);
+        text("BINDERY_HUB_API_URL", &mut raw.hub_api_url);
+        text("BINDERY_HUB_API_TOKEN", &mut raw.hub_api_token);
+        text("BINDERY_IMAGE_PREFIX", &mut raw.image_prefix);
+        if let Some(v) = number::<u32>(&env, "BINDERY_PER_REPO_QUOTA")? {
+            raw.per_repo_quota = Some(v);
+        }
+        if let Some(v) = number::<u32>(&env, "BINDERY_TOTAL_QUOTA")? {
+            raw.total_quota = Some(v);
+        }
+        if let Some(v) = number::<f64>(&env, "BINDERY_LAUNCH_TIMEOUT")? {
+            raw.launch_timeout_seconds = Some(v);
+        }
+
+        let mut missing = Vec::new();
+        if raw.token.is_none() {
+            missing.push("the worker token (BINDERY_WORKER_TOKEN or `token`)");
+        }
+        if raw.hub_url.is_none() {
+            missing.push("the JupyterHub URL (BINDERY_HUB_URL or `hub_url`)");
+        }
+        if raw.hub_api_token.is_none() {
+            missing.push("the JupyterHub API token (BINDERY_HUB_API_TOKEN or `hub_api_token`)");
+        }
+        if raw.image_prefix.is_none() {
+            missing.push("the image prefix (BINDERY_IMAGE_PREFIX or `image_prefix`)");
+        }
+        let (Some(token), Some(hub_url), Some(hub_api_token), Some(image_prefix)) =
+            (raw.token, raw.hub_url, raw.hub_api_token, raw.image_prefix)
+        else {
+            return Err(ConfigError::Missing(missing));
+        };
+        check_url("hub_url", &hub_url)?;
+        let mut config =
+            WorkerConfig::new(Secret(token), &hub_url, Secret(hub_api_token), image_prefix);
+        if let Some(listen) = raw.listen {
+            config.listen = listen.parse().map_err(|_| ConfigError::Invalid {
+                what: "listen address".into(),
+                message: format!("{listen:?} is not an address like 127.0.0.1:8585"),
+            })?;
+        }
+        if let Some(api) = raw.hub_api_url {
+            check_url("hub_api_url", &api)?;
+            config.hub_api_url = with_slash(&api);
+        }
+        config.per_repo_quota = raw.per_repo_quota;
+        config.total_quota = raw.total_quota;
+        let seconds = |what: &str, v: Option<f64>, slot: &mut Duration| {
+            if let Some(v) = v {
+                *slot = Duration::try_from_secs_f64(v).map_err(|_| ConfigError::Invalid {
+                    what: what.into(),
+                    message: format!("{v} is not a number of seconds"),
+                })?;
+            }
+            Ok::<(), ConfigError>(())
+        };
+        seconds(
+            "launch_timeout_seconds",
+            raw.launch_timeout_seconds,
+            &mut config.launch_timeout,
+        )?;
+        seconds(
+            "hub_retry_delay_seconds",
+            raw.hub_retry_delay_seconds,
+            &mut config.hub_retry_delay,
+        )?;
+        seconds(
+            "keepalive_seconds",
+            raw.keepalive_seconds,
+            &mut config.keepalive_interval,
+        )?;
+        seconds(
+            "finished_log_ttl_seconds",
+            raw.finished_log_ttl_seconds,
+            &mut config.finished_log_ttl,
+        )?;
+        seconds(
+            "quota_refresh_seconds",
+            raw.quota_refresh_seconds,
+            &mut config.quota_refresh_interval,
+        )?;
+        if let Some(n) = raw.hub_retries {
+            config.hub_retries = n.max(1);
+        }
+        if let Some(n) = raw.max_events_per_log {
+            config.max_events_per_log = n.max(2);
+        }
+        Ok(config)
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    match env(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid {
+                what: name.into(),
+                message: format!("{v:?} is not a number"),
+            }),
+    }
+}
+
+fn check_url(what: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            what: what.into(),
+            message: format!("{url:?} is not an http(s) URL"),
+        })
+    }
+}
+
+fn with_slash(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_environment_alone_is_enough_and_secrets_are_redacted() {
+        let config = WorkerConfig::from_sources(
+            None,
+            env_of(&[
+                ("BINDERY_WORKER_TOKEN", "worker-secret"),
+                ("BINDERY_HUB_URL", "http://hub:8000"),
+                ("BINDERY_HUB_API_TOKEN", "hub-secret"),
+                ("BINDERY_IMAGE_PREFIX", "reg/binder-"),
+                ("BINDERY_TOTAL_QUOTA", "3"),
+            ]),
+        )
+        .expect("config");
+        assert_eq!(config.hub_url, "http://hub:8000/");
+        assert_eq!(config.hub_api_url, "http://hub:8000/hub/api/");
+        assert_eq!(config.total_quota, Some(3));
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("worker-secret") && !shown.contains("hub-secret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_missing_setting_is_named_with_its_variable() {
+        let err = WorkerConfig::from_sources(None, env_of(&[("BINDERY_HUB_URL", "http://h/")]))
+            .expect_err("missing");
+        let text = err.to_string();
+        assert!(text.contains("BINDERY_WORKER_TOKEN"), "{text}");
+        assert!(text.contains("BINDERY_HUB_API_TOKEN"), "{text}");
+        assert!(text.contains("BINDERY_IMAGE_PREFIX"), "{text}");
+        assert!(!text.contains("BINDERY_HUB_URL"), "{text}");
+    }
+
+    #[test]
+    fn the_file_is_read_and_the_environment_wins_over_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        std::fs::write(
+            &path,
+            "token = \"from-file\"\nhub_url = \"http://file/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\nlisten = \"0.0.0.0:9000\"\nkeepalive_seconds = 0.5\n",
+        )
+        .expect("write");
+        let config =
+            WorkerConfig::from_sources(Some(&path), env_of(&[("BINDERY_HUB_URL", "http://env/")]))
+                .expect("config");
+        assert_eq!(config.token.expose(), "from-file");
+        assert_eq!(config.hub_url, "http://env/");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.keepalive_interval, Duration::from_millis(500));
+        std::fs::write(&path, "tokn = \"typo\"\n").expect("write");
+        let err = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect_err("unknown key");
+        assert!(err.to_string().contains("tokn"), "{err}");
+    }
+}

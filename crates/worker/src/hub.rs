@@ -1,0 +1,369 @@
+//! The JupyterHub REST client: BinderHub's calls, with its retry rule.
+//!
+//! Every call sends `Authorization: token <hub token>` and is tried up to
+//! [`WorkerConfig::hub_retries`](crate::WorkerConfig) times when the hub answers ≥ 500 or
+//! cannot be reached, the delay doubling from `hub_retry_delay`; as in BinderHub, a `409` on
+//! a retry (not on the first try) means the earlier try went through.
+
+use std::time::Duration;
+
+use bindery_core::events::{self, HubProgress};
+use bindery_core::sse::{SseDecoder, SseMessage};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+
+use crate::config::{Secret, WorkerConfig};
+
+/// The characters of a user name kept as they are in a URL path (as BinderHub's `quote(name, safe="@~")`).
+const NAME_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'@');
+/// The largest non-streamed hub answer read.
+const MAX_BODY: usize = 1024 * 1024;
+/// The longest one non-streamed call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed hub call.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The TLS setup failed.
+    #[error("failed to set up TLS for the hub client")]
+    Tls(#[source] rustls::Error),
+    /// The hub could not be reached (or the connection broke).
+    #[error("failed to reach JupyterHub: {0}")]
+    Unreachable(String),
+    /// The hub did not answer in time.
+    #[error("JupyterHub did not answer in time")]
+    Timeout,
+    /// The hub refused the call.
+    #[error("JupyterHub answered {status}: {message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The hub's `message`, or the body.
+        message: String,
+    },
+    /// The spawn failed, as the progress stream reports.
+    #[error("{0}")]
+    SpawnFailed(String),
+    /// The progress stream ended without `ready` or `failed`.
+    #[error("the hub's progress stream ended before the server was ready")]
+    ProgressEnded,
+}
+
+impl HubError {
+    /// The hub's reason in words for a user: the hub's own message where it gave one.
+    pub fn reason(&self) -> String {
+        match self {
+            HubError::Status { message, .. } | HubError::SpawnFailed(message) => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            HubError::Unreachable(_) | HubError::Timeout => true,
+            HubError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A JupyterHub API client bound to one hub and one token.
+#[derive(Clone)]
+pub struct HubClient {
+    client: HttpsClient,
+    api: String,
+    token: Secret,
+    retries: u32,
+    retry_delay: Duration,
+}
+
+impl std::fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClient")
+            .field("api", &self.api)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hub user name as a URL path segment.
+pub fn escape_name(name: &str) -> String {
+    utf8_percent_encode(name, NAME_SAFE).to_string()
+}
+
+impl HubClient {
+    /// A client for the hub API in `config`.
+    pub fn new(config: &WorkerConfig) -> Result<HubClient, HubError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(HubError::Tls)?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(HubClient {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            api: config.hub_api_url.clone(),
+            token: config.hub_api_token.clone(),
+            retries: config.hub_retries.max(1),
+            retry_delay: config.hub_retry_delay,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Request<Full<Bytes>> {
+        let builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.api))
+            .header("authorization", format!("token {}", self.token.expose()));
+        let built = match body {
+            Some(json) => builder
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(json.to_string()))),
+            None => builder.body(Full::new(Bytes::new())),
+        };
+        // The URI is the configured base plus escaped segments; should it still be refused,
+        // the empty request below fails at send time with a clear connection error.
+        built.unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), HubError> {
+        let request = self.request(method, path, body);
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| HubError::Unreachable(error_chain(&e)))?;
+            let status = response.status();
+            let bytes = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| HubError::Unreachable(e.to_string()))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| HubError::Timeout)??;
+        if status.is_success() {
+            Ok((status, bytes))
+        } else {
+            Err(HubError::Status {
+                status: status.as_u16(),
+                message: hub_message(&bytes),
+            })
+        }
+    }
+
+    /// One API call with BinderHub's retries.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Bytes, HubError> {
+        let mut delay = self.retry_delay;
+        let mut attempt = 1;
+        loop {
+            match self.send_once(method.clone(), path, body).await {
+                Ok((_, bytes)) => return Ok(bytes),
+                Err(HubError::Status { status: 409, .. }) if attempt > 1 => return Ok(Bytes::new()),
+                Err(err) if err.retryable() && attempt < self.retries => {
+                    tracing::warn!(%method, path, attempt, error = %err, "hub call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// `POST users/<name>`: creates the temporary user.
+    pub async fn create_user(&self, name: &str) -> Result<(), HubError> {
+        self.call(Method::POST, &format!("users/{}", escape_name(name)), None)
+            .await
+            .map(drop)
+    }
+
+    /// `POST users/<name>/server` with `user_options`: requests the default server.
+    pub async fn start_server(&self, name: &str, user_options: &Value) -> Result<(), HubError> {
+        let path = format!("users/{}/server", escape_name(name));
+        self.call(Method::POST, &path, Some(user_options))
+            .await
+            .map(drop)
+    }
+
+    /// Follows `GET users/<name>/server/progress`, handing each hub event to `on_event`,
+    /// until the hub reports the server ready (`Ok`) or failed (`Err`).
+    pub async fn follow_progress(
+        &self,
+        name: &str,
+        mut on_event: impl FnMut(&HubProgress),
+    ) -> Result<HubProgress, HubError> {
+        let path = format!("users/{}/server/progress", escape_name(name));
+        let request = self.request(Method::GET, &path, None);
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| HubError::Unreachable(error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(HubError::Status {
+                status: status.as_u16(),
+                message: hub_message(&bytes),
+            });
+        }
+        let mut body = response.into_body();
+        let mut decoder = SseDecoder::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| HubError::Unreachable(e.to_string()))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            for message in decoder.feed(&chunk) {
+                let SseMessage::Event { data, .. } = message else {
+                    continue;
+                };
+                let Ok(progress) = events::from_hub_progress(&data) else {
+                    tracing::debug!(data, "ignoring an unreadable hub progress event");
+                    continue;
+                };
+                on_event(&progress);
+                if progress.ready {
+                    return Ok(progress);
+                }
+                if progress.failed {
+                    return Err(HubError::SpawnFailed(progress.message));
+                }
+            }
+        }
+        Err(HubError::ProgressEnded)
+    }
+
+    /// `GET users/<name>`: the user model, or `None` when the user does not exist.
+    pub async fn user(&self, name: &str) -> Result<Option<Value>, HubError> {
+        match self
+            .call(Method::GET, &format!("users/{}", escape_name(name)), None)
+            .await
+        {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(HubError::Status { status: 404, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Stops the user's server and deletes the user; a user already gone is fine.
+    pub async fn delete_user(&self, name: &str) -> Result<(), HubError> {
+        let user = escape_name(name);
+        match self
+            .call(Method::DELETE, &format!("users/{user}/server"), None)
+            .await
+        {
+            Ok(_)
+            | Err(HubError::Status {
+                status: 400 | 404, ..
+            }) => {}
+            Err(err) => return Err(err),
+        }
+        // A server still stopping makes the hub refuse the delete with 400 for a moment.
+        let mut last = None;
+        for _ in 0..20 {
+            match self
+                .call(Method::DELETE, &format!("users/{user}"), None)
+                .await
+            {
+                Ok(_) | Err(HubError::Status { status: 404, .. }) => return Ok(()),
+                Err(err @ HubError::Status { status: 400, .. }) => {
+                    last = Some(err);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or(HubError::ProgressEnded))
+    }
+
+    /// Whether the hub API answers (`GET <api>/`, which needs no token), within `timeout`.
+    pub async fn healthy(&self, timeout: Duration) -> bool {
+        let request = Request::builder()
+            .uri(self.api.as_str())
+            .body(Full::new(Bytes::new()));
+        let Ok(request) = request else { return false };
+        matches!(
+            tokio::time::timeout(timeout, self.client.request(request)).await,
+            Ok(Ok(response)) if response.status().is_success()
+        )
+    }
+}
+
+/// The hub's `{"message": ...}`, or the body text, shortened.
+fn hub_message(body: &[u8]) -> String {
+    let text = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_for_the_path_as_binderhub_quotes_them() {
+        assert_eq!(escape_name("org-repo-abc12345"), "org-repo-abc12345");
+        assert_eq!(escape_name("a b/c@d~e_f.g"), "a%20b%2Fc@d~e_f.g");
+    }
+
+    #[test]
+    fn the_hub_message_is_preferred_over_the_raw_body() {
+        assert_eq!(
+            hub_message(br#"{"status":409,"message":"User a already exists"}"#),
+            "User a already exists"
+        );
+        assert_eq!(hub_message(b"  plain  "), "plain");
+    }
+}

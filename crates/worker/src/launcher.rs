@@ -1,0 +1,297 @@
+//! A launch, from admission to `ready` or `failed` (BinderHub's `launcher.py` and `quota.py`).
+//!
+//! Quotas are counted over this worker's own launches: a slot is taken when a launch is
+//! admitted, under one mutex, so concurrent launches can never overshoot; it is given back
+//! when the launch fails, or — for a server that started — when the hub no longer has that
+//! server ([`Launcher::refresh_quota`], run periodically). A refusal is a `failed` event
+//! with BinderHub's message and `status_code` 429 (errors travel on the event stream, as
+//! BinderHub's do, so the edge relays them like any other failure).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bindery_core::events::{Event, Phase, ReadyInfo};
+use bindery_core::launch::hub_username;
+use bindery_core::policy::{QuotaDecision, check_quota, count_running};
+use bindery_core::worker_api::LaunchRequest;
+use serde_json::json;
+
+use crate::builds::no_executor_message;
+use crate::config::WorkerConfig;
+use crate::events::EventLog;
+use crate::hub::{HubClient, HubError, escape_name};
+use crate::ids;
+use crate::metrics::Metrics;
+
+/// The status code of a quota refusal.
+pub const QUOTA_STATUS: u16 = 429;
+
+#[derive(Debug, Clone)]
+struct Slot {
+    image: String,
+    user: Option<String>,
+    running: bool,
+}
+
+/// The quota counter: one slot per admitted launch or running server.
+#[derive(Debug, Default)]
+pub struct Admission {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Admission {
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts and admits under one lock: a launch admitted here has its slot already.
+    pub fn admit(
+        &self,
+        launch_id: &str,
+        image: &str,
+        repo_quota: Option<u32>,
+        total_quota: Option<u32>,
+    ) -> QuotaDecision {
+        let mut slots = self.slots();
+        let images: Vec<&str> = slots.values().map(|s| s.image.as_str()).collect();
+        let decision = check_quota(count_running(&images, image), repo_quota, total_quota);
+        if decision == QuotaDecision::Admit {
+            slots.insert(
+                launch_id.to_owned(),
+                Slot {
+                    image: image.to_owned(),
+                    user: None,
+                    running: false,
+                },
+            );
+        }
+        decision
+    }
+
+    /// Gives a slot back.
+    pub fn release(&self, launch_id: &str) {
+        self.slots().remove(launch_id);
+    }
+
+    /// How many slots are taken.
+    pub fn taken(&self) -> usize {
+        self.slots().len()
+    }
+
+    fn update(&self, launch_id: &str, f: impl FnOnce(&mut Slot)) {
+        if let Some(slot) = self.slots().get_mut(launch_id) {
+            f(slot);
+        }
+    }
+
+    fn running_users(&self) -> Vec<(String, String)> {
+        self.slots()
+            .iter()
+            .filter(|(_, s)| s.running)
+            .filter_map(|(id, s)| s.user.clone().map(|u| (id.clone(), u)))
+            .collect()
+    }
+}
+
+/// Starts servers on JupyterHub for validated launch requests.
+#[derive(Debug)]
+pub struct Launcher {
+    hub: HubClient,
+    hub_url: String,
+    per_repo_quota: Option<u32>,
+    total_quota: Option<u32>,
+    launch_timeout: Duration,
+    admission: Admission,
+    metrics: Arc<Metrics>,
+}
+
+impl Launcher {
+    /// A launcher for the hub and quotas in `config`.
+    pub fn new(config: &WorkerConfig, hub: HubClient, metrics: Arc<Metrics>) -> Launcher {
+        Launcher {
+            hub,
+            hub_url: config.hub_url.clone(),
+            per_repo_quota: config.per_repo_quota,
+            total_quota: config.total_quota,
+            launch_timeout: config.launch_timeout,
+            admission: Admission::default(),
+            metrics,
+        }
+    }
+
+    /// The hub client.
+    pub fn hub(&self) -> &HubClient {
+        &self.hub
+    }
+
+    /// The quota counter.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Runs launch `id` of `request` to its end, writing every step to `log`.
+    pub async fn launch(&self, id: &str, request: &LaunchRequest, log: &EventLog) {
+        let started = Instant::now();
+        self.metrics.launch_started();
+        if !request.image_present {
+            // The build executor plugs in here: build (or attach to the image's build),
+            // relay its events, then fall through to the launch on success.
+            log.append(Event::failed(
+                Some(500),
+                no_executor_message(&request.image),
+            ));
+            self.metrics
+                .launch_finished("failure", Some(started.elapsed()));
+            return;
+        }
+        let decision =
+            self.admission
+                .admit(id, &request.image, self.per_repo_quota, self.total_quota);
+        if let (Some(message), Some(status)) =
+            (decision.message(&request.repo_url), decision.status())
+        {
+            tracing::info!(launch = id, image = %request.image, status, "launch refused by quota");
+            log.append(Event::failed(Some(QUOTA_STATUS), message));
+            self.metrics.launch_finished(status, None);
+            return;
+        }
+        log.append(Event::new(Phase::Launching, "Launching server...\n"));
+        let user = hub_username(&request.repo_url, &ids::user_suffix());
+        self.admission
+            .update(id, |slot| slot.user = Some(user.clone()));
+        let token = ids::server_token();
+        let outcome =
+            tokio::time::timeout(self.launch_timeout, self.spawn(&user, &token, request, log))
+                .await;
+        let reason = match outcome {
+            Ok(Ok(())) => {
+                self.admission.update(id, |slot| slot.running = true);
+                let url = format!("{}user/{}/", self.hub_url, escape_name(&user));
+                tracing::info!(launch = id, %user, %url, "server ready");
+                log.append(Event::ready(ReadyInfo {
+                    url: Some(url),
+                    token: Some(token),
+                    image: Some(request.image.clone()),
+                    repo_url: Some(request.repo_url.clone()),
+                    binder_ref_url: Some(request.ref_url.clone()),
+                    binder_launch_host: Some(request.launch_host.clone()),
+                    binder_request: Some(request.binder_request.clone()),
+                    binder_persistent_request: Some(request.binder_persistent_request.clone()),
+                    binder_client_ip: Some(request.client_ip.clone()),
+                }));
+                self.metrics
+                    .launch_finished("success", Some(started.elapsed()));
+                return;
+            }
+            Ok(Err(err)) => err.reason(),
+            Err(_) => format!(
+                "the server took too long to launch (more than {} seconds)",
+                self.launch_timeout.as_secs()
+            ),
+        };
+        tracing::warn!(launch = id, %user, reason, "launch failed; deleting the user");
+        // Nothing may leak: the user (and any half-started server) goes before the event.
+        if let Err(err) = self.hub.delete_user(&user).await {
+            tracing::error!(launch = id, %user, error = %err, "failed to delete the user of a failed launch");
+        }
+        self.admission.release(id);
+        log.append(Event::failed(
+            Some(500),
+            format!("Failed to launch image {}: {reason}", request.image),
+        ));
+        self.metrics
+            .launch_finished("failure", Some(started.elapsed()));
+    }
+
+    /// BinderHub's hub sequence: create the user, request the server, follow its progress.
+    async fn spawn(
+        &self,
+        user: &str,
+        token: &str,
+        request: &LaunchRequest,
+        log: &EventLog,
+    ) -> Result<(), HubError> {
+        self.hub.create_user(user).await?;
+        let user_options = json!({
+            "image": request.image,
+            "token": token,
+            "repo_url": request.repo_url,
+            "binder_ref_url": request.ref_url,
+            "binder_launch_host": request.launch_host,
+            "binder_request": request.binder_request,
+            "binder_persistent_request": request.binder_persistent_request,
+            "binder_client_ip": request.client_ip,
+        });
+        self.hub.start_server(user, &user_options).await?;
+        self.hub
+            .follow_progress(user, |progress| {
+                if !progress.message.is_empty() && !progress.failed {
+                    log.append(Event::new(
+                        Phase::Launching,
+                        format!("{}\n", progress.message),
+                    ));
+                }
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Frees the quota slots of servers the hub no longer runs (culled or stopped).
+    pub async fn refresh_quota(&self) {
+        for (id, user) in self.admission.running_users() {
+            let gone = match self.hub.user(&user).await {
+                Ok(None) => true,
+                Ok(Some(model)) => model
+                    .get("servers")
+                    .and_then(serde_json::Value::as_object)
+                    .is_some_and(serde_json::Map::is_empty),
+                Err(err) => {
+                    tracing::debug!(%user, error = %err, "quota refresh: hub check failed");
+                    false
+                }
+            };
+            if gone {
+                self.admission.release(&id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_counts_per_image_and_in_total_and_releases() {
+        let admission = Admission::default();
+        assert_eq!(
+            admission.admit("l1", "r/a:1", Some(2), Some(3)),
+            QuotaDecision::Admit
+        );
+        assert_eq!(
+            admission.admit("l2", "r/a:2", Some(2), Some(3)),
+            QuotaDecision::Admit
+        );
+        assert_eq!(
+            admission.admit("l3", "r/a:3", Some(2), Some(3)),
+            QuotaDecision::RepoExceeded { quota: 2 }
+        );
+        assert_eq!(
+            admission.admit("l4", "r/b:1", Some(2), Some(3)),
+            QuotaDecision::Admit
+        );
+        assert_eq!(
+            admission.admit("l5", "r/c:1", Some(2), Some(3)),
+            QuotaDecision::TotalExceeded
+        );
+        admission.release("l1");
+        assert_eq!(
+            admission.admit("l6", "r/c:1", Some(2), Some(3)),
+            QuotaDecision::Admit
+        );
+        assert_eq!(admission.taken(), 3);
+    }
+}

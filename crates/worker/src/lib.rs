@@ -1,0 +1,75 @@
+//! `bindery-worker`: the in-cluster half of Bindery.
+//!
+//! The edge answers every link it can from its caches and calls the worker only when a
+//! server must start (or an image must be built). The worker validates what the edge sends,
+//! admits the launch against its quotas, drives JupyterHub's REST API, and records every
+//! step as a numbered event that any number of clients can follow and replay.
+//!
+//! Map of the crate:
+//!
+//! - [`config`]: [`WorkerConfig`], from a TOML file and the environment; secrets redacted.
+//! - [`api`]: the HTTP server: routes, bearer-token check, request validation, SSE.
+//! - [`events`]: the in-memory, bounded, replayable event log of each launch and build.
+//! - [`hub`]: the JupyterHub REST client (create user, spawn, follow progress, delete).
+//! - [`launcher`]: a launch from admission to `ready` or `failed`, with quotas.
+//! - [`builds`]: the build registry (one build per image); executors plug in here.
+//! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
+//! - `ids`: random launch ids, hub user suffixes and server tokens.
+
+pub mod api;
+pub mod builds;
+pub mod config;
+pub mod events;
+pub mod hub;
+mod ids;
+pub mod launcher;
+pub mod metrics;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::{ConfigError, Secret, WorkerConfig};
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The listen address could not be bound.
+    #[error("failed to listen on {addr}")]
+    Bind {
+        /// The address from the configuration.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JupyterHub client could not be built (TLS roots).
+    #[error("failed to set up the JupyterHub client")]
+    Hub(#[source] hub::HubError),
+}
+
+/// Binds `config.listen` and serves until `shutdown` resolves.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0) until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let state = Arc::new(api::AppState::new(config).map_err(RunError::Hub)?);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "bindery worker listening");
+    }
+    api::serve(state, listener, shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,417 @@
+//! The worker against a real JupyterHub (one per test binary, shared), plus its API rules.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use bindery_core::events::Phase;
+use http::{Method, StatusCode};
+use serde_json::Value;
+use support::{TOKEN, authed, call, follow, hub, hub_users, launch_request, post_launch, worker};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_on_the_real_hub_streams_launching_then_ready_and_the_server_answers() {
+    let hub = hub();
+    let worker = worker(support::config(&hub.url)).await;
+    let request = launch_request("bindery-tests", "full-launch");
+    let events_url = post_launch(&worker, &request).await;
+    let stream = follow(&events_url, None, None).await;
+    assert!(stream.ended);
+    let ids: Vec<u64> = stream.events.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "ids are 1..n"
+    );
+    let (last, before) = stream.events.split_last().unwrap();
+    assert!(
+        before.iter().all(|(_, e)| e.phase == Phase::Launching),
+        "{:?}",
+        stream.events
+    );
+    assert_eq!(before[0].1.message, "Launching server...\n");
+    assert!(
+        before.len() >= 2,
+        "the hub's progress is relayed: {before:?}"
+    );
+    let ready = &last.1;
+    assert_eq!(ready.phase, Phase::Ready, "{ready:?}");
+    let url = ready.url.clone().unwrap();
+    let token = ready.token.clone().unwrap();
+    assert!(
+        url.starts_with(&format!("{}user/bindery-tests-full-launch-", hub.url)),
+        "{url}"
+    );
+    assert_eq!(token.len(), 22);
+    assert_eq!(ready.image.as_deref(), Some(request.image.as_str()));
+    assert_eq!(ready.repo_url.as_deref(), Some(request.repo_url.as_str()));
+    assert_eq!(
+        ready.binder_ref_url.as_deref(),
+        Some(request.ref_url.as_str())
+    );
+    assert_eq!(
+        ready.binder_launch_host.as_deref(),
+        Some(request.launch_host.as_str())
+    );
+    assert_eq!(
+        ready.binder_request.as_deref(),
+        Some(request.binder_request.as_str())
+    );
+    assert_eq!(
+        ready.binder_persistent_request.as_deref(),
+        Some(request.binder_persistent_request.as_str())
+    );
+    assert_eq!(ready.binder_client_ip.as_deref(), Some("192.0.2.7"));
+
+    let (status, body) = call(
+        Method::GET,
+        &format!("{url}api/status?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = call(Method::GET, &format!("{url}api/status"), &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the server needs the token");
+
+    let (_, metrics) = call(Method::GET, &format!("{}/metrics", worker.base), &[], None).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("binderhub_launch_count{status=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("binderhub_inprogress_launches 0"),
+        "{metrics}"
+    );
+
+    // Tidy up: stop the server and remove the user.
+    let user = url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let auth = format!("token {}", support::HUB_TOKEN);
+    call(
+        Method::DELETE,
+        &format!("{}users/{user}/server", hub.api),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_spawn_ends_in_failed_with_the_reason_and_the_user_is_deleted() {
+    let hub = hub();
+    let mut config = support::config(&hub.url);
+    config.hub_retries = 2;
+    let worker = worker(config).await;
+    let request = launch_request("bindery-tests", "will-fail");
+    let stream = follow(&post_launch(&worker, &request).await, None, None).await;
+    let (_, last) = stream.events.last().unwrap();
+    assert_eq!(last.phase, Phase::Failed, "{:?}", stream.events);
+    assert_eq!(last.status_code, Some(500));
+    assert!(
+        last.message
+            .starts_with(&format!("Failed to launch image {}: ", request.image)),
+        "{}",
+        last.message
+    );
+    assert!(last.message.ends_with('\n'));
+    let users = hub_users(&hub).await;
+    assert!(
+        !users
+            .iter()
+            .any(|u| u.starts_with("bindery-tests-will-fail-")),
+        "the user was deleted: {users:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reconnects_with_last_event_id_gets_every_event_exactly_once() {
+    let hub = hub();
+    let mut config = support::config(&hub.url);
+    config.keepalive_interval = Duration::from_millis(300);
+    let worker = worker(config).await;
+    // Slow, then failing: the stream stays quiet for 3 s between its two events.
+    let events_url = post_launch(
+        &worker,
+        &launch_request("bindery-tests", "slow-fail-replay"),
+    )
+    .await;
+    let first = follow(&events_url, None, Some(1)).await;
+    assert_eq!(first.events.len(), 1);
+    assert!(!first.ended);
+    let rest = follow(&events_url, Some(first.events[0].0), None).await;
+    assert!(rest.ended);
+    assert!(
+        rest.keepalives >= 2,
+        "a quiet live stream sends keepalives: {rest:?}"
+    );
+    let ids: Vec<u64> = first
+        .events
+        .iter()
+        .chain(&rest.events)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    assert_eq!(rest.events.last().unwrap().1.phase, Phase::Failed);
+
+    // A finished stream replays whole and ends; resuming at its end gives nothing and ends.
+    let replay = follow(&events_url, None, None).await;
+    assert!(replay.ended);
+    assert_eq!(replay.events.len(), ids.len());
+    assert_eq!(replay.keepalives, 0);
+    let tail = follow(&events_url, Some(ids.len() as u64), None).await;
+    assert!(tail.ended && tail.events.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_launches_with_a_total_quota_of_three_admit_exactly_three() {
+    let hub = hub();
+    let mut config = support::config(&hub.url);
+    config.total_quota = Some(3);
+    let worker = worker(config).await;
+    let request = launch_request("bindery-tests", "slow-fail-quota");
+    let posts = (0..50).map(|_| post_launch(&worker, &request));
+    let urls = futures::future::join_all(posts).await;
+    let streams = futures::future::join_all(urls.iter().map(|u| follow(u, None, None))).await;
+    let finals: Vec<_> = streams
+        .iter()
+        .map(|s| s.events.last().unwrap().1.clone())
+        .collect();
+    assert!(finals.iter().all(|e| e.phase == Phase::Failed));
+    let refused: Vec<_> = finals
+        .iter()
+        .filter(|e| e.status_code == Some(429))
+        .collect();
+    assert_eq!(refused.len(), 47, "{finals:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.message == "Too many users on this BinderHub! Try again soon.\n")
+    );
+    let (_, metrics) = call(Method::GET, &format!("{}/metrics", worker.base), &[], None).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("binderhub_launch_count{status=\"pod_quota\"} 47"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("binderhub_launch_count{status=\"failure\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_the_hub_and_answers_503_when_it_is_down() {
+    let hub = hub();
+    let up = worker(support::config(&hub.url)).await;
+    let (status, body) = call(Method::GET, &format!("{}/health", up.base), &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["ok"], true);
+    assert_eq!(body["checks"][0]["service"], "JupyterHub API");
+    assert_eq!(body["checks"][0]["ok"], true);
+
+    let down = worker(support::config("http://127.0.0.1:9/")).await;
+    let (status, body) = call(Method::GET, &format!("{}/health", down.base), &[], None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["ok"], false);
+}
+
+#[tokio::test]
+async fn every_api_route_needs_the_bearer_token_but_health_and_metrics_do_not() {
+    let worker = worker(support::config("http://127.0.0.1:9/")).await;
+    let base = &worker.base;
+    let body = serde_json::to_string(&launch_request("o", "r")).unwrap();
+    for (method, path) in [
+        (Method::POST, "/api/v1/launches"),
+        (Method::POST, "/api/v1/builds"),
+        (Method::GET, "/api/v1/builds?image=x"),
+        (Method::GET, "/api/v1/launches/0123456789abcdef/events"),
+        (Method::GET, "/api/v1/builds/0123456789abcdef/log"),
+    ] {
+        for auth in [None, Some("Bearer wrong-token"), Some(TOKEN)] {
+            let headers: Vec<(&str, &str)> =
+                auth.map(|a| ("authorization", a)).into_iter().collect();
+            let (status, _) = call(
+                method.clone(),
+                &format!("{base}{path}"),
+                &headers,
+                Some(body.clone()),
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {auth:?}"
+            );
+        }
+    }
+    let (status, _) = call(Method::GET, &format!("{base}/metrics"), &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = authed(
+        Method::GET,
+        &format!("{base}/api/v1/launches/0123456789abcdef/events"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_400_naming_the_problem() {
+    let worker = worker(support::config("http://127.0.0.1:9/")).await;
+    let url = format!("{}/api/v1/launches", worker.base);
+    let good = launch_request("org", "repo");
+    let with = |f: &dyn Fn(&mut bindery_core::worker_api::LaunchRequest)| {
+        let mut r = good.clone();
+        f(&mut r);
+        serde_json::to_string(&r).unwrap()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "invalid launch request"),
+        ("{}".into(), "missing field"),
+        (
+            with(&|r| r.provider = "nope".into()),
+            "no provider found for prefix",
+        ),
+        (
+            with(&|r| r.spec = "only-a-user".into()),
+            "invalid launch request",
+        ),
+        (with(&|r| r.resolved_ref = "main".into()), "resolved ref"),
+        (
+            with(&|r| r.resolved_ref = "--upload-pack=evil".into()),
+            "resolved ref",
+        ),
+        (
+            with(&|r| r.image = "docker.io/evil/image:latest".into()),
+            "is not the image of this build slug",
+        ),
+        (
+            with(&|r| r.build_slug = "other-slug".into()),
+            "is not the image of this build slug",
+        ),
+        (
+            with(&|r| r.repo_url = "-oProxyCommand=x".into()),
+            "repo_url",
+        ),
+        (
+            with(&|r| r.launch_path = "https://evil.example/".into()),
+            "launch_path",
+        ),
+        (with(&|r| r.client_ip = "not-an-ip".into()), "client_ip"),
+        (
+            with(&|r| r.binder_request = "v2/gl/x\n".into()),
+            "binder_request",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (status, answer) = authed(Method::POST, &url, Some(body.clone())).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        assert!(
+            answer.contains(needle),
+            "{body} -> {answer} (wanted {needle:?})"
+        );
+    }
+    let build = serde_json::json!({
+        "provider": "gh", "spec": "org/repo/main", "repo_url": "https://github.com/org/repo",
+        "resolved_ref": good.resolved_ref, "image": "elsewhere/x:1", "build_slug": good.build_slug,
+    });
+    let (status, _) = authed(
+        Method::POST,
+        &format!("{}/api/v1/builds", worker.base),
+        Some(build.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let events_url = post_launch(&worker, &good).await;
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _) = call(
+        Method::GET,
+        &events_url,
+        &[("authorization", &auth), ("last-event-id", "x1")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_missing_image_or_a_prebuild_fails_cleanly_while_there_is_no_build_executor() {
+    let worker = worker(support::config("http://127.0.0.1:9/")).await;
+    let mut launch = launch_request("org", "unbuilt");
+    launch.image_present = false;
+    let stream = follow(&post_launch(&worker, &launch).await, None, None).await;
+    assert_eq!(stream.events.len(), 1);
+    let failed = &stream.events[0].1;
+    assert_eq!(failed.phase, Phase::Failed);
+    assert_eq!(
+        failed.message,
+        format!(
+            "image {} is not built and this worker has no build executor yet\n",
+            launch.image
+        )
+    );
+
+    let build = serde_json::json!({
+        "provider": "gh", "spec": "org/unbuilt/main", "repo_url": launch.repo_url,
+        "resolved_ref": launch.resolved_ref, "image": launch.image, "build_slug": launch.build_slug,
+    });
+    let (status, body) = authed(
+        Method::POST,
+        &format!("{}/api/v1/builds", worker.base),
+        Some(build.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let accepted: Value = serde_json::from_slice(&body).unwrap();
+    let id = accepted["id"].as_str().unwrap();
+    let image =
+        percent_encoding::utf8_percent_encode(&launch.image, percent_encoding::NON_ALPHANUMERIC);
+    let (status, info) = authed(
+        Method::GET,
+        &format!("{}/api/v1/builds?image={image}", worker.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let info: Value = serde_json::from_slice(&info).unwrap();
+    assert_eq!(info["id"], id);
+    assert_eq!(info["state"], "failed");
+    let (status, log) = authed(
+        Method::GET,
+        &format!("{}/api/v1/builds/{id}/log", worker.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&log).contains("no build executor"));
+    let events = follow(
+        &format!(
+            "{}{}",
+            worker.base,
+            accepted["events_url"].as_str().unwrap()
+        ),
+        None,
+        None,
+    )
+    .await;
+    assert!(events.ended && events.events.len() == 1);
+    let (status, _) = authed(
+        Method::GET,
+        &format!("{}/api/v1/builds?image=nope", worker.base),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
