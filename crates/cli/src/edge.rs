@@ -33,7 +33,7 @@ pub struct EdgeArgs {
 
 /// Runs the host until Ctrl-C or SIGTERM, then drains in-flight requests.
 pub fn run(args: &EdgeArgs) -> anyhow::Result<String> {
-    init_tracing();
+    crate::service::init_tracing();
     let mut config = HostConfig::new(&args.manifest, args.listen, &args.data_dir);
     config.request_deadline = Duration::from_secs(args.request_deadline);
     config.cache_dir.clone_from(&args.cache_dir);
@@ -42,42 +42,7 @@ pub fn run(args: &EdgeArgs) -> anyhow::Result<String> {
     }
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime
-        .block_on(bindery_host::run(config, shutdown_signal()))
+        .block_on(bindery_host::run(config, crate::service::shutdown_signal()))
         .with_context(|| format!("failed to run {}", args.manifest.display()))?;
     Ok("bindery edge: stopped".to_owned())
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutdown requested");
 }

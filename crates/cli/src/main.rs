@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod edge;
+mod service;
 mod spec;
 mod worker;
 

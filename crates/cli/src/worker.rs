@@ -21,7 +21,7 @@ pub struct WorkerArgs {
 
 /// Loads the configuration and serves until Ctrl-C or SIGTERM.
 pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
-    init_tracing();
+    crate::service::init_tracing();
     let mut config = WorkerConfig::load(args.config.as_deref())
         .context("failed to load the worker configuration")?;
     if let Some(listen) = args.listen {
@@ -30,42 +30,10 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
     tracing::info!(?config, "starting the worker");
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime
-        .block_on(bindery_worker::run(config, shutdown_signal()))
+        .block_on(bindery_worker::run(
+            config,
+            crate::service::shutdown_signal(),
+        ))
         .context("failed to run the worker")?;
     Ok("bindery worker: stopped".to_owned())
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutdown requested");
 }
