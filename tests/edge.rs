@@ -663,6 +663,17 @@ async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
     assert_eq!(health.status, 200, "{}", health.text());
     let checks = health.json()["checks"].as_array().unwrap().clone();
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    let again = get(&format!("{}/health", world.edge.url), &[]).await;
+    assert_eq!(
+        again.header("x-bindery-cache"),
+        Some("hit"),
+        "health is cached briefly"
+    );
+    assert_eq!(
+        world.worker.peer.count("/health"),
+        1,
+        "one check of the worker for two answers"
+    );
     let page = get(
         &format!(
             "{}/v2/gh/org/repo/main?labpath=analysis.ipynb",

@@ -221,6 +221,24 @@ async fn resolve_api(
     response
 }
 
+/// How long a health answer is reused: a federation polls `/health` every few seconds,
+/// and each check costs a worker and a registry round trip.
+const HEALTH_TTL: u64 = 10;
+
+/// A health answer kept in the KV store for [`HEALTH_TTL`] seconds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedHealth {
+    ok: bool,
+    checks: serde_json::Value,
+    expires_at: u64,
+}
+
+impl bindery_core::cache::Expiring for CachedHealth {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
 /// Health of what the edge depends on, in BinderHub's shape; 503 when something is down.
 async fn health() -> Response<Vec<u8>> {
     let cfg = match EdgeConfig::load() {
@@ -232,8 +250,39 @@ async fn health() -> Response<Vec<u8>> {
             );
         }
     };
+    let cache = Cache::open_default();
+    let now = respond::now();
+    let key = "v1/health/edge";
+    let (ok, checks, source) = match cache.get_fresh::<CachedHealth>(key, now) {
+        Some(h) => (h.ok, h.checks, "hit"),
+        None => {
+            let (ok, checks) = check_health(&cfg).await;
+            cache.put(
+                key,
+                &CachedHealth {
+                    ok,
+                    checks: checks.clone(),
+                    expires_at: now + HEALTH_TTL,
+                },
+            );
+            (ok, checks, "miss")
+        }
+    };
+    let mut response = respond::json(
+        if ok { 200 } else { 503 },
+        &json!({"ok": ok, "checks": checks}),
+    );
+    response
+        .headers_mut()
+        .insert("cache-control", http::HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(CACHE_HEADER, http::HeaderValue::from_static(source));
+    response
+}
+
+async fn check_health(cfg: &EdgeConfig) -> (bool, serde_json::Value) {
     let fetch = SpinFetch::default();
-    let mut checks = Vec::new();
     let worker_ok = match cfg.worker() {
         Ok(w) => match worker::get(w, "/health") {
             Ok(req) => bindery_edge::fetch::Fetch::send(&fetch, req)
@@ -243,7 +292,6 @@ async fn health() -> Response<Vec<u8>> {
         },
         Err(_) => false,
     };
-    checks.push(json!({"service": "Bindery worker", "ok": worker_ok}));
     let registry_ok = match cfg.registry() {
         Ok(r) => match Request::get(format!("{}/v2/", r.url)).body(Vec::new()) {
             // 401 means the registry is up and wants credentials.
@@ -254,16 +302,11 @@ async fn health() -> Response<Vec<u8>> {
         },
         Err(_) => false,
     };
-    checks.push(json!({"service": "Docker registry", "ok": registry_ok}));
-    let ok = worker_ok && registry_ok;
-    let mut response = respond::json(
-        if ok { 200 } else { 503 },
-        &json!({"ok": ok, "checks": checks}),
-    );
-    response
-        .headers_mut()
-        .insert("cache-control", http::HeaderValue::from_static("no-store"));
-    response
+    let checks = json!([
+        {"service": "Bindery worker", "ok": worker_ok},
+        {"service": "Docker registry", "ok": registry_ok},
+    ]);
+    (worker_ok && registry_ok, checks)
 }
 
 fn versions() -> Response<Vec<u8>> {
