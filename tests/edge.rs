@@ -690,3 +690,51 @@ async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
     let home = get(&format!("{}/", world.edge.url), &[]).await;
     assert!(home.text().contains("Launch link"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gitlab_push_hooks_need_the_token_and_refresh_the_ref() {
+    let world = World::start("webhook-gitlab", &[("gitlab_webhook_secret", "gl-secret")]).await;
+    let hook = format!("{}/hooks/gitlab", world.edge.url);
+    let body = json!({
+        "object_kind": "push", "ref": "refs/heads/main", "before": SHA, "after": NEW_SHA, "checkout_sha": NEW_SHA,
+        "project": {"path_with_namespace": "group/project", "web_url": "https://gitlab.com/group/project", "default_branch": "main"},
+    })
+    .to_string()
+    .into_bytes();
+    let wrong = send(
+        "POST",
+        &hook,
+        &[
+            ("x-gitlab-event", "Push Hook"),
+            ("x-gitlab-token", "nope"),
+            ("x-gitlab-event-uuid", "u-1"),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let good = send(
+        "POST",
+        &hook,
+        &[
+            ("x-gitlab-event", "Push Hook"),
+            ("x-gitlab-token", "gl-secret"),
+            ("x-gitlab-event-uuid", "u-2"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(good.status, 202, "{}", good.text());
+    let resolved = get(
+        &format!("{}/api/v1/resolve/gl/group%2Fproject/main", world.edge.url),
+        &[],
+    )
+    .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.text());
+    assert_eq!(
+        resolved.json()["resolved_ref"],
+        NEW_SHA,
+        "the hook refreshed the cached ref"
+    );
+    assert_eq!(resolved.header("x-bindery-cache"), Some("hit"));
+}
