@@ -17,9 +17,23 @@ const PY_REQUIREMENTS: &str = concat!(
     "escapism==1.1.0\njsonschema==4.26.0\npyjwt==2.15.1\ncryptography==50.0.2\n",
     // bindery-worker's tests: a real JupyterHub with the PyPI proxy (no node needed).
     "jupyterhub==6.1.1\njupyter_server==2.21.1\nconfigurable-http-proxy==0.4.0\n",
+    // bindery-worker's Kubernetes executor test: the build Job manifest, checked offline.
+    "kubernetes-validate==1.37.0\n",
+    // bindery-worker's local executor test: a real build through podman.
+    "jupyter-repo2docker==2026.4.0\n",
 );
-/// Debian packages the system tests run: the real registry, htpasswd, openssl.
-const APT_PACKAGES: [&str; 3] = ["docker-registry", "apache2-utils", "openssl"];
+/// Debian packages the system tests run: the real registry, htpasswd, openssl; and podman
+/// with its runtime and a static busybox, for the worker's real repo2docker build.
+const APT_PACKAGES: [&str; 8] = [
+    "docker-registry",
+    "apache2-utils",
+    "openssl",
+    "podman",
+    "buildah",
+    "runc",
+    "busybox-static",
+    "uidmap",
+];
 /// Fuzz targets and how long CI runs each, in seconds.
 const FUZZ_TARGETS: [&str; 2] = ["spec_parse", "sse_decode"];
 const FUZZ_SECONDS_CI: u32 = 20;

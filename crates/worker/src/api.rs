@@ -35,10 +35,13 @@ use tokio::sync::watch;
 use crate::builds::Builds;
 use crate::config::WorkerConfig;
 use crate::events::{EventLog, Logs};
+use crate::executor::{BuildSpec, Executor, LocalExecutor};
 use crate::hub::{HubClient, HubError};
 use crate::ids;
 use crate::launcher::Launcher;
+use crate::logstore::{LogStore, StoreError};
 use crate::metrics::Metrics;
+use crate::registry::{CheckError, RegistryClient};
 
 /// The body of every answer.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -53,21 +56,70 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub struct AppState {
     config: WorkerConfig,
     launches: Logs,
-    builds: Builds,
+    builds: Arc<Builds>,
     launcher: Arc<Launcher>,
     metrics: Arc<Metrics>,
 }
 
+/// Why the worker's state could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The JupyterHub client could not be built (TLS roots).
+    #[error("failed to set up the JupyterHub client")]
+    Hub(#[source] HubError),
+    /// The registry client could not be built.
+    #[error("failed to set up the registry client")]
+    Registry(#[source] CheckError),
+    /// The build log store could not be opened.
+    #[error("failed to open the build log store")]
+    Store(#[source] StoreError),
+}
+
 impl AppState {
-    /// The state of a worker configured by `config`.
-    pub fn new(config: WorkerConfig) -> Result<AppState, HubError> {
+    /// The state of a worker configured by `config`, building with the local executor.
+    pub fn new(config: WorkerConfig) -> Result<AppState, StateError> {
+        let executor = Arc::new(LocalExecutor::new(config.builds.local.clone()));
+        AppState::with_executor(config, executor)
+    }
+
+    /// The state of a worker configured by `config`, building with `executor`.
+    pub fn with_executor(
+        config: WorkerConfig,
+        executor: Arc<dyn Executor>,
+    ) -> Result<AppState, StateError> {
         let metrics = Arc::new(Metrics::default());
-        let hub = HubClient::new(&config)?;
+        let hub = HubClient::new(&config).map_err(StateError::Hub)?;
         let logs = || Logs::new(config.max_events_per_log, config.finished_log_ttl);
+        let b = &config.builds;
+        let registry = match &b.registry_url {
+            Some(url) => Some(
+                RegistryClient::new(
+                    url,
+                    b.registry_username.clone(),
+                    b.registry_password.clone(),
+                )
+                .map_err(StateError::Registry)?,
+            ),
+            None => None,
+        };
+        let store = LogStore::open(b.log_store.as_deref(), b.log_ttl).map_err(StateError::Store)?;
+        let builds = Arc::new(Builds::new(
+            logs(),
+            executor,
+            registry,
+            store,
+            b.max_concurrent,
+            Arc::clone(&metrics),
+        ));
         Ok(AppState {
             launches: logs(),
-            builds: Builds::new(logs()),
-            launcher: Arc::new(Launcher::new(&config, hub, Arc::clone(&metrics))),
+            launcher: Arc::new(Launcher::new(
+                &config,
+                hub,
+                Arc::clone(&metrics),
+                Arc::clone(&builds),
+            )),
+            builds,
             metrics,
             config,
         })
@@ -144,6 +196,9 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
             return health(state, method == Method::HEAD).await;
         }
         (&Method::GET, "/metrics") => {
+            state
+                .metrics
+                .set_build_queue_length(state.builds.queue_length());
             return text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -176,8 +231,11 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
             events(state, &req, log, "build")
         }
         (&Method::GET, ["api", "v1", "builds", id, "log"]) => {
-            match ids::is_valid_id(id).then(|| state.builds.log(id)).flatten() {
-                Some(log) => text(StatusCode::OK, "text/plain; charset=utf-8", log.text()),
+            match ids::is_valid_id(id)
+                .then(|| state.builds.log_text(id))
+                .flatten()
+            {
+                Some(log) => text(StatusCode::OK, "text/plain; charset=utf-8", log),
                 None => error(StatusCode::NOT_FOUND, "no such build"),
             }
         }
@@ -252,13 +310,12 @@ async fn post_build(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
             &format!("invalid build request: {message}"),
         );
     }
-    let attached = state.builds.start_or_attach(&build.image);
-    if attached.created {
-        // The build executor plugs in here.
-        state
-            .builds
-            .run_without_executor(&build.image, &attached, &state.metrics);
-    }
+    let attached = state.builds.request(BuildSpec {
+        image: build.image.clone(),
+        build_name: image::build_name(&build.build_slug, &build.resolved_ref),
+        repo: build.repo_url.clone(),
+        git_ref: build.resolved_ref.clone(),
+    });
     accepted(format!("{BUILDS_PATH}/{}/events", attached.id), attached.id)
 }
 

@@ -1,31 +1,45 @@
-//! The build registry: one build per image, whoever asks.
+//! Builds: one per image, whoever asks, through the queue and an executor.
 //!
 //! A build is registered under its image; while it is queued or running, every request for
-//! that image gets the same build id (and so the same event log). This session's worker has
-//! no executor yet: [`Builds::run_without_executor`] ends a build with a `failed` event
-//! that says so, and an executor (Kubernetes Jobs, local repo2docker) takes its place later.
+//! that image (a prebuild, or any number of launches) gets the same build id and follows
+//! the same event log. A build runs in four steps:
+//!
+//! 1. re-check the registry: another replica may have pushed the image meanwhile; if it is
+//!    there, the build ends at once with `built` ("Found built image...");
+//! 2. wait for a slot in the [`BuildQueue`] (`waiting` events with `queue_position`);
+//! 3. run the [`Executor`], relaying its events; a `failed` line of repo2docker is kept as
+//!    an `unknown` line so that only the outcome ends the stream;
+//! 4. end the log with `built` ("Built image, launching...", `imageName`) or `failed`, and
+//!    store the full log text in the [`LogStore`].
+//!
+//! **A build's event stream ends after `built`** (or `failed`): `built` is the terminal
+//! event of a build stream, `ready` that of a launch stream.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bindery_core::events::Event;
+use bindery_core::events::{Event, Phase};
 use bindery_core::worker_api::{BuildInfo, BuildState};
 
 use crate::events::{EventLog, Logs};
+use crate::executor::{BuildOutcome, BuildSpec, Executor};
 use crate::ids;
+use crate::logstore::{LogStore, Record};
 use crate::metrics::Metrics;
+use crate::queue::BuildQueue;
+use crate::registry::RegistryClient;
 
-/// The message of a build that this worker cannot run.
-pub fn no_executor_message(image: &str) -> String {
-    format!("image {image} is not built and this worker has no build executor yet")
-}
-
-/// Builds by image, and their event logs by id.
+/// Builds by image, their event logs by id, the queue and the executor.
 #[derive(Debug)]
 pub struct Builds {
     by_image: Mutex<HashMap<String, BuildInfo>>,
     logs: Logs,
+    queue: Arc<BuildQueue>,
+    executor: Arc<dyn Executor>,
+    registry: Option<RegistryClient>,
+    store: LogStore,
+    metrics: Arc<Metrics>,
 }
 
 /// A build as [`Builds::start_or_attach`] hands it out.
@@ -46,11 +60,23 @@ fn now() -> u64 {
 }
 
 impl Builds {
-    /// An empty registry whose logs are kept as `logs` says.
-    pub fn new(logs: Logs) -> Builds {
+    /// A registry of builds run by `executor`, at most `max_concurrent` at once.
+    pub fn new(
+        logs: Logs,
+        executor: Arc<dyn Executor>,
+        registry: Option<RegistryClient>,
+        store: LogStore,
+        max_concurrent: usize,
+        metrics: Arc<Metrics>,
+    ) -> Builds {
         Builds {
             by_image: Mutex::new(HashMap::new()),
             logs,
+            queue: BuildQueue::new(max_concurrent),
+            executor,
+            registry,
+            store,
+            metrics,
         }
     }
 
@@ -92,15 +118,81 @@ impl Builds {
         }
     }
 
-    /// Ends a build that no executor can run, with a `failed` event saying so.
-    pub fn run_without_executor(&self, image: &str, attached: &Attached, metrics: &Metrics) {
-        metrics.build_started();
-        self.set_state(image, BuildState::Running);
+    /// The build of `spec.image`: the running one, or a new one started in the background.
+    pub fn request(self: &Arc<Self>, spec: BuildSpec) -> Attached {
+        let attached = self.start_or_attach(&spec.image);
+        if attached.created {
+            tracing::info!(build = %attached.id, image = %spec.image, "build registered");
+            let builds = Arc::clone(self);
+            let run = attached.clone();
+            tokio::spawn(async move { builds.run(spec, run).await });
+        }
         attached
-            .log
-            .append(Event::failed(Some(500), no_executor_message(image)));
-        self.set_state(image, BuildState::Failed);
-        metrics.build_finished("failure");
+    }
+
+    async fn run(&self, spec: BuildSpec, attached: Attached) {
+        let log = &attached.log;
+        if let Some(registry) = &self.registry {
+            match registry.image_present(&spec.image).await {
+                Ok(true) => {
+                    tracing::info!(image = %spec.image, "image found in the registry; no build");
+                    log.append_final(Event::built(&spec.image, true));
+                    self.finish(&spec.image, &attached, BuildState::Succeeded)
+                        .await;
+                    return;
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(image = %spec.image, error = %err, "registry re-check failed; building");
+                }
+            }
+        }
+        let slot = self.queue.acquire(log).await;
+        self.metrics.set_build_queue_length(self.queue.len());
+        self.set_state(&spec.image, BuildState::Running);
+        self.metrics.build_started();
+        let started = Instant::now();
+        let mut handle = self.executor.start(&spec);
+        while let Some(mut event) = handle.events.recv().await {
+            if event.phase.is_terminal() {
+                event.phase = Phase::Unknown;
+            }
+            log.append(event);
+        }
+        let outcome = handle.outcome.await.unwrap_or_else(|_| {
+            BuildOutcome::Failed("the build executor stopped without an outcome".into())
+        });
+        drop(slot);
+        self.metrics.set_build_queue_length(self.queue.len());
+        let (state, status) = match outcome {
+            BuildOutcome::Succeeded => {
+                log.append_final(Event::built(&spec.image, false));
+                (BuildState::Succeeded, "success")
+            }
+            BuildOutcome::Failed(message) => {
+                log.append_final(Event::failed(
+                    Some(500),
+                    format!("Failed to build image {}: {message}", spec.image),
+                ));
+                (BuildState::Failed, "failure")
+            }
+        };
+        self.metrics.build_finished(status, started.elapsed());
+        self.finish(&spec.image, &attached, state).await;
+    }
+
+    async fn finish(&self, image: &str, attached: &Attached, state: BuildState) {
+        self.set_state(image, state);
+        let info = self.map().get(image).cloned();
+        if let Some(info) = info.filter(|i| i.id == attached.id) {
+            let record = Record {
+                info,
+                log: attached.log.text(),
+            };
+            if let Err(err) = self.store.put(record).await {
+                tracing::error!(build = %attached.id, error = %err, "failed to store the build log");
+            }
+        }
     }
 
     /// Records a state change of the build of `image`.
@@ -115,21 +207,59 @@ impl Builds {
         }
     }
 
-    /// The current or last build of `image`.
+    /// The current or last build of `image` (from the store after a restart).
     pub fn info(&self, image: &str) -> Option<BuildInfo> {
-        self.map().get(image).cloned()
+        if let Some(info) = self.map().get(image).cloned() {
+            return Some(info);
+        }
+        self.store.last_of(image).ok().flatten().map(|r| r.info)
     }
 
-    /// The event log of build `id`, while it is kept.
+    /// The event log of build `id`, while it is kept in memory.
     pub fn log(&self, id: &str) -> Option<Arc<EventLog>> {
         self.logs.get(id)
     }
 
-    /// Forgets finished logs past their keep time.
-    pub fn sweep(&self, now: std::time::Instant) {
-        if self.logs.sweep(now) > 0 {
+    /// The full log text of build `id`: live while it runs, from the store after it ends.
+    pub fn log_text(&self, id: &str) -> Option<String> {
+        if let Some(log) = self.logs.get(id) {
+            return Some(log.text());
+        }
+        self.store.get(id).ok().flatten().map(|r| r.log)
+    }
+
+    /// How many builds wait for a slot.
+    pub fn queue_length(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Forgets finished logs past their keep time (in memory and in the store).
+    pub fn sweep(&self, now_instant: Instant) {
+        if self.logs.sweep(now_instant) > 0 {
             let mut map = self.map();
             map.retain(|_, info| self.logs.get(&info.id).is_some());
+        }
+        if let Err(err) = self.store.sweep(now()) {
+            tracing::warn!(error = %err, "failed to sweep the build log store");
+        }
+    }
+}
+
+/// Copies every event of `from` into `to` until `from` ends; returns the last phase.
+pub async fn relay(from: &EventLog, to: &EventLog) -> Option<Phase> {
+    let mut wake = from.subscribe();
+    let mut after = 0;
+    let mut last = None;
+    loop {
+        wake.borrow_and_update();
+        let page = from.read_after(after);
+        for (seq, event) in &page.events {
+            to.append(Event::clone(event));
+            after = *seq;
+            last = Some(event.phase);
+        }
+        if page.finished || wake.changed().await.is_err() {
+            return last;
         }
     }
 }
@@ -137,27 +267,65 @@ impl Builds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::BuildHandle;
     use std::time::Duration;
+    use tokio::sync::{mpsc, oneshot, watch};
 
-    #[test]
-    fn the_same_image_gets_the_same_build_while_it_runs_and_a_new_one_after() {
-        let builds = Builds::new(Logs::new(100, Duration::from_secs(60)));
+    /// An executor whose builds print one line and fail.
+    #[derive(Debug)]
+    struct Failing;
+
+    impl Executor for Failing {
+        fn start(&self, _spec: &BuildSpec) -> BuildHandle {
+            let (events, rx) = mpsc::unbounded_channel();
+            let (done, outcome) = oneshot::channel();
+            let _ = events.send(Event::new(Phase::Building, "step 1\n"));
+            let _ = done.send(BuildOutcome::Failed("no luck".into()));
+            BuildHandle {
+                events: rx,
+                outcome,
+                cancel: watch::channel(false).0,
+            }
+        }
+    }
+
+    fn builds() -> Arc<Builds> {
+        Arc::new(Builds::new(
+            Logs::new(100, Duration::from_secs(60)),
+            Arc::new(Failing),
+            None,
+            LogStore::open(None, Duration::from_secs(60)).expect("store"),
+            1,
+            Arc::new(Metrics::default()),
+        ))
+    }
+
+    fn spec(image: &str) -> BuildSpec {
+        BuildSpec {
+            image: image.into(),
+            build_name: "b".into(),
+            repo: "https://example.org/r".into(),
+            git_ref: "0123456789abcdef0123456789abcdef01234567".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_same_image_gets_the_same_build_while_it_runs_and_a_new_one_after() {
+        let builds = builds();
         let first = builds.start_or_attach("reg/a:1");
         let again = builds.start_or_attach("reg/a:1");
         let other = builds.start_or_attach("reg/b:1");
         assert!(first.created && !again.created && other.created);
         assert_eq!(first.id, again.id);
         assert_ne!(first.id, other.id);
-        builds.run_without_executor("reg/a:1", &first, &Metrics::default());
+        builds.run(spec("reg/a:1"), first.clone()).await;
         let info = builds.info("reg/a:1").expect("info");
         assert_eq!(info.state, BuildState::Failed);
         assert!(info.finished.is_some());
+        let text = builds.log_text(&first.id).expect("log");
         assert!(
-            builds
-                .log(&first.id)
-                .expect("log")
-                .text()
-                .contains("no build executor")
+            text.contains("step 1") && text.contains("no luck"),
+            "{text}"
         );
         let after = builds.start_or_attach("reg/a:1");
         assert!(after.created && after.id != first.id);

@@ -4,12 +4,15 @@
 //! a ConfigMap holds the rest. Secrets are wrapped in [`Secret`], whose `Debug` prints
 //! `"<redacted>"`, so logging the configuration never leaks them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::executor::local::LocalSettings;
 
 /// A value that must never be logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -99,6 +102,42 @@ pub struct WorkerConfig {
     pub finished_log_ttl: Duration,
     /// How often launched servers are checked against the hub to free their quota.
     pub quota_refresh_interval: Duration,
+    /// Builds: executor, queue, registry and log keeping.
+    pub builds: BuildSettings,
+}
+
+/// How the worker builds images.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// The local executor's settings (repo2docker program, engine, environment, timeouts).
+    pub local: LocalSettings,
+    /// The most builds that run at once; the rest wait in the queue.
+    pub max_concurrent: usize,
+    /// The registry images are pushed to and re-checked in (`http(s)://host[:port]`);
+    /// `None` = no push, no re-check.
+    pub registry_url: Option<String>,
+    /// The registry username (basic auth, or for the token service).
+    pub registry_username: Option<String>,
+    /// The registry password.
+    pub registry_password: Option<Secret>,
+    /// The build log database file; `None` keeps finished logs in memory only.
+    pub log_store: Option<PathBuf>,
+    /// How long finished build logs are kept.
+    pub log_ttl: Duration,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings {
+            local: LocalSettings::default(),
+            max_concurrent: 2,
+            registry_url: None,
+            registry_username: None,
+            registry_password: None,
+            log_store: None,
+            log_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// The file's shape: every key optional, durations in seconds.
@@ -120,6 +159,18 @@ struct FileConfig {
     max_events_per_log: Option<usize>,
     finished_log_ttl_seconds: Option<f64>,
     quota_refresh_seconds: Option<f64>,
+    repo2docker: Option<String>,
+    build_engine: Option<String>,
+    repo2docker_config: Option<String>,
+    build_env: Option<BTreeMap<String, String>>,
+    max_concurrent_builds: Option<usize>,
+    build_timeout_seconds: Option<f64>,
+    build_idle_timeout_seconds: Option<f64>,
+    registry_url: Option<String>,
+    registry_username: Option<String>,
+    registry_password: Option<String>,
+    build_log_path: Option<String>,
+    build_log_ttl_seconds: Option<f64>,
 }
 
 /// The default listen address.
@@ -152,6 +203,7 @@ impl WorkerConfig {
             max_events_per_log: 10_000,
             finished_log_ttl: Duration::from_secs(3600),
             quota_refresh_interval: Duration::from_secs(60),
+            builds: BuildSettings::default(),
         }
     }
 
@@ -198,6 +250,16 @@ impl WorkerConfig {
         }
         if let Some(v) = number::<f64>(&env, "BINDERY_LAUNCH_TIMEOUT")? {
             raw.launch_timeout_seconds = Some(v);
+        }
+        text("BINDERY_REPO2DOCKER", &mut raw.repo2docker);
+        text("BINDERY_BUILD_ENGINE", &mut raw.build_engine);
+        text("BINDERY_REPO2DOCKER_CONFIG", &mut raw.repo2docker_config);
+        text("BINDERY_REGISTRY_URL", &mut raw.registry_url);
+        text("BINDERY_REGISTRY_USERNAME", &mut raw.registry_username);
+        text("BINDERY_REGISTRY_PASSWORD", &mut raw.registry_password);
+        text("BINDERY_BUILD_LOG_PATH", &mut raw.build_log_path);
+        if let Some(v) = number::<usize>(&env, "BINDERY_MAX_CONCURRENT_BUILDS")? {
+            raw.max_concurrent_builds = Some(v);
         }
 
         let mut missing = Vec::new();
@@ -267,6 +329,47 @@ impl WorkerConfig {
             raw.quota_refresh_seconds,
             &mut config.quota_refresh_interval,
         )?;
+        let builds = &mut config.builds;
+        seconds(
+            "build_timeout_seconds",
+            raw.build_timeout_seconds,
+            &mut builds.local.build_timeout,
+        )?;
+        seconds(
+            "build_idle_timeout_seconds",
+            raw.build_idle_timeout_seconds,
+            &mut builds.local.idle_timeout,
+        )?;
+        seconds(
+            "build_log_ttl_seconds",
+            raw.build_log_ttl_seconds,
+            &mut builds.log_ttl,
+        )?;
+        if let Some(program) = raw.repo2docker {
+            builds.local.repo2docker = PathBuf::from(program);
+        }
+        if let Some(engine) = raw.build_engine {
+            if engine != "docker" && engine != "podman" {
+                return Err(ConfigError::Invalid {
+                    what: "build_engine".into(),
+                    message: format!("{engine:?} is neither docker nor podman"),
+                });
+            }
+            builds.local.engine = Some(engine);
+        }
+        builds.local.config_file = raw.repo2docker_config.map(PathBuf::from);
+        builds.local.env = raw.build_env.unwrap_or_default().into_iter().collect();
+        if let Some(url) = raw.registry_url {
+            check_url("registry_url", &url)?;
+            builds.local.push = true;
+            builds.registry_url = Some(url);
+        }
+        builds.registry_username = raw.registry_username;
+        builds.registry_password = raw.registry_password.map(Secret);
+        builds.log_store = raw.build_log_path.map(PathBuf::from);
+        if let Some(n) = raw.max_concurrent_builds {
+            builds.max_concurrent = n.max(1);
+        }
         if let Some(n) = raw.hub_retries {
             config.hub_retries = n.max(1);
         }
@@ -376,6 +479,29 @@ mod tests {
         assert_eq!(config.hub_url, "http://env/");
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.keepalive_interval, Duration::from_millis(500));
+        std::fs::write(
+            &path,
+            format!(
+                "{}repo2docker = \"/opt/r2d\"\nbuild_engine = \"podman\"\nmax_concurrent_builds = 3\nbuild_idle_timeout_seconds = 30\nregistry_url = \"http://reg:5000\"\nregistry_password = \"reg-secret\"\nbuild_log_path = \"/var/lib/bindery/logs.redb\"\n[build_env]\nDOCKER_HOST = \"unix:///run/podman.sock\"\n",
+                "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\n"
+            ),
+        )
+        .expect("write");
+        let config = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect("build keys");
+        let builds = &config.builds;
+        assert_eq!(builds.local.repo2docker, PathBuf::from("/opt/r2d"));
+        assert_eq!(builds.local.engine.as_deref(), Some("podman"));
+        assert!(builds.local.push, "a registry means --push");
+        assert_eq!(builds.max_concurrent, 3);
+        assert_eq!(builds.local.idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            builds.local.env,
+            [(
+                "DOCKER_HOST".to_owned(),
+                "unix:///run/podman.sock".to_owned()
+            )]
+        );
+        assert!(!format!("{config:?}").contains("reg-secret"));
         std::fs::write(&path, "tokn = \"typo\"\n").expect("write");
         let err = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect_err("unknown key");
         assert!(err.to_string().contains("tokn"), "{err}");

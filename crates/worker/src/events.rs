@@ -62,12 +62,22 @@ impl EventLog {
     /// Appends `event` and returns its sequence number; `None` when the log is finished or
     /// full (then the event is dropped). A `ready` or `failed` event finishes the log.
     pub fn append(&self, event: Event) -> Option<u64> {
+        let terminal = event.phase.is_terminal();
+        self.push(event, terminal)
+    }
+
+    /// Appends `event` as the last event, whatever its phase: a build stream ends with
+    /// `built` (or `failed`), a launch stream with `ready` (or `failed`).
+    pub fn append_final(&self, event: Event) -> Option<u64> {
+        self.push(event, true)
+    }
+
+    fn push(&self, event: Event, terminal: bool) -> Option<u64> {
         let seq = {
             let mut state = lock(&self.state);
             if state.finished_at.is_some() {
                 return None;
             }
-            let terminal = event.phase.is_terminal();
             // Keep one slot for the final event, so a full log still ends properly.
             if !terminal && state.events.len() + 1 >= state.capacity {
                 state.dropped += 1;

@@ -12,14 +12,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bindery_core::events::{Event, Phase, ReadyInfo};
+use bindery_core::image::build_name;
 use bindery_core::launch::hub_username;
 use bindery_core::policy::{QuotaDecision, check_quota, count_running};
 use bindery_core::worker_api::LaunchRequest;
 use serde_json::json;
 
-use crate::builds::no_executor_message;
+use crate::builds::{Builds, relay};
 use crate::config::WorkerConfig;
 use crate::events::EventLog;
+use crate::executor::BuildSpec;
 use crate::hub::{HubClient, HubError, escape_name};
 use crate::ids;
 use crate::metrics::Metrics;
@@ -106,11 +108,17 @@ pub struct Launcher {
     launch_timeout: Duration,
     admission: Admission,
     metrics: Arc<Metrics>,
+    builds: Arc<Builds>,
 }
 
 impl Launcher {
     /// A launcher for the hub and quotas in `config`.
-    pub fn new(config: &WorkerConfig, hub: HubClient, metrics: Arc<Metrics>) -> Launcher {
+    pub fn new(
+        config: &WorkerConfig,
+        hub: HubClient,
+        metrics: Arc<Metrics>,
+        builds: Arc<Builds>,
+    ) -> Launcher {
         Launcher {
             hub,
             hub_url: config.hub_url.clone(),
@@ -119,6 +127,7 @@ impl Launcher {
             launch_timeout: config.launch_timeout,
             admission: Admission::default(),
             metrics,
+            builds,
         }
     }
 
@@ -137,15 +146,26 @@ impl Launcher {
         let started = Instant::now();
         self.metrics.launch_started();
         if !request.image_present {
-            // The build executor plugs in here: build (or attach to the image's build),
-            // relay its events, then fall through to the launch on success.
-            log.append(Event::failed(
-                Some(500),
-                no_executor_message(&request.image),
-            ));
-            self.metrics
-                .launch_finished("failure", Some(started.elapsed()));
-            return;
+            // Build (or attach to the image's running build), relay its events — the
+            // queue, the build lines and the final `built` — and launch on success.
+            let build = self.builds.request(BuildSpec {
+                image: request.image.clone(),
+                build_name: build_name(&request.build_slug, &request.resolved_ref),
+                repo: request.repo_url.clone(),
+                git_ref: request.resolved_ref.clone(),
+            });
+            tracing::info!(launch = id, build = %build.id, "launch waits for its build");
+            if relay(&build.log, log).await != Some(Phase::Built) {
+                if !log.is_finished() {
+                    log.append(Event::failed(
+                        Some(500),
+                        format!("Failed to build image {}", request.image),
+                    ));
+                }
+                self.metrics
+                    .launch_finished("failure", Some(started.elapsed()));
+                return;
+            }
         }
         let decision =
             self.admission

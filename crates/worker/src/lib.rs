@@ -12,7 +12,11 @@
 //! - [`events`]: the in-memory, bounded, replayable event log of each launch and build.
 //! - [`hub`]: the JupyterHub REST client (create user, spawn, follow progress, delete).
 //! - [`launcher`]: a launch from admission to `ready` or `failed`, with quotas.
-//! - [`builds`]: the build registry (one build per image); executors plug in here.
+//! - [`builds`]: one build per image: registry re-check, queue, executor, stored log.
+//! - [`queue`]: the build queue (at most N at once, positions told to waiting builds).
+//! - [`executor`]: the [`executor::Executor`] trait and the local repo2docker executor.
+//! - [`registry`]: the manifest re-check before a build.
+//! - [`logstore`]: finished build logs in an embedded redb database.
 //! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
 //! - `ids`: random launch ids, hub user suffixes and server tokens.
 
@@ -20,10 +24,15 @@ pub mod api;
 pub mod builds;
 pub mod config;
 pub mod events;
+pub mod executor;
 pub mod hub;
 mod ids;
+pub mod kube;
 pub mod launcher;
+pub mod logstore;
 pub mod metrics;
+pub mod queue;
+pub mod registry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,9 +53,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    /// The JupyterHub client could not be built (TLS roots).
-    #[error("failed to set up the JupyterHub client")]
-    Hub(#[source] hub::HubError),
+    /// The worker's clients or stores could not be set up.
+    #[error("failed to set up the worker")]
+    Setup(#[source] api::StateError),
 }
 
 /// Binds `config.listen` and serves until `shutdown` resolves.
@@ -66,7 +75,7 @@ pub async fn serve(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let state = Arc::new(api::AppState::new(config).map_err(RunError::Hub)?);
+    let state = Arc::new(api::AppState::new(config).map_err(RunError::Setup)?);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "bindery worker listening");
     }

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 /// `binderhub_launch_time_seconds` buckets.
 pub const LAUNCH_BUCKETS: [f64; 9] = [2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+/// `binderhub_build_time_seconds` buckets (BinderHub's).
+pub const BUILD_BUCKETS: [f64; 9] = [
+    60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -26,7 +30,9 @@ struct Inner {
     launch_time: BTreeMap<&'static str, Histogram>,
     inprogress_launches: i64,
     build_count: BTreeMap<&'static str, u64>,
+    build_time: BTreeMap<&'static str, Histogram>,
     inprogress_builds: i64,
+    build_queue_length: i64,
 }
 
 /// The worker's metrics.
@@ -55,15 +61,11 @@ impl Metrics {
             m.inprogress_launches -= 1;
             *m.launch_count.entry(status).or_default() += 1;
             if let Some(elapsed) = elapsed {
-                let seconds = elapsed.as_secs_f64();
-                let h = m.launch_time.entry(status).or_default();
-                let slot = LAUNCH_BUCKETS
-                    .iter()
-                    .position(|&b| seconds <= b)
-                    .unwrap_or(LAUNCH_BUCKETS.len());
-                h.counts[slot] += 1;
-                h.sum += seconds;
-                h.count += 1;
+                observe(
+                    m.launch_time.entry(status).or_default(),
+                    &LAUNCH_BUCKETS,
+                    elapsed,
+                );
             }
         });
     }
@@ -73,40 +75,113 @@ impl Metrics {
         self.with(|m| m.inprogress_builds += 1);
     }
 
-    /// A build ended with `status` (`success`, `failure`).
-    pub fn build_finished(&self, status: &'static str) {
+    /// A build ended with `status` (`success`, `failure`) after `elapsed`.
+    pub fn build_finished(&self, status: &'static str, elapsed: Duration) {
         self.with(|m| {
             m.inprogress_builds -= 1;
             *m.build_count.entry(status).or_default() += 1;
+            observe(
+                m.build_time.entry(status).or_default(),
+                &BUILD_BUCKETS,
+                elapsed,
+            );
         });
+    }
+
+    /// How many builds wait in the queue now.
+    pub fn set_build_queue_length(&self, length: usize) {
+        self.with(|m| m.build_queue_length = i64::try_from(length).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         self.with(|m| {
             let mut out = String::new();
-            counter(&mut out, "binderhub_launch_count", "Counter of launches by status", &m.launch_count);
-            let _ = writeln!(out, "# HELP binderhub_launch_time_seconds Histogram of launch times");
-            let _ = writeln!(out, "# TYPE binderhub_launch_time_seconds histogram");
-            for (status, h) in &m.launch_time {
-                let mut cumulative = 0;
-                for (i, bound) in LAUNCH_BUCKETS.iter().enumerate() {
-                    cumulative += h.counts[i];
-                    let _ = writeln!(
-                        out,
-                        "binderhub_launch_time_seconds_bucket{{status=\"{status}\",le=\"{bound:.1}\"}} {cumulative}"
-                    );
-                }
-                cumulative += h.counts[LAUNCH_BUCKETS.len()];
-                let _ = writeln!(out, "binderhub_launch_time_seconds_bucket{{status=\"{status}\",le=\"+Inf\"}} {cumulative}");
-                let _ = writeln!(out, "binderhub_launch_time_seconds_sum{{status=\"{status}\"}} {}", h.sum);
-                let _ = writeln!(out, "binderhub_launch_time_seconds_count{{status=\"{status}\"}} {}", h.count);
-            }
-            gauge(&mut out, "binderhub_inprogress_launches", "Launches in progress", m.inprogress_launches);
-            counter(&mut out, "binderhub_build_count", "Counter of builds by status", &m.build_count);
-            gauge(&mut out, "binderhub_inprogress_builds", "Builds in progress", m.inprogress_builds);
+            counter(
+                &mut out,
+                "binderhub_launch_count",
+                "Counter of launches by status",
+                &m.launch_count,
+            );
+            histogram(
+                &mut out,
+                "binderhub_launch_time_seconds",
+                "Histogram of launch times",
+                &LAUNCH_BUCKETS,
+                &m.launch_time,
+            );
+            gauge(
+                &mut out,
+                "binderhub_inprogress_launches",
+                "Launches in progress",
+                m.inprogress_launches,
+            );
+            counter(
+                &mut out,
+                "binderhub_build_count",
+                "Counter of builds by status",
+                &m.build_count,
+            );
+            histogram(
+                &mut out,
+                "binderhub_build_time_seconds",
+                "Histogram of build times",
+                &BUILD_BUCKETS,
+                &m.build_time,
+            );
+            gauge(
+                &mut out,
+                "binderhub_inprogress_builds",
+                "Builds in progress",
+                m.inprogress_builds,
+            );
+            gauge(
+                &mut out,
+                "bindery_build_queue_length",
+                "Builds waiting for a build slot",
+                m.build_queue_length,
+            );
             out
         })
+    }
+}
+
+fn observe(h: &mut Histogram, buckets: &[f64; 9], elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    let slot = buckets
+        .iter()
+        .position(|&b| seconds <= b)
+        .unwrap_or(buckets.len());
+    h.counts[slot] += 1;
+    h.sum += seconds;
+    h.count += 1;
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    buckets: &[f64; 9],
+    values: &BTreeMap<&'static str, Histogram>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (status, h) in values {
+        let mut cumulative = 0;
+        for (i, bound) in buckets.iter().enumerate() {
+            cumulative += h.counts[i];
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{status=\"{status}\",le=\"{bound:.1}\"}} {cumulative}"
+            );
+        }
+        cumulative += h.counts[buckets.len()];
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{status=\"{status}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(out, "{name}_sum{{status=\"{status}\"}} {}", h.sum);
+        let _ = writeln!(out, "{name}_count{{status=\"{status}\"}} {}", h.count);
     }
 }
 

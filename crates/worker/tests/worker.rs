@@ -347,20 +347,23 @@ async fn bad_input_is_refused_with_400_naming_the_problem() {
 }
 
 #[tokio::test]
-async fn a_missing_image_or_a_prebuild_fails_cleanly_while_there_is_no_build_executor() {
-    let worker = worker(support::config("http://127.0.0.1:9/")).await;
+async fn a_missing_image_or_a_prebuild_fails_cleanly_when_repo2docker_cannot_start() {
+    let mut config = support::config("http://127.0.0.1:9/");
+    config.builds.local.repo2docker = "/nonexistent/repo2docker".into();
+    let worker = worker(config).await;
     let mut launch = launch_request("org", "unbuilt");
     launch.image_present = false;
     let stream = follow(&post_launch(&worker, &launch).await, None, None).await;
     assert_eq!(stream.events.len(), 1);
     let failed = &stream.events[0].1;
     assert_eq!(failed.phase, Phase::Failed);
-    assert_eq!(
-        failed.message,
-        format!(
-            "image {} is not built and this worker has no build executor yet\n",
+    assert!(
+        failed.message.starts_with(&format!(
+            "Failed to build image {}: failed to start /nonexistent/repo2docker",
             launch.image
-        )
+        )),
+        "{}",
+        failed.message
     );
 
     let build = serde_json::json!({
@@ -376,6 +379,17 @@ async fn a_missing_image_or_a_prebuild_fails_cleanly_while_there_is_no_build_exe
     assert_eq!(status, StatusCode::ACCEPTED);
     let accepted: Value = serde_json::from_slice(&body).unwrap();
     let id = accepted["id"].as_str().unwrap();
+    let events = follow(
+        &format!(
+            "{}{}",
+            worker.base,
+            accepted["events_url"].as_str().unwrap()
+        ),
+        None,
+        None,
+    )
+    .await;
+    assert!(events.ended && events.events.len() == 1);
     let image =
         percent_encoding::utf8_percent_encode(&launch.image, percent_encoding::NON_ALPHANUMERIC);
     let (status, info) = authed(
@@ -395,18 +409,7 @@ async fn a_missing_image_or_a_prebuild_fails_cleanly_while_there_is_no_build_exe
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(String::from_utf8_lossy(&log).contains("no build executor"));
-    let events = follow(
-        &format!(
-            "{}{}",
-            worker.base,
-            accepted["events_url"].as_str().unwrap()
-        ),
-        None,
-        None,
-    )
-    .await;
-    assert!(events.ended && events.events.len() == 1);
+    assert!(String::from_utf8_lossy(&log).contains("failed to start /nonexistent/repo2docker"));
     let (status, _) = authed(
         Method::GET,
         &format!("{}/api/v1/builds?image=nope", worker.base),

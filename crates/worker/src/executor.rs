@@ -1,0 +1,54 @@
+//! Build executors: what runs repo2docker for a build.
+//!
+//! An executor starts a build of one image and hands back a [`BuildHandle`]: a channel of
+//! events (repo2docker's `--json-logs` lines already turned into [`Event`]s, other output as
+//! `unknown` lines), a one-shot final [`BuildOutcome`], and a cancel switch. The queue, the
+//! one-build-per-image rule, the registry re-check and the event log live in
+//! [`crate::builds`]; an executor only runs one build. Implementations: [`local`] (a
+//! repo2docker child process, for `bindery up`) and the Kubernetes Job executor.
+
+pub mod local;
+
+use bindery_core::events::Event;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use local::LocalExecutor;
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The image name to build (and push).
+    pub image: String,
+    /// The build name (`bindery_core::image::build_name`): a Job or process label.
+    pub build_name: String,
+    /// The repository URL (or path) handed to repo2docker.
+    pub repo: String,
+    /// The resolved ref.
+    pub git_ref: String,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutcome {
+    /// The image was built (and pushed when a registry is configured).
+    Succeeded,
+    /// The build failed; the message says why, in words for the user.
+    Failed(String),
+}
+
+/// A started build.
+#[derive(Debug)]
+pub struct BuildHandle {
+    /// The build's events, in order; closed when the build ends.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// The final outcome, sent once after the last event.
+    pub outcome: oneshot::Receiver<BuildOutcome>,
+    /// Set to `true` to cancel the build (the outcome is then `Failed`).
+    pub cancel: watch::Sender<bool>,
+}
+
+/// Runs builds. The executor owns whatever it starts and cleans it up on every outcome.
+pub trait Executor: Send + Sync + std::fmt::Debug {
+    /// Starts building `spec`; must be called within a Tokio runtime.
+    fn start(&self, spec: &BuildSpec) -> BuildHandle;
+}

@@ -1,0 +1,237 @@
+//! The local executor: repo2docker as a child process (`bindery up`).
+//!
+//! Both output streams are read line by line through `from_repo2docker_line`: repo2docker
+//! 2026.4 writes its `--json-logs` lines to **stderr** (verified), so a JSON line becomes
+//! its event whichever stream it comes on, and any other line an `unknown` log line.
+//!
+//! The child runs in its own process group, so cancelling it, or stopping it for silence or
+//! for running too long, kills everything it started (git, the container CLI, shims) with
+//! one `kill -KILL -- -<pgid>`. The group is killed after every build, whatever the
+//! outcome, and the child is always waited for: this machine's PID 1 reaps nothing, so a
+//! child that is not waited for stays a zombie.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use bindery_core::events::{Event, from_repo2docker_line};
+use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::{BuildHandle, BuildOutcome, BuildSpec, Executor};
+
+/// How the local executor runs repo2docker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSettings {
+    /// The repo2docker program (default `jupyter-repo2docker`, looked up in `PATH`).
+    pub repo2docker: PathBuf,
+    /// `--engine <docker|podman>`, when set.
+    pub engine: Option<String>,
+    /// Whether to pass `--push` (a registry is configured).
+    pub push: bool,
+    /// `--config <file>`, when set (for example to limit the content providers offline).
+    pub config_file: Option<PathBuf>,
+    /// Environment variables for the child (`DOCKER_HOST`, `CONTAINERS_CONF`, `PATH`, ...).
+    pub env: Vec<(String, String)>,
+    /// The longest a build may run.
+    pub build_timeout: Duration,
+    /// The longest a build may print nothing.
+    pub idle_timeout: Duration,
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        LocalSettings {
+            repo2docker: PathBuf::from("jupyter-repo2docker"),
+            engine: None,
+            push: false,
+            config_file: None,
+            env: Vec::new(),
+            build_timeout: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Runs each build as a `repo2docker` child process.
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    settings: LocalSettings,
+}
+
+impl LocalExecutor {
+    /// An executor with `settings`.
+    pub fn new(settings: LocalSettings) -> LocalExecutor {
+        LocalExecutor { settings }
+    }
+
+    /// The full argument list for `spec`: BinderHub's arguments, the engine and config
+    /// options, and the repository last.
+    pub fn arguments(&self, spec: &BuildSpec) -> Result<Vec<String>, String> {
+        let mut extra = Vec::new();
+        if let Some(engine) = &self.settings.engine {
+            extra.push("--engine".to_owned());
+            extra.push(engine.clone());
+        }
+        if let Some(config) = &self.settings.config_file {
+            extra.push("--config".to_owned());
+            extra.push(config.display().to_string());
+        }
+        repo2docker_args(&Repo2DockerArgs {
+            git_ref: spec.git_ref.clone(),
+            image: spec.image.clone(),
+            push: self.settings.push,
+            appendix: None,
+            extra_args: extra,
+            repo: spec.repo.clone(),
+        })
+        .map_err(|e| format!("failed to start the build: {e}"))
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn start(&self, spec: &BuildSpec) -> BuildHandle {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (outcome_tx, outcome) = oneshot::channel();
+        let (cancel, cancel_rx) = watch::channel(false);
+        let args = self.arguments(spec);
+        let settings = self.settings.clone();
+        let build = spec.build_name.clone();
+        tokio::spawn(async move {
+            let result = match args {
+                Ok(args) => run(&settings, &args, &events, cancel_rx).await,
+                Err(message) => BuildOutcome::Failed(message),
+            };
+            tracing::info!(%build, outcome = ?result, "local build ended");
+            drop(events);
+            let _ = outcome_tx.send(result);
+        });
+        BuildHandle {
+            events: events_rx,
+            outcome,
+            cancel,
+        }
+    }
+}
+
+/// Why the loop stopped watching the child.
+enum Stop {
+    Exited(std::io::Result<ExitStatus>),
+    Killed(String),
+}
+
+async fn run(
+    settings: &LocalSettings,
+    args: &[String],
+    events: &mpsc::UnboundedSender<Event>,
+    mut cancel: watch::Receiver<bool>,
+) -> BuildOutcome {
+    let program = settings.repo2docker.display().to_string();
+    let mut command = Command::new(&settings.repo2docker);
+    command
+        .args(args)
+        .envs(settings.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => return BuildOutcome::Failed(format!("failed to start {program}: {err}")),
+    };
+    let pgid = child.id();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        kill_group(pgid).await;
+        let _ = child.wait().await;
+        return BuildOutcome::Failed(format!("failed to read the output of {program}"));
+    };
+    let mut stdout = BufReader::new(stdout).lines();
+    let mut stderr = BufReader::new(stderr).lines();
+    let (mut out_open, mut err_open) = (true, true);
+    let deadline = Instant::now() + settings.build_timeout;
+    let mut last_output = Instant::now();
+    let stop = loop {
+        let idle_at = last_output + settings.idle_timeout;
+        tokio::select! {
+            line = stdout.next_line(), if out_open => match line {
+                Ok(Some(line)) => {
+                    last_output = Instant::now();
+                    let _ = events.send(from_repo2docker_line(&line));
+                }
+                _ => out_open = false,
+            },
+            line = stderr.next_line(), if err_open => match line {
+                Ok(Some(line)) => {
+                    last_output = Instant::now();
+                    let _ = events.send(from_repo2docker_line(&line));
+                }
+                _ => err_open = false,
+            },
+            status = child.wait() => break Stop::Exited(status),
+            () = tokio::time::sleep_until(idle_at) => break Stop::Killed(format!(
+                "the build printed nothing for {} seconds and was stopped",
+                settings.idle_timeout.as_secs_f64()
+            )),
+            () = tokio::time::sleep_until(deadline) => break Stop::Killed(format!(
+                "the build took longer than the build timeout of {} seconds and was stopped",
+                settings.build_timeout.as_secs_f64()
+            )),
+            changed = cancel.changed() => {
+                // A dropped handle means nobody waits for this build: stop it too.
+                if changed.is_err() || *cancel.borrow() {
+                    break Stop::Killed("the build was cancelled".to_owned());
+                }
+            }
+        }
+    };
+    // Whatever happened, nothing of the build outlives it.
+    kill_group(pgid).await;
+    let status = match stop {
+        Stop::Exited(status) => status,
+        Stop::Killed(message) => {
+            let _ = child.wait().await;
+            return BuildOutcome::Failed(message);
+        }
+    };
+    // The group is dead, so both pipes reach their end quickly; keep their last lines.
+    let drain = async {
+        while out_open {
+            match stdout.next_line().await {
+                Ok(Some(line)) => {
+                    let _ = events.send(from_repo2docker_line(&line));
+                }
+                _ => out_open = false,
+            }
+        }
+        while err_open {
+            match stderr.next_line().await {
+                Ok(Some(line)) => {
+                    let _ = events.send(from_repo2docker_line(&line));
+                }
+                _ => err_open = false,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    match status {
+        Ok(status) if status.success() => BuildOutcome::Succeeded,
+        Ok(status) => BuildOutcome::Failed(format!("the build failed: repo2docker {status}")),
+        Err(err) => BuildOutcome::Failed(format!("failed to wait for {program}: {err}")),
+    }
+}
+
+/// `kill -KILL -- -<pgid>`: the whole process group (the crate forbids `unsafe`, so no libc).
+async fn kill_group(pgid: Option<u32>) {
+    let Some(pgid) = pgid else { return };
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}

@@ -1,0 +1,461 @@
+//! The `batch/v1` Job that runs one repo2docker build, built from settings alone (no I/O).
+//!
+//! The Job's name is the build name, deterministic per image, so a second creator (another
+//! replica, a restarted worker) gets `409 Conflict` and attaches to the running build: this
+//! is BinderHub's only build lock and Bindery's too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bindery_core::InputError;
+use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
+use blake2::digest::{Update, VariableOutput};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, HostPathVolumeSource, NodeAffinity, NodeSelectorRequirement,
+    NodeSelectorTerm, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
+    PreferredSchedulingTerm, ResourceRequirements, SecretVolumeSource, Toleration, Volume,
+    VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+/// `app.kubernetes.io/managed-by` on every build Job: adoption lists Jobs by it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "bindery";
+/// `component` on build Jobs and their pods (BinderHub says `binderhub-build`).
+pub const COMPONENT: &str = "bindery-build";
+/// Annotation: the repository URL given to repo2docker.
+pub const REPO_ANNOTATION: &str = "bindery.dev/repo-url";
+/// Annotation: the image the build produces.
+pub const IMAGE_ANNOTATION: &str = "bindery.dev/image";
+/// Annotation: the resolved ref that is built.
+pub const REF_ANNOTATION: &str = "bindery.dev/ref";
+/// The build container's name (its log is the build log).
+pub const CONTAINER: &str = "builder";
+/// BinderHub's default build image.
+pub const DEFAULT_BUILDER_IMAGE: &str = "quay.io/jupyterhub/repo2docker:2024.07.0";
+/// The node's docker socket, BinderHub's `docker_host` default.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// BinderHub's default push secret (a docker `config.json`).
+pub const DEFAULT_PUSH_SECRET: &str = "binder-build-docker-config";
+
+/// How every build Job is shaped: the operator's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSettings {
+    /// The namespace the Jobs run in.
+    pub namespace: String,
+    /// The repo2docker image the build container runs.
+    pub builder_image: String,
+    /// The docker (or dind, podman) socket on the node, mounted at `/var/run/docker.sock`.
+    pub docker_socket: String,
+    /// The Secret holding a docker `config.json`; when set, repo2docker gets `--push`.
+    pub push_secret: Option<String>,
+    /// Dockerfile text repo2docker appends (`--appendix`).
+    pub appendix: Option<String>,
+    /// Extra repo2docker arguments, before the repository.
+    pub extra_args: Vec<String>,
+    /// Resource requests and limits of the build container.
+    pub resources: Option<ResourceRequirements>,
+    /// The pod's node selector.
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations added to BinderHub's two `hub.jupyter.org/dedicated` ones.
+    pub tolerations: Vec<Toleration>,
+    /// Builder nodes for sticky builds: when not empty, the pod prefers the node that
+    /// rendezvous hashing of the repository picks, reusing its layer cache.
+    pub builder_nodes: Vec<String>,
+    /// The build timeout (`activeDeadlineSeconds`).
+    pub build_timeout: Duration,
+    /// How long a finished Job is kept (`ttlSecondsAfterFinished`).
+    pub ttl_after_finished: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> JobSettings {
+        JobSettings {
+            namespace: "default".into(),
+            builder_image: DEFAULT_BUILDER_IMAGE.into(),
+            docker_socket: DEFAULT_DOCKER_SOCKET.into(),
+            push_secret: None,
+            appendix: None,
+            extra_args: Vec::new(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            builder_nodes: Vec::new(),
+            build_timeout: Duration::from_secs(3600),
+            ttl_after_finished: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One build: what to build and under which name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The build name (the Job's name): ≤ 63 characters, deterministic per image.
+    pub name: String,
+    /// The image to build.
+    pub image: String,
+    /// The repository URL.
+    pub repo_url: String,
+    /// The resolved ref.
+    pub git_ref: String,
+}
+
+impl BuildSpec {
+    /// A build named the BinderHub way from the provider's build slug and the resolved ref.
+    pub fn new(build_slug: &str, repo_url: &str, git_ref: &str, image: &str) -> BuildSpec {
+        BuildSpec {
+            name: bindery_core::image::build_name(build_slug, git_ref),
+            image: image.into(),
+            repo_url: repo_url.into(),
+            git_ref: git_ref.into(),
+        }
+    }
+
+    /// The build a Job was made for, read back from its name and annotations (adoption).
+    pub fn from_job(job: &Job) -> Option<BuildSpec> {
+        let annotations = job.metadata.annotations.as_ref()?;
+        Some(BuildSpec {
+            name: job.metadata.name.clone()?,
+            image: annotations.get(IMAGE_ANNOTATION)?.clone(),
+            repo_url: annotations.get(REPO_ANNOTATION)?.clone(),
+            git_ref: annotations.get(REF_ANNOTATION)?.clone(),
+        })
+    }
+}
+
+/// The builder node that rendezvous hashing ranks highest for `key`, as BinderHub's
+/// `rendezvous_rank`: the score of a node is blake2b with an 8-byte digest of
+/// `"<key>-<node>"`, read big-endian.
+pub fn sticky_node<'a>(key: &str, nodes: &'a [String]) -> Option<&'a str> {
+    nodes
+        .iter()
+        .map(|node| (rendezvous_score(key, node), node))
+        .max()
+        .map(|(_, node)| node.as_str())
+}
+
+fn rendezvous_score(key: &str, node: &str) -> u64 {
+    let mut digest = [0u8; 8];
+    // An 8-byte output is always valid for blake2b, so neither call can fail.
+    if let Ok(mut hasher) = blake2::Blake2bVar::new(8) {
+        hasher.update(format!("{key}-{node}").as_bytes());
+        let _ = hasher.finalize_variable(&mut digest);
+    }
+    u64::from_be_bytes(digest)
+}
+
+fn label_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The labels of a build's Job and pod.
+pub fn labels(build_name: &str) -> BTreeMap<String, String> {
+    label_map(&[
+        (MANAGED_BY_LABEL, MANAGED_BY),
+        ("component", COMPONENT),
+        ("name", build_name),
+    ])
+}
+
+fn dedicated_tolerations() -> Vec<Toleration> {
+    ["hub.jupyter.org/dedicated", "hub.jupyter.org_dedicated"]
+        .into_iter()
+        .map(|key| Toleration {
+            key: Some(key.into()),
+            operator: Some("Equal".into()),
+            value: Some("user".into()),
+            effect: Some("NoSchedule".into()),
+            toleration_seconds: None,
+        })
+        .collect()
+}
+
+fn affinity(settings: &JobSettings, build: &BuildSpec) -> Affinity {
+    match sticky_node(&build.repo_url, &settings.builder_nodes) {
+        Some(node) => Affinity {
+            node_affinity: Some(NodeAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    PreferredSchedulingTerm {
+                        weight: 100,
+                        preference: NodeSelectorTerm {
+                            match_expressions: Some(vec![NodeSelectorRequirement {
+                                key: "kubernetes.io/hostname".into(),
+                                operator: "In".into(),
+                                values: Some(vec![node.to_owned()]),
+                            }]),
+                            match_fields: None,
+                        },
+                    },
+                ]),
+                required_during_scheduling_ignored_during_execution: None,
+            }),
+            ..Affinity::default()
+        },
+        // BinderHub's default: spread builds over nodes.
+        None => Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    WeightedPodAffinityTerm {
+                        weight: 100,
+                        pod_affinity_term: PodAffinityTerm {
+                            label_selector: Some(LabelSelector {
+                                match_labels: Some(label_map(&[("component", COMPONENT)])),
+                                match_expressions: None,
+                            }),
+                            topology_key: "kubernetes.io/hostname".into(),
+                            ..PodAffinityTerm::default()
+                        },
+                    },
+                ]),
+                required_during_scheduling_ignored_during_execution: None,
+            }),
+            ..Affinity::default()
+        },
+    }
+}
+
+fn seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
+}
+
+/// The Job for `build`; fails when the ref, image or repository could reach repo2docker
+/// as an option.
+pub fn build_job(settings: &JobSettings, build: &BuildSpec) -> Result<Job, InputError> {
+    let mut args = vec!["jupyter-repo2docker".to_owned()];
+    args.extend(repo2docker_args(&Repo2DockerArgs {
+        git_ref: build.git_ref.clone(),
+        image: build.image.clone(),
+        push: settings.push_secret.is_some(),
+        appendix: settings.appendix.clone(),
+        extra_args: settings.extra_args.clone(),
+        repo: build.repo_url.clone(),
+    })?);
+
+    let mut volumes = vec![Volume {
+        name: "docker-socket".into(),
+        host_path: Some(HostPathVolumeSource {
+            path: settings.docker_socket.clone(),
+            type_: Some("Socket".into()),
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "docker-socket".into(),
+        mount_path: "/var/run/docker.sock".into(),
+        ..VolumeMount::default()
+    }];
+    if let Some(secret) = &settings.push_secret {
+        volumes.push(Volume {
+            name: "docker-push-secret".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "docker-push-secret".into(),
+            mount_path: "/root/.docker/config.json".into(),
+            sub_path: Some("config.json".into()),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+
+    let mut tolerations = dedicated_tolerations();
+    tolerations.extend(settings.tolerations.iter().cloned());
+    let labels = labels(&build.name);
+    let annotations = label_map(&[
+        (REPO_ANNOTATION, &build.repo_url),
+        (IMAGE_ANNOTATION, &build.image),
+        (REF_ANNOTATION, &build.git_ref),
+    ]);
+
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(build.name.clone()),
+            namespace: Some(settings.namespace.clone()),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(seconds(settings.build_timeout)),
+            ttl_seconds_after_finished: Some(
+                i32::try_from(settings.ttl_after_finished.as_secs()).unwrap_or(i32::MAX),
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: CONTAINER.into(),
+                        image: Some(settings.builder_image.clone()),
+                        args: Some(args),
+                        volume_mounts: Some(mounts),
+                        resources: settings.resources.clone(),
+                        ..Container::default()
+                    }],
+                    volumes: Some(volumes),
+                    restart_policy: Some("Never".into()),
+                    node_selector: (!settings.node_selector.is_empty())
+                        .then(|| settings.node_selector.clone()),
+                    tolerations: Some(tolerations),
+                    affinity: Some(affinity(settings, build)),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build() -> BuildSpec {
+        BuildSpec::new(
+            "binder-examples-requirements",
+            "https://github.com/binder-examples/requirements",
+            "1479e02b1a4b8bba5e52e3cb31c6d1b7d8d0b4e5",
+            "registry.example/binder-examples-requirements:1479e02",
+        )
+    }
+
+    fn args(job: &Job) -> Vec<String> {
+        job.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers[0].args.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn rendezvous_hashing_matches_binderhubs_blake2b_64() {
+        // Scores from Python: hashlib.blake2b(f"{key}-{node}".encode(), digest_size=8).
+        let table = [
+            ("crazy frog is a crazy key", "b1", 0xb9da914aff2a7a49_u64),
+            ("crazy frog is a crazy key", "b2", 0xd8bcab05b34320fc),
+            ("crazy frog is a crazy key", "b3", 0xace2855212739287),
+            (
+                "https://github.com/binder-examples/requirements",
+                "node-a",
+                0xf3caf17d1f5cba2c,
+            ),
+        ];
+        for (key, node, score) in table {
+            assert_eq!(rendezvous_score(key, node), score, "{key} {node}");
+        }
+        let nodes: Vec<String> = ["b1", "b2", "b3"].map(String::from).into();
+        assert_eq!(sticky_node("crazy frog is a crazy key", &nodes), Some("b2"));
+        // The winner stays when the other nodes go away.
+        let fewer: Vec<String> = ["b2", "b3"].map(String::from).into();
+        assert_eq!(sticky_node("crazy frog is a crazy key", &fewer), Some("b2"));
+        assert_eq!(sticky_node("k", &[]), None);
+    }
+
+    #[test]
+    fn the_job_runs_repo2docker_with_binderhubs_arguments_and_the_repo_last() {
+        let settings = JobSettings {
+            push_secret: Some(DEFAULT_PUSH_SECRET.into()),
+            appendix: Some("RUN echo hi".into()),
+            ..JobSettings::default()
+        };
+        let job = build_job(&settings, &build()).expect("job");
+        let args = args(&job);
+        assert_eq!(args[0], "jupyter-repo2docker");
+        assert!(args.contains(&"--push".to_owned()));
+        assert!(args.contains(&"--json-logs".to_owned()));
+        let appendix = args
+            .iter()
+            .position(|a| a == "--appendix")
+            .expect("appendix");
+        assert_eq!(args[appendix + 1], "RUN echo hi");
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("https://github.com/binder-examples/requirements")
+        );
+        let no_push = build_job(&JobSettings::default(), &build()).expect("job");
+        assert!(!args_contain(&no_push, "--push"));
+        assert!(!args_contain(&no_push, "--appendix"));
+    }
+
+    fn args_contain(job: &Job, arg: &str) -> bool {
+        args(job).iter().any(|a| a == arg)
+    }
+
+    #[test]
+    fn the_job_is_named_labelled_and_bounded_for_one_attempt() {
+        let job = build_job(&JobSettings::default(), &build()).expect("job");
+        let name = job.metadata.name.clone().expect("name");
+        assert!(name.len() <= 63 && name.starts_with("build-"), "{name}");
+        let labels = job.metadata.labels.clone().expect("labels");
+        assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(labels["component"], COMPONENT);
+        assert_eq!(labels["name"], name);
+        let spec = job.spec.clone().expect("spec");
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(3600));
+        assert_eq!(spec.ttl_seconds_after_finished, Some(600));
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let tolerations = pod.tolerations.expect("tolerations");
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(BuildSpec::from_job(&job), Some(build()));
+    }
+
+    #[test]
+    fn sticky_builds_prefer_the_rendezvous_node_and_otherwise_spread() {
+        let nodes: Vec<String> = ["node-a", "node-b", "node-c"].map(String::from).into();
+        let settings = JobSettings {
+            builder_nodes: nodes.clone(),
+            ..JobSettings::default()
+        };
+        let job = build_job(&settings, &build()).expect("job");
+        let affinity = job
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.affinity)
+            .expect("affinity");
+        let preferred = affinity
+            .node_affinity
+            .and_then(|n| n.preferred_during_scheduling_ignored_during_execution)
+            .expect("preferred");
+        assert_eq!(preferred[0].weight, 100);
+        let expected = sticky_node(&build().repo_url, &nodes).expect("node");
+        assert_eq!(expected, "node-a");
+        assert_eq!(
+            preferred[0]
+                .preference
+                .match_expressions
+                .as_ref()
+                .expect("expr")[0]
+                .values,
+            Some(vec![expected.to_owned()])
+        );
+        let spread = build_job(&JobSettings::default(), &build()).expect("job");
+        let spread = spread
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.affinity);
+        assert!(spread.is_some_and(|a| a.pod_anti_affinity.is_some() && a.node_affinity.is_none()));
+    }
+
+    #[test]
+    fn a_ref_that_looks_like_an_option_never_becomes_a_job() {
+        let mut bad = build();
+        bad.git_ref = "--upload-pack=evil".into();
+        assert!(build_job(&JobSettings::default(), &bad).is_err());
+    }
+}
