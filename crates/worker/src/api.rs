@@ -82,6 +82,11 @@ impl AppState {
         AppState::with_executor(config, executor)
     }
 
+    /// Registers the builds the executor was already running (see [`Builds::adopt`]).
+    pub async fn adopt_builds(&self) -> Result<usize, String> {
+        self.builds.adopt().await
+    }
+
     /// The state of a worker configured by `config`, building with `executor`.
     pub fn with_executor(
         config: WorkerConfig,

@@ -12,6 +12,9 @@
 //! 4. end the log with `built` ("Built image, launching...", `imageName`) or `failed`, and
 //!    store the full log text in the [`LogStore`].
 //!
+//! At start-up [`Builds::adopt`] registers the builds the executor still runs (Kubernetes
+//! Jobs of a previous worker) under their images and follows them from step 3 on.
+//!
 //! **A build's event stream ends after `built`** (or `failed`): `built` is the terminal
 //! event of a build stream, `ready` that of a launch stream.
 
@@ -23,11 +26,11 @@ use bindery_core::events::{Event, Phase};
 use bindery_core::worker_api::{BuildInfo, BuildState};
 
 use crate::events::{EventLog, Logs};
-use crate::executor::{BuildOutcome, BuildSpec, Executor};
+use crate::executor::{BuildHandle, BuildOutcome, BuildSpec, Executor};
 use crate::ids;
 use crate::logstore::{LogStore, Record};
 use crate::metrics::Metrics;
-use crate::queue::BuildQueue;
+use crate::queue::{BuildQueue, Slot};
 use crate::registry::RegistryClient;
 
 /// Builds by image, their event logs by id, the queue and the executor.
@@ -150,9 +153,40 @@ impl Builds {
         let slot = self.queue.acquire(log).await;
         self.metrics.set_build_queue_length(self.queue.len());
         self.set_state(&spec.image, BuildState::Running);
+        let handle = self.executor.start(&spec);
+        self.follow(spec, attached, handle, Some(slot)).await;
+    }
+
+    /// Registers the builds the executor was running before this worker started under
+    /// their images, as running, and follows them like builds started here. They take no
+    /// queue slot: they already run. Returns how many were adopted.
+    pub async fn adopt(self: &Arc<Self>) -> Result<usize, String> {
+        let mut adopted = 0;
+        for (spec, handle) in self.executor.adopt().await? {
+            let attached = self.start_or_attach(&spec.image);
+            if !attached.created {
+                continue;
+            }
+            tracing::info!(build = %attached.id, image = %spec.image, job = %spec.build_name, "build adopted");
+            self.set_state(&spec.image, BuildState::Running);
+            adopted += 1;
+            let builds = Arc::clone(self);
+            tokio::spawn(async move { builds.follow(spec, attached, handle, None).await });
+        }
+        Ok(adopted)
+    }
+
+    /// Relays a running build's events to its log and ends the log with its outcome.
+    async fn follow(
+        &self,
+        spec: BuildSpec,
+        attached: Attached,
+        mut handle: BuildHandle,
+        slot: Option<Slot>,
+    ) {
+        let log = &attached.log;
         self.metrics.build_started();
         let started = Instant::now();
-        let mut handle = self.executor.start(&spec);
         while let Some(mut event) = handle.events.recv().await {
             if event.phase.is_terminal() {
                 event.phase = Phase::Unknown;
@@ -164,19 +198,25 @@ impl Builds {
         });
         drop(slot);
         self.metrics.set_build_queue_length(self.queue.len());
-        let (state, status) = match outcome {
-            BuildOutcome::Succeeded => {
-                log.append_final(Event::built(&spec.image, false));
-                (BuildState::Succeeded, "success")
-            }
-            BuildOutcome::Failed(message) => {
-                log.append_final(Event::failed(
+        let (state, status, last) = match outcome {
+            BuildOutcome::Succeeded => (
+                BuildState::Succeeded,
+                "success",
+                Event::built(&spec.image, false),
+            ),
+            BuildOutcome::Failed(message) => (
+                BuildState::Failed,
+                "failure",
+                Event::failed(
                     Some(500),
                     format!("Failed to build image {}: {message}", spec.image),
-                ));
-                (BuildState::Failed, "failure")
-            }
+                ),
+            ),
         };
+        // The state is recorded before the last event goes out: a client that has seen
+        // `built` and then asks for the build's state must not be told `running`.
+        self.set_state(&spec.image, state);
+        log.append_final(last);
         self.metrics.build_finished(status, started.elapsed());
         self.finish(&spec.image, &attached, state).await;
     }
@@ -267,7 +307,6 @@ pub async fn relay(from: &EventLog, to: &EventLog) -> Option<Phase> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::BuildHandle;
     use std::time::Duration;
     use tokio::sync::{mpsc, oneshot, watch};
 

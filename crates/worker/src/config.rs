@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::executor::local::LocalSettings;
+use crate::kube::ExecutorSettings;
 
 /// A value that must never be logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -106,9 +107,54 @@ pub struct WorkerConfig {
     pub builds: BuildSettings,
 }
 
+/// Which executor runs builds (`executor = "local" | "kubernetes"`, `BINDERY_EXECUTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutorKind {
+    /// repo2docker as a child process (`bindery up`); the default.
+    #[default]
+    Local,
+    /// A Kubernetes Job per build ([`crate::kube::KubeExecutor`]).
+    Kubernetes,
+}
+
+/// The Kubernetes executor's settings (the `[kubernetes]` section).
+///
+/// ```toml
+/// executor = "kubernetes"
+///
+/// [kubernetes]
+/// api_url = "https://10.0.0.1:6443"        # optional; default: in-cluster or KUBECONFIG
+/// namespace = "binder"                     # or BINDERY_KUBERNETES_NAMESPACE
+/// builder_image = "quay.io/jupyterhub/repo2docker:2024.07.0"
+/// docker_socket = "/var/run/docker.sock"   # on the node
+/// push_secret = "binder-build-docker-config"  # a docker config.json Secret; means --push
+/// builder_nodes = ["node-a", "node-b"]     # sticky builds: the repo prefers one node
+/// build_timeout_seconds = 3600             # activeDeadlineSeconds
+/// idle_timeout_seconds = 600               # a silent build fails
+/// ttl_seconds_after_finished = 600         # ttlSecondsAfterFinished
+///
+/// [kubernetes.node_selector]
+/// "hub.jupyter.org/node-purpose" = "user"
+/// ```
+///
+/// The top-level `build_timeout_seconds` and `build_idle_timeout_seconds` apply here too
+/// unless the section sets its own.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KubernetesSettings {
+    /// The API server's URL (plain, no credentials: for tests and proxies such as
+    /// `kubectl proxy`); `None` = `kube::Client::try_default()` (in-cluster or KUBECONFIG).
+    pub api_url: Option<String>,
+    /// The Jobs' shape and how they are followed.
+    pub executor: ExecutorSettings,
+}
+
 /// How the worker builds images.
 #[derive(Debug, Clone)]
 pub struct BuildSettings {
+    /// Which executor runs builds.
+    pub executor: ExecutorKind,
+    /// The Kubernetes executor's settings (used when `executor` is `Kubernetes`).
+    pub kubernetes: KubernetesSettings,
     /// The local executor's settings (repo2docker program, engine, environment, timeouts).
     pub local: LocalSettings,
     /// The most builds that run at once; the rest wait in the queue.
@@ -129,6 +175,8 @@ pub struct BuildSettings {
 impl Default for BuildSettings {
     fn default() -> Self {
         BuildSettings {
+            executor: ExecutorKind::Local,
+            kubernetes: KubernetesSettings::default(),
             local: LocalSettings::default(),
             max_concurrent: 2,
             registry_url: None,
@@ -171,6 +219,24 @@ struct FileConfig {
     registry_password: Option<String>,
     build_log_path: Option<String>,
     build_log_ttl_seconds: Option<f64>,
+    executor: Option<String>,
+    kubernetes: Option<KubeFile>,
+}
+
+/// The `[kubernetes]` section's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubeFile {
+    api_url: Option<String>,
+    namespace: Option<String>,
+    builder_image: Option<String>,
+    docker_socket: Option<String>,
+    push_secret: Option<String>,
+    node_selector: Option<BTreeMap<String, String>>,
+    builder_nodes: Option<Vec<String>>,
+    build_timeout_seconds: Option<f64>,
+    idle_timeout_seconds: Option<f64>,
+    ttl_seconds_after_finished: Option<f64>,
 }
 
 /// The default listen address.
@@ -258,6 +324,10 @@ impl WorkerConfig {
         text("BINDERY_REGISTRY_USERNAME", &mut raw.registry_username);
         text("BINDERY_REGISTRY_PASSWORD", &mut raw.registry_password);
         text("BINDERY_BUILD_LOG_PATH", &mut raw.build_log_path);
+        text("BINDERY_EXECUTOR", &mut raw.executor);
+        let mut kube_file = raw.kubernetes.take().unwrap_or_default();
+        text("BINDERY_KUBERNETES_API_URL", &mut kube_file.api_url);
+        text("BINDERY_KUBERNETES_NAMESPACE", &mut kube_file.namespace);
         if let Some(v) = number::<usize>(&env, "BINDERY_MAX_CONCURRENT_BUILDS")? {
             raw.max_concurrent_builds = Some(v);
         }
@@ -370,6 +440,51 @@ impl WorkerConfig {
         if let Some(n) = raw.max_concurrent_builds {
             builds.max_concurrent = n.max(1);
         }
+        builds.executor = match raw.executor.as_deref() {
+            None | Some("local") => ExecutorKind::Local,
+            Some("kubernetes") => ExecutorKind::Kubernetes,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    what: "executor (BINDERY_EXECUTOR or `executor`)".into(),
+                    message: format!("{other:?} is neither \"local\" nor \"kubernetes\""),
+                });
+            }
+        };
+        let kube = &mut builds.kubernetes;
+        kube.executor.job.build_timeout = builds.local.build_timeout;
+        kube.executor.idle_timeout = builds.local.idle_timeout;
+        seconds(
+            "kubernetes.build_timeout_seconds",
+            kube_file.build_timeout_seconds,
+            &mut kube.executor.job.build_timeout,
+        )?;
+        seconds(
+            "kubernetes.idle_timeout_seconds",
+            kube_file.idle_timeout_seconds,
+            &mut kube.executor.idle_timeout,
+        )?;
+        seconds(
+            "kubernetes.ttl_seconds_after_finished",
+            kube_file.ttl_seconds_after_finished,
+            &mut kube.executor.job.ttl_after_finished,
+        )?;
+        if let Some(url) = kube_file.api_url {
+            check_url("kubernetes.api_url", &url)?;
+            kube.api_url = Some(url);
+        }
+        let job = &mut kube.executor.job;
+        if let Some(v) = kube_file.namespace {
+            job.namespace = v;
+        }
+        if let Some(v) = kube_file.builder_image {
+            job.builder_image = v;
+        }
+        if let Some(v) = kube_file.docker_socket {
+            job.docker_socket = v;
+        }
+        job.push_secret = kube_file.push_secret;
+        job.node_selector = kube_file.node_selector.unwrap_or_default();
+        job.builder_nodes = kube_file.builder_nodes.unwrap_or_default();
         if let Some(n) = raw.hub_retries {
             config.hub_retries = n.max(1);
         }
@@ -505,5 +620,44 @@ mod tests {
         std::fs::write(&path, "tokn = \"typo\"\n").expect("write");
         let err = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect_err("unknown key");
         assert!(err.to_string().contains("tokn"), "{err}");
+    }
+
+    #[test]
+    fn the_kubernetes_section_maps_to_the_executor_settings_and_the_environment_picks_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        std::fs::write(
+            &path,
+            "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\nbuild_idle_timeout_seconds = 30\n[kubernetes]\napi_url = \"http://127.0.0.1:6443\"\nnamespace = \"binder\"\nbuilder_image = \"r2d:1\"\ndocker_socket = \"/run/dind.sock\"\npush_secret = \"push\"\nbuilder_nodes = [\"a\", \"b\"]\nbuild_timeout_seconds = 120\nttl_seconds_after_finished = 60\n[kubernetes.node_selector]\npurpose = \"build\"\n",
+        )
+        .expect("write");
+        let config = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect("config");
+        assert_eq!(config.builds.executor, ExecutorKind::Local);
+        let config =
+            WorkerConfig::from_sources(Some(&path), env_of(&[("BINDERY_EXECUTOR", "kubernetes")]))
+                .expect("config");
+        let kube = &config.builds.kubernetes;
+        assert_eq!(config.builds.executor, ExecutorKind::Kubernetes);
+        assert_eq!(kube.api_url.as_deref(), Some("http://127.0.0.1:6443"));
+        let job = &kube.executor.job;
+        assert_eq!(job.namespace, "binder");
+        assert_eq!(job.builder_image, "r2d:1");
+        assert_eq!(job.docker_socket, "/run/dind.sock");
+        assert_eq!(job.push_secret.as_deref(), Some("push"));
+        assert_eq!(job.builder_nodes, ["a", "b"]);
+        assert_eq!(
+            job.node_selector.get("purpose").map(String::as_str),
+            Some("build")
+        );
+        assert_eq!(job.build_timeout, Duration::from_secs(120));
+        assert_eq!(job.ttl_after_finished, Duration::from_secs(60));
+        assert_eq!(
+            kube.executor.idle_timeout,
+            Duration::from_secs(30),
+            "the top-level value"
+        );
+        let err = WorkerConfig::from_sources(Some(&path), env_of(&[("BINDERY_EXECUTOR", "nomad")]))
+            .expect_err("unknown executor");
+        assert!(err.to_string().contains("BINDERY_EXECUTOR"), "{err}");
     }
 }

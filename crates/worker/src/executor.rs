@@ -5,11 +5,13 @@
 //! `unknown` lines), a one-shot final [`BuildOutcome`], and a cancel switch. The queue, the
 //! one-build-per-image rule, the registry re-check and the event log live in
 //! [`crate::builds`]; an executor only runs one build. Implementations: [`local`] (a
-//! repo2docker child process, for `bindery up`) and the Kubernetes Job executor.
+//! repo2docker child process, for `bindery up`) and the Kubernetes Job executor
+//! ([`crate::kube::KubeExecutor`], whose `Executor` implementation adapts its `BuildRun`).
 
 pub mod local;
 
 use bindery_core::events::Event;
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use local::LocalExecutor;
@@ -51,4 +53,10 @@ pub struct BuildHandle {
 pub trait Executor: Send + Sync + std::fmt::Debug {
     /// Starts building `spec`; must be called within a Tokio runtime.
     fn start(&self, spec: &BuildSpec) -> BuildHandle;
+
+    /// The builds still running from before this worker started (the Kubernetes executor
+    /// finds its Jobs by label), each followed from its first event. The default: none.
+    fn adopt(&self) -> BoxFuture<'_, Result<Vec<(BuildSpec, BuildHandle)>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }

@@ -15,6 +15,8 @@
 //! - [`builds`]: one build per image: registry re-check, queue, executor, stored log.
 //! - [`queue`]: the build queue (at most N at once, positions told to waiting builds).
 //! - [`executor`]: the [`executor::Executor`] trait and the local repo2docker executor.
+//! - [`kube`]: the Kubernetes Job executor (chosen by `executor = "kubernetes"`); at start-up
+//!   the worker adopts the build Jobs still running.
 //! - [`registry`]: the manifest re-check before a build.
 //! - [`logstore`]: finished build logs in an embedded redb database.
 //! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
@@ -39,7 +41,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use config::{ConfigError, Secret, WorkerConfig};
+pub use config::{ConfigError, ExecutorKind, Secret, WorkerConfig};
 
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,9 @@ pub enum RunError {
     /// The worker's clients or stores could not be set up.
     #[error("failed to set up the worker")]
     Setup(#[source] api::StateError),
+    /// The Kubernetes client of the Kubernetes executor could not be made.
+    #[error("failed to set up the Kubernetes client: {0}")]
+    Kubernetes(String),
 }
 
 /// Binds `config.listen` and serves until `shutdown` resolves.
@@ -75,10 +80,45 @@ pub async fn serve(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let state = Arc::new(api::AppState::new(config).map_err(RunError::Setup)?);
+    let state = match config.builds.executor {
+        ExecutorKind::Local => api::AppState::new(config),
+        ExecutorKind::Kubernetes => {
+            let kube = &config.builds.kubernetes;
+            let client = kube_client(kube.api_url.as_deref()).await?;
+            let executor = Arc::new(kube::KubeExecutor::new(client, kube.executor.clone()));
+            api::AppState::with_executor(config, executor)
+        }
+    };
+    let state = Arc::new(state.map_err(RunError::Setup)?);
+    match state.adopt_builds().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(builds = n, "adopted running builds"),
+        Err(error) => tracing::warn!(%error, "failed to adopt running builds"),
+    }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "bindery worker listening");
     }
     api::serve(state, listener, shutdown).await;
     Ok(())
+}
+
+/// The Kubernetes client: `api_url` when set (plain, no credentials), else in-cluster
+/// configuration or KUBECONFIG (`kube::Client::try_default`).
+async fn kube_client(api_url: Option<&str>) -> Result<::kube::Client, RunError> {
+    match api_url {
+        Some(url) => {
+            let uri = url.parse().map_err(|e| {
+                RunError::Kubernetes(format!("kubernetes.api_url {url:?} is not a URL: {e}"))
+            })?;
+            ::kube::Client::try_from(::kube::Config::new(uri))
+                .map_err(|e| RunError::Kubernetes(format!("for kubernetes.api_url {url:?}: {e}")))
+        }
+        None => ::kube::Client::try_default().await.map_err(|e| {
+            RunError::Kubernetes(format!(
+                "no Kubernetes configuration found: not running in a cluster \
+                 (KUBERNETES_SERVICE_HOST), no usable KUBECONFIG or ~/.kube/config, and no \
+                 kubernetes.api_url (BINDERY_KUBERNETES_API_URL) set: {e}"
+            ))
+        }),
+    }
 }

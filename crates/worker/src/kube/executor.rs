@@ -12,13 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bindery_core::events::{Event, from_repo2docker_line};
+use futures::future::BoxFuture;
 use futures::{AsyncBufReadExt, Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::executor::{self as worker_executor, BuildHandle, BuildOutcome};
 
 use super::job::{self, BuildSpec, JobSettings};
 
@@ -550,4 +553,117 @@ enum LogEnd {
 fn pod_started(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     matches!(phase, Some("Running" | "Succeeded" | "Failed"))
+}
+
+/// The worker's [`worker_executor::Executor`] over Jobs: the build name becomes the Job's
+/// name, the run's updates the handle's events and outcome. Cancelling deletes the Job;
+/// dropping the handle does not (a stopping worker leaves its Jobs for the next to adopt).
+impl worker_executor::Executor for KubeExecutor {
+    fn start(&self, spec: &worker_executor::BuildSpec) -> BuildHandle {
+        let build = BuildSpec {
+            name: spec.build_name.clone(),
+            image: spec.image.clone(),
+            repo_url: spec.repo.clone(),
+            git_ref: spec.git_ref.clone(),
+        };
+        let executor = self.clone();
+        self.handle(async move {
+            KubeExecutor::start(&executor, &build)
+                .await
+                .map_err(|error| format!("failed to start the build: {}", error_chain(&error)))
+        })
+    }
+
+    fn adopt(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<(worker_executor::BuildSpec, BuildHandle)>, String>> {
+        Box::pin(async move {
+            let runs = KubeExecutor::adopt(self)
+                .await
+                .map_err(|error| error_chain(&error))?;
+            Ok(runs
+                .into_iter()
+                .map(|run| {
+                    let spec = worker_executor::BuildSpec {
+                        image: run.build.image.clone(),
+                        build_name: run.build.name.clone(),
+                        repo: run.build.repo_url.clone(),
+                        git_ref: run.build.git_ref.clone(),
+                    };
+                    (spec, self.handle(async move { Ok(run) }))
+                })
+                .collect())
+        })
+    }
+}
+
+impl KubeExecutor {
+    /// A handle whose task awaits `run` and relays it.
+    fn handle(
+        &self,
+        run: impl std::future::Future<Output = Result<BuildRun, String>> + Send + 'static,
+    ) -> BuildHandle {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (outcome_tx, outcome) = oneshot::channel();
+        let (cancel, cancel_rx) = watch::channel(false);
+        let cluster = self.inner.cluster.clone();
+        tokio::spawn(async move {
+            let result = match run.await {
+                Ok(run) => relay(&cluster, run, &events, cancel_rx).await,
+                Err(message) => BuildOutcome::Failed(message),
+            };
+            drop(events);
+            let _ = outcome_tx.send(result);
+        });
+        BuildHandle {
+            events: events_rx,
+            outcome,
+            cancel,
+        }
+    }
+}
+
+/// Sends the run's events to `events` and returns its outcome; deletes the Job when the
+/// build is cancelled.
+async fn relay(
+    cluster: &Cluster,
+    mut run: BuildRun,
+    events: &mpsc::UnboundedSender<Event>,
+    mut cancel: watch::Receiver<bool>,
+) -> BuildOutcome {
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            update = run.next() => match update {
+                Some(BuildUpdate::Event(event)) => {
+                    let _ = events.send(event);
+                }
+                Some(BuildUpdate::Finished(Outcome::Built)) => return BuildOutcome::Succeeded,
+                Some(BuildUpdate::Finished(Outcome::Failed(message))) => {
+                    return BuildOutcome::Failed(message);
+                }
+                None => return BuildOutcome::Failed("the build ended without an outcome".into()),
+            },
+            changed = cancel.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                } else if *cancel.borrow() {
+                    cluster.delete(&run.build.name).await;
+                    return BuildOutcome::Failed("the build was cancelled".into());
+                }
+            }
+        }
+    }
+}
+
+/// An error with its causes, `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

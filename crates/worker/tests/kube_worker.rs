@@ -1,0 +1,226 @@
+//! The worker with the Kubernetes executor, through its HTTP API, against the fake API
+//! server: a prebuild runs as one Job whose repo2docker log lines become the build's
+//! events, and a worker started while a build Job runs adopts it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/fake_kube.rs"]
+mod fake_kube;
+mod support;
+
+use std::time::Duration;
+
+use bindery_core::events::Phase;
+use bindery_core::worker_api::{Accepted, BuildRequest};
+use bindery_worker::WorkerConfig;
+use bindery_worker::config::ExecutorKind;
+use bindery_worker::kube::{BuildSpec, ExecutorSettings, JobSettings, KubeExecutor};
+use fake_kube::FakeKube;
+use http::{Method, StatusCode};
+use serde_json::Value;
+use support::{Stream, authed, follow, launch_request, worker};
+
+const NS: &str = "binder";
+
+fn executor_settings() -> ExecutorSettings {
+    ExecutorSettings {
+        job: JobSettings {
+            namespace: NS.into(),
+            ..JobSettings::default()
+        },
+        idle_timeout: Duration::from_secs(20),
+        finish_grace: Duration::from_secs(5),
+    }
+}
+
+/// A worker configuration building with Jobs on `fake` (no hub is needed for builds).
+fn config(fake: &FakeKube) -> WorkerConfig {
+    let mut config = support::config("http://127.0.0.1:9/");
+    config.builds.executor = ExecutorKind::Kubernetes;
+    config.builds.kubernetes.api_url = Some(fake.url());
+    config.builds.kubernetes.executor = executor_settings();
+    config
+}
+
+fn build_request(repo: &str) -> BuildRequest {
+    let launch = launch_request("org", repo);
+    BuildRequest {
+        provider: launch.provider,
+        spec: launch.spec,
+        repo_url: launch.repo_url,
+        resolved_ref: launch.resolved_ref,
+        image: launch.image,
+        build_slug: launch.build_slug,
+    }
+}
+
+/// The Job the worker makes for `request`.
+fn job_of(request: &BuildRequest) -> BuildSpec {
+    BuildSpec::new(
+        &request.build_slug,
+        &request.repo_url,
+        &request.resolved_ref,
+        &request.image,
+    )
+}
+
+fn line(phase: &str, message: &str) -> String {
+    serde_json::json!({"phase": phase, "message": message}).to_string()
+}
+
+async fn build_info(base: &str, image: &str) -> Value {
+    let image = percent_encoding::utf8_percent_encode(image, percent_encoding::NON_ALPHANUMERIC);
+    let (status, body) = authed(
+        Method::GET,
+        &format!("{base}/api/v1/builds?image={image}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Waits until the build of `image` is in `state`: the log's final event is appended just
+/// before the registry records the outcome.
+async fn wait_for_state(base: &str, image: &str, state: &str) {
+    for _ in 0..200 {
+        if build_info(base, image).await["state"] == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the build of {image} never became {state}");
+}
+
+fn messages(stream: &Stream) -> Vec<(Phase, String)> {
+    stream
+        .events
+        .iter()
+        .map(|(_, e)| (e.phase, e.message.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prebuild_runs_as_one_job_whose_log_lines_become_events_ending_in_built() {
+    let fake = FakeKube::start().await;
+    let worker = worker(config(&fake)).await;
+    let request = build_request("kube-prebuild");
+    let job = job_of(&request);
+    let (status, body) = authed(
+        Method::POST,
+        &format!("{}/api/v1/builds", worker.base),
+        Some(serde_json::to_string(&request).unwrap()),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let accepted: Accepted = serde_json::from_slice(&body).unwrap();
+    let events_url = format!("{}{}", worker.base, accepted.events_url);
+    let reader = tokio::spawn(async move { follow(&events_url, None, None).await });
+
+    let pod = fake.pod_of(NS, &job.name).await;
+    assert!(fake.job(NS, &job.name).is_some());
+    fake.set_phase(NS, &job.name, &pod, "Running");
+    fake.log(NS, &pod, &line("fetching", "Fetching the repository\n"));
+    fake.log(NS, &pod, &line("building", "Step 1/1 : RUN echo built\n"));
+    fake.set_phase(NS, &job.name, &pod, "Succeeded");
+
+    let stream = reader.await.unwrap();
+    assert!(stream.ended);
+    let seen = messages(&stream);
+    let fetching = (Phase::Fetching, "Fetching the repository\n".to_owned());
+    let building = (Phase::Building, "Step 1/1 : RUN echo built\n".to_owned());
+    assert!(
+        seen.contains(&fetching) && seen.contains(&building),
+        "{seen:?}"
+    );
+    let last = &stream.events.last().unwrap().1;
+    assert_eq!(last.phase, Phase::Built, "{seen:?}");
+    assert_eq!(last.image_name.as_deref(), Some(request.image.as_str()));
+    assert_eq!(fake.job_creates(), 1);
+    wait_for_state(&worker.base, &request.image, "succeeded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_while_a_build_job_runs_adopts_it_and_reports_it_to_the_end() {
+    let fake = FakeKube::start().await;
+    let request = build_request("kube-adopt");
+    let job = job_of(&request);
+    // The Job a previous worker created before it was killed.
+    {
+        let previous = KubeExecutor::new(fake.client(NS), executor_settings());
+        assert!(previous.start(&job).await.unwrap().created);
+    }
+    let pod = fake.pod_of(NS, &job.name).await;
+    fake.set_phase(NS, &job.name, &pod, "Running");
+    fake.log(NS, &pod, &line("building", "before the restart\n"));
+
+    let worker = worker(config(&fake)).await;
+    let info = build_info(&worker.base, &request.image).await;
+    assert_eq!(info["state"], "running", "{info}");
+    let id = info["id"].as_str().unwrap().to_owned();
+    let events_url = format!("{}/api/v1/builds/{id}/events", worker.base);
+    let first = follow(&events_url, None, Some(1)).await;
+    assert_eq!(
+        messages(&first),
+        [(Phase::Building, "before the restart\n".to_owned())]
+    );
+    let last_id = first.events[0].0;
+
+    fake.log(NS, &pod, &line("pushing", "after the restart\n"));
+    fake.set_phase(NS, &job.name, &pod, "Succeeded");
+    let rest = follow(&events_url, Some(last_id), None).await;
+    assert!(rest.ended);
+    let seen = messages(&rest);
+    assert_eq!(
+        seen.first(),
+        Some(&(Phase::Pushing, "after the restart\n".to_owned())),
+        "{seen:?}"
+    );
+    assert_eq!(
+        rest.events.last().unwrap().1.phase,
+        Phase::Built,
+        "{seen:?}"
+    );
+    assert_eq!(
+        fake.job_creates(),
+        1,
+        "the build was adopted, not restarted"
+    );
+    wait_for_state(&worker.base, &request.image, "succeeded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_build_through_the_executor_trait_deletes_its_job() {
+    use bindery_worker::executor::{self, BuildOutcome, Executor};
+
+    let fake = FakeKube::start().await;
+    let request = build_request("kube-cancel");
+    let job = job_of(&request);
+    let kube = KubeExecutor::new(fake.client(NS), executor_settings());
+    let handle = Executor::start(
+        &kube,
+        &executor::BuildSpec {
+            image: request.image.clone(),
+            build_name: job.name.clone(),
+            repo: request.repo_url.clone(),
+            git_ref: request.resolved_ref.clone(),
+        },
+    );
+    let pod = fake.pod_of(NS, &job.name).await;
+    fake.set_phase(NS, &job.name, &pod, "Running");
+    handle.cancel.send(true).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), handle.outcome)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        BuildOutcome::Failed("the build was cancelled".into())
+    );
+    assert!(fake.job(NS, &job.name).is_none(), "the job is deleted");
+}
