@@ -24,6 +24,8 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -104,6 +106,7 @@ impl Peer {
                         let (handler, log) = (handler.clone(), log.clone());
                         async move {
                             let (parts, body) = req.into_parts();
+                            let at = std::time::Instant::now();
                             let body = body
                                 .collect()
                                 .await
@@ -127,6 +130,7 @@ impl Peer {
                                     })
                                     .collect(),
                                 body,
+                                at,
                             };
                             let answer = handler(&seen);
                             log.lock().unwrap().push(seen);

@@ -161,8 +161,16 @@ fn bench(root: &Path) -> Result<()> {
     )?;
     step(
         "edge benchmark",
-        cargo(&["bench", "-p", "bindery-system-tests", "--bench", "edge"])
-            .env("BINDERY_PYTHON", python_bin(root)),
+        cargo(&[
+            "bench",
+            "-p",
+            "bindery-system-tests",
+            "--bench",
+            "edge",
+            "--bench",
+            "worker",
+        ])
+        .env("BINDERY_PYTHON", python_bin(root)),
     )
 }
 
