@@ -581,7 +581,6 @@ async fn relay<S: futures::Sink<Vec<u8>> + Unpin>(
                     match (event.phase, image.as_deref()) {
                         (Phase::Built, Some(i)) => {
                             mark_built(i, cfg, cache, now);
-                            cache.put_status(i, LastStatus::Built, now, &cfg.ttl);
                         }
                         (Phase::Failed, Some(i)) if cache.status(i, now).is_some() => {
                             cache.put_status(i, LastStatus::Failed, now, &cfg.ttl);

@@ -3,6 +3,7 @@
 //! requests. Values reach the page as escaped text or as a JSON document in a
 //! `<script type="application/json">` block, never as HTML.
 
+use bindery_core::badge::escape_xml as escape_html;
 use serde_json::json;
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -26,22 +27,6 @@ pub struct Loading<'a> {
     pub share_url: &'a str,
     /// The Binder's base URL.
     pub base_url: &'a str,
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// JSON that is safe inside `<script>`: `<`, `>` and `&` are written as unicode escapes,

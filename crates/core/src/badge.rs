@@ -161,8 +161,8 @@ fn render(label: &str, message: &str, color: &str, logo: bool) -> String {
     // Centres in half pixels, so odd widths need no floating point.
     let label_centre = half(2 * (PADDING + logo_room) + label_text);
     let message_centre = half(label_width.saturating_mul(2).saturating_add(message_width));
-    let label = escape(label);
-    let message = escape(message);
+    let label = escape_xml(label);
+    let message = escape_xml(message);
 
     let mut svg = String::with_capacity(1200 + 4 * (label.len() + message.len()));
     let _ = write!(
@@ -226,8 +226,9 @@ fn half(halves: u64) -> String {
     }
 }
 
-/// Escapes text for XML content and attributes; characters XML cannot carry become U+FFFD.
-fn escape(text: &str) -> String {
+/// Escapes text for XML and HTML content and attributes; characters XML cannot carry
+/// become U+FFFD. Badges and the edge's HTML pages both use it.
+pub fn escape_xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
