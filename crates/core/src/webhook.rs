@@ -187,19 +187,57 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, WebhookError> {
 }
 
 /// The value at `path` (e.g. `["repository", "full_name"]`).
-fn lookup<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    rest.iter()
-        .try_fold(object.get(*first)?, |value, key| value.get(key))
+fn lookup<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    let mut path = field.split('.');
+    let first = object.get(path.next()?)?;
+    path.try_fold(first, |value, key| value.get(key))
+}
+
+/// Where a provider's push body names its repository, as dotted field paths.
+struct RepoFields {
+    /// The repository's path (`owner/name`, `group/project`).
+    path: &'static str,
+    /// Its web URL.
+    web_url: &'static str,
+    /// Its default branch.
+    default_branch: &'static str,
+}
+
+/// Reads the repository part of a push body and assembles the event: the part both
+/// providers share once ref and commit are known.
+fn push_event(
+    provider: PushProvider,
+    object: &Map<String, Value>,
+    fields: &RepoFields,
+    check_path: fn(&str) -> Result<(), WebhookError>,
+    (branch, tag): (Option<String>, Option<String>),
+    commit: Option<String>,
+) -> Result<PushEvent, WebhookError> {
+    let repo = required_str(object, fields.path)?;
+    check_path(repo)?;
+    let repo_url = check_web_url(fields.web_url, required_str(object, fields.web_url)?)?;
+    let default_branch = optional_str(object, fields.default_branch)?;
+    if let Some(default_branch) = default_branch {
+        check_ref_name(fields.default_branch, default_branch)?;
+    }
+    Ok(PushEvent {
+        provider,
+        repo: repo.to_owned(),
+        repo_url,
+        branch,
+        tag,
+        deleted: commit.is_none(),
+        commit,
+        default_branch: default_branch.map(str::to_owned),
+    })
 }
 
 /// A required string field.
 fn required_str<'a>(
     object: &'a Map<String, Value>,
-    path: &[&str],
     field: &'static str,
 ) -> Result<&'a str, WebhookError> {
-    match lookup(object, path) {
+    match lookup(object, field) {
         None | Some(Value::Null) => Err(WebhookError::MissingField { field }),
         Some(Value::String(s)) if s.is_empty() => Err(WebhookError::MissingField { field }),
         Some(Value::String(s)) => Ok(s),
@@ -213,10 +251,9 @@ fn required_str<'a>(
 /// An optional string field (absent, null and empty are `None`).
 fn optional_str<'a>(
     object: &'a Map<String, Value>,
-    path: &[&str],
     field: &'static str,
 ) -> Result<Option<&'a str>, WebhookError> {
-    match lookup(object, path) {
+    match lookup(object, field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

@@ -1,8 +1,8 @@
 //! GitHub webhook events (`X-GitHub-Event`): `ping`, `push`, everything else ignored.
 
 use super::{
-    PushEvent, PushProvider, WebhookError, check_commit, check_ref_name, check_size, check_web_url,
-    event_label, optional_str, parse_object, required_str, split_ref,
+    PushEvent, PushProvider, RepoFields, WebhookError, check_commit, check_size, event_label,
+    parse_object, push_event, required_str, split_ref,
 };
 
 /// A GitHub delivery, after the signature has been verified.
@@ -41,7 +41,7 @@ pub fn parse_github(event_header: &str, body: &[u8]) -> Result<GithubEvent, Webh
         });
     }
     let object = parse_object(body)?;
-    let (branch, tag) = split_ref(required_str(&object, &["ref"], "ref")?)?;
+    let (branch, tag) = split_ref(required_str(&object, "ref")?)?;
     let deleted_flag = match object.get("deleted") {
         None | Some(serde_json::Value::Null) => false,
         Some(serde_json::Value::Bool(b)) => *b,
@@ -52,41 +52,27 @@ pub fn parse_github(event_header: &str, body: &[u8]) -> Result<GithubEvent, Webh
             });
         }
     };
-    let commit = check_commit("after", required_str(&object, &["after"], "after")?)?;
+    let commit = check_commit("after", required_str(&object, "after")?)?;
     if deleted_flag && commit.is_some() {
         return Err(WebhookError::InvalidField {
             field: "after",
             reason: "a deleted ref must point to the all-zero commit".to_owned(),
         });
     }
-    let repo = required_str(
+    let fields = RepoFields {
+        path: "repository.full_name",
+        web_url: "repository.html_url",
+        default_branch: "repository.default_branch",
+    };
+    let event = push_event(
+        PushProvider::GitHub,
         &object,
-        &["repository", "full_name"],
-        "repository.full_name",
-    )?;
-    check_full_name(repo)?;
-    let repo_url = check_web_url(
-        "repository.html_url",
-        required_str(&object, &["repository", "html_url"], "repository.html_url")?,
-    )?;
-    let default_branch = optional_str(
-        &object,
-        &["repository", "default_branch"],
-        "repository.default_branch",
-    )?;
-    if let Some(default_branch) = default_branch {
-        check_ref_name("repository.default_branch", default_branch)?;
-    }
-    Ok(GithubEvent::Push(PushEvent {
-        provider: PushProvider::GitHub,
-        repo: repo.to_owned(),
-        repo_url,
-        branch,
-        tag,
-        deleted: commit.is_none(),
+        &fields,
+        check_full_name,
+        (branch, tag),
         commit,
-        default_branch: default_branch.map(str::to_owned),
-    }))
+    )?;
+    Ok(GithubEvent::Push(event))
 }
 
 /// `owner/name`: an owner of 1–39 `[A-Za-z0-9_-]` and a name of 1–100 `[A-Za-z0-9._-]`

@@ -1,8 +1,8 @@
 //! GitLab webhook events (`X-Gitlab-Event`): push and tag push, everything else ignored.
 
 use super::{
-    PushEvent, PushProvider, WebhookError, check_commit, check_ref_name, check_size, check_web_url,
-    event_label, optional_str, parse_object, required_str, split_ref,
+    PushEvent, PushProvider, RepoFields, WebhookError, check_commit, check_size, event_label,
+    optional_str, parse_object, push_event, required_str, split_ref,
 };
 
 /// The `X-Gitlab-Event` values that may carry a push (`System Hook` for instance-wide
@@ -36,13 +36,13 @@ pub fn parse_gitlab(event_header: &str, body: &[u8]) -> Result<GitlabEvent, Webh
         });
     }
     let object = parse_object(body)?;
-    let kind = required_str(&object, &["object_kind"], "object_kind")?;
+    let kind = required_str(&object, "object_kind")?;
     if kind != "push" && kind != "tag_push" {
         return Ok(GitlabEvent::Ignored {
             event: event_label(kind),
         });
     }
-    let (branch, tag) = split_ref(required_str(&object, &["ref"], "ref")?)?;
+    let (branch, tag) = split_ref(required_str(&object, "ref")?)?;
     if kind == "tag_push" && tag.is_none() {
         return Err(WebhookError::InvalidField {
             field: "ref",
@@ -50,38 +50,24 @@ pub fn parse_gitlab(event_header: &str, body: &[u8]) -> Result<GitlabEvent, Webh
         });
     }
     // `checkout_sha` is null when the ref was deleted; `after` is then all zeros.
-    let commit = match optional_str(&object, &["checkout_sha"], "checkout_sha")? {
+    let commit = match optional_str(&object, "checkout_sha")? {
         Some(sha) => check_commit("checkout_sha", sha)?,
-        None => check_commit("after", required_str(&object, &["after"], "after")?)?,
+        None => check_commit("after", required_str(&object, "after")?)?,
     };
-    let repo = required_str(
+    let fields = RepoFields {
+        path: "project.path_with_namespace",
+        web_url: "project.web_url",
+        default_branch: "project.default_branch",
+    };
+    let event = push_event(
+        PushProvider::GitLab,
         &object,
-        &["project", "path_with_namespace"],
-        "project.path_with_namespace",
-    )?;
-    check_project_path(repo)?;
-    let repo_url = check_web_url(
-        "project.web_url",
-        required_str(&object, &["project", "web_url"], "project.web_url")?,
-    )?;
-    let default_branch = optional_str(
-        &object,
-        &["project", "default_branch"],
-        "project.default_branch",
-    )?;
-    if let Some(default_branch) = default_branch {
-        check_ref_name("project.default_branch", default_branch)?;
-    }
-    Ok(GitlabEvent::Push(PushEvent {
-        provider: PushProvider::GitLab,
-        repo: repo.to_owned(),
-        repo_url,
-        branch,
-        tag,
-        deleted: commit.is_none(),
+        &fields,
+        check_project_path,
+        (branch, tag),
         commit,
-        default_branch: default_branch.map(str::to_owned),
-    }))
+    )?;
+    Ok(GitlabEvent::Push(event))
 }
 
 /// `group/[subgroup/...]project`: 2 to 21 segments of `[A-Za-z0-9._-]`, none empty, none
