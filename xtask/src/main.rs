@@ -21,6 +21,9 @@ const PY_REQUIREMENTS: &str = concat!(
     "kubernetes-validate==1.37.0\n",
     // bindery-worker's local executor test: a real build through podman.
     "jupyter-repo2docker==2026.4.0\n",
+    // bindery-system-tests' chart test: the Helm v4 engine as a library (no helm binary),
+    // and the YAML reader for the rendered manifests.
+    "helm-python-sdk==0.2.2\npyyaml==6.0.4\n",
 );
 /// Debian packages the system tests run: the real registry, htpasswd, openssl; and podman
 /// with its runtime and a static busybox, for the worker's real repo2docker build.
