@@ -1,0 +1,141 @@
+{{/* The chart's name, 63 characters at most. */}}
+{{- define "bindery.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name: objects are named after it. */}}
+{{- define "bindery.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "bindery.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "bindery.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "bindery.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bindery.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "bindery.workerSelectorLabels" -}}
+{{ include "bindery.selectorLabels" . }}
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{- define "bindery.edgeLabels" -}}
+{{ include "bindery.selectorLabels" . }}
+app.kubernetes.io/component: edge
+{{- end }}
+
+{{- define "bindery.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "bindery.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The namespace build Jobs run in. */}}
+{{- define "bindery.buildNamespace" -}}
+{{- default .Release.Namespace .Values.config.kubernetes.namespace }}
+{{- end }}
+
+{{/* The worker's URL inside the cluster (the edge's worker_url). */}}
+{{- define "bindery.workerUrl" -}}
+{{- printf "http://%s.%s.svc:%d" (include "bindery.fullname" .) .Release.Namespace (int .Values.service.port) }}
+{{- end }}
+
+{{/* The Secret the chart creates with secrets.create. */}}
+{{- define "bindery.secretName" -}}
+{{- printf "%s-secrets" (include "bindery.fullname" .) }}
+{{- end }}
+
+{{/* Whether the worker has registry credentials. */}}
+{{- define "bindery.hasRegistrySecret" -}}
+{{- if .Values.secrets.create }}
+{{- if or .Values.secrets.registry.username .Values.secrets.registry.password }}true{{ end }}
+{{- else if .Values.secrets.registry.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The push Secret's name, or "" when builds do not push. */}}
+{{- define "bindery.pushSecretName" -}}
+{{- if .Values.secrets.push.existingSecret }}
+{{- .Values.secrets.push.existingSecret }}
+{{- else if and .Values.secrets.create .Values.secrets.registry.password }}
+{{- printf "%s-push" (include "bindery.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A secretKeyRef: (list $ "workerToken" "token") picks the created Secret with secrets.create
+and the existing one otherwise; a missing existingSecret fails the render naming the value.
+*/}}
+{{- define "bindery.secretRef" -}}
+{{- $root := index . 0 }}
+{{- $which := index . 1 }}
+{{- $createdKey := index . 2 }}
+{{- $key := index . 3 }}
+{{- $s := index $root.Values.secrets $which }}
+{{- if $root.Values.secrets.create }}
+name: {{ include "bindery.secretName" $root }}
+key: {{ $createdKey }}
+{{- else }}
+name: {{ required (printf "secrets.%s.existingSecret is required (or set secrets.create=true)" $which) $s.existingSecret }}
+key: {{ $key }}
+{{- end }}
+{{- end }}
+
+{{/* One `key = value` line of worker.toml, left out when the value is null or "". */}}
+{{- define "bindery.tomlLine" -}}
+{{- $key := index . 0 }}
+{{- $value := index . 1 }}
+{{- if not (or (kindIs "invalid" $value) (and (kindIs "string" $value) (eq $value ""))) }}
+{{ $key }} = {{ toJson $value }}
+{{- end }}
+{{- end }}
+
+{{/*
+worker.toml. toJson writes strings, numbers and string arrays in a form TOML reads the same.
+*/}}
+{{- define "bindery.workerToml" -}}
+{{- $c := .Values.config -}}
+# Rendered by the bindery chart from .Values.config; secrets come from the environment.
+listen = {{ printf "0.0.0.0:%d" (int .Values.service.port) | toJson }}
+executor = "kubernetes"
+build_log_path = "/var/lib/bindery/build-logs.redb"
+hub_url = {{ required "config.hub_url is required: JupyterHub's public URL" $c.hub_url | toJson }}
+image_prefix = {{ required "config.image_prefix is required: it must equal the edge's image_prefix" $c.image_prefix | toJson }}
+{{- range $key := list "hub_api_url" "per_repo_quota" "total_quota" "launch_timeout_seconds" "hub_retries" "hub_retry_delay_seconds" "keepalive_seconds" "max_events_per_log" "finished_log_ttl_seconds" "quota_refresh_seconds" "max_concurrent_builds" "build_timeout_seconds" "build_idle_timeout_seconds" "registry_url" "build_log_ttl_seconds" }}
+{{- include "bindery.tomlLine" (list $key (get $c $key)) }}
+{{- end }}
+[kubernetes]
+{{- $k := $c.kubernetes }}
+namespace = {{ include "bindery.buildNamespace" . | toJson }}
+{{- range $key := list "builder_image" "docker_socket" "build_timeout_seconds" "idle_timeout_seconds" "ttl_seconds_after_finished" }}
+{{- include "bindery.tomlLine" (list $key (get $k $key)) }}
+{{- end }}
+{{- with include "bindery.pushSecretName" . }}
+push_secret = {{ toJson . }}
+{{- end }}
+{{- with $k.builder_nodes }}
+builder_nodes = {{ toJson . }}
+{{- end }}
+{{- with $k.node_selector }}
+[kubernetes.node_selector]
+{{- range $name, $value := . }}
+{{ toJson $name }} = {{ toJson $value }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,391 @@
+"""Checks of the Helm chart in infra/helm/bindery, run by tests/helm.rs with the venv python.
+
+    helm_check.py lint        helm lint --strict with every ci/*-values.yaml
+    helm_check.py validate    render each, kubernetes-validate --strict every manifest (the
+                              SpinApp against ci/spinapp-v1alpha1.schema.json), and check
+                              the worker.toml keys, env names and edge variables against
+                              the worker's config.rs and spin.toml
+    helm_check.py bad-values  every ci/bad/*.yaml must fail to render with its `# expect:`
+    helm_check.py snapshots   fresh renders equal ci/snapshots/<name>.yaml
+                              (BINDERY_UPDATE_SNAPSHOTS=1 rewrites them)
+    helm_check.py selftest    each check above fails on a broken input
+    helm_check.py py-compile  the Python in infra/ (files and hub.extraConfig) compiles
+
+Exits 0 when everything holds; otherwise prints what failed and exits 1.
+"""
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import yaml
+from helm_python import chart as helm
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "infra/helm/bindery"
+CI = CHART / "ci"
+SNAPSHOTS = CI / "snapshots"
+SPINAPP_SCHEMA = CI / "spinapp-v1alpha1.schema.json"
+RELEASE = {"name": "bindery", "namespace": "binder"}
+# The chart's kubeVersion floor and kubernetes-validate's newest schemas.
+KUBE_VERSIONS = ["1.27.0", "1.37.0"]
+UPDATE_ENV = "BINDERY_UPDATE_SNAPSHOTS"
+
+failures = []
+
+
+def fail(message):
+    failures.append(message)
+    print(f"FAIL: {message}", file=sys.stderr)
+
+
+def values_files():
+    files = sorted(CI.glob("*-values.yaml"))
+    if not files:
+        fail(f"no values files in {CI}")
+    return files
+
+
+def case_name(path):
+    return path.name.removesuffix("-values.yaml")
+
+
+def load_values(path):
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def render(values):
+    """The chart rendered with `values`: {template path: text}, NOTES.txt left out."""
+    out = helm.Chart.load(str(CHART)).render(values=values, **RELEASE)
+    return {k: v for k, v in sorted(out.items()) if not k.endswith("NOTES.txt")}
+
+
+def documents(rendered):
+    """Every non-empty YAML document of a render, with the template it came from."""
+    docs = []
+    for template, text in rendered.items():
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                docs.append((template, doc))
+    return docs
+
+
+def snapshot_text(rendered):
+    """One stable text per render: each template under a `# Source:` line, as helm does."""
+    parts = []
+    for template, text in rendered.items():
+        body = text.strip("\n")
+        if body.strip():
+            parts.append(f"---\n# Source: {template}\n{body}\n")
+    return "".join(parts)
+
+
+# --- lint -----------------------------------------------------------------------------
+
+def cmd_lint():
+    for path in values_files():
+        report = helm.lint(str(CHART), values=load_values(path), strict=True, namespace="binder")
+        problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+        problems += [{"error": e} for e in report.get("errors") or []]
+        for problem in problems:
+            fail(f"helm lint --strict with {path.name}: {problem}")
+        if not problems:
+            print(f"ok: helm lint --strict with {path.name}")
+
+
+# --- validate -------------------------------------------------------------------------
+
+def config_rs_keys():
+    """The worker's file keys (FileConfig and KubeFile fields) and BINDERY_* variables."""
+    source = (ROOT / "crates/worker/src/config.rs").read_text()
+
+    def fields(struct):
+        body = re.search(r"struct " + struct + r" \{(.*?)\n\}", source, re.S)
+        if not body:
+            raise SystemExit(f"config.rs has no struct {struct}: update helm_check.py")
+        return set(re.findall(r"^\s+(\w+): Option<", body.group(1), re.M))
+
+    env = set(re.findall(r'"(BINDERY_[A-Z0-9_]+)"', source))
+    return fields("FileConfig"), fields("KubeFile"), env
+
+
+def spin_variables():
+    manifest = tomllib.loads((ROOT / "spin.toml").read_text())
+    variables = manifest["variables"]
+    secret = {name for name, spec in variables.items() if spec.get("secret")}
+    return set(variables), secret
+
+
+EXPECTED_RULES = [
+    {"apiGroups": ["batch"], "resources": ["jobs"],
+     "verbs": ["create", "get", "list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+]
+
+
+def check_semantics(name, docs, keys=None):
+    """What kubernetes-validate cannot see: the rendered worker.toml reads as the worker's
+    config (every key one config.rs knows), env names the worker reads, least-privilege
+    RBAC, and SpinApp variables that spin.toml declares (secret ones from Secrets only).
+    Returns the problems found."""
+    problems = []
+    fail = problems.append
+    file_keys, kube_keys, env_names = keys or config_rs_keys()
+    variables, secret_variables = spin_variables()
+    for template, doc in docs:
+        kind = doc.get("kind")
+        where = f"{name}: {template} ({kind})"
+        if kind == "ConfigMap" and "worker.toml" in doc.get("data", {}):
+            try:
+                toml = tomllib.loads(doc["data"]["worker.toml"])
+            except tomllib.TOMLDecodeError as e:
+                fail(f"{where}: worker.toml is not TOML: {e}")
+                continue
+            unknown = set(toml) - file_keys
+            unknown |= {f"kubernetes.{k}" for k in set(toml.get("kubernetes", {})) - kube_keys}
+            if unknown:
+                fail(f"{where}: worker.toml keys config.rs does not read: {sorted(unknown)}")
+            if toml.get("executor") != "kubernetes":
+                fail(f"{where}: worker.toml must select the kubernetes executor")
+        if kind == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                for env in container.get("env", []):
+                    n = env["name"]
+                    if n.startswith("BINDERY_") and n not in env_names:
+                        fail(f"{where}: {n} is not a variable config.rs reads")
+        if kind == "Role" and doc.get("rules") != EXPECTED_RULES:
+            fail(f"{where}: rules are not exactly the least-privilege set: {doc.get('rules')}")
+        if kind == "SpinApp":
+            for var in doc["spec"].get("variables", []):
+                if var["name"] not in variables:
+                    fail(f"{where}: variable {var['name']} is not in spin.toml")
+                if var["name"] in secret_variables and "value" in var:
+                    fail(f"{where}: secret variable {var['name']} given as a plain value")
+    return problems
+
+
+def kubernetes_validate(docs, label):
+    """kubernetes-validate --strict on each document, for every version in KUBE_VERSIONS.
+    Returns the failure text ("" when all pass)."""
+    tool = Path(sys.executable).parent / "kubernetes-validate"
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, (template, doc) in enumerate(docs):
+            f = Path(tmp) / f"{i:02}-{Path(template).stem}-{doc['kind']}.yaml"
+            f.write_text(yaml.safe_dump(doc))
+            files.append(str(f))
+        if not files:
+            return ""
+        for version in KUBE_VERSIONS:
+            run = subprocess.run([str(tool), "--strict", "--quiet", "-k", version, *files],
+                                 capture_output=True, text=True)
+            if run.returncode != 0:
+                problems.append(f"{label} (Kubernetes {version}):\n{run.stdout}{run.stderr}")
+    return "\n".join(problems)
+
+
+def spinapp_errors(doc):
+    # kubernetes-validate has no schema for the SpinKube CRD, so the SpinApp is checked
+    # against ci/spinapp-v1alpha1.schema.json: the fields of core.spinkube.dev/v1alpha1
+    # SpinApp this chart uses, with their types and required keys, and no others.
+    schema = json.loads(SPINAPP_SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def split_kinds(docs):
+    spin = [(t, d) for t, d in docs if d.get("kind") == "SpinApp"]
+    core = [(t, d) for t, d in docs if d.get("kind") != "SpinApp"]
+    return core, spin
+
+
+def cmd_validate():
+    keys = config_rs_keys()
+    for path in values_files():
+        name = case_name(path)
+        docs = documents(render(load_values(path)))
+        core, spin = split_kinds(docs)
+        problems = kubernetes_validate(core, name)
+        if problems:
+            fail(f"kubernetes-validate --strict: {problems}")
+        for template, doc in spin:
+            for error in spinapp_errors(doc):
+                fail(f"{name}: {template}: SpinApp schema: {error}")
+        for problem in check_semantics(name, docs, keys):
+            fail(problem)
+        kinds = sorted(d["kind"] for _, d in docs)
+        print(f"ok: {name}: {len(docs)} manifests validated: {', '.join(kinds)}")
+
+
+# --- bad values -----------------------------------------------------------------------
+
+def expectation(path):
+    match = re.search(r"^# expect: (.+)$", path.read_text(), re.M)
+    if not match:
+        raise SystemExit(f"{path} has no `# expect: <text of the error>` line")
+    return match.group(1).strip()
+
+
+def cmd_bad_values():
+    bad = sorted((CI / "bad").glob("*.yaml"))
+    if not bad:
+        fail("no bad values files in ci/bad/")
+    for path in bad:
+        expected = expectation(path)
+        try:
+            render(load_values(path))
+        except Exception as e:  # the SDK raises HelmValuesError or HelmRenderError
+            if expected in str(e):
+                print(f"ok: {path.name} refused: {type(e).__name__}: {expected}")
+            else:
+                fail(f"{path.name} failed, but not with {expected!r}: {e}")
+            continue
+        fail(f"{path.name} rendered, but wrong values must fail the render ({expected})")
+
+
+# --- snapshots ------------------------------------------------------------------------
+
+def snapshot_drift(name, fresh, committed):
+    if committed is None:
+        return f"{name}: no snapshot"
+    if fresh == committed:
+        return ""
+    import difflib
+    diff = "".join(difflib.unified_diff(committed.splitlines(True), fresh.splitlines(True),
+                                        f"committed/{name}.yaml", f"fresh/{name}.yaml", n=2))
+    return f"{name}: the render differs from the snapshot:\n{diff[:6000]}"
+
+
+def cmd_snapshots():
+    update = os.environ.get(UPDATE_ENV) == "1"
+    SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+    names = set()
+    for path in values_files():
+        name = case_name(path)
+        names.add(name)
+        fresh = snapshot_text(render(load_values(path)))
+        snap = SNAPSHOTS / f"{name}.yaml"
+        if update:
+            snap.write_text(fresh)
+            print(f"updated: {snap.relative_to(ROOT)}")
+            continue
+        drift = snapshot_drift(name, fresh, snap.read_text() if snap.exists() else None)
+        if drift:
+            fail(f"{drift}\nIf the change is intended, refresh the snapshots with "
+                 f"`{UPDATE_ENV}=1 cargo test -p bindery-system-tests --test helm` and commit them.")
+        else:
+            print(f"ok: {name} matches {snap.relative_to(ROOT)}")
+    for stale in SNAPSHOTS.glob("*.yaml"):
+        if stale.stem not in names:
+            fail(f"{stale.relative_to(ROOT)} has no ci/{stale.stem}-values.yaml: delete it")
+
+
+# --- selftest -------------------------------------------------------------------------
+
+def cmd_selftest():
+    """Proves each check can fail: broken inputs made from a good render must be caught."""
+    path = CI / "everything-values.yaml"
+    docs = documents(render(load_values(path)))
+    core, spin = split_kinds(docs)
+
+    deployment = [(t, d) for t, d in core if d["kind"] == "Deployment"]
+    for mutate, what in [
+        (lambda d: d["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolicyy", "Always"),
+         "an unknown field"),
+        (lambda d: d["spec"].__setitem__("replicas", "one"), "a wrong type"),
+    ]:
+        broken = copy.deepcopy(deployment)
+        mutate(broken[0][1])
+        if kubernetes_validate(broken, "selftest"):
+            print(f"ok: kubernetes-validate --strict refuses {what}")
+        else:
+            fail(f"selftest: kubernetes-validate --strict accepted {what}")
+
+    if not spin:
+        fail("selftest: everything-values.yaml renders no SpinApp")
+    for mutate, what in [
+        (lambda d: d["spec"].pop("image"), "a SpinApp without image"),
+        (lambda d: d["spec"].__setitem__("replica", 2), "an unknown SpinApp field"),
+        (lambda d: d["spec"]["variables"][0].__setitem__("value", 3), "a non-string variable"),
+    ]:
+        for _, doc in spin:
+            bad = copy.deepcopy(doc)
+            mutate(bad)
+            if spinapp_errors(bad):
+                print(f"ok: the SpinApp schema refuses {what}")
+            else:
+                fail(f"selftest: the SpinApp schema accepted {what}")
+
+    broken = copy.deepcopy(docs)
+    for _, doc in broken:
+        if doc["kind"] == "ConfigMap":
+            doc["data"]["worker.toml"] = "launch_timeout = 5\n" + doc["data"]["worker.toml"]
+        if doc["kind"] == "Role":
+            doc["rules"][1]["verbs"].append("delete")
+        if doc["kind"] == "SpinApp":
+            doc["spec"]["variables"].append({"name": "github_token", "value": "plain"})
+    caught = check_semantics("selftest", broken)
+    for needle, what in [("launch_timeout", "an unknown worker.toml key"),
+                         ("least-privilege", "a widened Role"),
+                         ("secret variable github_token", "a secret edge variable in plain text")]:
+        if any(needle in f for f in caught):
+            print(f"ok: the semantic check refuses {what}")
+        else:
+            fail(f"selftest: the semantic check accepted {what}")
+
+    fresh = snapshot_text(render(load_values(path)))
+    if snapshot_drift("selftest", fresh, fresh.replace("replicas: 1", "replicas: 2")):
+        print("ok: the snapshot comparison notices drift")
+    else:
+        fail("selftest: the snapshot comparison missed a changed line")
+
+
+# --- py-compile -----------------------------------------------------------------------
+
+def cmd_py_compile():
+    import py_compile
+    count = 0
+    for path in sorted((ROOT / "infra").rglob("*.py")):
+        try:
+            py_compile.compile(str(path), doraise=True)
+            count += 1
+        except py_compile.PyCompileError as e:
+            fail(f"{path.relative_to(ROOT)} does not compile: {e.msg}")
+    for path in sorted((ROOT / "infra").rglob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        extra = (doc.get("hub") or {}).get("extraConfig") if isinstance(doc, dict) else None
+        for key, code in (extra or {}).items():
+            try:
+                compile(code, f"{path.relative_to(ROOT)}:hub.extraConfig.{key}", "exec")
+                count += 1
+            except SyntaxError as e:
+                fail(f"{path.relative_to(ROOT)} hub.extraConfig.{key} does not compile: {e}")
+    if count == 0:
+        fail("no Python found under infra/ (files or hub.extraConfig)")
+    else:
+        print(f"ok: {count} Python sources under infra/ compile")
+
+
+COMMANDS = {
+    "lint": cmd_lint,
+    "validate": cmd_validate,
+    "bad-values": cmd_bad_values,
+    "snapshots": cmd_snapshots,
+    "selftest": cmd_selftest,
+    "py-compile": cmd_py_compile,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(COMMANDS)}}}")
+    COMMANDS[sys.argv[1]]()
+    sys.exit(1 if failures else 0)
