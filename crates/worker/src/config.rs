@@ -89,8 +89,13 @@ pub struct WorkerConfig {
     pub per_repo_quota: Option<u32>,
     /// Servers in total; `None` = unlimited, 0 = maintenance (nothing launches).
     pub total_quota: Option<u32>,
-    /// How long a launch may take, from the first hub call to `ready`.
+    /// How long one launch attempt may take, from creating the user to `ready`.
     pub launch_timeout: Duration,
+    /// Attempts per launch (BinderHub's `Launcher.retries`): a failed attempt's user is
+    /// deleted and the next attempt starts with a fresh user name.
+    pub launch_retries: u32,
+    /// The delay before the second attempt; it doubles for each later one.
+    pub launch_retry_delay: Duration,
     /// Tries per hub API call on 5xx or connection errors.
     pub hub_retries: u32,
     /// The first delay between tries; it doubles each time.
@@ -201,6 +206,8 @@ struct FileConfig {
     per_repo_quota: Option<u32>,
     total_quota: Option<u32>,
     launch_timeout_seconds: Option<f64>,
+    launch_retries: Option<u32>,
+    launch_retry_delay_seconds: Option<f64>,
     hub_retries: Option<u32>,
     hub_retry_delay_seconds: Option<f64>,
     keepalive_seconds: Option<f64>,
@@ -263,6 +270,8 @@ impl WorkerConfig {
             per_repo_quota: None,
             total_quota: None,
             launch_timeout: Duration::from_secs(600),
+            launch_retries: 4,
+            launch_retry_delay: Duration::from_secs(4),
             hub_retries: 4,
             hub_retry_delay: Duration::from_secs(4),
             keepalive_interval: Duration::from_secs(25),
@@ -316,6 +325,9 @@ impl WorkerConfig {
         }
         if let Some(v) = number::<f64>(&env, "BINDERY_LAUNCH_TIMEOUT")? {
             raw.launch_timeout_seconds = Some(v);
+        }
+        if let Some(v) = number::<u32>(&env, "BINDERY_LAUNCH_RETRIES")? {
+            raw.launch_retries = Some(v);
         }
         text("BINDERY_REPO2DOCKER", &mut raw.repo2docker);
         text("BINDERY_BUILD_ENGINE", &mut raw.build_engine);
@@ -378,6 +390,11 @@ impl WorkerConfig {
             "launch_timeout_seconds",
             raw.launch_timeout_seconds,
             &mut config.launch_timeout,
+        )?;
+        seconds(
+            "launch_retry_delay_seconds",
+            raw.launch_retry_delay_seconds,
+            &mut config.launch_retry_delay,
         )?;
         seconds(
             "hub_retry_delay_seconds",
@@ -488,6 +505,9 @@ impl WorkerConfig {
         if let Some(n) = raw.hub_retries {
             config.hub_retries = n.max(1);
         }
+        if let Some(n) = raw.launch_retries {
+            config.launch_retries = n.max(1);
+        }
         if let Some(n) = raw.max_events_per_log {
             config.max_events_per_log = n.max(2);
         }
@@ -565,6 +585,29 @@ mod tests {
             !shown.contains("worker-secret") && !shown.contains("hub-secret"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn launch_retries_default_to_binderhubs_and_are_read_from_the_file_and_environment() {
+        let required = "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        std::fs::write(&path, required).expect("write");
+        let config = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect("config");
+        assert_eq!(config.launch_retries, 4);
+        assert_eq!(config.launch_retry_delay, Duration::from_secs(4));
+        std::fs::write(
+            &path,
+            format!("{required}launch_retries = 0\nlaunch_retry_delay_seconds = 0.25\n"),
+        )
+        .expect("write");
+        let config = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect("config");
+        assert_eq!(config.launch_retries, 1, "at least one attempt");
+        assert_eq!(config.launch_retry_delay, Duration::from_millis(250));
+        let config =
+            WorkerConfig::from_sources(Some(&path), env_of(&[("BINDERY_LAUNCH_RETRIES", "2")]))
+                .expect("config");
+        assert_eq!(config.launch_retries, 2);
     }
 
     #[test]

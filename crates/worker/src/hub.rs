@@ -69,6 +69,21 @@ impl HubError {
         }
     }
 
+    /// Whether a launch that failed with this error is worth another attempt under a new
+    /// user name: a spawn that failed or never finished, a hub that failed or could not be
+    /// reached, a name clash. A refusal (`4xx`: bad token, missing scope, bad
+    /// `user_options`) would only be refused again.
+    pub fn worth_another_launch(&self) -> bool {
+        match self {
+            HubError::Status { status, .. } => *status >= 500 || matches!(status, 409 | 429),
+            HubError::Tls(_) => false,
+            HubError::Unreachable(_)
+            | HubError::Timeout
+            | HubError::SpawnFailed(_)
+            | HubError::ProgressEnded => true,
+        }
+    }
+
     fn retryable(&self) -> bool {
         match self {
             HubError::Unreachable(_) | HubError::Timeout => true,

@@ -6,6 +6,13 @@
 //! server ([`Launcher::refresh_quota`], run periodically). A refusal is a `failed` event
 //! with BinderHub's message and `status_code` 429 (errors travel on the event stream, as
 //! BinderHub's do, so the edge relays them like any other failure).
+//!
+//! A launch makes up to `launch_retries` attempts, as BinderHub does: each attempt creates
+//! a user with a fresh random suffix, starts its server and follows the hub's progress
+//! under `launch_timeout`; a failed attempt deletes its user, tells the client "Launch
+//! attempt N failed, retrying...", waits (the delay doubling each time) and tries again.
+//! A refusal by the hub (a `4xx` other than a name clash) is not retried: it would only be
+//! refused again. The quota slot stays taken across attempts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +35,13 @@ use crate::metrics::Metrics;
 
 /// The status code of a quota refusal.
 pub const QUOTA_STATUS: u16 = 429;
+
+/// Why one launch attempt failed, and whether another attempt may do better.
+#[derive(Debug)]
+struct AttemptFailed {
+    reason: String,
+    retry: bool,
+}
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -106,6 +120,8 @@ pub struct Launcher {
     per_repo_quota: Option<u32>,
     total_quota: Option<u32>,
     launch_timeout: Duration,
+    launch_retries: u32,
+    launch_retry_delay: Duration,
     admission: Admission,
     metrics: Arc<Metrics>,
     builds: Arc<Builds>,
@@ -125,6 +141,8 @@ impl Launcher {
             per_repo_quota: config.per_repo_quota,
             total_quota: config.total_quota,
             launch_timeout: config.launch_timeout,
+            launch_retries: config.launch_retries.max(1),
+            launch_retry_delay: config.launch_retry_delay,
             admission: Admission::default(),
             metrics,
             builds,
@@ -179,6 +197,54 @@ impl Launcher {
             return;
         }
         log.append(Event::new(Phase::Launching, "Launching server...\n"));
+        let mut delay = self.launch_retry_delay;
+        let mut attempt = 1;
+        let (reason, attempts) = loop {
+            let attempt_started = Instant::now();
+            match self.attempt(id, request, log).await {
+                Ok(()) => {
+                    self.metrics
+                        .launch_finished("success", Some(started.elapsed()));
+                    return;
+                }
+                Err(failure) if failure.retry && attempt < self.launch_retries => {
+                    self.metrics.launch_retried(attempt_started.elapsed());
+                    log.append(Event::new(
+                        Phase::Launching,
+                        format!(
+                            "Launch attempt {attempt} failed, retrying... ({})\n",
+                            failure.reason
+                        ),
+                    ));
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(failure) => break (failure.reason, attempt),
+            }
+        };
+        self.admission.release(id);
+        let tried = if attempts > 1 {
+            format!(" (gave up after {attempts} attempts)")
+        } else {
+            String::new()
+        };
+        log.append(Event::failed(
+            Some(500),
+            format!("Failed to launch image {}: {reason}{tried}", request.image),
+        ));
+        self.metrics
+            .launch_finished("failure", Some(started.elapsed()));
+    }
+
+    /// One attempt under a fresh user name (BinderHub's name rule, a new random suffix):
+    /// `ready` on success; on failure the user is deleted, so nothing leaks.
+    async fn attempt(
+        &self,
+        id: &str,
+        request: &LaunchRequest,
+        log: &EventLog,
+    ) -> Result<(), AttemptFailed> {
         let user = hub_username(&request.repo_url, &ids::user_suffix());
         self.admission
             .update(id, |slot| slot.user = Some(user.clone()));
@@ -186,7 +252,7 @@ impl Launcher {
         let outcome =
             tokio::time::timeout(self.launch_timeout, self.spawn(&user, &token, request, log))
                 .await;
-        let reason = match outcome {
+        let failure = match outcome {
             Ok(Ok(())) => {
                 self.admission.update(id, |slot| slot.running = true);
                 let url = format!("{}user/{}/", self.hub_url, escape_name(&user));
@@ -202,28 +268,26 @@ impl Launcher {
                     binder_persistent_request: Some(request.binder_persistent_request.clone()),
                     binder_client_ip: Some(request.client_ip.clone()),
                 }));
-                self.metrics
-                    .launch_finished("success", Some(started.elapsed()));
-                return;
+                return Ok(());
             }
-            Ok(Err(err)) => err.reason(),
-            Err(_) => format!(
-                "the server took too long to launch (more than {} seconds)",
-                self.launch_timeout.as_secs()
-            ),
+            Ok(Err(err)) => AttemptFailed {
+                retry: err.worth_another_launch(),
+                reason: err.reason(),
+            },
+            Err(_) => AttemptFailed {
+                retry: true,
+                reason: format!(
+                    "the server took too long to launch (more than {} seconds)",
+                    self.launch_timeout.as_secs()
+                ),
+            },
         };
-        tracing::warn!(launch = id, %user, reason, "launch failed; deleting the user");
-        // Nothing may leak: the user (and any half-started server) goes before the event.
+        tracing::warn!(launch = id, %user, reason = failure.reason, "launch attempt failed; deleting the user");
+        // The user (and any half-started server) goes before anything else happens.
         if let Err(err) = self.hub.delete_user(&user).await {
             tracing::error!(launch = id, %user, error = %err, "failed to delete the user of a failed launch");
         }
-        self.admission.release(id);
-        log.append(Event::failed(
-            Some(500),
-            format!("Failed to launch image {}: {reason}", request.image),
-        ));
-        self.metrics
-            .launch_finished("failure", Some(started.elapsed()));
+        Err(failure)
     }
 
     /// BinderHub's hub sequence: create the user, request the server, follow its progress.

@@ -70,6 +70,18 @@ impl Metrics {
         });
     }
 
+    /// A launch attempt failed and the launch tries again: timed under `retry`, as
+    /// BinderHub does, without ending the launch.
+    pub fn launch_retried(&self, elapsed: Duration) {
+        self.with(|m| {
+            observe(
+                m.launch_time.entry("retry").or_default(),
+                &LAUNCH_BUCKETS,
+                elapsed,
+            );
+        });
+    }
+
     /// A build started.
     pub fn build_started(&self) {
         self.with(|m| m.inprogress_builds += 1);

@@ -44,10 +44,22 @@ c.JupyterHub.load_roles = [
 ]
 
 
+# Images whose first spawn already failed (`flaky` images fail only once).
+flaky_failed = set()
+
+
+def record_failed_spawn(username):
+    """Appends the user of a simulated failure to `failed-spawns` in the hub directory,
+    so a test can check that this user was deleted afterwards."""
+    with open(os.path.join(hub_dir, "failed-spawns"), "a") as f:
+        f.write(username + "\n")
+
+
 class BinderTestSpawner(SimpleLocalProcessSpawner):
     """Reads BinderHub's user_options; the image name scripts the spawn, since a launch
     request cannot carry test knobs: `slow` in the image delays the start by 3 s, `fail`
-    makes it fail."""
+    makes every spawn fail, `flaky` makes the first spawn of that image fail (whatever the
+    user) and later ones succeed."""
 
     home_dir_template = os.path.join(hub_dir, "homes", "{username}")
 
@@ -64,7 +76,12 @@ class BinderTestSpawner(SimpleLocalProcessSpawner):
         if "slow" in image:
             await asyncio.sleep(3)
         if "fail" in image:
+            record_failed_spawn(self.user.name)
             raise RuntimeError("simulated spawn failure")
+        if "flaky" in image and image not in flaky_failed:
+            flaky_failed.add(image)
+            record_failed_spawn(self.user.name)
+            raise RuntimeError("simulated flaky spawn failure")
         # BinderHub's spawner starts the server with `--token=<user_options.token>`; a
         # jupyterhub-singleuser server checks tokens with the hub instead, so the launch
         # token is registered there, scoped to this user's server.

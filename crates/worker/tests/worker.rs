@@ -9,7 +9,9 @@ use std::time::Duration;
 use bindery_core::events::Phase;
 use http::{Method, StatusCode};
 use serde_json::Value;
-use support::{TOKEN, authed, call, follow, hub, hub_users, launch_request, post_launch, worker};
+use support::{
+    TOKEN, authed, call, failed_spawns, follow, hub, hub_users, launch_request, post_launch, worker,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_on_the_real_hub_streams_launching_then_ready_and_the_server_answers() {
@@ -105,10 +107,11 @@ async fn a_launch_on_the_real_hub_streams_launching_then_ready_and_the_server_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_spawn_ends_in_failed_with_the_reason_and_the_user_is_deleted() {
+async fn a_failing_spawn_is_tried_a_bounded_number_of_times_each_under_a_new_user_all_deleted() {
     let hub = hub();
     let mut config = support::config(&hub.url);
     config.hub_retries = 2;
+    config.launch_retries = 3;
     let worker = worker(config).await;
     let request = launch_request("bindery-tests", "will-fail");
     let stream = follow(&post_launch(&worker, &request).await, None, None).await;
@@ -121,13 +124,113 @@ async fn a_failing_spawn_ends_in_failed_with_the_reason_and_the_user_is_deleted(
         "{}",
         last.message
     );
-    assert!(last.message.ends_with('\n'));
+    assert!(
+        last.message.ends_with(" (gave up after 3 attempts)\n"),
+        "{}",
+        last.message
+    );
+    let retries: Vec<&str> = stream
+        .events
+        .iter()
+        .filter(|(_, e)| e.phase == Phase::Launching && e.message.contains("retrying"))
+        .map(|(_, e)| e.message.as_str())
+        .collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    assert!(retries[0].starts_with("Launch attempt 1 failed, retrying..."));
+    assert!(retries[1].starts_with("Launch attempt 2 failed, retrying..."));
+    let mut tried = failed_spawns(&hub, "bindery-tests-will-fail-");
+    tried.dedup();
+    assert_eq!(tried.len(), 3, "one fresh user per attempt: {tried:?}");
     let users = hub_users(&hub).await;
     assert!(
         !users
             .iter()
             .any(|u| u.starts_with("bindery-tests-will-fail-")),
-        "the user was deleted: {users:?}"
+        "every attempt's user was deleted: {users:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_that_fails_once_is_retried_under_a_fresh_name_and_the_first_user_is_deleted() {
+    let hub = hub();
+    let mut config = support::config(&hub.url);
+    config.launch_retries = 4;
+    let worker = worker(config).await;
+    let request = launch_request("bindery-tests", "flaky-once");
+    let stream = follow(&post_launch(&worker, &request).await, None, None).await;
+    let (_, last) = stream.events.last().unwrap();
+    assert_eq!(last.phase, Phase::Ready, "{:?}", stream.events);
+    let retried: Vec<&str> = stream
+        .events
+        .iter()
+        .map(|(_, e)| e.message.as_str())
+        .filter(|m| m.contains("retrying"))
+        .collect();
+    assert_eq!(retried.len(), 1, "{:?}", stream.events);
+    assert!(retried[0].starts_with("Launch attempt 1 failed, retrying..."));
+
+    let url = last.url.clone().unwrap();
+    let ready_user = url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let failed = failed_spawns(&hub, "bindery-tests-flaky-once-");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_ne!(failed[0], ready_user, "the second attempt has a new name");
+    assert!(ready_user.starts_with("bindery-tests-flaky-once-"));
+    let users = hub_users(&hub).await;
+    assert!(users.contains(&ready_user), "{users:?}");
+    assert!(
+        !users.contains(&failed[0]),
+        "the first attempt's user was deleted: {users:?}"
+    );
+
+    let (_, metrics) = call(Method::GET, &format!("{}/metrics", worker.base), &[], None).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("binderhub_launch_time_seconds_count{status=\"retry\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("binderhub_launch_count{status=\"success\"} 1"),
+        "{metrics}"
+    );
+
+    let auth = format!("token {}", support::HUB_TOKEN);
+    call(
+        Method::DELETE,
+        &format!("{}users/{ready_user}/server", hub.api),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_the_hub_refuses_with_403_is_not_retried_and_says_why() {
+    let hub = hub();
+    let mut config = support::config(&hub.url);
+    config.hub_api_token = bindery_worker::Secret::new("not-the-hub-token");
+    config.launch_retries = 4;
+    let worker = worker(config).await;
+    let request = launch_request("bindery-tests", "refused");
+    let stream = follow(&post_launch(&worker, &request).await, None, None).await;
+    let (_, last) = stream.events.last().unwrap();
+    assert_eq!(last.phase, Phase::Failed, "{:?}", stream.events);
+    assert!(
+        !stream
+            .events
+            .iter()
+            .any(|(_, e)| e.message.contains("retrying")),
+        "{:?}",
+        stream.events
+    );
+    assert!(
+        last.message.contains("credentials") && !last.message.contains("gave up"),
+        "{}",
+        last.message
     );
 }
 

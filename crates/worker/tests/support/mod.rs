@@ -43,6 +43,8 @@ pub struct Hub {
     pub url: String,
     /// The hub API base, ending in `/`.
     pub api: String,
+    /// The hub's run directory (its log, homes, and `failed-spawns`).
+    pub dir: PathBuf,
 }
 
 impl Drop for Hub {
@@ -129,6 +131,7 @@ fn start_hub() -> Hub {
         child,
         url: format!("http://127.0.0.1:{port}/"),
         api: format!("http://127.0.0.1:{port}/hub/api/"),
+        dir: dir.clone(),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -154,7 +157,21 @@ pub fn config(hub_url: &str) -> WorkerConfig {
     config.hub_retries = 1;
     config.hub_retry_delay = Duration::from_millis(50);
     config.launch_timeout = Duration::from_secs(90);
+    // One attempt per launch unless a test is about retries.
+    config.launch_retries = 1;
+    config.launch_retry_delay = Duration::from_millis(100);
     config
+}
+
+/// The users whose spawn the test spawner failed on purpose (`fail` and `flaky` images),
+/// in order, starting with `prefix`.
+pub fn failed_spawns(hub: &Hub, prefix: &str) -> Vec<String> {
+    std::fs::read_to_string(hub.dir.join("failed-spawns"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|u| u.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A worker serving on a free port until dropped.
