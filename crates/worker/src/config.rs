@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bindery_core::policy::{SpecPolicy, quota_from_repo_config};
 use serde::Deserialize;
 
 use crate::executor::local::LocalSettings;
@@ -87,6 +88,12 @@ pub struct WorkerConfig {
     pub image_prefix: String,
     /// Servers per image (all tags); `None` or 0 = unlimited.
     pub per_repo_quota: Option<u32>,
+    /// Servers per image for specs matching `high_quota_specs`; `None` or 0 = unlimited.
+    pub per_repo_quota_higher: Option<u32>,
+    /// `high_quota_specs` and `spec_config` (BinderHub's provider settings, matched against
+    /// the spec as the user wrote it): a matching `spec_config` entry's `quota` overrides
+    /// the per-repo quota. `None` when neither is set.
+    pub spec_policy: Option<SpecPolicy>,
     /// Servers in total; `None` = unlimited, 0 = maintenance (nothing launches).
     pub total_quota: Option<u32>,
     /// How long one launch attempt may take, from creating the user to `ready`.
@@ -204,6 +211,9 @@ struct FileConfig {
     hub_api_token: Option<String>,
     image_prefix: Option<String>,
     per_repo_quota: Option<u32>,
+    per_repo_quota_higher: Option<u32>,
+    high_quota_specs: Option<Vec<String>>,
+    spec_config: Option<serde_json::Value>,
     total_quota: Option<u32>,
     launch_timeout_seconds: Option<f64>,
     launch_retries: Option<u32>,
@@ -268,6 +278,8 @@ impl WorkerConfig {
             hub_api_token,
             image_prefix: image_prefix.into(),
             per_repo_quota: None,
+            per_repo_quota_higher: None,
+            spec_policy: None,
             total_quota: None,
             launch_timeout: Duration::from_secs(600),
             launch_retries: 4,
@@ -319,6 +331,9 @@ impl WorkerConfig {
         text("BINDERY_IMAGE_PREFIX", &mut raw.image_prefix);
         if let Some(v) = number::<u32>(&env, "BINDERY_PER_REPO_QUOTA")? {
             raw.per_repo_quota = Some(v);
+        }
+        if let Some(v) = number::<u32>(&env, "BINDERY_PER_REPO_QUOTA_HIGHER")? {
+            raw.per_repo_quota_higher = Some(v);
         }
         if let Some(v) = number::<u32>(&env, "BINDERY_TOTAL_QUOTA")? {
             raw.total_quota = Some(v);
@@ -376,6 +391,8 @@ impl WorkerConfig {
             config.hub_api_url = with_slash(&api);
         }
         config.per_repo_quota = raw.per_repo_quota;
+        config.per_repo_quota_higher = raw.per_repo_quota_higher;
+        config.spec_policy = spec_policy(raw.high_quota_specs, raw.spec_config)?;
         config.total_quota = raw.total_quota;
         let seconds = |what: &str, v: Option<f64>, slot: &mut Duration| {
             if let Some(v) = v {
@@ -513,6 +530,38 @@ impl WorkerConfig {
         }
         Ok(config)
     }
+}
+
+/// Compiles `high_quota_specs` and `spec_config`, refusing a bad pattern, a malformed
+/// entry or a `quota` that is not a non-negative integer (BinderHub refuses them too, but
+/// only when a launch evaluates them; here the worker will not start).
+fn spec_policy(
+    high_quota_specs: Option<Vec<String>>,
+    spec_config: Option<serde_json::Value>,
+) -> Result<Option<SpecPolicy>, ConfigError> {
+    if high_quota_specs.is_none() && spec_config.is_none() {
+        return Ok(None);
+    }
+    let spec_config = spec_config.unwrap_or(serde_json::Value::Null);
+    let invalid = |message: String| ConfigError::Invalid {
+        what: "high_quota_specs or spec_config".into(),
+        message,
+    };
+    let policy = SpecPolicy::new(
+        &[],
+        &[],
+        &high_quota_specs.unwrap_or_default(),
+        spec_config.clone(),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    // `new` checked the shape: a list of objects whose `config` is an object.
+    for (i, entry) in spec_config.as_array().into_iter().flatten().enumerate() {
+        if let Some(config) = entry.get("config").and_then(serde_json::Value::as_object) {
+            quota_from_repo_config(config)
+                .map_err(|e| invalid(format!("spec_config entry {i}: {e}")))?;
+        }
+    }
+    Ok(Some(policy))
 }
 
 fn number<T: std::str::FromStr>(

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use bindery_core::events::{Event, Phase, ReadyInfo};
 use bindery_core::image::build_name;
 use bindery_core::launch::hub_username;
-use bindery_core::policy::{QuotaDecision, check_quota, count_running};
+use bindery_core::policy::{
+    QuotaDecision, SpecPolicy, check_quota, count_running, quota_from_repo_config,
+};
 use bindery_core::worker_api::LaunchRequest;
 use serde_json::json;
 
@@ -118,6 +120,8 @@ pub struct Launcher {
     hub: HubClient,
     hub_url: String,
     per_repo_quota: Option<u32>,
+    per_repo_quota_higher: Option<u32>,
+    spec_policy: Option<SpecPolicy>,
     total_quota: Option<u32>,
     launch_timeout: Duration,
     launch_retries: u32,
@@ -139,6 +143,8 @@ impl Launcher {
             hub,
             hub_url: config.hub_url.clone(),
             per_repo_quota: config.per_repo_quota,
+            per_repo_quota_higher: config.per_repo_quota_higher,
+            spec_policy: config.spec_policy.clone(),
             total_quota: config.total_quota,
             launch_timeout: config.launch_timeout,
             launch_retries: config.launch_retries.max(1),
@@ -157,6 +163,18 @@ impl Launcher {
     /// The quota counter.
     pub fn admission(&self) -> &Admission {
         &self.admission
+    }
+
+    /// The per-repo quota of `spec`, BinderHub's way: `per_repo_quota`, or
+    /// `per_repo_quota_higher` for a high-quota spec, overridden by the `quota` of the last
+    /// matching `spec_config` entry.
+    pub fn repo_quota(&self, spec: &str) -> Option<u32> {
+        let Some(policy) = &self.spec_policy else {
+            return self.per_repo_quota;
+        };
+        let config = policy.repo_config(spec, self.per_repo_quota, self.per_repo_quota_higher);
+        // The configuration checked every entry's `quota` at load.
+        quota_from_repo_config(&config).unwrap_or(self.per_repo_quota)
     }
 
     /// Runs launch `id` of `request` to its end, writing every step to `log`.
@@ -185,9 +203,12 @@ impl Launcher {
                 return;
             }
         }
-        let decision =
-            self.admission
-                .admit(id, &request.image, self.per_repo_quota, self.total_quota);
+        let decision = self.admission.admit(
+            id,
+            &request.image,
+            self.repo_quota(&request.spec),
+            self.total_quota,
+        );
         if let (Some(message), Some(status)) =
             (decision.message(&request.repo_url), decision.status())
         {
@@ -347,6 +368,106 @@ impl Launcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn launcher(config: &WorkerConfig) -> Launcher {
+        let metrics = Arc::new(Metrics::default());
+        let builds = Arc::new(Builds::new(
+            crate::events::Logs::new(10, Duration::from_secs(1)),
+            Arc::new(crate::executor::LocalExecutor::new(
+                config.builds.local.clone(),
+            )),
+            None,
+            crate::logstore::LogStore::open(None, Duration::from_secs(1)).expect("store"),
+            1,
+            Arc::clone(&metrics),
+        ));
+        let hub = HubClient::new(config).expect("hub client");
+        Launcher::new(config, hub, metrics, builds)
+    }
+
+    #[test]
+    fn the_repo_quota_comes_from_spec_config_then_high_quota_specs_then_per_repo_quota() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        std::fs::write(
+            &path,
+            r#"token = "t"
+hub_url = "http://h/"
+hub_api_token = "t"
+image_prefix = "p-"
+per_repo_quota = 10
+per_repo_quota_higher = 20
+high_quota_specs = ["^popular/"]
+
+[[spec_config]]
+pattern = "^workshop/"
+config = { quota = 300, other = "kept" }
+
+[[spec_config]]
+pattern = "^workshop/closed"
+config = { quota = 1 }
+
+[[spec_config]]
+pattern = "^popular/special"
+config = { quota = 50 }
+"#,
+        )
+        .expect("write");
+        let config = WorkerConfig::from_sources(Some(&path), |_| None).expect("config");
+        let configured = launcher(&config);
+        let cases = [
+            ("someone/else/main", Some(10)),
+            ("Workshop/intro/main", Some(300)),
+            ("workshop/closed-day/main", Some(1)),
+            ("popular/repo/main", Some(20)),
+            ("popular/special/main", Some(50)),
+            ("not/workshop/main", Some(10)),
+        ];
+        for (spec, quota) in cases {
+            assert_eq!(configured.repo_quota(spec), quota, "{spec}");
+        }
+        let plain = launcher(&WorkerConfig {
+            per_repo_quota: Some(7),
+            ..config.clone()
+        });
+        assert_eq!(plain.repo_quota("workshop/intro/main"), Some(300));
+        let no_policy = launcher(&WorkerConfig {
+            spec_policy: None,
+            ..config
+        });
+        assert_eq!(no_policy.repo_quota("workshop/intro/main"), Some(10));
+    }
+
+    #[test]
+    fn a_spec_config_that_cannot_be_used_stops_the_worker_with_a_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        let required = "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\n";
+        for (bad, needle) in [
+            (
+                "[[spec_config]]\npattern = \"^a\"\nconfig = { quota = \"3\" }\n",
+                "quota",
+            ),
+            (
+                "[[spec_config]]\npattern = \"^a\"\nconfig = { quota = -1 }\n",
+                "quota",
+            ),
+            (
+                "[[spec_config]]\npattern = \"(\"\nconfig = {}\n",
+                "spec_config",
+            ),
+            (
+                "[[spec_config]]\npattern = \"^a\"\nconfig = \"x\"\n",
+                "config",
+            ),
+            ("[[spec_config]]\nconfig = {}\n", "pattern"),
+            ("high_quota_specs = [\"a)|(b\"]\n", "high_quota_specs"),
+        ] {
+            std::fs::write(&path, format!("{required}{bad}")).expect("write");
+            let err = WorkerConfig::from_sources(Some(&path), |_| None).expect_err(bad);
+            assert!(err.to_string().contains(needle), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn admission_counts_per_image_and_in_total_and_releases() {

@@ -311,6 +311,64 @@ async fn fifty_concurrent_launches_with_a_total_quota_of_three_admit_exactly_thr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_repo_quotas_come_from_spec_config_and_high_quota_specs_under_concurrent_launches() {
+    let hub = hub();
+    let mut config = support::config(&hub.url);
+    config.per_repo_quota = Some(1);
+    config.per_repo_quota_higher = Some(2);
+    config.spec_policy = Some(
+        bindery_core::policy::SpecPolicy::new(
+            &[],
+            &[],
+            &["bindery-tests/slow-fail-popular/".to_owned()],
+            serde_json::json!([
+                {"pattern": "bindery-tests/slow-fail-workshop/", "config": {"quota": 3}},
+            ]),
+        )
+        .unwrap(),
+    );
+    let worker = worker(config).await;
+    // Slow, then failing: every admitted launch holds its slot for 3 s.
+    let repos = [
+        ("slow-fail-workshop", 3),
+        ("slow-fail-popular", 2),
+        ("slow-fail-plain", 1),
+    ];
+    let mut posts = Vec::new();
+    for (repo, _) in repos {
+        let request = launch_request("bindery-tests", repo);
+        for _ in 0..8 {
+            let request = request.clone();
+            let worker = &worker;
+            posts.push(async move { (repo, post_launch(worker, &request).await) });
+        }
+    }
+    let urls = futures::future::join_all(posts).await;
+    let streams = futures::future::join_all(
+        urls.iter()
+            .map(|(repo, url)| async move { (*repo, follow(url, None, None).await) }),
+    )
+    .await;
+    for (repo, quota) in repos {
+        let finals: Vec<_> = streams
+            .iter()
+            .filter(|(r, _)| *r == repo)
+            .map(|(_, s)| s.events.last().unwrap().1.clone())
+            .collect();
+        assert_eq!(finals.len(), 8);
+        let refused: Vec<_> = finals
+            .iter()
+            .filter(|e| e.status_code == Some(429))
+            .collect();
+        assert_eq!(refused.len(), 8 - quota, "{repo}: {finals:?}");
+        let message = format!(
+            "Too many users running https://github.com/bindery-tests/{repo}! Try again soon.\n"
+        );
+        assert!(refused.iter().all(|e| e.message == message), "{refused:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_the_hub_and_answers_503_when_it_is_down() {
     let hub = hub();
     let up = worker(support::config(&hub.url)).await;
