@@ -24,6 +24,8 @@ const PY_REQUIREMENTS: &str = concat!(
     // bindery-system-tests' chart test: the Helm v4 engine as a library (no helm binary),
     // and the YAML reader for the rendered manifests.
     "helm-python-sdk==0.2.2\npyyaml==6.0.4\n",
+    // The same test loads infra/jupyterhub's spawner on the real KubeSpawner.
+    "jupyterhub-kubespawner==7.1.0\n",
 );
 /// Debian packages the system tests run: the real registry, htpasswd, openssl; and podman
 /// with its runtime and a static busybox, for the worker's real repo2docker build.
