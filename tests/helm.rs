@@ -6,6 +6,9 @@
 //! compared with the committed `ci/snapshots/<name>.yaml`. After an intended change,
 //! refresh them with `BINDERY_UPDATE_SNAPSHOTS=1 cargo test -p bindery-system-tests --test
 //! helm` and commit the result.
+//!
+//! The same checker covers `infra/jupyterhub`: its Python compiles, and its spawner, loaded
+//! on the real KubeSpawner, honours BinderHub's `user_options`.
 
 #![allow(clippy::expect_used)]
 
@@ -64,4 +67,14 @@ fn the_renders_equal_the_committed_snapshots() {
 #[test]
 fn each_check_fails_on_a_broken_manifest() {
     check("selftest");
+}
+
+#[test]
+fn the_python_of_the_jupyterhub_settings_compiles() {
+    check("py-compile");
+}
+
+#[test]
+fn the_hub_spawner_takes_image_and_token_from_binderhubs_user_options() {
+    check("hub-spawner");
 }

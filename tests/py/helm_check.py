@@ -10,6 +10,8 @@
                               (BINDERY_UPDATE_SNAPSHOTS=1 rewrites them)
     helm_check.py selftest    each check above fails on a broken input
     helm_check.py py-compile  the Python in infra/ (files and hub.extraConfig) compiles
+    helm_check.py hub-spawner infra/jupyterhub's spawner, loaded on the real KubeSpawner,
+                              takes image and token from BinderHub's user_options
 
 Exits 0 when everything holds; otherwise prints what failed and exits 1.
 """
@@ -360,7 +362,10 @@ def cmd_py_compile():
             count += 1
         except py_compile.PyCompileError as e:
             fail(f"{path.relative_to(ROOT)} does not compile: {e.msg}")
+    # z2jh values files: the chart's templates and renders are not values files.
     for path in sorted((ROOT / "infra").rglob("*.yaml")):
+        if CHART in path.parents:
+            continue
         doc = yaml.safe_load(path.read_text()) or {}
         extra = (doc.get("hub") or {}).get("extraConfig") if isinstance(doc, dict) else None
         for key, code in (extra or {}).items():
@@ -375,6 +380,117 @@ def cmd_py_compile():
         print(f"ok: {count} Python sources under infra/ compile")
 
 
+# --- hub spawner ----------------------------------------------------------------------
+
+HUB_VALUES = ROOT / "infra/jupyterhub/values.yaml"
+# A kubeconfig naming an unreachable server: KubeSpawner loads one when it is made, and
+# nothing here talks to Kubernetes.
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: none, user: {token: none}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: jhub}}]
+current-context: none
+"""
+
+
+class FakeUser:
+    """The part of JupyterHub's User the spawner touches; records minted tokens."""
+
+    def __init__(self, name):
+        self.name = name
+        self.id = 1
+        self.url = f"/user/{name}/"
+        self.tokens = []
+
+    def new_api_token(self, **kwargs):
+        self.tokens.append(kwargs)
+
+
+def cmd_hub_spawner():
+    """Loads hub.extraConfig of infra/jupyterhub/values.yaml as z2jh does (with `c` and
+    the hub.config values) on the real KubeSpawner, and drives the spawner with the
+    user_options the worker sends (crates/worker/src/launcher.rs)."""
+    import asyncio
+
+    # kubernetes_asyncio reads KUBECONFIG when kubespawner imports it.
+    tmp = tempfile.mkdtemp(prefix="bindery-kubeconfig-")
+    kubeconfig = Path(tmp) / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    from traitlets.config import Config
+    from tornado import web
+
+    values = yaml.safe_load(HUB_VALUES.read_text())
+    c = Config(values["hub"].get("config", {}))
+    namespace = {"c": c, "get_config": lambda: c}
+    for key, code in sorted(values["hub"]["extraConfig"].items()):
+        exec(compile(code, f"hub.extraConfig.{key}", "exec"), namespace)
+    spawner_class = c.JupyterHub.spawner_class
+    if not isinstance(spawner_class, type) or spawner_class.__name__ != "BinderySpawner":
+        fail(f"hub.extraConfig does not set c.JupyterHub.spawner_class to BinderySpawner: {spawner_class!r}")
+        return
+    prefix = c.BinderySpawner.image_prefix
+    if not prefix:
+        fail("hub.config.BinderySpawner.image_prefix is not set")
+        return
+    scopes = values["hub"]["loadRoles"]["binder"]["scopes"]
+    if sorted(scopes) != ["admin:users", "servers"]:
+        fail(f"the binder role's scopes changed: {scopes}")
+    options = {
+        "image": f"{prefix}gh-org-repo:0123abc",
+        "token": "launch-token-0123456789",
+        "repo_url": "https://github.com/org/repo",
+        "binder_ref_url": "https://github.com/org/repo/tree/0123abc",
+        "binder_launch_host": "https://binder.example.org/",
+        "binder_request": "v2/gh/org/repo/main",
+        "binder_persistent_request": "v2/gh/org/repo/0123abc",
+        "binder_client_ip": "192.0.2.1",
+    }
+
+    async def drive():
+        user = FakeUser("binder-u1")
+        spawner = spawner_class(_mock=True, user=user, config=c)
+        spawner.user_options = dict(options)
+        spawner.apply_user_options()
+        if spawner.image != options["image"]:
+            fail(f"the spawner runs {spawner.image!r}, not user_options' image")
+        want = [{"token": options["token"], "note": "binder launch token",
+                 "scopes": ["access:servers!user=binder-u1"]}]
+        if user.tokens != want:
+            fail(f"the launch token was not registered for this user's server only: {user.tokens}")
+        env = spawner.get_env()
+        for key, name in [("repo_url", "BINDER_REPO_URL"), ("binder_ref_url", "BINDER_REF_URL"),
+                          ("binder_launch_host", "BINDER_LAUNCH_HOST"),
+                          ("binder_request", "BINDER_REQUEST"),
+                          ("binder_persistent_request", "BINDER_PERSISTENT_REQUEST")]:
+            if env.get(name) != options[key]:
+                fail(f"the server's {name} is {env.get(name)!r}, not user_options' {key}")
+        if env.get("JUPYTER_IMAGE") != options["image"]:
+            fail("KubeSpawner's JUPYTER_IMAGE is not the launched image")
+        for bad, what in [({**options, "image": "docker.io/evil/miner:1"}, "an image outside the prefix"),
+                          ({k: v for k, v in options.items() if k != "token"}, "options without a token"),
+                          ({k: v for k, v in options.items() if k != "image"}, "options without an image")]:
+            refused = spawner_class(_mock=True, user=FakeUser("binder-u2"), config=c)
+            refused.user_options = bad
+            try:
+                refused.apply_user_options()
+                fail(f"the spawner accepted {what}")
+            except web.HTTPError as e:
+                if e.status_code != 400:
+                    fail(f"the spawner refused {what} with {e.status_code}, not 400")
+
+    before = len(failures)
+    try:
+        asyncio.run(drive())
+    finally:
+        kubeconfig.unlink()
+        os.rmdir(tmp)
+    if len(failures) == before:
+        print("ok: BinderySpawner runs user_options' image, registers the launch token, "
+              "passes the provenance and refuses bad options")
+
+
 COMMANDS = {
     "lint": cmd_lint,
     "validate": cmd_validate,
@@ -382,6 +498,7 @@ COMMANDS = {
     "snapshots": cmd_snapshots,
     "selftest": cmd_selftest,
     "py-compile": cmd_py_compile,
+    "hub-spawner": cmd_hub_spawner,
 }
 
 if __name__ == "__main__":
