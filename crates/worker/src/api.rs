@@ -59,6 +59,7 @@ pub struct AppState {
     builds: Arc<Builds>,
     launcher: Arc<Launcher>,
     metrics: Arc<Metrics>,
+    health: std::sync::Mutex<Option<(Instant, bool, serde_json::Value)>>,
 }
 
 /// Why the worker's state could not be set up.
@@ -127,6 +128,7 @@ impl AppState {
             builds,
             metrics,
             config,
+            health: std::sync::Mutex::new(None),
         })
     }
 }
@@ -527,9 +529,29 @@ fn events(
     response
 }
 
+/// `/health` (BinderHub's shape): every check runs concurrently; `ok` is true when every
+/// check that is not `_ignore_failure` is; 503 otherwise. The answer is reused for
+/// `health_cache`.
 async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
-    let hub_ok = state.launcher.hub().healthy(Duration::from_secs(3)).await;
-    let status = if hub_ok {
+    let cached = state
+        .health
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .filter(|(at, _, _)| at.elapsed() < state.config.health_cache);
+    let (ok, body) = match cached {
+        Some((_, ok, body)) => (ok, body),
+        None => {
+            let (ok, body) = run_health_checks(state).await;
+            *state
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((Instant::now(), ok, body.clone()));
+            (ok, body)
+        }
+    };
+    let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -539,13 +561,28 @@ async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
         *response.status_mut() = status;
         return response;
     }
-    json_response(
-        status,
-        &json!({
-            "ok": hub_ok,
-            "checks": [{"service": "JupyterHub API", "ok": hub_ok}],
-        }),
-    )
+    json_response(status, &body)
+}
+
+async fn run_health_checks(state: &Arc<AppState>) -> (bool, serde_json::Value) {
+    let hub = async {
+        let ok = state
+            .launcher
+            .hub()
+            .healthy(crate::executor::HEALTH_TIMEOUT)
+            .await;
+        json!({"service": "JupyterHub API", "ok": ok})
+    };
+    let builds = state
+        .builds
+        .health(&state.config.image_prefix, state.config.total_quota);
+    let (hub, builds) = futures::future::join(hub, builds).await;
+    let mut checks = vec![hub];
+    checks.extend(builds);
+    let ok = checks
+        .iter()
+        .all(|check| check["_ignore_failure"] == json!(true) || check["ok"] == json!(true));
+    (ok, json!({"ok": ok, "checks": checks}))
 }
 
 fn accepted(events_url: String, id: String) -> Response<Body> {

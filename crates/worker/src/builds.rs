@@ -268,6 +268,37 @@ impl Builds {
         self.store.get(id).ok().flatten().map(|r| r.log)
     }
 
+    /// The build side of `/health`: the executor's checks and, when a registry is
+    /// configured, BinderHub's `Docker registry` check (a manifest request for a made-up
+    /// image under `image_prefix`: only an answer matters, a 404 is healthy).
+    pub async fn health(
+        &self,
+        image_prefix: &str,
+        total_quota: Option<u32>,
+    ) -> Vec<serde_json::Value> {
+        let registry = async {
+            let registry = self.registry.as_ref()?;
+            let probe = format!("{image_prefix}some-image-name:12345");
+            let check = registry.image_present(&probe);
+            let ok = match tokio::time::timeout(crate::executor::HEALTH_TIMEOUT, check).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "health: the registry does not answer");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("health: the registry did not answer in time");
+                    false
+                }
+            };
+            Some(serde_json::json!({"service": "Docker registry", "ok": ok}))
+        };
+        let (mut checks, registry) =
+            futures::future::join(self.executor.health(total_quota), registry).await;
+        checks.extend(registry);
+        checks
+    }
+
     /// How many builds wait for a slot.
     pub fn queue_length(&self) -> usize {
         self.queue.len()

@@ -115,6 +115,9 @@ pub struct WorkerConfig {
     pub finished_log_ttl: Duration,
     /// How often launched servers are checked against the hub to free their quota.
     pub quota_refresh_interval: Duration,
+    /// How long a `/health` answer is reused (BinderHub caches its checks for 15 s), so
+    /// that frequent polling does not run every check each time.
+    pub health_cache: Duration,
     /// Builds: executor, queue, registry and log keeping.
     pub builds: BuildSettings,
 }
@@ -224,6 +227,7 @@ struct FileConfig {
     max_events_per_log: Option<usize>,
     finished_log_ttl_seconds: Option<f64>,
     quota_refresh_seconds: Option<f64>,
+    health_cache_seconds: Option<f64>,
     repo2docker: Option<String>,
     build_engine: Option<String>,
     repo2docker_config: Option<String>,
@@ -290,6 +294,7 @@ impl WorkerConfig {
             max_events_per_log: 10_000,
             finished_log_ttl: Duration::from_secs(3600),
             quota_refresh_interval: Duration::from_secs(60),
+            health_cache: Duration::from_secs(15),
             builds: BuildSettings::default(),
         }
     }
@@ -432,6 +437,11 @@ impl WorkerConfig {
             "quota_refresh_seconds",
             raw.quota_refresh_seconds,
             &mut config.quota_refresh_interval,
+        )?;
+        seconds(
+            "health_cache_seconds",
+            raw.health_cache_seconds,
+            &mut config.health_cache,
         )?;
         let builds = &mut config.builds;
         seconds(

@@ -59,4 +59,15 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     fn adopt(&self) -> BoxFuture<'_, Result<Vec<(BuildSpec, BuildHandle)>, String>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+
+    /// The executor's entries of `/health` (BinderHub's `{"service": ..., "ok": ...}`
+    /// objects): whether what runs builds answers, and anything informational, such as
+    /// the Kubernetes executor's pod quota against `total_quota`. The default: none.
+    fn health(&self, total_quota: Option<u32>) -> BoxFuture<'_, Vec<serde_json::Value>> {
+        let _ = total_quota;
+        Box::pin(async { Vec::new() })
+    }
 }
+
+/// How long one health check may take before it counts as failed.
+pub const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -35,7 +35,12 @@ fn executor_settings() -> ExecutorSettings {
 
 /// A worker configuration building with Jobs on `fake` (no hub is needed for builds).
 fn config(fake: &FakeKube) -> WorkerConfig {
-    let mut config = support::config("http://127.0.0.1:9/");
+    config_with_hub(fake, "http://127.0.0.1:9/")
+}
+
+/// A worker configuration building with Jobs on `fake` and launching on `hub_url`.
+fn config_with_hub(fake: &FakeKube, hub_url: &str) -> WorkerConfig {
+    let mut config = support::config(hub_url);
     config.builds.executor = ExecutorKind::Kubernetes;
     config.builds.kubernetes.api_url = Some(fake.url());
     config.builds.kubernetes.executor = executor_settings();
@@ -223,4 +228,78 @@ async fn cancelling_a_build_through_the_executor_trait_deletes_its_job() {
         BuildOutcome::Failed("the build was cancelled".into())
     );
     assert!(fake.job(NS, &job.name).is_none(), "the job is deleted");
+}
+
+async fn health_of(base: &str) -> (StatusCode, Value) {
+    let (status, body) = support::call(Method::GET, &format!("{base}/health"), &[], None).await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn check<'a>(body: &'a Value, service: &str) -> &'a Value {
+    body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == service)
+        .unwrap_or_else(|| panic!("no {service} check in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_the_kubernetes_api_and_reports_the_pod_quota_without_failing_on_it() {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let hub = support::hub();
+    let fake = FakeKube::start().await;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(fake.client(NS), NS);
+    for i in 0..3 {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": format!("jupyter-user-{i}"),
+                "labels": {"app": "jupyterhub", "component": "singleuser-server"},
+            },
+            "spec": {"containers": [{"name": "notebook", "image": "x"}]},
+        }))
+        .unwrap();
+        pods.create(&Default::default(), &pod).await.unwrap();
+    }
+    // A running build: its Job's pod counts as a build pod.
+    let previous = KubeExecutor::new(fake.client(NS), executor_settings());
+    previous
+        .start(&job_of(&build_request("kube-health")))
+        .await
+        .unwrap();
+
+    let mut config = config_with_hub(&fake, &hub.url);
+    config.total_quota = Some(3);
+    let full = worker(config.clone()).await;
+    let (status, body) = health_of(&full.base).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ok"], true, "the pod quota is informational: {body}");
+    assert_eq!(check(&body, "JupyterHub API")["ok"], true);
+    assert_eq!(check(&body, "Kubernetes API")["ok"], true, "{body}");
+    let quota = check(&body, "Pod quota");
+    assert_eq!(
+        *quota,
+        serde_json::json!({
+            "service": "Pod quota", "ok": false, "total_pods": 4, "build_pods": 1,
+            "user_pods": 3, "quota": 3, "_ignore_failure": true,
+        })
+    );
+
+    let mut unlimited = config.clone();
+    unlimited.total_quota = None;
+    let unlimited = worker(unlimited).await;
+    let (_, body) = health_of(&unlimited.base).await;
+    assert_eq!(check(&body, "Pod quota")["ok"], true, "{body}");
+    assert_eq!(check(&body, "Pod quota")["quota"], Value::Null);
+
+    let mut dead = config;
+    dead.builds.kubernetes.api_url = Some("http://127.0.0.1:9".into());
+    let dead = worker(dead).await;
+    let (status, body) = health_of(&dead.base).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["ok"], false);
+    assert_eq!(check(&body, "Kubernetes API")["ok"], false);
+    assert_eq!(check(&body, "Pod quota")["ok"], false);
+    assert_eq!(check(&body, "JupyterHub API")["ok"], true);
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use bindery_worker::executor::local::LocalSettings;
 use bindery_worker::executor::{BuildOutcome, BuildSpec, Executor, LocalExecutor};
 use http::{Method, StatusCode};
 use serde_json::Value;
-use support::{authed, follow, launch_request, worker};
+use support::{Registry, authed, follow, launch_request, start_registry, worker};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -469,52 +469,6 @@ async fn a_build_log_is_kept_after_the_build_and_survives_a_worker_restart() {
 }
 
 // ---- the real build: repo2docker 2026.4.0 through podman into docker-registry ----
-
-/// The real `docker-registry`, killed and reaped on drop.
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(dir: &Path) -> Registry {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: {addr}, secret: bindery-test}}\n",
-            dir.join("registry-data").display()
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("docker-registry (apt-get install docker-registry; cargo xtask test sets it up)");
-    let registry = Registry { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&registry.addr).is_err() {
-        assert!(Instant::now() < deadline, "the registry did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    registry
-}
 
 fn venv_bin() -> PathBuf {
     let python = std::env::var_os("BINDERY_PYTHON").map_or_else(

@@ -368,22 +368,76 @@ async fn per_repo_quotas_come_from_spec_config_and_high_quota_specs_under_concur
     }
 }
 
+fn check<'a>(body: &'a Value, service: &str) -> &'a Value {
+    body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == service)
+        .unwrap_or_else(|| panic!("no {service} check in {body}"))
+}
+
+async fn health_of(worker: &support::Worker) -> (StatusCode, Value) {
+    let (status, body) = call(Method::GET, &format!("{}/health", worker.base), &[], None).await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_reports_the_hub_and_answers_503_when_it_is_down() {
+async fn health_checks_the_hub_the_container_engine_and_the_registry_and_answers_503_when_one_is_down()
+ {
     let hub = hub();
-    let up = worker(support::config(&hub.url)).await;
-    let (status, body) = call(Method::GET, &format!("{}/health", up.base), &[], None).await;
-    assert_eq!(status, StatusCode::OK);
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = support::start_registry(dir.path());
+    let mut config = support::config(&hub.url);
+    config.builds.local.engine = Some("podman".into());
+    config.builds.registry_url = Some(format!("http://{}", registry.addr));
+    let up = worker(config.clone()).await;
+    let (status, body) = health_of(&up).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["ok"], true);
     assert_eq!(body["checks"][0]["service"], "JupyterHub API");
-    assert_eq!(body["checks"][0]["ok"], true);
+    assert_eq!(check(&body, "JupyterHub API")["ok"], true);
+    assert_eq!(check(&body, "Container engine")["ok"], true, "{body}");
+    assert_eq!(check(&body, "Container engine")["engine"], "podman");
+    assert_eq!(check(&body, "Docker registry")["ok"], true, "{body}");
+    assert!(
+        body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["service"] != "Pod quota"),
+        "the pod quota is a Kubernetes check: {body}"
+    );
+    let (status, _) = call(Method::HEAD, &format!("{}/health", up.base), &[], None).await;
+    assert_eq!(status, StatusCode::OK);
 
-    let down = worker(support::config("http://127.0.0.1:9/")).await;
-    let (status, body) = call(Method::GET, &format!("{}/health", down.base), &[], None).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    // docker whose daemon is not there, and a registry that is gone.
+    let mut broken = config.clone();
+    broken.builds.local.engine = Some("docker".into());
+    broken.builds.local.env = vec![(
+        "DOCKER_HOST".into(),
+        format!("unix://{}/no-such.sock", dir.path().display()),
+    )];
+    broken.builds.registry_url = Some("http://127.0.0.1:9".into());
+    let broken = worker(broken).await;
+    let (status, body) = health_of(&broken).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["ok"], false);
+    assert_eq!(check(&body, "JupyterHub API")["ok"], true);
+    assert_eq!(check(&body, "Container engine")["ok"], false, "{body}");
+    assert_eq!(check(&body, "Docker registry")["ok"], false, "{body}");
+    let (status, head) = call(Method::HEAD, &format!("{}/health", broken.base), &[], None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(head.is_empty());
+
+    let mut no_hub = support::config("http://127.0.0.1:9/");
+    no_hub.builds.local.engine = Some("podman".into());
+    let down = worker(no_hub).await;
+    let (status, body) = health_of(&down).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["ok"], false);
+    assert_eq!(check(&body, "JupyterHub API")["ok"], false);
+    assert_eq!(check(&body, "Container engine")["ok"], true);
 }
 
 #[tokio::test]

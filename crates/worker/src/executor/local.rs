@@ -92,7 +92,74 @@ impl LocalExecutor {
     }
 }
 
+impl LocalExecutor {
+    /// The container engine repo2docker drives (`docker` unless `engine` says otherwise).
+    pub fn engine(&self) -> &str {
+        self.settings.engine.as_deref().unwrap_or("docker")
+    }
+
+    /// Whether `<engine> version` succeeds within [`super::HEALTH_TIMEOUT`], with the
+    /// build environment (`DOCKER_HOST`, `CONTAINERS_CONF`, ...): for docker that means
+    /// the daemon answers too.
+    pub async fn engine_answers(&self) -> Result<(), String> {
+        let mut command = Command::new(self.engine());
+        command
+            .arg("version")
+            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let output = match tokio::time::timeout(super::HEALTH_TIMEOUT, command.output()).await {
+            Err(_) => {
+                return Err(format!(
+                    "`{} version` did not answer in time",
+                    self.engine()
+                ));
+            }
+            Ok(Err(error)) => return Err(format!("failed to run {}: {error}", self.engine())),
+            Ok(Ok(output)) => output,
+        };
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Err(format!(
+            "`{} version` failed ({}): {}",
+            self.engine(),
+            output.status,
+            last.chars().take(300).collect::<String>()
+        ))
+    }
+}
+
 impl Executor for LocalExecutor {
+    fn health(
+        &self,
+        _total_quota: Option<u32>,
+    ) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+        Box::pin(async move {
+            let mut check = serde_json::json!({
+                "service": "Container engine",
+                "engine": self.engine(),
+            });
+            match self.engine_answers().await {
+                Ok(()) => check["ok"] = true.into(),
+                Err(error) => {
+                    tracing::warn!(%error, "health: the container engine does not answer");
+                    // The reason goes to the log only: `/health` is public.
+                    check["ok"] = false.into();
+                }
+            }
+            vec![check]
+        })
+    }
+
     fn start(&self, spec: &BuildSpec) -> BuildHandle {
         let (events, events_rx) = mpsc::unbounded_channel();
         let (outcome_tx, outcome) = oneshot::channel();

@@ -574,6 +574,19 @@ impl worker_executor::Executor for KubeExecutor {
         })
     }
 
+    fn health(&self, total_quota: Option<u32>) -> BoxFuture<'_, Vec<serde_json::Value>> {
+        Box::pin(async move {
+            let (api, pods) = futures::future::join(self.api_answers(), self.pod_counts()).await;
+            if let Err(error) = &api {
+                tracing::warn!(%error, "health: the Kubernetes API does not answer");
+            }
+            vec![
+                serde_json::json!({"service": "Kubernetes API", "ok": api.is_ok()}),
+                pod_quota_check(pods, total_quota),
+            ]
+        })
+    }
+
     fn adopt(
         &self,
     ) -> BoxFuture<'_, Result<Vec<(worker_executor::BuildSpec, BuildHandle)>, String>> {
@@ -597,7 +610,61 @@ impl worker_executor::Executor for KubeExecutor {
     }
 }
 
+/// The label selector of user servers (KubeSpawner's pods), as BinderHub counts them.
+pub const USER_POD_SELECTOR: &str = "app=jupyterhub,component=singleuser-server";
+
+/// Pod counts for BinderHub's informational `Pod quota` health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodCounts {
+    /// Build pods (`component=bindery-build`) not yet ended.
+    pub build_pods: usize,
+    /// User server pods not yet ended.
+    pub user_pods: usize,
+}
+
 impl KubeExecutor {
+    /// Whether the API server answers: one Job listed in the build namespace.
+    pub async fn api_answers(&self) -> Result<(), String> {
+        let params = ListParams::default().limit(1);
+        let list = self.inner.cluster.jobs.list(&params);
+        match tokio::time::timeout(worker_executor::HEALTH_TIMEOUT, list).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error_chain(&error)),
+            Err(_) => Err("the Kubernetes API did not answer in time".into()),
+        }
+    }
+
+    /// The build and user pods in the build namespace that have not ended (a finished
+    /// build's pod lingers until its Job's TTL, and holds no resources).
+    pub async fn pod_counts(&self) -> Result<PodCounts, String> {
+        let pods = &self.inner.cluster.pods;
+        let count = |selector: String| async move {
+            let params = ListParams::default().labels(&selector);
+            let list = pods.list(&params);
+            match tokio::time::timeout(worker_executor::HEALTH_TIMEOUT, list).await {
+                Ok(Ok(list)) => Ok(list
+                    .items
+                    .iter()
+                    .filter(|pod| {
+                        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                        !matches!(phase, Some("Succeeded" | "Failed"))
+                    })
+                    .count()),
+                Ok(Err(error)) => Err(error_chain(&error)),
+                Err(_) => Err("the Kubernetes API did not answer in time".to_owned()),
+            }
+        };
+        let (build_pods, user_pods) = futures::future::try_join(
+            count(format!("component={}", job::COMPONENT)),
+            count(USER_POD_SELECTOR.to_owned()),
+        )
+        .await?;
+        Ok(PodCounts {
+            build_pods,
+            user_pods,
+        })
+    }
+
     /// A handle whose task awaits `run` and relays it.
     fn handle(
         &self,
@@ -652,6 +719,32 @@ async fn relay(
                     return BuildOutcome::Failed("the build was cancelled".into());
                 }
             }
+        }
+    }
+}
+
+/// BinderHub's `Pod quota` check: informational (`_ignore_failure`), so it never makes
+/// `/health` fail; `ok` says whether the pods fit the total quota (always, without one).
+pub fn pod_quota_check(
+    counts: Result<PodCounts, String>,
+    total_quota: Option<u32>,
+) -> serde_json::Value {
+    match counts {
+        Ok(counts) => {
+            let total = counts.build_pods + counts.user_pods;
+            serde_json::json!({
+                "service": "Pod quota",
+                "ok": total_quota.is_none_or(|quota| total <= quota as usize),
+                "total_pods": total,
+                "build_pods": counts.build_pods,
+                "user_pods": counts.user_pods,
+                "quota": total_quota,
+                "_ignore_failure": true,
+            })
+        }
+        Err(error) => {
+            tracing::warn!(%error, "health: failed to count pods");
+            serde_json::json!({"service": "Pod quota", "ok": false, "_ignore_failure": true})
         }
     }
 }

@@ -354,3 +354,51 @@ pub async fn hub_users(hub: &Hub) -> Vec<String> {
         .filter_map(|u| u["name"].as_str().map(str::to_owned))
         .collect()
 }
+
+/// The real `docker-registry`, killed and reaped on drop.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real `docker-registry` on a free port, storing under `dir`.
+pub fn start_registry(dir: &std::path::Path) -> Registry {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: {addr}, secret: bindery-test}}\n",
+            dir.join("registry-data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("docker-registry (apt-get install docker-registry; cargo xtask test sets it up)");
+    let registry = Registry { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&registry.addr).is_err() {
+        assert!(Instant::now() < deadline, "the registry did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    registry
+}
