@@ -7,10 +7,9 @@
 //! refresh them with `BINDERY_UPDATE_SNAPSHOTS=1 cargo test -p bindery-system-tests --test
 //! helm` and commit the result.
 //!
-//! The same checker covers `infra/jupyterhub`: its Python compiles, and its spawner, loaded
-//! on the real KubeSpawner, honours BinderHub's `user_options`.
-
-#![allow(clippy::expect_used)]
+//! The same checker covers the rest of `infra/`: the Python of `infra/jupyterhub` compiles
+//! and its spawner, loaded on the real KubeSpawner, honours BinderHub's `user_options`; the
+//! Spin runtime configurations in `infra/spin` use only fields Spin reads.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -77,4 +76,9 @@ fn the_python_of_the_jupyterhub_settings_compiles() {
 #[test]
 fn the_hub_spawner_takes_image_and_token_from_binderhubs_user_options() {
     check("hub-spawner");
+}
+
+#[test]
+fn the_spin_runtime_configs_use_only_fields_spin_reads_and_stores_spin_toml_names() {
+    check("spin-config");
 }

@@ -12,6 +12,8 @@
     helm_check.py py-compile  the Python in infra/ (files and hub.extraConfig) compiles
     helm_check.py hub-spawner infra/jupyterhub's spawner, loaded on the real KubeSpawner,
                               takes image and token from BinderHub's user_options
+    helm_check.py spin-config infra/spin/*.toml use only fields Spin reads, and only the
+                              key-value stores spin.toml's components use
 
 Exits 0 when everything holds; otherwise prints what failed and exits 1.
 """
@@ -380,6 +382,68 @@ def cmd_py_compile():
         print(f"ok: {count} Python sources under infra/ compile")
 
 
+# --- spin runtime config ------------------------------------------------------------
+
+# The runtime-config fields Spin 3 reads for what these files use (its option structs
+# deny unknown fields): store type -> (required, optional) fields, the same for
+# variable providers.
+SPIN_STORES = {"spin": (set(), {"path"}), "redis": ({"url"}, set())}
+SPIN_PROVIDERS = {"env": (set(), {"prefix", "dotenv_path"}),
+                  "vault": ({"url", "token", "mount"}, {"prefix"})}
+SPIN_TOP_LEVEL = {"key_value_store", "variables_provider", "config_provider",
+                  "sqlite_database", "llm_compute", "state_dir", "log_dir"}
+
+
+def spin_config_errors(name, config, stores_used):
+    errors = []
+
+    def fields(where, table, kinds):
+        kind = table.get("type")
+        if kind not in kinds:
+            errors.append(f"{name}: {where}: type {kind!r} is none of {sorted(kinds)}")
+            return
+        required, optional = kinds[kind]
+        keys = set(table) - {"type"}
+        if required - keys:
+            errors.append(f"{name}: {where}: missing {sorted(required - keys)}")
+        if keys - required - optional:
+            errors.append(f"{name}: {where}: unknown fields {sorted(keys - required - optional)}")
+
+    for key in set(config) - SPIN_TOP_LEVEL:
+        errors.append(f"{name}: unknown top-level key {key!r}")
+    for store, table in config.get("key_value_store", {}).items():
+        if store not in stores_used:
+            errors.append(f"{name}: key_value_store.{store} is a store no component of spin.toml uses")
+        fields(f"key_value_store.{store}", table, SPIN_STORES)
+    for i, table in enumerate(config.get("variables_provider", [])):
+        fields(f"variables_provider[{i}]", table, SPIN_PROVIDERS)
+    return errors
+
+
+def cmd_spin_config():
+    manifest = tomllib.loads((ROOT / "spin.toml").read_text())
+    stores = {s for c in manifest["component"].values() for s in c.get("key_value_stores", [])}
+    files = sorted((ROOT / "infra/spin").glob("*.toml"))
+    if not files:
+        fail("no runtime configuration in infra/spin/")
+    for path in files:
+        try:
+            config = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            fail(f"{path.name} is not TOML: {e}")
+            continue
+        errors = spin_config_errors(path.name, config, stores)
+        for error in errors:
+            fail(error)
+        if not errors:
+            print(f"ok: {path.name} uses only fields Spin reads and stores spin.toml names")
+    # The check itself must catch a misspelt field and a store nobody uses.
+    broken = {"key_value_store": {"cache": {"type": "redis", "uri": "redis://x"}},
+              "variables_provider": [{"type": "vault", "url": "https://v", "token": "t"}]}
+    if len(spin_config_errors("selftest", broken, stores)) < 4:
+        fail("the runtime-config check missed a broken file")
+
+
 # --- hub spawner ----------------------------------------------------------------------
 
 HUB_VALUES = ROOT / "infra/jupyterhub/values.yaml"
@@ -499,6 +563,7 @@ COMMANDS = {
     "selftest": cmd_selftest,
     "py-compile": cmd_py_compile,
     "hub-spawner": cmd_hub_spawner,
+    "spin-config": cmd_spin_config,
 }
 
 if __name__ == "__main__":
