@@ -13,7 +13,8 @@
 //!    store the full log text in the [`LogStore`].
 //!
 //! At start-up [`Builds::adopt`] registers the builds the executor still runs (Kubernetes
-//! Jobs of a previous worker) under their images and follows them from step 3 on.
+//! Jobs of a previous worker) under their images and follows them from step 3 on; each
+//! holds a queue slot until it ends.
 //!
 //! **A build's event stream ends after `built`** (or `failed`): `built` is the terminal
 //! event of a build stream, `ready` that of a launch stream.
@@ -158,8 +159,10 @@ impl Builds {
     }
 
     /// Registers the builds the executor was running before this worker started under
-    /// their images, as running, and follows them like builds started here. They take no
-    /// queue slot: they already run. Returns how many were adopted.
+    /// their images, as running, and follows them like builds started here. Each takes a
+    /// queue slot at once (past the limit if need be: it already runs) and frees it when it
+    /// ends, so the limit holds for adopted and new builds together. Returns how many were
+    /// adopted.
     pub async fn adopt(self: &Arc<Self>) -> Result<usize, String> {
         let mut adopted = 0;
         for (spec, handle) in self.executor.adopt().await? {
@@ -170,8 +173,9 @@ impl Builds {
             tracing::info!(build = %attached.id, image = %spec.image, job = %spec.build_name, "build adopted");
             self.set_state(&spec.image, BuildState::Running);
             adopted += 1;
+            let slot = self.queue.occupy();
             let builds = Arc::clone(self);
-            tokio::spawn(async move { builds.follow(spec, attached, handle, None).await });
+            tokio::spawn(async move { builds.follow(spec, attached, handle, Some(slot)).await });
         }
         Ok(adopted)
     }

@@ -97,6 +97,16 @@ impl BuildQueue {
         }
     }
 
+    /// Takes a slot at once, past the limit if need be: for a build that already runs (one
+    /// adopted when the worker starts). It counts like any other running build, so later
+    /// builds wait until the running ones, adopted included, are below the limit.
+    pub fn occupy(self: &Arc<Self>) -> Slot {
+        self.state().running += 1;
+        Slot {
+            queue: Arc::clone(self),
+        }
+    }
+
     fn release(&self) {
         let mut state = self.state();
         state.running = state.running.saturating_sub(1);
@@ -136,6 +146,32 @@ impl BuildQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn builds_already_running_take_slots_past_the_limit_and_later_builds_wait_for_them() {
+        let queue = BuildQueue::new(1);
+        let adopted = [queue.occupy(), queue.occupy()];
+        assert_eq!(queue.running(), 2);
+        let log = Arc::new(EventLog::new(100));
+        let q = Arc::clone(&queue);
+        let l = Arc::clone(&log);
+        let waiting = tokio::spawn(async move { q.acquire(&l).await });
+        while queue.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let [first, second] = adopted;
+        drop(first);
+        assert_eq!(
+            queue.len(),
+            1,
+            "one adopted build still holds the only slot"
+        );
+        drop(second);
+        let slot = waiting.await.expect("granted");
+        assert_eq!((queue.running(), queue.len()), (1, 0));
+        drop(slot);
+        assert_eq!(queue.running(), 0);
+    }
 
     #[tokio::test]
     async fn waiting_builds_learn_their_position_and_move_up() {

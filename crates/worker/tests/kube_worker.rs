@@ -303,3 +303,65 @@ async fn health_checks_the_kubernetes_api_and_reports_the_pod_quota_without_fail
     assert_eq!(check(&body, "Pod quota")["ok"], false);
     assert_eq!(check(&body, "JupyterHub API")["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_build_holds_a_queue_slot_until_it_ends() {
+    let fake = FakeKube::start().await;
+    let adopted = build_request("kube-adopted-slot");
+    let adopted_job = job_of(&adopted);
+    {
+        let previous = KubeExecutor::new(fake.client(NS), executor_settings());
+        assert!(previous.start(&adopted_job).await.unwrap().created);
+    }
+    let adopted_pod = fake.pod_of(NS, &adopted_job.name).await;
+    fake.set_phase(NS, &adopted_job.name, &adopted_pod, "Running");
+
+    let mut config = config(&fake);
+    config.builds.max_concurrent = 1;
+    let worker = worker(config).await;
+    assert_eq!(
+        build_info(&worker.base, &adopted.image).await["state"],
+        "running"
+    );
+
+    let queued = build_request("kube-queued-behind-adopted");
+    let queued_job = job_of(&queued);
+    let (status, body) = authed(
+        Method::POST,
+        &format!("{}/api/v1/builds", worker.base),
+        Some(serde_json::to_string(&queued).unwrap()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let accepted: Accepted = serde_json::from_slice(&body).unwrap();
+    let events_url = format!("{}{}", worker.base, accepted.events_url);
+    let first = follow(&events_url, None, Some(1)).await;
+    let waiting = &first.events[0].1;
+    assert_eq!(waiting.phase, Phase::Waiting, "{waiting:?}");
+    assert_eq!(waiting.queue_position, Some(1));
+    assert!(
+        fake.job(NS, &queued_job.name).is_none(),
+        "no Job while the adopted build holds the only slot"
+    );
+    assert_eq!(
+        build_info(&worker.base, &queued.image).await["state"],
+        "queued"
+    );
+
+    // The adopted build ends: its slot goes to the queued build, whose Job starts.
+    fake.set_phase(NS, &adopted_job.name, &adopted_pod, "Succeeded");
+    let queued_pod = fake.pod_of(NS, &queued_job.name).await;
+    fake.set_phase(NS, &queued_job.name, &queued_pod, "Running");
+    fake.log(NS, &queued_pod, &line("building", "now it runs\n"));
+    fake.set_phase(NS, &queued_job.name, &queued_pod, "Succeeded");
+    let rest = follow(&events_url, Some(first.events[0].0), None).await;
+    assert!(rest.ended);
+    assert!(
+        messages(&rest).contains(&(Phase::Building, "now it runs\n".to_owned())),
+        "{:?}",
+        messages(&rest)
+    );
+    assert_eq!(rest.events.last().unwrap().1.phase, Phase::Built);
+    assert_eq!(fake.job_creates(), 2);
+    wait_for_state(&worker.base, &adopted.image, "succeeded").await;
+}
