@@ -153,7 +153,9 @@ pub enum ExecutorKind {
 /// ```
 ///
 /// The top-level `build_timeout_seconds` and `build_idle_timeout_seconds` apply here too
-/// unless the section sets its own.
+/// unless the section sets its own. When `registry_url` is set, builds push (`--push`)
+/// with the credentials of `push_secret`, which defaults to BinderHub's
+/// `binder-build-docker-config`; `push_secret = ""` pushes without mounting credentials.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KubernetesSettings {
     /// The API server's URL (plain, no credentials: for tests and proxies such as
@@ -494,6 +496,7 @@ impl WorkerConfig {
                 });
             }
         };
+        let registry_configured = builds.registry_url.is_some();
         let kube = &mut builds.kubernetes;
         kube.executor.job.build_timeout = builds.local.build_timeout;
         kube.executor.idle_timeout = builds.local.idle_timeout;
@@ -526,7 +529,13 @@ impl WorkerConfig {
         if let Some(v) = kube_file.docker_socket {
             job.docker_socket = v;
         }
-        job.push_secret = kube_file.push_secret;
+        job.push = registry_configured;
+        job.push_secret = match kube_file.push_secret {
+            Some(name) if name.is_empty() => None,
+            Some(name) => Some(name),
+            None if registry_configured => Some(crate::kube::job::DEFAULT_PUSH_SECRET.into()),
+            None => None,
+        };
         job.node_selector = kube_file.node_selector.unwrap_or_default();
         job.builder_nodes = kube_file.builder_nodes.unwrap_or_default();
         if let Some(n) = raw.hub_retries {
@@ -667,6 +676,38 @@ mod tests {
             WorkerConfig::from_sources(Some(&path), env_of(&[("BINDERY_LAUNCH_RETRIES", "2")]))
                 .expect("config");
         assert_eq!(config.launch_retries, 2);
+    }
+
+    #[test]
+    fn a_registry_makes_kubernetes_builds_push_with_the_default_push_secret() {
+        let required = "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\nexecutor = \"kubernetes\"\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        let job_of = |extra: &str| {
+            std::fs::write(&path, format!("{required}{extra}")).expect("write");
+            let config = WorkerConfig::from_sources(Some(&path), env_of(&[])).expect("config");
+            config.builds.kubernetes.executor.job
+        };
+        let job = job_of("");
+        assert!(
+            !job.push && job.push_secret.is_none(),
+            "no registry, no push"
+        );
+        let job = job_of("registry_url = \"http://reg:5000\"\n");
+        assert!(job.push);
+        assert_eq!(
+            job.push_secret.as_deref(),
+            Some("binder-build-docker-config")
+        );
+        let job =
+            job_of("registry_url = \"http://reg:5000\"\n[kubernetes]\npush_secret = \"mine\"\n");
+        assert!(job.push);
+        assert_eq!(job.push_secret.as_deref(), Some("mine"));
+        let job = job_of("registry_url = \"http://reg:5000\"\n[kubernetes]\npush_secret = \"\"\n");
+        assert!(
+            job.push && job.push_secret.is_none(),
+            "push without credentials"
+        );
     }
 
     #[test]

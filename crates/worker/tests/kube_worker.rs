@@ -365,3 +365,60 @@ async fn an_adopted_build_holds_a_queue_slot_until_it_ends() {
     assert_eq!(fake.job_creates(), 2);
     wait_for_state(&worker.base, &adopted.image, "succeeded").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_registry_configured_the_build_job_pushes_with_the_push_secret_mounted() {
+    let fake = FakeKube::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("worker.toml");
+    // The registry is not there: the re-check fails and the worker builds anyway.
+    std::fs::write(
+        &file,
+        format!(
+            "token = \"{}\"\nhub_url = \"http://127.0.0.1:9/\"\nhub_api_token = \"t\"\n\
+             image_prefix = \"{}\"\nexecutor = \"kubernetes\"\nregistry_url = \"http://127.0.0.1:9\"\n\
+             [kubernetes]\napi_url = \"{}\"\nnamespace = \"{NS}\"\n",
+            support::TOKEN,
+            support::PREFIX,
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let config = WorkerConfig::from_sources(Some(&file), |_| None).unwrap();
+    let worker = worker(config).await;
+    let request = build_request("kube-push");
+    let (status, _) = authed(
+        Method::POST,
+        &format!("{}/api/v1/builds", worker.base),
+        Some(serde_json::to_string(&request).unwrap()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let name = job_of(&request).name;
+    let pod = fake.pod_of(NS, &name).await;
+    let job = fake.job(NS, &name).unwrap();
+    let spec = &job["spec"]["template"]["spec"];
+    let args: Vec<&str> = spec["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--push"), "{args:?}");
+    assert_eq!(args.last(), Some(&request.repo_url.as_str()));
+    let volume = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "binder-build-docker-config")
+        .unwrap_or_else(|| panic!("no push secret volume: {spec}"));
+    let mount = spec["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .unwrap_or_else(|| panic!("the push secret is not mounted: {spec}"));
+    assert_eq!(mount["mountPath"], "/root/.docker/config.json");
+    assert_eq!(mount["subPath"], "config.json");
+    fake.set_phase(NS, &name, &pod, "Failed");
+}

@@ -49,7 +49,10 @@ pub struct JobSettings {
     pub builder_image: String,
     /// The docker (or dind, podman) socket on the node, mounted at `/var/run/docker.sock`.
     pub docker_socket: String,
-    /// The Secret holding a docker `config.json`; when set, repo2docker gets `--push`.
+    /// Whether repo2docker pushes the image (`--push`): a registry is configured.
+    pub push: bool,
+    /// The Secret holding a docker `config.json` with the push credentials, mounted as
+    /// `/root/.docker/config.json`; setting it also means `--push`.
     pub push_secret: Option<String>,
     /// Dockerfile text repo2docker appends (`--appendix`).
     pub appendix: Option<String>,
@@ -76,6 +79,7 @@ impl Default for JobSettings {
             namespace: "default".into(),
             builder_image: DEFAULT_BUILDER_IMAGE.into(),
             docker_socket: DEFAULT_DOCKER_SOCKET.into(),
+            push: false,
             push_secret: None,
             appendix: None,
             extra_args: Vec::new(),
@@ -230,7 +234,7 @@ pub fn build_job(settings: &JobSettings, build: &BuildSpec) -> Result<Job, Input
     args.extend(repo2docker_args(&Repo2DockerArgs {
         git_ref: build.git_ref.clone(),
         image: build.image.clone(),
-        push: settings.push_secret.is_some(),
+        push: settings.push || settings.push_secret.is_some(),
         appendix: settings.appendix.clone(),
         extra_args: settings.extra_args.clone(),
         repo: build.repo_url.clone(),
@@ -389,6 +393,42 @@ mod tests {
         let no_push = build_job(&JobSettings::default(), &build()).expect("job");
         assert!(!args_contain(&no_push, "--push"));
         assert!(!args_contain(&no_push, "--appendix"));
+    }
+
+    fn secret_mount(job: &Job) -> Option<(String, VolumeMount)> {
+        let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+        let volume = pod.volumes.as_ref()?.iter().find(|v| v.secret.is_some())?;
+        let mount = pod.containers[0]
+            .volume_mounts
+            .as_ref()?
+            .iter()
+            .find(|m| m.name == volume.name)?;
+        let secret = volume.secret.as_ref()?.secret_name.clone()?;
+        Some((secret, mount.clone()))
+    }
+
+    #[test]
+    fn pushing_mounts_the_push_secret_as_the_docker_config() {
+        let with_secret = JobSettings {
+            push: true,
+            push_secret: Some(DEFAULT_PUSH_SECRET.into()),
+            ..JobSettings::default()
+        };
+        let job = build_job(&with_secret, &build()).expect("job");
+        assert!(args_contain(&job, "--push"));
+        let (secret, mount) = secret_mount(&job).expect("secret volume");
+        assert_eq!(secret, DEFAULT_PUSH_SECRET);
+        assert_eq!(mount.mount_path, "/root/.docker/config.json");
+        assert_eq!(mount.sub_path.as_deref(), Some("config.json"));
+        assert_eq!(mount.read_only, Some(true));
+        // A registry that takes pushes without credentials: --push, nothing mounted.
+        let anonymous = JobSettings {
+            push: true,
+            ..JobSettings::default()
+        };
+        let job = build_job(&anonymous, &build()).expect("job");
+        assert!(args_contain(&job, "--push"));
+        assert!(secret_mount(&job).is_none());
     }
 
     fn args_contain(job: &Job, arg: &str) -> bool {
