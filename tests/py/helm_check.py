@@ -135,7 +135,7 @@ EXPECTED_RULES = [
 ]
 
 
-def check_semantics(name, docs, keys=None):
+def check_semantics(name, docs, keys=None, values=None):
     """What kubernetes-validate cannot see: the rendered worker.toml reads as the worker's
     config (every key one config.rs knows), env names the worker reads, least-privilege
     RBAC, and SpinApp variables that spin.toml declares (secret ones from Secrets only).
@@ -159,6 +159,16 @@ def check_semantics(name, docs, keys=None):
                 fail(f"{where}: worker.toml keys config.rs does not read: {sorted(unknown)}")
             if toml.get("executor") != "kubernetes":
                 fail(f"{where}: worker.toml must select the kubernetes executor")
+            # Every value set in `config` reads back from worker.toml as written.
+            config = (values or {}).get("config", {})
+            for key, value in config.items():
+                if key == "kubernetes":
+                    for sub, v in value.items():
+                        got = toml.get("kubernetes", {}).get(sub)
+                        if v not in (None, "", [], {}) and got != v:
+                            fail(f"{where}: config.kubernetes.{sub} is {v!r} but worker.toml says {got!r}")
+                elif value not in (None, "") and toml.get(key) != value:
+                    fail(f"{where}: config.{key} is {value!r} but worker.toml says {toml.get(key)!r}")
         if kind == "Deployment":
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 for env in container.get("env", []):
@@ -216,7 +226,8 @@ def cmd_validate():
     keys = config_rs_keys()
     for path in values_files():
         name = case_name(path)
-        docs = documents(render(load_values(path)))
+        values = load_values(path)
+        docs = documents(render(values))
         core, spin = split_kinds(docs)
         problems = kubernetes_validate(core, name)
         if problems:
@@ -224,7 +235,7 @@ def cmd_validate():
         for template, doc in spin:
             for error in spinapp_errors(doc):
                 fail(f"{name}: {template}: SpinApp schema: {error}")
-        for problem in check_semantics(name, docs, keys):
+        for problem in check_semantics(name, docs, keys, values):
             fail(problem)
         kinds = sorted(d["kind"] for _, d in docs)
         print(f"ok: {name}: {len(docs)} manifests validated: {', '.join(kinds)}")
@@ -332,13 +343,15 @@ def cmd_selftest():
     broken = copy.deepcopy(docs)
     for _, doc in broken:
         if doc["kind"] == "ConfigMap":
-            doc["data"]["worker.toml"] = "launch_timeout = 5\n" + doc["data"]["worker.toml"]
+            toml = doc["data"]["worker.toml"].replace("total_quota = 500", "total_quota = 50")
+            doc["data"]["worker.toml"] = "launch_timeout = 5\n" + toml
         if doc["kind"] == "Role":
             doc["rules"][1]["verbs"].append("delete")
         if doc["kind"] == "SpinApp":
             doc["spec"]["variables"].append({"name": "github_token", "value": "plain"})
-    caught = check_semantics("selftest", broken)
+    caught = check_semantics("selftest", broken, values=load_values(path))
     for needle, what in [("launch_timeout", "an unknown worker.toml key"),
+                         ("config.total_quota", "a worker.toml value that differs from values"),
                          ("least-privilege", "a widened Role"),
                          ("secret variable github_token", "a secret edge variable in plain text")]:
         if any(needle in f for f in caught):

@@ -97,18 +97,40 @@ key: {{ $key }}
 {{- end }}
 {{- end }}
 
+{{/*
+A TOML value: toJson for strings, numbers and booleans (TOML reads JSON's escapes the same),
+arrays of values, and maps as inline tables; null map entries are left out (TOML has no null).
+*/}}
+{{- define "bindery.tomlValue" -}}
+{{- if kindIs "map" . -}}
+{{- $items := list }}
+{{- range $k, $v := . }}
+{{- if not (kindIs "invalid" $v) }}
+{{- $items = append $items (printf "%s = %s" (toJson $k) (include "bindery.tomlValue" $v)) }}
+{{- end }}
+{{- end }}
+{{- printf "{ %s }" (join ", " $items) }}
+{{- else if kindIs "slice" . -}}
+{{- $items := list }}
+{{- range . }}
+{{- $items = append $items (include "bindery.tomlValue" .) }}
+{{- end }}
+{{- printf "[%s]" (join ", " $items) }}
+{{- else -}}
+{{- toJson . }}
+{{- end -}}
+{{- end }}
+
 {{/* One `key = value` line of worker.toml, left out when the value is null or "". */}}
 {{- define "bindery.tomlLine" -}}
 {{- $key := index . 0 }}
 {{- $value := index . 1 }}
 {{- if not (or (kindIs "invalid" $value) (and (kindIs "string" $value) (eq $value ""))) }}
-{{ $key }} = {{ toJson $value }}
+{{ $key }} = {{ include "bindery.tomlValue" $value }}
 {{- end }}
 {{- end }}
 
-{{/*
-worker.toml. toJson writes strings, numbers and string arrays in a form TOML reads the same.
-*/}}
+{{/* worker.toml. */}}
 {{- define "bindery.workerToml" -}}
 {{- $c := .Values.config -}}
 # Rendered by the bindery chart from .Values.config; secrets come from the environment.
@@ -117,7 +139,7 @@ executor = "kubernetes"
 build_log_path = "/var/lib/bindery/build-logs.redb"
 hub_url = {{ required "config.hub_url is required: JupyterHub's public URL" $c.hub_url | toJson }}
 image_prefix = {{ required "config.image_prefix is required: it must equal the edge's image_prefix" $c.image_prefix | toJson }}
-{{- range $key := list "hub_api_url" "per_repo_quota" "total_quota" "launch_timeout_seconds" "hub_retries" "hub_retry_delay_seconds" "keepalive_seconds" "max_events_per_log" "finished_log_ttl_seconds" "quota_refresh_seconds" "max_concurrent_builds" "build_timeout_seconds" "build_idle_timeout_seconds" "registry_url" "build_log_ttl_seconds" }}
+{{- range $key := list "hub_api_url" "per_repo_quota" "per_repo_quota_higher" "high_quota_specs" "spec_config" "total_quota" "launch_timeout_seconds" "launch_retries" "launch_retry_delay_seconds" "hub_retries" "hub_retry_delay_seconds" "keepalive_seconds" "max_events_per_log" "finished_log_ttl_seconds" "quota_refresh_seconds" "health_cache_seconds" "max_concurrent_builds" "build_timeout_seconds" "build_idle_timeout_seconds" "registry_url" "build_log_ttl_seconds" }}
 {{- include "bindery.tomlLine" (list $key (get $c $key)) }}
 {{- end }}
 [kubernetes]
@@ -130,7 +152,7 @@ namespace = {{ include "bindery.buildNamespace" . | toJson }}
 push_secret = {{ toJson . }}
 {{- end }}
 {{- with $k.builder_nodes }}
-builder_nodes = {{ toJson . }}
+builder_nodes = {{ include "bindery.tomlValue" . }}
 {{- end }}
 {{- with $k.node_selector }}
 [kubernetes.node_selector]
