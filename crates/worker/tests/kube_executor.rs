@@ -155,6 +155,49 @@ async fn a_build_that_succeeds_streams_its_log_as_events_and_ends_built() {
 }
 
 #[tokio::test]
+async fn a_log_stream_that_ends_while_the_pod_runs_is_resumed_without_repeating_lines() {
+    let fake = FakeKube::start().await;
+    let executor = KubeExecutor::new(fake.client(NS), settings());
+    let mut run = executor.start(&build()).await.unwrap();
+    let job = build().name;
+    let pod = fake.pod_of(NS, &job).await;
+    fake.set_phase(NS, &job, &pod, "Running");
+    for step in ["one", "two", "three"] {
+        fake.log(NS, &pod, &line("building", &format!("step {step}\n")));
+    }
+    for _ in 0..3 {
+        next_event(&mut run).await;
+    }
+    // The connection breaks while the build goes on; lines come in the same second.
+    fake.end_log_streams(NS, &pod);
+    fake.log(NS, &pod, &line("building", "step four\n"));
+    let fourth = next_event(&mut run).await;
+    assert_eq!(fourth.message, "step four\n");
+    // And once more, right before the container ends.
+    fake.end_log_streams(NS, &pod);
+    fake.log(NS, &pod, &line("pushing", "step five\n"));
+    fake.set_phase(NS, &job, &pod, "Succeeded");
+    let (rest, outcome) = finish(run).await;
+    assert_eq!(outcome, Outcome::Built);
+    let rest: Vec<&str> = rest.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(rest, ["step five\n"], "every line once, none lost");
+
+    let requests = fake.log_requests();
+    assert!(requests.len() >= 3, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|q| q.get("timestamps").map(String::as_str) == Some("true")),
+        "{requests:?}"
+    );
+    assert!(!requests[0].contains_key("sinceTime"));
+    assert!(
+        requests[1..].iter().all(|q| q.contains_key("sinceTime")),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_build_ends_failed_with_the_reason() {
     let fake = FakeKube::start().await;
     let executor = KubeExecutor::new(fake.client(NS), settings());

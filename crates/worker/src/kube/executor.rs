@@ -1,8 +1,9 @@
 //! Runs builds as Kubernetes Jobs and follows them to the end.
 //!
 //! [`KubeExecutor::start`] creates the Job (a `409` means another creator got there first:
-//! attach), waits for its pod with a watcher, follows the pod's log with `follow=true` and
-//! turns each `--json-logs` line into an [`Event`], then waits for the Job's `Complete` or
+//! attach), waits for its pod with a watcher, follows the pod's log with `follow=true`
+//! (reconnecting from the last line's timestamp when the stream breaks while the pod runs)
+//! and turns each `--json-logs` line into an [`Event`], then waits for the Job's `Complete` or
 //! `Failed` condition. [`KubeExecutor::adopt`] finds the unfinished build Jobs by label when
 //! a worker starts and follows them the same way. Within one executor a Job has one
 //! follower however many callers attach; each caller reads the whole log from the start.
@@ -16,6 +17,7 @@ use futures::future::BoxFuture;
 use futures::{AsyncBufReadExt, Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -522,23 +524,111 @@ impl Cluster {
     }
 
     /// Follows the pod's build log from its first line until the container ends.
+    ///
+    /// A follow stream can end while the container still runs (an API server or kubelet
+    /// restart, a proxy's timeout): then the log is asked for again from the last line's
+    /// second (`sinceTime`, with `timestamps=true`), and the lines already relayed are
+    /// recognised by their timestamps and dropped. Once the pod has ended, one last read
+    /// picks up whatever the broken stream missed. The idle timeout runs across
+    /// reconnections: it counts from the last new line.
     async fn stream_log(&self, pod: &str, shared: &Shared) -> LogEnd {
-        let params = LogParams {
-            container: Some(job::CONTAINER.into()),
-            follow: true,
-            ..LogParams::default()
-        };
-        let reader = match self.pods.log_stream(pod, &params).await {
-            Ok(reader) => reader,
-            Err(error) => return LogEnd::Error(error.to_string()),
-        };
-        let mut lines = std::pin::pin!(reader.lines());
+        let idle = self.settings.idle_timeout;
+        let mut cursor = LogCursor::default();
+        let mut last_line = tokio::time::Instant::now();
+        let mut caught_up = false;
         loop {
-            match tokio::time::timeout(self.settings.idle_timeout, lines.next()).await {
-                Err(_) => return LogEnd::Idle,
-                Ok(None) => return LogEnd::Ended,
-                Ok(Some(Err(error))) => return LogEnd::Error(error.to_string()),
-                Ok(Some(Ok(line))) => shared.push(from_repo2docker_line(&line)),
+            let params = LogParams {
+                container: Some(job::CONTAINER.into()),
+                follow: true,
+                timestamps: true,
+                since_time: cursor.since(),
+                ..LogParams::default()
+            };
+            let reader = match self.pods.log_stream(pod, &params).await {
+                Ok(reader) => reader,
+                Err(error) => return LogEnd::Error(error.to_string()),
+            };
+            cursor.reconnected();
+            let mut lines = std::pin::pin!(reader.lines());
+            let broken = loop {
+                let left = idle.saturating_sub(last_line.elapsed());
+                match tokio::time::timeout(left, lines.next()).await {
+                    Err(_) => return LogEnd::Idle,
+                    Ok(None) => break None,
+                    Ok(Some(Err(error))) => break Some(error.to_string()),
+                    Ok(Some(Ok(line))) => {
+                        if let Some(text) = cursor.accept(&line) {
+                            last_line = tokio::time::Instant::now();
+                            shared.push(from_repo2docker_line(text));
+                        }
+                    }
+                }
+            };
+            match self.pods.get_opt(pod).await {
+                Ok(Some(found)) if !pod_ended(&found) => {
+                    tracing::info!(pod, error = ?broken, "build log stream ended while the pod runs; reconnecting");
+                    tokio::time::sleep(LOG_RECONNECT_DELAY.min(idle)).await;
+                }
+                Ok(Some(_)) if !caught_up => caught_up = true,
+                Ok(_) => {
+                    return broken.map_or(LogEnd::Ended, LogEnd::Error);
+                }
+                Err(error) => return LogEnd::Error(error.to_string()),
+            }
+        }
+    }
+}
+
+/// The pause before asking again for a log whose stream ended while the pod runs.
+const LOG_RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// Where a log reader is, by the kubelet's timestamps, so that a reconnection (which
+/// starts at a whole second) relays no line twice.
+#[derive(Debug, Default)]
+struct LogCursor {
+    /// The timestamp of the last line relayed.
+    last: Option<Timestamp>,
+    /// How many lines relayed so far carry exactly `last`.
+    at_last: usize,
+    /// How many lines carrying `last` this connection has read.
+    read_at_last: usize,
+}
+
+impl LogCursor {
+    /// Where the next connection starts: the last line's whole second (the API server
+    /// takes no fraction; kube-rs would round it to the nearest second, possibly up).
+    fn since(&self) -> Option<Timestamp> {
+        self.last
+            .and_then(|last| Timestamp::from_second(last.as_second()).ok())
+    }
+
+    fn reconnected(&mut self) {
+        self.read_at_last = 0;
+    }
+
+    /// The text of a `timestamps=true` line when it is new, `None` when it was relayed
+    /// before. A line without a readable timestamp is passed on whole.
+    fn accept<'a>(&mut self, line: &'a str) -> Option<&'a str> {
+        let (stamp, text) = line.split_once(' ').unwrap_or((line, ""));
+        let Ok(stamp) = stamp.parse::<Timestamp>() else {
+            return Some(line);
+        };
+        match self.last {
+            Some(last) if stamp < last => None,
+            Some(last) if stamp == last => {
+                self.read_at_last += 1;
+                if self.read_at_last <= self.at_last {
+                    None
+                } else {
+                    self.at_last += 1;
+                    Some(text)
+                }
+            }
+            _ => {
+                self.last = Some(stamp);
+                self.at_last = 1;
+                self.read_at_last = 1;
+                Some(text)
             }
         }
     }
@@ -548,6 +638,11 @@ enum LogEnd {
     Ended,
     Idle,
     Error(String),
+}
+
+fn pod_ended(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 fn pod_started(pod: &Pod) -> bool {
@@ -759,4 +854,39 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnected_log_relays_each_line_once_by_its_timestamp() {
+        let mut cursor = LogCursor::default();
+        assert_eq!(cursor.since(), None);
+        let first = [
+            "2026-11-26T07:00:00.5Z a",
+            "2026-11-26T07:00:00.75Z b",
+            "2026-11-26T07:00:00.75Z c",
+        ];
+        let got: Vec<_> = first.iter().filter_map(|l| cursor.accept(l)).collect();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(
+            cursor.since().map(|t| t.to_string()).as_deref(),
+            Some("2026-11-26T07:00:00Z"),
+            "whole seconds, rounded down"
+        );
+        cursor.reconnected();
+        let second = [
+            "2026-11-26T07:00:00.5Z a",
+            "2026-11-26T07:00:00.75Z b",
+            "2026-11-26T07:00:00.75Z c",
+            "2026-11-26T07:00:00.75Z d",
+            "2026-11-26T07:00:00.9Z e",
+            "not a timestamped line",
+            "2026-11-26T07:00:01Z ",
+        ];
+        let got: Vec<_> = second.iter().filter_map(|l| cursor.accept(l)).collect();
+        assert_eq!(got, ["d", "e", "not a timestamped line", ""]);
+    }
 }

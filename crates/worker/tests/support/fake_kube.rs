@@ -4,7 +4,9 @@
 //! `creationTimestamp`; create (`201`, `409` Status on a duplicate name), get (`404` Status),
 //! list with equality label selectors and `metadata.name` field selectors, `watch=true`
 //! streams of newline-delimited events from a resourceVersion (honouring `timeoutSeconds`),
-//! delete, and pod logs with `follow=true`. A tiny Job controller creates each Job's pod,
+//! delete, and pod logs with `follow=true`, `timestamps=true` (RFC 3339 with nanoseconds,
+//! as the kubelet writes them), `sinceTime` and `sinceSeconds`; a test can end the open
+//! follow streams of a pod early, as an API server or kubelet restart does. A tiny Job controller creates each Job's pod,
 //! turns the pod phases a test scripts into the Job's conditions, and fails a Job past its
 //! `activeDeadlineSeconds` the way Kubernetes does.
 
@@ -21,6 +23,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -67,8 +70,11 @@ struct Change {
 
 #[derive(Debug, Default)]
 struct PodLog {
-    lines: Vec<String>,
+    /// Each line with the time it was written (strictly increasing).
+    lines: Vec<(Timestamp, String)>,
     closed: bool,
+    /// Bumped to end the follow streams open now.
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +85,8 @@ struct Store {
     logs: HashMap<(String, String), PodLog>,
     job_creates: usize,
     job_conflicts: usize,
+    /// The query of every pod log request, in order.
+    log_requests: Vec<HashMap<String, String>>,
 }
 
 #[derive(Debug)]
@@ -504,15 +512,51 @@ impl Inner {
         stream_response(rx, "application/json")
     }
 
-    fn log(self: &Arc<Self>, namespace: &str, pod: &str, follow: bool) -> Response<Body> {
+    fn log(
+        self: &Arc<Self>,
+        namespace: &str,
+        pod: &str,
+        q: HashMap<String, String>,
+    ) -> Response<Body> {
         let key = (namespace.to_owned(), pod.to_owned());
-        if !self.store().logs.contains_key(&key) {
-            return status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("pods \"{pod}\" not found"),
-            );
-        }
+        let follow = q.get("follow").is_some_and(|f| f == "true" || f == "1");
+        let timestamps = q.get("timestamps").is_some_and(|f| f == "true" || f == "1");
+        let since = if let Some(seconds) = q.get("sinceSeconds") {
+            let Ok(seconds) = seconds.parse::<i64>() else {
+                return status(StatusCode::BAD_REQUEST, "BadRequest", "sinceSeconds".into());
+            };
+            Timestamp::now()
+                .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(seconds))
+                .ok()
+        } else if let Some(time) = q.get("sinceTime") {
+            // The API server takes whole seconds (metav1.Time).
+            match time.parse::<Timestamp>() {
+                Ok(t) if t.subsec_nanosecond() == 0 => Some(t),
+                _ => {
+                    return status(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!("sinceTime {time:?} is not an RFC 3339 time in whole seconds"),
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let generation = {
+            let mut store = self.store();
+            store.log_requests.push(q);
+            match store.logs.get(&key) {
+                Some(log) => log.generation,
+                None => {
+                    return status(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("pods \"{pod}\" not found"),
+                    );
+                }
+            }
+        };
         let (tx, rx) = mpsc::channel(64);
         let this = self.clone();
         tokio::spawn(async move {
@@ -525,9 +569,16 @@ impl Inner {
                     let Some(log) = store.logs.get(&key) else {
                         return;
                     };
+                    if log.generation != generation {
+                        return;
+                    }
                     let lines: Vec<Bytes> = log.lines[cursor..]
                         .iter()
-                        .map(|l| Bytes::from(format!("{l}\n")))
+                        .filter(|(at, _)| since.is_none_or(|since| *at >= since))
+                        .map(|(at, line)| match timestamps {
+                            true => Bytes::from(format!("{at} {line}\n")),
+                            false => Bytes::from(format!("{line}\n")),
+                        })
                         .collect();
                     cursor = log.lines.len();
                     (lines, log.closed)
@@ -622,8 +673,7 @@ impl Inner {
                 }
             }
             ([ns, "pods", name, "log"], Kind::Pod) if method == Method::GET => {
-                let follow = q.get("follow").is_some_and(|f| f == "true" || f == "1");
-                self.log(ns, name, follow)
+                self.log(ns, name, q)
             }
             _ => status(
                 StatusCode::NOT_FOUND,
@@ -722,7 +772,8 @@ impl FakeKube {
         self.inner.set_pod(namespace, pod, phase, Some(job));
     }
 
-    /// Appends a line to a pod's log.
+    /// Appends a line to a pod's log, stamped with the time (1 ns after the previous
+    /// line's stamp when the clock has not moved on).
     pub fn log(&self, namespace: &str, pod: &str, line: &str) {
         if let Some(log) = self
             .inner
@@ -730,8 +781,34 @@ impl FakeKube {
             .logs
             .get_mut(&(namespace.to_owned(), pod.to_owned()))
         {
-            log.lines.push(line.to_owned());
+            let mut at = Timestamp::now();
+            if let Some((last, _)) = log.lines.last()
+                && at <= *last
+            {
+                at = last
+                    .checked_add(k8s_openapi::jiff::SignedDuration::from_nanos(1))
+                    .expect("time");
+            }
+            log.lines.push((at, line.to_owned()));
         }
         self.inner.bump();
+    }
+
+    /// Ends the pod's open log streams as if the connection broke; the log goes on.
+    pub fn end_log_streams(&self, namespace: &str, pod: &str) {
+        if let Some(log) = self
+            .inner
+            .store()
+            .logs
+            .get_mut(&(namespace.to_owned(), pod.to_owned()))
+        {
+            log.generation += 1;
+        }
+        self.inner.bump();
+    }
+
+    /// The query of every pod log request so far.
+    pub fn log_requests(&self) -> Vec<HashMap<String, String>> {
+        self.inner.store().log_requests.clone()
     }
 }
