@@ -1,6 +1,9 @@
 //! The worker with the Kubernetes executor, through its HTTP API, against the fake API
 //! server: a prebuild runs as one Job whose repo2docker log lines become the build's
-//! events, and a worker started while a build Job runs adopts it.
+//! events; a worker started while a build Job runs adopts it, and the adopted build holds
+//! a queue slot; a configured registry means `--push` with the push secret mounted;
+//! `/health` checks the API server and reports the pod quota; 1,000 concurrent launches
+//! of one missing image create exactly one Job.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -421,4 +424,66 @@ async fn with_a_registry_configured_the_build_job_pushes_with_the_push_secret_mo
     assert_eq!(mount["mountPath"], "/root/.docker/config.json");
     assert_eq!(mount["subPath"], "config.json");
     fake.set_phase(NS, &name, &pod, "Failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_launches_of_one_missing_image_through_the_api_create_exactly_one_job()
+ {
+    use futures::StreamExt;
+
+    const LAUNCHES: usize = 1000;
+    let fake = FakeKube::start().await;
+    // The hub is not there: after the build, every launch fails to reach it.
+    let worker = worker(config(&fake)).await;
+    let mut request = launch_request("org", "kube-thousand");
+    request.image_present = false;
+    let job = job_of(&build_request("kube-thousand"));
+
+    let posts = (0..LAUNCHES).map(|_| support::post_launch(&worker, &request));
+    let urls = futures::future::join_all(posts).await;
+    let distinct: std::collections::HashSet<&String> = urls.iter().collect();
+    assert_eq!(distinct.len(), LAUNCHES, "one launch id each");
+
+    let pod = fake.pod_of(NS, &job.name).await;
+    fake.set_phase(NS, &job.name, &pod, "Running");
+    fake.log(NS, &pod, &line("building", "the only build\n"));
+    // Every launch follows the one build: its first event is the build's line.
+    let firsts: Vec<Stream> = futures::stream::iter(urls.iter())
+        .map(|url| follow(url, None, Some(1)))
+        .buffered(100)
+        .collect()
+        .await;
+    for first in &firsts {
+        assert_eq!(
+            messages(first),
+            [(Phase::Building, "the only build\n".to_owned())]
+        );
+    }
+    fake.set_phase(NS, &job.name, &pod, "Succeeded");
+
+    let rests: Vec<Stream> = futures::stream::iter(urls.iter().zip(&firsts))
+        .map(|(url, first)| follow(url, Some(first.events[0].0), None))
+        .buffered(100)
+        .collect()
+        .await;
+    for rest in &rests {
+        assert!(rest.ended);
+        let seen = messages(rest);
+        let built = rest
+            .events
+            .iter()
+            .position(|(_, e)| e.phase == Phase::Built);
+        assert!(built.is_some(), "{seen:?}");
+        let last = &rest.events.last().unwrap().1;
+        assert_eq!(last.phase, Phase::Failed, "{seen:?}");
+        assert!(
+            last.message.contains("failed to reach JupyterHub"),
+            "{}",
+            last.message
+        );
+    }
+    assert_eq!(fake.job_creates(), 1, "exactly one Job");
+    assert_eq!(fake.job_conflicts(), 0, "the worker asked for it once");
+    let info = build_info(&worker.base, &request.image).await;
+    assert_eq!(info["state"], "succeeded", "{info}");
 }
