@@ -11,13 +11,19 @@
 //! and its spawner, loaded on the real KubeSpawner, honours BinderHub's `user_options`; the
 //! Spin runtime configurations in `infra/spin` use only fields Spin reads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use bindery_system_tests::workspace;
+use bindery_system_tests::proc::Proc;
+use bindery_system_tests::{edge, scratch, workspace};
 
 /// Runs one command of the checker and fails the test with its output unless it passes.
 fn check(command: &str) {
+    check_with(&[command]);
+}
+
+fn check_with(args: &[&str]) {
     let Some(python) = std::env::var_os("BINDERY_PYTHON") else {
         panic!(
             "BINDERY_PYTHON is not set: run `cargo xtask test`, or set it to the venv python \
@@ -25,10 +31,11 @@ fn check(command: &str) {
              (BINDERY_PYTHON=target/pyenv/bin/python after `cargo xtask setup`)"
         );
     };
+    let command = args.join(" ");
     let script: PathBuf = workspace().join("tests/py/helm_check.py");
     let output = Command::new(&python)
         .arg(&script)
-        .arg(command)
+        .args(args)
         .current_dir(workspace())
         .output()
         .unwrap_or_else(|e| panic!("failed to run {}: {e}", PathBuf::from(&python).display()));
@@ -81,4 +88,68 @@ fn the_hub_spawner_takes_image_and_token_from_binderhubs_user_options() {
 #[test]
 fn the_spin_runtime_configs_use_only_fields_spin_reads_and_stores_spin_toml_names() {
     check("spin-config");
+}
+
+/// Starts the real `bindery worker` with `config` and the Secrets' variables, and returns
+/// its log once it has got past loading the configuration or has exited.
+fn worker_log(config: &Path, dir: &Path) -> (String, bool) {
+    let log = config.with_extension("log");
+    let mut cmd = Command::new(edge::binary("debug"));
+    cmd.args(["worker", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        // What the Deployment's env gives it from the Secrets.
+        .env("BINDERY_WORKER_TOKEN", "worker-token")
+        .env("BINDERY_HUB_API_TOKEN", "hub-token")
+        .env("BINDERY_REGISTRY_USERNAME", "builder")
+        .env("BINDERY_REGISTRY_PASSWORD", "registry-password")
+        // No cluster here: a closed port, and the log store in the scratch directory
+        // rather than the pod's volume.
+        .env("BINDERY_KUBERNETES_API_URL", "http://127.0.0.1:9")
+        .env("BINDERY_BUILD_LOG_PATH", dir.join("build-logs.redb"));
+    let mut worker = Proc::spawn("bindery worker", &mut cmd, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let running = worker.running();
+        if text.contains("starting the worker") || !running || Instant::now() > deadline {
+            return (text, running);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_real_worker_loads_every_rendered_worker_toml_and_refuses_a_broken_one() {
+    let dir = scratch("helm-worker-toml");
+    check_with(&["worker-toml", dir.to_str().expect("utf-8 path")]);
+    let mut rendered: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("scratch dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    rendered.sort();
+    assert!(rendered.len() >= 3, "too few renders: {rendered:?}");
+    for config in &rendered {
+        let (log, _) = worker_log(config, &dir);
+        assert!(
+            log.contains("starting the worker")
+                && !log.contains("failed to load the worker configuration"),
+            "bindery worker did not accept {}:\n{}\n{log}",
+            config.display(),
+            std::fs::read_to_string(config).unwrap_or_default()
+        );
+    }
+    // The same check refuses a key the worker does not know.
+    let broken = dir.join("broken.toml");
+    let text = std::fs::read_to_string(&rendered[0]).expect("render");
+    std::fs::write(&broken, format!("launch_timeout = 5\n{text}")).expect("write");
+    let (log, running) = worker_log(&broken, &dir);
+    assert!(
+        !running && log.contains("failed to load the worker configuration"),
+        "bindery worker accepted an unknown key:\n{log}"
+    );
 }

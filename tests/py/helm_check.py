@@ -12,6 +12,7 @@
     helm_check.py py-compile  the Python in infra/ (files and hub.extraConfig) compiles
     helm_check.py hub-spawner infra/jupyterhub's spawner, loaded on the real KubeSpawner,
                               takes image and token from BinderHub's user_options
+    helm_check.py worker-toml DIR  writes each case's rendered worker.toml into DIR
     helm_check.py spin-config infra/spin/*.toml use only fields Spin reads, and only the
                               key-value stores spin.toml's components use
 
@@ -239,6 +240,23 @@ def cmd_validate():
             fail(problem)
         kinds = sorted(d["kind"] for _, d in docs)
         print(f"ok: {name}: {len(docs)} manifests validated: {', '.join(kinds)}")
+
+
+def cmd_worker_toml(out_dir):
+    """Writes each case's rendered worker.toml to <out_dir>/<case>.toml, for tests/helm.rs
+    to start the real `bindery worker` with."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in values_files():
+        docs = documents(render(load_values(path)))
+        tomls = [d["data"]["worker.toml"] for _, d in docs
+                 if d.get("kind") == "ConfigMap" and "worker.toml" in d.get("data", {})]
+        if len(tomls) != 1:
+            fail(f"{path.name}: {len(tomls)} ConfigMaps with worker.toml, not 1")
+            continue
+        target = out / f"{case_name(path)}.toml"
+        target.write_text(tomls[0])
+        print(target)
 
 
 # --- bad values -----------------------------------------------------------------------
@@ -580,7 +598,10 @@ COMMANDS = {
 }
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
-        sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(COMMANDS)}}}")
-    COMMANDS[sys.argv[1]]()
+    if len(sys.argv) == 3 and sys.argv[1] == "worker-toml":
+        cmd_worker_toml(sys.argv[2])
+    elif len(sys.argv) == 2 and sys.argv[1] in COMMANDS:
+        COMMANDS[sys.argv[1]]()
+    else:
+        sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(COMMANDS)}}} | worker-toml <dir>")
     sys.exit(1 if failures else 0)

@@ -133,6 +133,9 @@ arrays of values, and maps as inline tables; null map entries are left out (TOML
 {{/* worker.toml. */}}
 {{- define "bindery.workerToml" -}}
 {{- $c := .Values.config -}}
+{{- if and (include "bindery.pushSecretName" .) (not $c.registry_url) }}
+{{- fail "push credentials (secrets.push, or secrets.create with a registry password) need config.registry_url: the worker pushes builds only when a registry is configured" }}
+{{- end -}}
 # Rendered by the bindery chart from .Values.config; secrets come from the environment.
 listen = {{ printf "0.0.0.0:%d" (int .Values.service.port) | toJson }}
 executor = "kubernetes"
@@ -150,6 +153,11 @@ namespace = {{ include "bindery.buildNamespace" . | toJson }}
 {{- end }}
 {{- with include "bindery.pushSecretName" . }}
 push_secret = {{ toJson . }}
+{{- else }}
+{{- if $c.registry_url }}
+# No push credentials: push without mounting a docker config (an open registry).
+push_secret = ""
+{{- end }}
 {{- end }}
 {{- with $k.builder_nodes }}
 builder_nodes = {{ include "bindery.tomlValue" . }}
