@@ -223,8 +223,45 @@ def split_kinds(docs):
     return core, spin
 
 
+# worker.toml keys the chart does not take from values: the ones it sets itself, the
+# secrets (environment from Secrets) and the local executor's.
+CHART_SETS = {"listen", "executor", "build_log_path", "kubernetes.push_secret",
+              "kubernetes.api_url"}
+FROM_SECRETS = {"token", "hub_api_token", "registry_username", "registry_password"}
+LOCAL_ONLY = {"repo2docker", "build_engine", "repo2docker_config", "build_env"}
+
+
+def check_config_coverage(keys):
+    """Every key config.rs reads is in values.schema.json's `config` or deliberately not."""
+    file_keys, kube_keys, _ = keys
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    exposed = set(schema["properties"]) - {"kubernetes"}
+    exposed_kube = set(schema["properties"]["kubernetes"]["properties"])
+    known = file_keys | {f"kubernetes.{k}" for k in kube_keys}
+    offered = exposed | {f"kubernetes.{k}" for k in exposed_kube}
+    missing = known - offered - CHART_SETS - FROM_SECRETS - LOCAL_ONLY - {"kubernetes"}
+    stale = offered - known
+    if missing:
+        fail(f"crates/worker/src/config.rs reads keys the chart does not offer: {sorted(missing)}; "
+             "add them to values.yaml, values.schema.json and bindery.workerToml, or to the "
+             "deliberate exclusions in tests/py/helm_check.py")
+    if stale:
+        fail(f"values.schema.json offers keys config.rs no longer reads: {sorted(stale)}")
+    # ci/everything-values.yaml sets each of them, so each one's rendering is read back.
+    config = load_values(CI / "everything-values.yaml").get("config", {})
+    set_keys = {k for k, v in config.items() if k != "kubernetes" and v not in (None, "")}
+    set_keys |= {f"kubernetes.{k}" for k, v in config.get("kubernetes", {}).items()
+                 if v not in (None, "", [], {})}
+    if offered - set_keys:
+        fail(f"ci/everything-values.yaml leaves worker settings unset: {sorted(offered - set_keys)}")
+    if not missing and not stale:
+        print(f"ok: the chart offers every worker setting ({len(offered)} keys) but the "
+              "ones it sets, the secrets and the local executor's")
+
+
 def cmd_validate():
     keys = config_rs_keys()
+    check_config_coverage(keys)
     for path in values_files():
         name = case_name(path)
         values = load_values(path)
