@@ -3,8 +3,9 @@
     helm_check.py lint        helm lint --strict with every ci/*-values.yaml
     helm_check.py validate    render each, kubernetes-validate --strict every manifest (the
                               SpinApp against ci/spinapp-v1alpha1.schema.json), and check
-                              the worker.toml keys, env names and edge variables against
-                              the worker's config.rs and spin.toml
+                              the worker.toml keys and values, env names and edge
+                              variables against the worker's config.rs and spin.toml;
+                              every setting config.rs reads is offered or excluded on purpose
     helm_check.py bad-values  every ci/bad/*.yaml must fail to render with its `# expect:`
     helm_check.py snapshots   fresh renders equal ci/snapshots/<name>.yaml
                               (BINDERY_UPDATE_SNAPSHOTS=1 rewrites them)
