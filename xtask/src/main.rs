@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         }
         Some("build") => build_wasm(),
         Some("bench") => bench(&root),
-        Some("run") => run_edge(&args[1..]),
+        Some("run") => run_up(&root, &args[1..]),
         Some("setup") => setup(&root),
         _ => {
             eprintln!(
@@ -77,7 +77,7 @@ fn main() -> Result<()> {
                  fuzz [SECONDS]     run each fuzz target for SECONDS (default {FUZZ_SECONDS_CI})\n  \
                  build              build the wasm parts for wasm32-wasip2\n  \
                  bench              edge throughput against a native server (release builds)\n  \
-                 run [ARGS]         build the components and run `bindery edge` on 127.0.0.1:3000\n  \
+                 run [ARGS]         build the components and run `bindery up` (edge and worker) on 127.0.0.1:3000\n  \
                  setup              install what the tests need, and nothing else"
             );
             bail!("unknown or missing command")
@@ -129,9 +129,11 @@ fn test(root: &Path, flags: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The README's run command: builds what the edge needs and runs it in the foreground.
-/// Extra arguments go to `bindery edge` (e.g. `--listen 0.0.0.0:3000`).
-fn run_edge(extra: &[String]) -> Result<()> {
+/// The README's run command: builds the edge components and a release `bindery`, then runs
+/// `bindery up --config bindery.toml` (the edge and the worker) in the foreground. Extra
+/// arguments go to `bindery up` (e.g. `--listen 0.0.0.0:3000`). repo2docker from the test
+/// venv is used when it is there and nothing else is configured.
+fn run_up(root: &Path, extra: &[String]) -> Result<()> {
     step(
         "wasm target",
         Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
@@ -142,18 +144,16 @@ fn run_edge(extra: &[String]) -> Result<()> {
         &mut cargo(&["build", "--release", "-p", "bindery"]),
     )?;
     let mut cmd = Command::new("target/release/bindery");
-    cmd.args([
-        "edge",
-        "--manifest",
-        "spin.toml",
-        "--data-dir",
-        ".bindery/edge",
-    ]);
-    if !extra.iter().any(|a| a == "--listen") {
-        cmd.args(["--listen", "127.0.0.1:3000"]);
+    cmd.arg("up");
+    if !extra.iter().any(|a| a == "--config") {
+        cmd.args(["--config", "bindery.toml"]);
     }
     cmd.args(extra);
-    step("bindery edge", &mut cmd)
+    let venv_r2d = root.join("target/pyenv/bin/jupyter-repo2docker");
+    if env::var_os("BINDERY_REPO2DOCKER").is_none() && venv_r2d.exists() {
+        cmd.env("BINDERY_REPO2DOCKER", venv_r2d);
+    }
+    step("bindery up", &mut cmd)
 }
 
 /// Benchmarks: the release host against a native server, in one run (see tests/bench).

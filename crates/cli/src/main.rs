@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod edge;
 mod service;
 mod spec;
+mod up;
 mod worker;
 
 /// Bindery: a link to a code repository becomes a running Jupyter server.
@@ -26,6 +27,8 @@ enum Command {
     Edge(edge::EdgeArgs),
     /// Run the worker: the internal API, launches on JupyterHub, event streams.
     Worker(worker::WorkerArgs),
+    /// Run all of Bindery on this machine: the edge and the worker in one process.
+    Up(up::UpArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Spec(args) => spec::run(&args),
         Command::Edge(args) => edge::run(&args),
         Command::Worker(args) => worker::run(&args),
+        Command::Up(args) => up::run(&args),
     };
     match result {
         Ok(output) => {
