@@ -8,6 +8,7 @@
 //!   request is logged, so tests count upstream calls.
 //! - [`sse`]: reading an event stream with `bindery-core`'s decoder.
 //! - [`proc`]: child processes that are always killed and reaped.
+//! - [`up`]: the real `bindery up` binary (edge and worker in one process) on a written config.
 //!
 //! Tests run under `cargo xtask test`, which builds the components and the binary first and
 //! installs `docker-registry`.
@@ -19,6 +20,7 @@ pub mod peer;
 pub mod proc;
 pub mod registry;
 pub mod sse;
+pub mod up;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

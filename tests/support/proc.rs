@@ -43,18 +43,24 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `secs` for the child to exit; true when it did.
     pub fn terminate(&mut self, secs: u64) -> bool {
+        self.terminate_status(secs).is_some()
+    }
+
+    /// Sends SIGTERM and waits up to `secs` for the child to exit; its exit status when it
+    /// did.
+    pub fn terminate_status(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        false
+        None
     }
 }
 

@@ -1,0 +1,87 @@
+//! The real `bindery up` binary: the edge and the worker in one process, configured by a
+//! `bindery.toml` the test writes, as an operator would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use crate::proc::Proc;
+
+/// A running `bindery up`.
+#[derive(Debug)]
+pub struct Up {
+    /// The URL its banner says to open (`http://127.0.0.1:<port>/`).
+    pub url: String,
+    /// Its stdout and stderr, together.
+    pub log: PathBuf,
+    proc: Proc,
+}
+
+impl Up {
+    /// Writes `config` to `<dir>/bindery.toml` and starts `bindery up --config` on it with
+    /// `env` added to the environment; returns once the banner is printed.
+    pub async fn start(dir: &Path, config: &str, env: &[(&str, String)]) -> Up {
+        let wasm = crate::workspace().join("target/wasm32-wasip2/wasm/bindery_launch.wasm");
+        assert!(
+            wasm.exists(),
+            "{} is missing: run `cargo xtask build` (or `cargo xtask test`)",
+            wasm.display()
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let file = dir.join("bindery.toml");
+        std::fs::write(&file, config).unwrap();
+        let log = dir.join("bindery-up.log");
+        let mut cmd = Command::new(crate::edge::binary("debug"));
+        cmd.current_dir(crate::workspace())
+            .arg("up")
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "info");
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let mut proc = Proc::spawn("bindery up", &mut cmd, &log);
+        for _ in 0..2400 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("bindery up: open ").nth(1)
+                && text.contains("Ctrl-C stops both parts")
+            {
+                let url = rest.split_whitespace().next().unwrap().to_owned();
+                return Up { url, log, proc };
+            }
+            if !proc.running() {
+                panic!("bindery up exited at start:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "bindery up printed no banner within 120 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
+    }
+
+    /// Sends SIGTERM and waits up to 60 s; the exit status when it stopped.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.proc.terminate_status(60)
+    }
+}
+
+/// Runs `bindery up` with `args` to completion (for configurations it must refuse).
+pub fn run_to_end(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = Command::new(crate::edge::binary("debug"));
+    cmd.current_dir(crate::workspace()).arg("up").args(args);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    cmd.output().unwrap()
+}
