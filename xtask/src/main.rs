@@ -27,9 +27,10 @@ const PY_REQUIREMENTS: &str = concat!(
     // The same test loads infra/jupyterhub's spawner on the real KubeSpawner.
     "jupyterhub-kubespawner==7.1.0\n",
 );
-/// Debian packages the system tests run: the real registry, htpasswd, openssl; and podman
-/// with its runtime and a static busybox, for the worker's real repo2docker build.
-const APT_PACKAGES: [&str; 8] = [
+/// Debian packages the system tests run: the real registry, htpasswd, openssl; podman with
+/// its runtime and a static busybox, for real repo2docker builds; git (its http-backend
+/// serves the system test's repository) and Chromium, the system test's browser.
+const APT_PACKAGES: [&str; 10] = [
     "docker-registry",
     "apache2-utils",
     "openssl",
@@ -38,7 +39,12 @@ const APT_PACKAGES: [&str; 8] = [
     "runc",
     "busybox-static",
     "uidmap",
+    "git",
+    "chromium",
 ];
+/// npm packages the system test drives the browser with, pinned; installed into
+/// `target/js` (`tests/js/launch.mjs` imports them from there).
+const NPM_PACKAGES: [&str; 1] = ["playwright-core@1.65.1"];
 /// Fuzz targets and how long CI runs each, in seconds.
 const FUZZ_TARGETS: [&str; 2] = ["spec_parse", "sse_decode"];
 const FUZZ_SECONDS_CI: u32 = 20;
@@ -120,6 +126,7 @@ fn test(root: &Path, flags: &[String]) -> Result<()> {
         cargo(&["test", "--workspace", "--no-fail-fast"])
             .args(excluding_wasm_only())
             .env("BINDERY_PYTHON", &python)
+            .env("BINDERY_NODE_PATH", root.join("target/js/node_modules"))
             .env("BINDERY_WASM_DIR", root.join("target/wasm32-wasip2/wasm")),
     )?;
     if fuzz_too {
@@ -186,7 +193,41 @@ fn setup(root: &Path) -> Result<()> {
         Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
     )?;
     apt_install(&APT_PACKAGES)?;
-    python_venv(root)
+    python_venv(root)?;
+    npm_packages(root)
+}
+
+/// Installs [`NPM_PACKAGES`] into `target/js` (Debian's npm when there is none).
+fn npm_packages(root: &Path) -> Result<()> {
+    let prefix = root.join("target/js");
+    let stamp = prefix.join("bindery-packages.txt");
+    let wanted = NPM_PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    let npm_ok = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !npm_ok {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    std::fs::create_dir_all(&prefix)?;
+    step(
+        "npm packages",
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--save-exact",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .args(NPM_PACKAGES),
+    )?;
+    std::fs::write(stamp, wanted)?;
+    Ok(())
 }
 
 fn build_wasm() -> Result<()> {
