@@ -6,6 +6,9 @@
 //! - [`peer`]: HTTP servers on port 0 answering from a script: recorded provider APIs
 //!   (GitHub, GitLab, DOI resolvers, ...) and the worker until the worker lands. Every
 //!   request is logged, so tests count upstream calls.
+//! - [`git`]: a git server over smart HTTP (`git http-backend`) that counts requests.
+//! - [`hub`]: a real JupyterHub whose spawner checks the image in the registry.
+//! - [`podman`]: podman configured for repo2docker builds offline, images removed after.
 //! - [`sse`]: reading an event stream with `bindery-core`'s decoder.
 //! - [`proc`]: child processes that are always killed and reaped.
 //! - [`up`]: the real `bindery up` binary (edge and worker in one process) on a written config.
@@ -16,7 +19,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
 pub mod edge;
+pub mod git;
+pub mod hub;
 pub mod peer;
+pub mod podman;
 pub mod proc;
 pub mod registry;
 pub mod sse;

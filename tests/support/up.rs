@@ -76,6 +76,16 @@ impl Up {
     }
 }
 
+impl Drop for Up {
+    /// SIGTERM first, also when a test fails, so the worker stops its builds' process
+    /// groups; the process is killed if it does not stop in time.
+    fn drop(&mut self) {
+        if self.proc.running() {
+            self.proc.terminate(60);
+        }
+    }
+}
+
 /// Runs `bindery up` with `args` to completion (for configurations it must refuse).
 pub fn run_to_end(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
     let mut cmd = Command::new(crate::edge::binary("debug"));

@@ -1,0 +1,108 @@
+// The system test's browser: headless Chromium (Debian's), driven by playwright-core.
+//
+// usage: node launch.cjs LAUNCH_URL HUB_URL SCREENSHOT MARK USER_DATA_DIR
+//
+// Opens LAUNCH_URL (a Bindery loading page), shows the build log, watches the phase and
+// the log lines arrive, takes a screenshot once the log holds MARK (a line the build prints
+// mid-build), follows the page's redirect to the Jupyter server under HUB_URL, and asks the
+// server's API with the launch token from that redirect. Prints one JSON object.
+"use strict";
+const path = require("path");
+const modules = process.env.BINDERY_NODE_PATH;
+if (!modules) {
+  console.error("BINDERY_NODE_PATH is not set: run the tests with `cargo xtask test`");
+  process.exit(2);
+}
+const { chromium } = require(path.join(modules, "playwright-core"));
+
+const [launchUrl, hubUrl, screenshot, mark, userDataDir] = process.argv.slice(2);
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+async function main() {
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.BINDERY_CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: FLAGS,
+  });
+  const result = { phases: [], log: "", screenshot: false, navigations: [], statuses: [] };
+  try {
+    const page = context.pages()[0] || (await context.newPage());
+    page.on("request", (r) => {
+      if (r.isNavigationRequest() && r.frame() === page.mainFrame()) {
+        result.navigations.push(r.url());
+      }
+    });
+    page.on("response", (r) => {
+      if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) {
+        result.statuses.push([r.url(), r.status()]);
+      }
+    });
+    await page.goto(launchUrl, { waitUntil: "domcontentloaded" });
+    await page.click("#toggle");
+    const deadline = Date.now() + 300000;
+    const atServer = () => page.url().startsWith(hubUrl + "user/");
+    while (!atServer() && Date.now() < deadline) {
+      let state = null;
+      try {
+        state = await page.evaluate(() => ({
+          phase: document.getElementById("phase").textContent,
+          log: document.getElementById("log").textContent,
+          message: document.getElementById("message").textContent,
+        }));
+      } catch (e) {
+        // The page is navigating away (to the server).
+      }
+      if (state) {
+        if (result.phases[result.phases.length - 1] !== state.phase) {
+          result.phases.push(state.phase);
+        }
+        result.log = state.log;
+        result.message = state.message;
+        if (!result.screenshot && state.log.includes(mark)) {
+          await page.screenshot({ path: screenshot, fullPage: true });
+          result.screenshot = true;
+        }
+        if (state.phase === "failed") {
+          break;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (atServer()) {
+      await page.waitForLoadState("load");
+    }
+    result.finalUrl = page.url();
+    // The redirect the loading page made: <server>/?token=<launch token>.
+    const entry = result.navigations.find((u) => u.startsWith(hubUrl + "user/") && u.includes("token="));
+    if (entry) {
+      const url = new URL(entry);
+      result.token = url.searchParams.get("token");
+      const server = url.origin + url.pathname.replace(/[^/]*$/, "");
+      result.server = server;
+      const withToken = await fetch(server + "api/status", {
+        headers: { Authorization: "token " + result.token },
+      });
+      result.apiStatus = withToken.status;
+      result.apiBody = await withToken.text();
+      const without = await fetch(server + "api/status", { redirect: "manual" });
+      result.apiNoTokenStatus = without.status;
+    }
+  } finally {
+    await context.close();
+  }
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+main().catch((e) => {
+  console.error(e && e.stack ? e.stack : String(e));
+  process.exit(1);
+});

@@ -1,0 +1,282 @@
+//! The whole path with real parts: `bindery up` (the edge host with the real components and
+//! the in-process worker with the local executor), a real JupyterHub, the real
+//! `docker-registry`, repo2docker building through podman, a git server over smart HTTP
+//! (`git http-backend`), and headless Chromium driven by playwright-core.
+//!
+//! What is not real, and why: the image repo2docker builds is a busybox image (nothing can
+//! be pulled offline, so the repository's Dockerfile starts from a busybox root file system
+//! imported into podman), and busybox cannot run Jupyter. The hub's spawner therefore checks
+//! that the image named in user_options is in the registry, as a kubelet would pull it,
+//! and then runs jupyter-server on this machine with the launch token instead of the image.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use bindery_core::events::Phase;
+use bindery_system_tests::git::GitServer;
+use bindery_system_tests::hub::Hub;
+use bindery_system_tests::podman::Podman;
+use bindery_system_tests::registry::{Auth, Registry};
+use bindery_system_tests::sse::{events, get};
+use bindery_system_tests::up::Up;
+use bindery_system_tests::{free_port, scratch, workspace};
+use serde_json::Value;
+
+const BASE_IMAGE: &str = "localhost/bindery-system-test-base:latest";
+/// Printed by the repository's build, between two pauses: the browser waits for it in the
+/// page's log and takes the screenshot then.
+const MARK: &str = "bindery-system-test: building";
+const HUB_TOKEN: &str = "system-test-hub-token-0123456789abcdef";
+const WORKER_TOKEN: &str = "system-test-worker-token";
+/// The spawner's registry requests carry this user agent (tests/py/jupyterhub_system.py).
+const SPAWNER_AGENT: &str = "bindery-system-test-spawner";
+
+fn venv_bin() -> PathBuf {
+    PathBuf::from(
+        std::env::var("BINDERY_PYTHON")
+            .expect("BINDERY_PYTHON: run the tests with `cargo xtask test`"),
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf()
+}
+
+/// The registry's access-log lines for requests that did not come from the hub's spawner:
+/// the requests Bindery (edge, worker, repo2docker's push) made.
+fn bindery_registry_requests(registry: &Registry) -> Vec<String> {
+    std::fs::read_to_string(registry.dir.join("registry.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" /v2/") && l.contains("HTTP/1.1\"") && !l.contains(SPAWNER_AGENT))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn worker_metrics(port: u16) -> String {
+    get(&format!("http://127.0.0.1:{port}/metrics"), &[])
+        .await
+        .text()
+}
+
+/// Runs `tests/js/launch.cjs` in headless Chromium (under the reaper, which collects the
+/// browser's orphaned helpers) and returns what it reports.
+fn browse(
+    launch_url: &str,
+    hub_url: &str,
+    screenshot: &std::path::Path,
+    profile: &std::path::Path,
+) -> Value {
+    let node_path = std::env::var("BINDERY_NODE_PATH").map_or_else(
+        |_| workspace().join("target/js/node_modules"),
+        PathBuf::from,
+    );
+    assert!(
+        node_path.join("playwright-core").exists(),
+        "{} has no playwright-core: run `cargo xtask setup`",
+        node_path.display()
+    );
+    let python = std::env::var("BINDERY_PYTHON").unwrap();
+    let out = Command::new(python)
+        .arg(workspace().join("tests/py/reaper.py"))
+        .arg("node")
+        .arg(workspace().join("tests/js/launch.cjs"))
+        .arg(launch_url)
+        .arg(hub_url)
+        .arg(screenshot)
+        .arg(MARK)
+        .arg(profile)
+        .env("BINDERY_NODE_PATH", &node_path)
+        .output()
+        .expect("node (apt-get install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser script failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_second_launch_uses_the_cache()
+ {
+    let dir = scratch("system");
+    let registry = Registry::start(&dir.join("registry"), Auth::None).await;
+    let podman = Podman::new(&dir.join("podman"), &registry.host, &venv_bin());
+    podman.import_busybox(&dir.join("podman"), BASE_IMAGE);
+
+    let git = GitServer::start(&dir.join("git")).await;
+    let dockerfile = format!(
+        "FROM {BASE_IMAGE}\nRUN sleep 2 && echo '{MARK}' && sleep 4 && echo 'bindery-system-test: built' > /built.txt\n"
+    );
+    let (repo_url, sha) = git.repository("notebooks", &[("Dockerfile", &dockerfile)]);
+
+    let mut hub = Hub::start(&dir.join("hub"), HUB_TOKEN).await;
+
+    let offline = dir.join("offline_config.py");
+    std::fs::write(
+        &offline,
+        "from repo2docker import contentproviders\nc.Repo2Docker.content_providers = [contentproviders.Local, contentproviders.Git]\n",
+    )
+    .unwrap();
+    let (edge_port, worker_port) = (free_port(), free_port());
+    let prefix = format!("{}/bindery-system-", registry.host);
+    let mut config = format!(
+        "data_dir = \"{data}\"\n\
+         registry_url = \"{registry}\"\n\
+         image_prefix = \"{prefix}\"\n\
+         hub_url = \"{hub}\"\n\
+         hub_api_token = \"{HUB_TOKEN}\"\n\
+         [edge]\nlisten = \"127.0.0.1:{edge_port}\"\n\
+         [edge.variables]\nextra_outbound_host = \"http://127.0.0.1:*\"\nref_ttl_seconds = \"3600\"\n\
+         [worker]\nlisten = \"127.0.0.1:{worker_port}\"\ntoken = \"{WORKER_TOKEN}\"\n\
+         repo2docker = \"{r2d}\"\nrepo2docker_config = \"{offline}\"\n\
+         build_timeout_seconds = 300\nbuild_idle_timeout_seconds = 120\nlaunch_timeout_seconds = 120\n\
+         [worker.build_env]\n",
+        data = dir.join("data").display(),
+        registry = registry.url,
+        hub = hub.url,
+        r2d = venv_bin().join("repo2docker").display(),
+        offline = offline.display(),
+    );
+    for (name, value) in &podman.env {
+        config.push_str(&format!("{name} = \"{value}\"\n"));
+    }
+    let mut up = Up::start(&dir.join("up"), &config, &[]).await;
+    let banner = up.output();
+    assert_eq!(up.url, format!("http://127.0.0.1:{edge_port}/"));
+    assert!(
+        !banner.contains("warning:"),
+        "every part is there, so nothing is missing:\n{banner}"
+    );
+
+    // ---- First launch, in the browser: a build, its log in the page, then the server.
+    let spec = format!("git/{}/main", bindery_core::resolve::encode_all(&repo_url));
+    let image = bindery_core::image_name(&prefix, &repo_url, &sha);
+    podman.remove_later(&image);
+    let screenshot = workspace().join("target/system-tests/loading.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let seen = browse(
+        &format!("{}v2/{spec}", up.url),
+        &hub.url,
+        &screenshot,
+        &dir.join("chromium-profile"),
+    );
+    let phases: Vec<&str> = seen["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(phases.contains(&"building"), "{seen:#}\n{}", up.output());
+    assert!(
+        seen["log"].as_str().unwrap().contains(MARK),
+        "the build's own output streamed into the page: {seen:#}"
+    );
+    assert_eq!(seen["screenshot"], true, "{seen:#}");
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{}", screenshot.display());
+    let final_url = seen["finalUrl"].as_str().unwrap();
+    assert!(
+        final_url.starts_with(&format!("{}user/", hub.url)),
+        "the browser landed on the server: {seen:#}"
+    );
+    assert_eq!(seen["apiStatus"], 200, "{seen:#}");
+    let status: Value = serde_json::from_str(seen["apiBody"].as_str().unwrap()).unwrap();
+    assert!(
+        status["started"].is_string(),
+        "jupyter-server's status: {status}"
+    );
+    assert_ne!(
+        seen["apiNoTokenStatus"], 200,
+        "without the launch token the server refuses: {seen:#}"
+    );
+    // The registry holds what repo2docker pushed, and the spawner found it there.
+    assert!(podman.has_image(&image), "{image} was built by podman");
+    let spawns = hub.spawns();
+    assert_eq!(spawns.len(), 1, "{spawns:?}");
+    assert!(
+        spawns[0].starts_with("spawn ") && spawns[0].ends_with(&format!(" {image}")),
+        "{spawns:?}"
+    );
+
+    let metrics = worker_metrics(worker_port).await;
+    assert!(
+        metrics.contains("binderhub_build_count{status=\"success\"} 1"),
+        "{metrics}"
+    );
+    let git_first = git.requests();
+    let registry_first = bindery_registry_requests(&registry);
+    assert!(
+        git_first.iter().any(|l| l.contains("info/refs")),
+        "the edge resolved main over smart HTTP: {git_first:?}"
+    );
+    assert!(
+        git_first
+            .iter()
+            .any(|l| l.starts_with("POST ") && l.contains("git-upload-pack")),
+        "repo2docker cloned over smart HTTP: {git_first:?}"
+    );
+    assert!(
+        registry_first.iter().any(|l| l.contains("\"PUT /v2/")),
+        "the build pushed, and the counting sees Bindery's requests: {registry_first:?}"
+    );
+
+    // ---- Second launch of the same commit: the edge answers the ref and the image from
+    // its cache, the worker does not build, and only the hub is asked.
+    let (code, second, _) = events(
+        &format!("{}build/{spec}", up.url),
+        &[("accept", "text/event-stream")],
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let last = &second.last().unwrap().event;
+    assert_eq!(last.phase, Phase::Ready, "{second:#?}");
+    assert_eq!(last.image.as_deref(), Some(image.as_str()));
+    assert!(
+        last.url
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{}user/", hub.url))
+    );
+    assert!(
+        second.iter().all(|r| !matches!(
+            r.event.phase,
+            Phase::Building | Phase::Fetching | Phase::Pushing
+        )),
+        "no build: {second:#?}"
+    );
+    assert_eq!(
+        git.requests(),
+        git_first,
+        "no provider call on the second launch"
+    );
+    assert_eq!(
+        bindery_registry_requests(&registry),
+        registry_first,
+        "no registry call by Bindery on the second launch"
+    );
+    let metrics = worker_metrics(worker_port).await;
+    assert!(
+        metrics.contains("binderhub_build_count{status=\"success\"} 1"),
+        "still one build: {metrics}"
+    );
+    assert!(
+        !metrics.contains("binderhub_build_count{status=\"failure\"}")
+            || metrics.contains("binderhub_build_count{status=\"failure\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("binderhub_launch_count{status=\"success\"} 2"),
+        "{metrics}"
+    );
+    assert_eq!(hub.spawns().len(), 2, "{:?}", hub.spawns());
+
+    // ---- Everything stops: bindery up drains and exits 0; the hub stops its servers.
+    let stopped = up.stop().expect("bindery up stops within 60 s of SIGTERM");
+    assert!(stopped.success(), "{stopped:?}\n{}", up.output());
+    assert!(hub.stop(), "the hub stops on SIGTERM");
+}
