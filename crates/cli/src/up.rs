@@ -421,24 +421,24 @@ async fn check_parts(config: &WorkerConfig, notes: &mut Notes) {
         .unwrap_or_default();
     let found = |program: &str| find_program(program, &path);
     let engine = local.engine.as_deref().unwrap_or("docker");
+    // repo2docker drives the podman CLI when DOCKER_HOST mentions podman.
+    let podman_hint = if engine == "docker" && found("podman").is_some() {
+        "; podman is installed: let repo2docker drive it with DOCKER_HOST = \"unix:///run/podman/podman.sock\" in [worker.build_env]"
+    } else {
+        ""
+    };
     if found("docker").is_none() && found("podman").is_none() {
         notes.warn(
             "no container engine found: install docker or podman; builds will fail until one \
              is installed",
         );
     } else if found(engine).is_none() {
-        let other = if engine == "docker" {
-            "podman"
-        } else {
-            "docker"
-        };
         notes.warn(format!(
-            "{engine} is not installed but {other} is: set build_engine = \"{other}\" in \
-             [worker] (BINDERY_BUILD_ENGINE)"
+            "{engine} is not installed, so builds will fail{podman_hint}"
         ));
     } else if let Err(e) = LocalExecutor::new(local.clone()).engine_answers().await {
         notes.warn(format!(
-            "the container engine does not answer: {e}; builds will fail until it does"
+            "the container engine does not answer: {e}; builds will fail until it does{podman_hint}"
         ));
     }
     let r2d = local.repo2docker.display().to_string();
