@@ -167,11 +167,19 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         let worker_addr = worker_listener
             .local_addr()
             .context("failed to read the worker's address")?;
-        host_config.env = Some(edge_variables(
+        let (edge_env, overridden) = edge_variables(
             &worker_config,
             worker_addr,
             &file.edge.variables,
-        ));
+            std::env::vars(),
+        );
+        for name in overridden {
+            notes.warn(format!(
+                "{name} is ignored: bindery up derives it from the shared settings (set \
+                 the BINDERY_* variable or the key in bindery.toml instead)"
+            ));
+        }
+        host_config.env = Some(edge_env);
         check_parts(&worker_config, &mut notes).await;
         let host = bindery_host::bind(host_config)
             .await
@@ -334,18 +342,22 @@ fn random_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The edge's environment: the process's `SPIN_VARIABLE_*` (which win), then the values
-/// derived from the worker's settings, then `[edge.variables]`.
+/// The edge's environment: `[edge.variables]`, then the process's `SPIN_VARIABLE_*` over
+/// them, then the values derived from the worker's settings over both, so that the edge
+/// always reaches the in-process worker with its token and agrees with it on the registry.
+/// Returns the environment and the `SPIN_VARIABLE_*` names that were overridden.
 fn edge_variables(
     worker: &WorkerConfig,
     worker_addr: SocketAddr,
     extra: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("SPIN_VARIABLE_"))
-        .collect();
+    process_env: impl Iterator<Item = (String, String)>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let key = |name: &str| format!("SPIN_VARIABLE_{}", name.to_uppercase());
+    let mut env: BTreeMap<String, String> =
+        extra.iter().map(|(k, v)| (key(k), v.clone())).collect();
+    env.extend(process_env.filter(|(k, _)| k.starts_with("SPIN_VARIABLE_")));
     let builds = &worker.builds;
-    let mut derived = vec![
+    let derived = [
         ("worker_url", format!("http://{worker_addr}")),
         ("worker_token", worker.token.expose().to_owned()),
         ("image_prefix", worker.image_prefix.clone()),
@@ -361,16 +373,25 @@ fn edge_variables(
                 .map(|p| p.expose().to_owned())
                 .unwrap_or_default(),
         ),
+        (
+            "registry_url",
+            builds
+                .registry_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                // No registry: the edge keeps spin.toml's default and finds nothing there.
+                .unwrap_or_else(|| DEFAULT_REGISTRY_URL.to_owned()),
+        ),
     ];
-    if let Some(url) = &builds.registry_url {
-        derived.push(("registry_url", url.trim_end_matches('/').to_owned()));
+    let mut overridden = Vec::new();
+    for (name, value) in derived {
+        if let Some(old) = env.insert(key(name), value.clone())
+            && old != value
+        {
+            overridden.push(key(name));
+        }
     }
-    let extra = extra.iter().map(|(k, v)| (k.as_str(), v.clone()));
-    for (name, value) in derived.into_iter().chain(extra) {
-        env.entry(format!("SPIN_VARIABLE_{}", name.to_uppercase()))
-            .or_insert(value);
-    }
-    env
+    (env, overridden)
 }
 
 /// Checks what the worker needs and notes what is missing, with what to do about it.
@@ -584,4 +605,164 @@ async fn serve(
     };
     let ((), edge, worker) = tokio::join!(signal, edge, worker);
     edge.and(worker)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn parse(text: &str) -> UpFile {
+        toml::from_str(text).expect("valid test file")
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bindery-up-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn shared_settings_reach_the_worker_unless_its_section_sets_its_own() {
+        let dir = scratch("shared");
+        let file = parse(
+            "registry_url = \"http://reg:5000\"\nimage_prefix = \"reg:5000/binder-\"\n\
+             hub_url = \"http://hub:8000\"\nhub_api_token = \"hub-secret\"\n\
+             [worker]\nregistry_url = \"http://other:5000\"\nmax_concurrent_builds = 3\n",
+        );
+        let mut notes = Notes::default();
+        let config = worker_config(&file, &dir, &mut notes).unwrap();
+        assert_eq!(
+            config.builds.registry_url.as_deref(),
+            Some("http://other:5000")
+        );
+        assert_eq!(config.image_prefix, "reg:5000/binder-");
+        assert_eq!(config.hub_url, "http://hub:8000/");
+        assert_eq!(config.hub_api_token.expose(), "hub-secret");
+        assert_eq!(config.builds.max_concurrent, 3);
+        assert_eq!(config.listen.port(), 0, "a loopback port chosen at start");
+        assert_eq!(
+            config.builds.log_store,
+            Some(dir.join("worker/build-logs.redb"))
+        );
+        let token = config.token.expose();
+        assert_eq!(token.len(), 48, "a generated token: {token}");
+        assert!(notes.0.is_empty(), "{:?}", notes.0);
+        let again = worker_config(&file, &dir, &mut notes).unwrap();
+        assert_ne!(again.token.expose(), token, "a fresh token at every start");
+    }
+
+    #[test]
+    fn without_a_hub_token_or_registry_the_worker_still_starts_and_the_notes_say_so() {
+        let dir = scratch("missing");
+        let file = parse("registry_url = \"\"\n");
+        let mut notes = Notes::default();
+        let config = worker_config(&file, &dir, &mut notes).unwrap();
+        assert_eq!(config.builds.registry_url, None, "empty means no registry");
+        assert!(!config.builds.local.push);
+        assert_eq!(config.hub_api_token.expose(), PLACEHOLDER_HUB_TOKEN);
+        assert_eq!(config.hub_url, DEFAULT_HUB_URL);
+        assert_eq!(config.image_prefix, DEFAULT_IMAGE_PREFIX);
+        assert!(
+            notes
+                .0
+                .iter()
+                .any(|n| n.contains("hub_api_token is not set")),
+            "{:?}",
+            notes.0
+        );
+    }
+
+    #[test]
+    fn a_bad_worker_setting_is_refused_naming_it() {
+        let dir = scratch("bad");
+        for (text, named) in [
+            ("[worker]\nexecutor = \"nomad\"\n", "nomad"),
+            ("[worker]\nlisten = \"nowhere\"\n", "listen"),
+            ("hub_url = \"hub:8000\"\n", "hub_url"),
+        ] {
+            let err = worker_config(&parse(text), &dir, &mut Notes::default()).expect_err(text);
+            assert!(format!("{err:#}").contains(named), "{text}: {err:#}");
+        }
+        let err = toml::from_str::<UpFile>("[edge]\nlisen = \"x\"\n").expect_err("typo");
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn the_edge_gets_the_in_process_worker_and_the_shared_settings_whatever_else_is_set() {
+        let dir = scratch("edge");
+        let file = parse(
+            "registry_url = \"http://reg:5000/\"\nimage_prefix = \"reg:5000/b-\"\n\
+             hub_api_token = \"t\"\n[worker]\ntoken = \"worker-secret\"\n",
+        );
+        let config = worker_config(&file, &dir, &mut Notes::default()).unwrap();
+        let extra = BTreeMap::from([
+            ("github_token".to_owned(), "from-file".to_owned()),
+            ("public_url".to_owned(), "https://file/".to_owned()),
+        ]);
+        let process = [
+            ("SPIN_VARIABLE_PUBLIC_URL", "https://env/"),
+            ("SPIN_VARIABLE_WORKER_URL", "http://elsewhere:1"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let addr: SocketAddr = "127.0.0.1:4567".parse().unwrap();
+        let (env, overridden) = edge_variables(&config, addr, &extra, process.into_iter());
+        let var = |name: &str| env.get(name).map(String::as_str);
+        let cases = [
+            ("SPIN_VARIABLE_WORKER_URL", Some("http://127.0.0.1:4567")),
+            ("SPIN_VARIABLE_WORKER_TOKEN", Some("worker-secret")),
+            ("SPIN_VARIABLE_REGISTRY_URL", Some("http://reg:5000")),
+            ("SPIN_VARIABLE_IMAGE_PREFIX", Some("reg:5000/b-")),
+            ("SPIN_VARIABLE_REGISTRY_PASSWORD", Some("")),
+            ("SPIN_VARIABLE_GITHUB_TOKEN", Some("from-file")),
+            ("SPIN_VARIABLE_PUBLIC_URL", Some("https://env/")),
+            ("PATH", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(var(name), expected, "{name}");
+        }
+        assert_eq!(overridden, ["SPIN_VARIABLE_WORKER_URL"]);
+    }
+
+    #[test]
+    fn programs_are_found_by_path_or_in_the_search_path() {
+        let dir = scratch("programs");
+        let program = dir.join("tool");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        let path = format!("/nonexistent:{}", dir.display());
+        assert_eq!(find_program("tool", &path), Some(program.clone()));
+        assert_eq!(
+            find_program(&program.display().to_string(), ""),
+            Some(program)
+        );
+        assert_eq!(find_program("tool", "/nonexistent"), None);
+        assert_eq!(find_program("/nonexistent/tool", &path), None);
+        assert_eq!(find_program("", &path), None, "a directory is no program");
+    }
+
+    #[tokio::test]
+    async fn the_start_up_probe_reads_the_status_and_reports_a_closed_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 256];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        assert_eq!(http_status(&format!("http://{addr}/v2/")).await, Ok(401));
+        let addr = {
+            // A port nothing listens on.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let closed = http_status(&format!("http://{addr}/v2/")).await;
+        assert!(closed.is_err(), "{closed:?}");
+        assert_eq!(http_status("https://hub.example.org/").await, Ok(200));
+    }
 }
