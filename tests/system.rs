@@ -176,6 +176,10 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
         "the build's own output streamed into the page: {seen:#}"
     );
     assert_eq!(seen["screenshot"], true, "{seen:#}");
+    assert_eq!(
+        seen["phaseAtScreenshot"], "building",
+        "the line arrived while the build was still running: {seen:#}"
+    );
     let png = std::fs::read(&screenshot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{}", screenshot.display());
     let final_url = seen["finalUrl"].as_str().unwrap();
@@ -274,6 +278,16 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
         "{metrics}"
     );
     assert_eq!(hub.spawns().len(), 2, "{:?}", hub.spawns());
+    let build = get(
+        &format!(
+            "http://127.0.0.1:{worker_port}/api/v1/builds?image={}",
+            bindery_core::resolve::encode_all(&image)
+        ),
+        &[("authorization", &format!("Bearer {WORKER_TOKEN}"))],
+    )
+    .await;
+    assert_eq!(build.status, 200, "{}", build.text());
+    assert_eq!(build.json()["state"], "succeeded", "{}", build.text());
 
     // ---- Everything stops: bindery up drains and exits 0; the hub stops its servers.
     let stopped = up.stop().expect("bindery up stops within 60 s of SIGTERM");

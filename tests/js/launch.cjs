@@ -70,6 +70,7 @@ async function main() {
         if (!result.screenshot && state.log.includes(mark)) {
           await page.screenshot({ path: screenshot, fullPage: true });
           result.screenshot = true;
+          result.phaseAtScreenshot = state.phase;
         }
         if (state.phase === "failed") {
           break;
