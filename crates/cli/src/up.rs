@@ -552,11 +552,16 @@ fn print_banner(
         ExecutorKind::Kubernetes => "Kubernetes Jobs".to_owned(),
     };
     let registry = config.builds.registry_url.as_deref().unwrap_or("none");
+    let reach = if worker.ip().is_loopback() {
+        " (loopback)"
+    } else {
+        " (reachable from other machines: it takes the worker token)"
+    };
     let mut out = format!(
         "bindery up: open http://{shown}/\n\
          \x20 settings: {source}\n\
          \x20 edge:     listening on {edge}, state in {}\n\
-         \x20 worker:   http://{worker} (loopback), {engine}\n\
+         \x20 worker:   http://{worker}{reach}, {engine}\n\
          \x20 registry: {registry}, images named {}*\n\
          \x20 hub:      {}\n",
         data_dir.join("edge").display(),
