@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The edge allocates and frees a store, its tables and the request's buffers on every
+/// request; mimalloc's thread-local free lists cost less per request than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod edge;
 mod service;
 mod spec;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::world;
 
@@ -119,7 +119,10 @@ pub(crate) fn engine(limits: EngineLimits) -> Result<Engine, BoxError> {
         // mapping on every request (a fresh instance per request touches the same pages).
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
-        .async_stack_keep_resident(KEEP_RESIDENT);
+        .async_stack_keep_resident(KEEP_RESIDENT)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages the instance
+        // touched instead of the whole kept-resident prefix.
+        .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
         .wasm_component_model(true)

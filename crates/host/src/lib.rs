@@ -80,6 +80,9 @@ pub struct HostConfig {
     pub outbound: OutboundTimeouts,
     /// The environment `SPIN_VARIABLE_*` values are read from; `None` means the process's.
     pub env: Option<BTreeMap<String, String>>,
+    /// How many threads serve connections, each with its own single-threaded runtime;
+    /// 0 means one per available CPU.
+    pub serving_threads: usize,
 }
 
 impl HostConfig {
@@ -101,6 +104,7 @@ impl HostConfig {
             limits: EngineLimits::default(),
             outbound: OutboundTimeouts::default(),
             env: None,
+            serving_threads: 0,
         }
     }
 
@@ -127,6 +131,7 @@ impl std::fmt::Debug for HostConfig {
             .field("limits", &self.limits)
             .field("outbound", &self.outbound)
             .field("env", &env_names)
+            .field("serving_threads", &self.serving_threads)
             .finish()
     }
 }
@@ -138,6 +143,7 @@ pub struct BoundHost {
     listener: TcpListener,
     local_addr: SocketAddr,
     drain_deadline: Duration,
+    serving_threads: usize,
     loads: Vec<LoadReport>,
     _ticker: EpochTicker,
 }
@@ -159,10 +165,11 @@ impl BoundHost {
             app,
             listener,
             drain_deadline,
+            serving_threads,
             _ticker,
             ..
         } = self;
-        server::serve(app, listener, shutdown, drain_deadline).await;
+        server::serve(app, listener, shutdown, drain_deadline, serving_threads).await;
         Ok(())
     }
 }
@@ -259,6 +266,10 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
         listener,
         local_addr,
         drain_deadline: config.drain_deadline,
+        serving_threads: match config.serving_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        },
         loads,
         _ticker: ticker,
     })

@@ -19,9 +19,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -73,17 +73,36 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// A connection handed from the accept loop to a serving thread.
+type Handoff = (std::net::TcpStream, SocketAddr, Watcher, mpsc::Sender<()>);
+
 /// Serves `listener` until `shutdown` resolves, then drains for at most `drain_deadline`.
+///
+/// Connections are served by `threads` threads, each running a single-threaded runtime;
+/// a connection, its requests and their guest tasks all stay on one thread. A request
+/// on a work-stealing runtime hops between threads (the connection task, the guest task
+/// and their wake-ups), which costs more than the guest itself for small answers.
 pub(crate) async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     drain_deadline: Duration,
+    threads: usize,
 ) {
     let graceful = GracefulShutdown::new();
     // Every connection and guest task holds a sender; when all are dropped, `recv` ends.
     let (in_flight, mut all_done) = mpsc::channel::<()>(1);
+    // Tells the serving threads to drop what is left once draining is over.
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = Vec::new();
+    for n in 0..threads.max(1) {
+        match ServingThread::start(n, Arc::clone(&app), stopped.clone()) {
+            Ok(server) => servers.push(server),
+            Err(err) => tracing::error!(error = %err, "failed to start a serving thread"),
+        }
+    }
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0usize;
     loop {
         let (stream, client_addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -98,28 +117,29 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = Arc::clone(&app);
-        let guard = in_flight.clone();
-        let service = service_fn(move |req| {
-            let app = Arc::clone(&app);
-            let guard = guard.clone();
-            async move { Ok::<_, Infallible>(app.handle(req, client_addr, guard).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        let guard = in_flight.clone();
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(client = %client_addr, error = %err, "connection ended with an error");
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(client = %client_addr, error = %err, "failed to hand over a connection");
+                continue;
             }
-            drop(guard);
-        });
+        };
+        let mut handoff = (stream, client_addr, graceful.watcher(), in_flight.clone());
+        // Round robin; a thread that has gone away passes its turn to the next.
+        for _ in 0..servers.len() {
+            let server = &servers[next % servers.len()];
+            next = next.wrapping_add(1);
+            match server.connections.send(handoff) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) => handoff = back,
+            }
+        }
     }
     drop(listener);
     drop(in_flight);
+    for server in &mut servers {
+        server.close();
+    }
     tracing::info!("shutting down: draining in-flight requests");
     let drained = tokio::time::timeout(drain_deadline, async {
         graceful.shutdown().await;
@@ -132,6 +152,92 @@ pub(crate) async fn serve(
             tracing::warn!(deadline = ?drain_deadline, "drain deadline passed; dropping the remaining requests")
         }
     }
+    let _ = stop.send(true);
+    for server in servers {
+        server.join();
+    }
+}
+
+/// One serving thread: a single-threaded runtime fed connections over a channel.
+struct ServingThread {
+    connections: mpsc::UnboundedSender<Handoff>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServingThread {
+    fn start(n: usize, app: Arc<App>, mut stopped: watch::Receiver<bool>) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (connections, mut incoming) = mpsc::unbounded_channel::<Handoff>();
+        let thread = std::thread::Builder::new()
+            .name(format!("bindery-serve-{n}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    while let Some((stream, client_addr, watcher, guard)) = incoming.recv().await
+                    {
+                        match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => {
+                                tokio::spawn(connection(
+                                    Arc::clone(&app),
+                                    stream,
+                                    client_addr,
+                                    watcher,
+                                    guard,
+                                ));
+                            }
+                            Err(err) => {
+                                tracing::warn!(client = %client_addr, error = %err, "failed to take over a connection");
+                            }
+                        }
+                    }
+                    // No more connections: keep serving those open until draining ends.
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                });
+            })?;
+        Ok(Self {
+            connections,
+            thread: Some(thread),
+        })
+    }
+
+    /// No more connections for this thread; those it has go on until the stop signal.
+    fn close(&mut self) {
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.connections, closed));
+    }
+
+    fn join(mut self) {
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("a serving thread panicked");
+        }
+    }
+}
+
+/// Serves one connection's requests.
+async fn connection(
+    app: Arc<App>,
+    stream: tokio::net::TcpStream,
+    client_addr: SocketAddr,
+    watcher: Watcher,
+    in_flight: mpsc::Sender<()>,
+) {
+    let guard = in_flight.clone();
+    let service = service_fn(move |req| {
+        let app = Arc::clone(&app);
+        let guard = guard.clone();
+        async move { Ok::<_, Infallible>(app.handle(req, client_addr, guard).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!(client = %client_addr, error = %err, "connection ended with an error");
+    }
+    drop(in_flight);
 }
 
 impl App {
