@@ -85,8 +85,12 @@ pub fn handle<B>(
     }
     let if_none_match = respond::header(request, "if-none-match");
     let response = match route {
-        Route::Badge => launch(badge::launch_badge(), if_none_match),
-        Route::BadgeLogo => launch(badge::launch_badge_logo(), if_none_match),
+        Route::Badge => launch(prerendered::BADGE, prerendered::BADGE_ETAG, if_none_match),
+        Route::BadgeLogo => launch(
+            prerendered::BADGE_LOGO,
+            prerendered::BADGE_LOGO_ETAG,
+            if_none_match,
+        ),
         Route::Status(spec) => match config() {
             Ok(cfg) => status(&spec, &cfg, cache, now, if_none_match),
             Err(e) => respond::text(500, &e.to_string()),
@@ -100,9 +104,13 @@ pub fn handle<B>(
     }
 }
 
-fn launch(svg: String, if_none_match: Option<&str>) -> Response<Vec<u8>> {
-    let etag = badge::etag(&svg);
-    respond::svg(svg, &etag, IMMUTABLE, if_none_match)
+/// The launch badges and their ETags, rendered by `build.rs` with `bindery_core::badge`.
+mod prerendered {
+    include!(concat!(env!("OUT_DIR"), "/launch_badges.rs"));
+}
+
+fn launch(svg: &str, etag: &str, if_none_match: Option<&str>) -> Response<Vec<u8>> {
+    respond::svg(svg.to_owned(), etag, IMMUTABLE, if_none_match)
 }
 
 /// What the live badge shows for `spec`, and whether a resolved ref was known.
@@ -180,7 +188,11 @@ async fn serve(request: spin_sdk::http::IncomingRequest) -> Response<Vec<u8>> {
         Ok(request) => request,
         Err(e) => return respond::text(e.status_code(), &e.to_string()),
     };
-    let cache = Cache::open_default();
+    // Only the live badge reads the store; the launch badges need nothing opened.
+    let cache = match route(request.uri().path()) {
+        Route::Status(_) => Cache::open_default(),
+        _ => Cache::disabled(),
+    };
     handle(&request, EdgeConfig::load, &cache, respond::now())
 }
 
@@ -251,6 +263,22 @@ mod tests {
         ] {
             assert_eq!(route(path), Route::NotFound, "{path}");
         }
+    }
+
+    #[test]
+    fn the_prerendered_launch_badges_are_the_cores_rendering() {
+        for (svg, etag, rendered) in [
+            (prerendered::BADGE, prerendered::BADGE_ETAG, badge::launch_badge()),
+            (
+                prerendered::BADGE_LOGO,
+                prerendered::BADGE_LOGO_ETAG,
+                badge::launch_badge_logo(),
+            ),
+        ] {
+            assert_eq!(svg, rendered);
+            assert_eq!(etag, badge::etag(&rendered));
+        }
+        assert_ne!(prerendered::BADGE, prerendered::BADGE_LOGO);
     }
 
     #[test]

@@ -33,6 +33,17 @@ impl RequestError {
     }
 }
 
+/// Whether a request certainly has no body worth reading: a `GET` or `HEAD` without a
+/// non-zero `Content-Length`. Reading an empty body still costs a stream and a poll per
+/// request, and badges and cached resolves are all `GET`s. A chunked `GET` body (the host
+/// strips `Transfer-Encoding`) has no meaning for any route and is not read.
+pub fn bodiless(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    let empty = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_none_or(|len| len.as_bytes() == b"0");
+    (method == http::Method::GET || method == http::Method::HEAD) && empty
+}
+
 /// Reads `request`, refusing a body over `max_body` bytes as soon as it is exceeded.
 ///
 /// The URI is absolute when the runtime gives scheme and authority (Spin does), and keeps
@@ -64,6 +75,13 @@ pub async fn read_request(
         .map_err(|_| RequestError::Invalid("the request URI does not parse".into()))?;
     let headers = crate::fetch::header_map(request.headers().entries());
     let mut body = Vec::new();
+    if bodiless(&method, &headers) {
+        let mut out = http::Request::new(body);
+        *out.method_mut() = method;
+        *out.uri_mut() = uri;
+        *out.headers_mut() = headers;
+        return Ok(out);
+    }
     let mut stream = request.into_body_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| RequestError::Body(e.to_debug_string()))?;
@@ -77,4 +95,30 @@ pub async fn read_request(
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_gets_and_heads_without_a_length_skip_the_body() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            headers
+        };
+        let none = with(&[]);
+        assert!(bodiless(&http::Method::GET, &none));
+        assert!(bodiless(&http::Method::HEAD, &none));
+        assert!(bodiless(&http::Method::GET, &with(&[("content-length", "0")])));
+        assert!(!bodiless(&http::Method::GET, &with(&[("content-length", "12")])));
+        assert!(!bodiless(&http::Method::POST, &none));
+        assert!(!bodiless(&http::Method::PUT, &with(&[("content-length", "0")])));
+    }
 }
