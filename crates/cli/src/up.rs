@@ -171,7 +171,10 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
             &worker_config,
             worker_addr,
             &file.edge.variables,
-            std::env::vars(),
+            // Not env::vars(), which panics on a variable that is not UTF-8: such a
+            // variable cannot be a Spin variable, so it is left out.
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
         );
         for name in overridden {
             notes.warn(format!(
@@ -317,21 +320,26 @@ fn worker_config(
     Ok(config)
 }
 
+/// Writes `text` to `path`, readable by this user only: into a new file created with mode
+/// 0600 beside it, then renamed over it, so the secrets are never in a file that an earlier
+/// run (or an operator) left with looser permissions.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(name);
+    // Left behind by a run that died between writing and renaming.
+    let _ = std::fs::remove_file(&temp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut out = options
-        .open(path)
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    out.write_all(text.as_bytes())
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("failed to restrict {}", path.display()))?;
+    let written = options.open(&temp).and_then(|mut out| {
+        out.write_all(text.as_bytes())?;
+        out.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e).with_context(|| format!("failed to write {}", path.display()));
     }
     Ok(())
 }
