@@ -40,6 +40,9 @@ pub enum HostError {
     /// The outbound TLS client could not be configured.
     #[error("failed to set up the outbound TLS client")]
     Tls(#[source] rustls::Error),
+    /// The threads that serve connections could not be started.
+    #[error("failed to start the threads that serve connections")]
+    Threads(#[source] std::io::Error),
     /// The epoch thread could not be started.
     #[error("failed to start the epoch thread")]
     Ticker(#[source] std::io::Error),

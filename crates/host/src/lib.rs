@@ -53,7 +53,7 @@ use crate::client::OutboundClient;
 use crate::engine::EpochTicker;
 use crate::outbound::AllowedHosts;
 use crate::routes::Router;
-use crate::server::{App, ServedComponent};
+use crate::server::{App, ServedComponent, ServingThreads};
 use crate::state::ComponentContext;
 use crate::variables::Variables;
 
@@ -139,11 +139,10 @@ impl std::fmt::Debug for HostConfig {
 /// A host that has loaded its app and bound its listener, ready to serve.
 #[derive(Debug)]
 pub struct BoundHost {
-    app: Arc<App>,
     listener: TcpListener,
     local_addr: SocketAddr,
     drain_deadline: Duration,
-    serving_threads: usize,
+    serving_threads: ServingThreads,
     loads: Vec<LoadReport>,
     _ticker: EpochTicker,
 }
@@ -162,14 +161,13 @@ impl BoundHost {
     /// Serves requests until `shutdown` resolves, then drains in-flight requests.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), HostError> {
         let BoundHost {
-            app,
             listener,
             drain_deadline,
             serving_threads,
             _ticker,
             ..
         } = self;
-        server::serve(app, listener, shutdown, drain_deadline, serving_threads).await;
+        server::serve(listener, shutdown, drain_deadline, serving_threads).await;
         Ok(())
     }
 }
@@ -261,15 +259,17 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
         request_deadline: config.request_deadline,
         max_memory: config.limits.max_memory,
     };
+    let app = Arc::new(app);
+    let count = match config.serving_threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let serving_threads = ServingThreads::start(&app, count).map_err(HostError::Threads)?;
     Ok(BoundHost {
-        app: Arc::new(app),
         listener,
         local_addr,
         drain_deadline: config.drain_deadline,
-        serving_threads: match config.serving_threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        },
+        serving_threads,
         loads,
         _ticker: ticker,
     })

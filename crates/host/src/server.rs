@@ -83,24 +83,18 @@ type Handoff = (std::net::TcpStream, SocketAddr, Watcher, mpsc::Sender<()>);
 /// on a work-stealing runtime hops between threads (the connection task, the guest task
 /// and their wake-ups), which costs more than the guest itself for small answers.
 pub(crate) async fn serve(
-    app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     drain_deadline: Duration,
-    threads: usize,
+    threads: ServingThreads,
 ) {
+    let ServingThreads {
+        mut servers,
+        stop,
+        in_flight,
+        mut all_done,
+    } = threads;
     let graceful = GracefulShutdown::new();
-    // Every connection and guest task holds a sender; when all are dropped, `recv` ends.
-    let (in_flight, mut all_done) = mpsc::channel::<()>(1);
-    // Tells the serving threads to drop what is left once draining is over.
-    let (stop, stopped) = watch::channel(false);
-    let mut servers = Vec::new();
-    for n in 0..threads.max(1) {
-        match ServingThread::start(n, Arc::clone(&app), stopped.clone()) {
-            Ok(server) => servers.push(server),
-            Err(err) => tracing::error!(error = %err, "failed to start a serving thread"),
-        }
-    }
     let mut shutdown = std::pin::pin!(shutdown);
     let mut next = 0usize;
     loop {
@@ -153,8 +147,63 @@ pub(crate) async fn serve(
         }
     }
     let _ = stop.send(true);
-    for server in servers {
-        server.join();
+    // Joining waits for each runtime's blocking work (DNS lookups, KV commits): off the
+    // async threads, so that whatever else runs beside the host keeps going.
+    let joined = tokio::task::spawn_blocking(move || {
+        for server in servers {
+            server.join();
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::error!("failed to join the serving threads");
+    }
+}
+
+/// The serving threads of a host, started before it serves so that a failure to start
+/// them is a start-up error.
+pub(crate) struct ServingThreads {
+    servers: Vec<ServingThread>,
+    /// Tells the threads to drop what is left once draining is over.
+    stop: watch::Sender<bool>,
+    /// Every connection and guest task holds a clone; when all are dropped, `all_done` ends.
+    in_flight: mpsc::Sender<()>,
+    all_done: mpsc::Receiver<()>,
+}
+
+impl ServingThreads {
+    /// Starts `count` (at least one) serving threads for `app`.
+    pub(crate) fn start(app: &Arc<App>, count: usize) -> std::io::Result<Self> {
+        let (stop, stopped) = watch::channel(false);
+        let (in_flight, all_done) = mpsc::channel::<()>(1);
+        let mut servers = Vec::new();
+        for n in 0..count.max(1) {
+            match ServingThread::start(n, Arc::clone(app), stopped.clone()) {
+                Ok(server) => servers.push(server),
+                Err(err) => {
+                    let _ = stop.send(true);
+                    for mut server in servers {
+                        server.close();
+                        server.join();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(Self {
+            servers,
+            stop,
+            in_flight,
+            all_done,
+        })
+    }
+}
+
+impl std::fmt::Debug for ServingThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingThreads")
+            .field("threads", &self.servers.len())
+            .finish_non_exhaustive()
     }
 }
 
