@@ -1,9 +1,10 @@
 //! The real `bindery up` binary: the edge and the worker in one process, configured by a
 //! `bindery.toml` the test writes, as an operator would.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
-use std::time::Duration;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::proc::Proc;
 
@@ -86,12 +87,62 @@ impl Drop for Up {
     }
 }
 
-/// Runs `bindery up` with `args` to completion (for configurations it must refuse).
+/// How long `bindery up` may take to refuse a configuration. One it wrongly accepts would
+/// serve until stopped; the test then fails instead of hanging the suite.
+const REFUSE_WITHIN: Duration = Duration::from_secs(60);
+
+/// Runs `bindery up` with `args` to completion (for configurations it must refuse); panics
+/// when it is still running after [`REFUSE_WITHIN`], after killing it.
 pub fn run_to_end(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
     let mut cmd = Command::new(crate::edge::binary("debug"));
-    cmd.current_dir(crate::workspace()).arg("up").args(args);
+    cmd.current_dir(crate::workspace())
+        .arg("up")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (name, value) in env {
         cmd.env(name, value);
     }
-    cmd.output().unwrap()
+    let mut child = cmd.spawn().expect("failed to start bindery up");
+    // Read both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + REFUSE_WITHIN;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
+    let Some(status) = status else {
+        panic!(
+            "bindery up {args:?} was still running after {} s (killed): it accepted a \
+             configuration it should refuse\nstdout: {}\nstderr: {}",
+            REFUSE_WITHIN.as_secs(),
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
