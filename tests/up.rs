@@ -19,12 +19,17 @@ async fn up_starts_with_every_part_missing_says_what_to_do_serves_and_stops_clea
     let empty_path = dir.join("empty-bin");
     std::fs::create_dir_all(&empty_path).unwrap();
     let (edge_port, worker_port) = (free_port(), free_port());
+    // GitHub's API, as the edge is told to reach it: a closed port (this machine has no
+    // internet, and the answer must not depend on it).
+    let github_port = closed_port();
     let config = format!(
         "data_dir = \"{data}\"\n\
          registry_url = \"http://127.0.0.1:{registry}\"\n\
          image_prefix = \"127.0.0.1:{registry}/binder-\"\n\
          hub_url = \"http://127.0.0.1:{hub}/\"\n\
          [edge]\nlisten = \"127.0.0.1:{edge_port}\"\n\
+         [edge.variables]\ngithub_api = \"http://127.0.0.1:{github_port}\"\n\
+         extra_outbound_host = \"http://127.0.0.1:{github_port}\"\n\
          [worker]\nlisten = \"127.0.0.1:{worker_port}\"\n",
         data = dir.join("data").display(),
         registry = closed_port(),
@@ -74,12 +79,18 @@ async fn up_starts_with_every_part_missing_says_what_to_do_serves_and_stops_clea
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&settings).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "worker.toml holds the token: {mode:o}");
-    // A launch is refused by nobody: it fails with a message, the process keeps running.
+    // A provider that does not answer: the resolve fails with a 502 naming the spec and the
+    // origin it could not reach, and the process keeps running.
     let resolve = get(&format!("{}api/v1/resolve/gh/org/repo/HEAD", up.url), &[]).await;
-    assert!(
-        resolve.status >= 400,
-        "no provider reachable: {}",
-        resolve.status
+    assert_eq!(resolve.status, 502, "{}", resolve.text());
+    assert_eq!(
+        resolve.json()["message"],
+        format!(
+            "Error resolving ref for gh:org/repo/HEAD: failed to reach \
+             http://127.0.0.1:{github_port}: ErrorCode::ConnectionRefused"
+        ),
+        "{}",
+        resolve.text()
     );
     assert!(up.running());
 
