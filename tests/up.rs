@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+
 use bindery_system_tests::sse::get;
 use bindery_system_tests::up::{Up, run_to_end};
 use bindery_system_tests::{free_port, scratch};
@@ -35,7 +39,20 @@ async fn up_starts_with_every_part_missing_says_what_to_do_serves_and_stops_clea
         registry = closed_port(),
         hub = closed_port(),
     );
-    let mut up = Up::start(&dir, &config, &[("PATH", empty_path.display().to_string())]).await;
+    // A worker.toml an earlier run (or an operator) left readable by everyone: the secrets
+    // must not be written into it as it is.
+    let settings = dir.join("data/worker/worker.toml");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, "# old\n").unwrap();
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A variable that is not UTF-8 (a Spin variable's name, even) is left out, not a panic.
+    let not_utf8 = OsString::from_vec(b"caf\xe9".to_vec());
+    let env = [
+        ("PATH", empty_path.clone().into_os_string()),
+        ("SPIN_VARIABLE_NOT_UTF8", not_utf8.clone()),
+        ("BINDERY_TEST_NOT_UTF8", not_utf8),
+    ];
+    let mut up = Up::start(&dir, &config, &env).await;
     let out = up.output();
     assert_eq!(up.url, format!("http://127.0.0.1:{edge_port}/"), "{out}");
     for expected in [
@@ -73,12 +90,19 @@ async fn up_starts_with_every_part_missing_says_what_to_do_serves_and_stops_clea
     let worker = get(&format!("http://127.0.0.1:{worker_port}/health"), &[]).await;
     assert!(worker.status == 200 || worker.status == 503);
     assert!(worker.json()["checks"].is_array(), "{}", worker.text());
-    let settings = dir.join("data/worker/worker.toml");
     let text = std::fs::read_to_string(&settings).unwrap();
     assert!(text.contains("token = "), "{text}");
-    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&settings).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "worker.toml holds the token: {mode:o}");
+    let strays: Vec<_> = std::fs::read_dir(settings.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "the temporary file was renamed: {strays:?}"
+    );
     // A provider that does not answer: the resolve fails with a 502 naming the spec and the
     // origin it could not reach, and the process keeps running.
     let resolve = get(&format!("{}api/v1/resolve/gh/org/repo/HEAD", up.url), &[]).await;

@@ -1,6 +1,7 @@
 //! The real `bindery up` binary: the edge and the worker in one process, configured by a
 //! `bindery.toml` the test writes, as an operator would.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -21,7 +22,7 @@ pub struct Up {
 impl Up {
     /// Writes `config` to `<dir>/bindery.toml` and starts `bindery up --config` on it with
     /// `env` added to the environment; returns once the banner is printed.
-    pub async fn start(dir: &Path, config: &str, env: &[(&str, String)]) -> Up {
+    pub async fn start(dir: &Path, config: &str, env: &[(&str, OsString)]) -> Up {
         let wasm = crate::workspace().join("target/wasm32-wasip2/wasm/bindery_launch.wasm");
         assert!(
             wasm.exists(),
