@@ -99,6 +99,35 @@ fn browse(
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// The reaper exits with the wrapped command's status, also when the command fails, leaves
+/// orphans behind (which the reaper collects with `waitpid(-1)`, the command's own exit among
+/// them when it comes first) or is killed by a signal: a failing browser script must fail
+/// the test.
+#[test]
+fn the_reaper_exits_with_the_wrapped_commands_status() {
+    let python = std::env::var("BINDERY_PYTHON")
+        .expect("BINDERY_PYTHON: run the tests with `cargo xtask test`");
+    let run = |script: &str| {
+        Command::new(&python)
+            .arg(workspace().join("tests/py/reaper.py"))
+            .args(["sh", "-c", script])
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(run("exit 0"), Some(0));
+    assert_eq!(run("exit 3"), Some(3));
+    assert_eq!(run("kill -TERM $$"), Some(128 + 15), "killed by SIGTERM");
+    // Orphans exiting together with the command: the reaper's waitpid(-1) collects them
+    // and, as it happens, the command itself.
+    for _ in 0..5 {
+        assert_eq!(
+            run("for i in 1 2 3 4 5 6 7 8; do (sleep 0.1 &); done; sleep 0.1; exit 7"),
+            Some(7)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_second_launch_uses_the_cache()
  {

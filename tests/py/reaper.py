@@ -36,14 +36,19 @@ def children():
     return found
 
 
-def reap_all():
+def reap_all(command):
+    """Collects every child that has exited. waitpid(-1) may collect the command itself:
+    its status is then recorded on `command`, since Popen, finding no child left to wait
+    for (ECHILD), would report 0 and hide a failure."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        if pid == command.pid and command.returncode is None:
+            command.returncode = os.waitstatus_to_exitcode(status)
 
 
 def main():
@@ -53,11 +58,11 @@ def main():
     command = subprocess.Popen(sys.argv[1:])
     signal.signal(signal.SIGTERM, lambda *_: command.terminate())
     while command.poll() is None:
-        reap_all()
+        reap_all(command)
         time.sleep(0.1)
     deadline = time.time() + 5
     while children() and time.time() < deadline:
-        reap_all()
+        reap_all(command)
         time.sleep(0.1)
     for pid in children():
         try:
@@ -65,13 +70,15 @@ def main():
         except ProcessLookupError:
             pass
     time.sleep(0.1)
-    reap_all()
+    reap_all(command)
     while children():
         try:
             os.wait()
         except ChildProcessError:
             break
-    sys.exit(command.returncode)
+    code = command.returncode
+    # Killed by signal N: exit 128 + N, as a shell reports it.
+    sys.exit(code if code >= 0 else 128 - code)
 
 
 main()

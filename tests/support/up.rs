@@ -79,8 +79,9 @@ impl Up {
 }
 
 impl Drop for Up {
-    /// SIGTERM first, also when a test fails, so the worker stops its builds' process
-    /// groups; the process is killed if it does not stop in time.
+    /// SIGTERM first, also when a test fails: after its HTTP drain the worker kills each
+    /// running build's process group, reaps its child and deletes the hub users of the
+    /// launches in flight, then exits; the process is killed if it is still running 60 s on.
     fn drop(&mut self) {
         if self.proc.running() {
             self.proc.terminate(60);
