@@ -45,6 +45,10 @@ const APT_PACKAGES: [&str; 10] = [
 /// npm packages the system test drives the browser with, pinned; installed into
 /// `target/js` (`tests/js/launch.mjs` imports them from there).
 const NPM_PACKAGES: [&str; 1] = ["playwright-core@1.65.1"];
+/// The oldest Node.js major version the pinned playwright-core runs on (its package.json's
+/// `engines.node`, `>=20`); checked again against the installed package.json. Debian 12's
+/// `nodejs` is 18.
+const NODE_MAJOR_NEEDED: u32 = 20;
 /// Fuzz targets and how long CI runs each, in seconds.
 const FUZZ_TARGETS: [&str; 2] = ["spec_parse", "sse_decode"];
 const FUZZ_SECONDS_CI: u32 = 20;
@@ -197,20 +201,22 @@ fn setup(root: &Path) -> Result<()> {
     npm_packages(root)
 }
 
-/// Installs [`NPM_PACKAGES`] into `target/js` (Debian's npm when there is none).
+/// Installs [`NPM_PACKAGES`] into `target/js` (Debian's npm when there is none), with a
+/// Node.js new enough for them.
 fn npm_packages(root: &Path) -> Result<()> {
     let prefix = root.join("target/js");
     let stamp = prefix.join("bindery-packages.txt");
     let wanted = NPM_PACKAGES.join("\n");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return Ok(());
-    }
     let npm_ok = Command::new("npm")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !npm_ok {
         apt_install(&["nodejs", "npm"])?;
+    }
+    check_node(NODE_MAJOR_NEEDED)?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
     }
     std::fs::create_dir_all(&prefix)?;
     step(
@@ -226,8 +232,69 @@ fn npm_packages(root: &Path) -> Result<()> {
             .arg(&prefix)
             .args(NPM_PACKAGES),
     )?;
+    // A new pin may need a newer Node.js than NODE_MAJOR_NEEDED says.
+    let package = prefix.join("node_modules/playwright-core/package.json");
+    let text = std::fs::read_to_string(&package)
+        .with_context(|| format!("failed to read {}", package.display()))?;
+    match engines_node_major(&text) {
+        Some(needed) if needed > NODE_MAJOR_NEEDED => bail!(
+            "{} needs Node.js {needed} or later (engines.node) but NODE_MAJOR_NEEDED in \
+             xtask/src/main.rs says {NODE_MAJOR_NEEDED}: update it",
+            package.display()
+        ),
+        Some(_) => {}
+        None => bail!(
+            "{} has no engines.node of the form \">=N\": check which Node.js it needs \
+             and update NODE_MAJOR_NEEDED in xtask/src/main.rs",
+            package.display()
+        ),
+    }
     std::fs::write(stamp, wanted)?;
     Ok(())
+}
+
+/// Fails unless `node --version` is at least `needed` (the major version).
+fn check_node(needed: u32) -> Result<()> {
+    let out = Command::new("node")
+        .arg("--version")
+        .output()
+        .context("failed to run `node --version` (Debian: apt-get install nodejs)")?;
+    node_new_enough(String::from_utf8_lossy(&out.stdout).trim(), needed)
+}
+
+/// Fails unless `version` (`node --version`'s `vMAJOR.MINOR.PATCH`) is at least `needed`.
+fn node_new_enough(version: &str, needed: u32) -> Result<()> {
+    let major = version
+        .strip_prefix('v')
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok())
+        .with_context(|| format!("`node --version` printed {version:?}"))?;
+    if major < needed {
+        bail!(
+            "Node.js {version} is too old: {} needs Node.js {needed} or later (Debian 12's \
+             nodejs package is 18). Install Node.js {needed} or later and run again.",
+            NPM_PACKAGES.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The major version of a package.json's `"engines": {"node": ">=N..."}`.
+fn engines_node_major(package_json: &str) -> Option<u32> {
+    let engines = &package_json[package_json.find("\"engines\"")?..];
+    let engines = &engines[..engines.find('}')?];
+    let node = &engines[engines.find("\"node\"")? + "\"node\"".len()..];
+    let value = node
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let value = value[..value.find('"')?].trim();
+    let digits = value.strip_prefix(">=")?.trim_start();
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }
 
 fn build_wasm() -> Result<()> {
@@ -382,4 +449,38 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
         bail!("{name} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_node_major_reads_the_lower_bound() {
+        let pinned = r#"{"name": "playwright-core", "engines": {
+            "node": ">=20"
+          }, "author": {"name": "Microsoft"}}"#;
+        assert_eq!(engines_node_major(pinned), Some(20));
+        assert_eq!(
+            engines_node_major(r#"{"engines":{"npm":">=9","node":">= 22.3.0"}}"#),
+            Some(22)
+        );
+        assert_eq!(engines_node_major(r#"{"engines":{"node":"^18"}}"#), None);
+        assert_eq!(engines_node_major(r#"{"engines":{"npm":">=9"}}"#), None);
+        assert_eq!(engines_node_major(r#"{"node":">=20"}"#), None);
+    }
+
+    #[test]
+    fn a_node_older_than_needed_is_refused_naming_the_version_needed() {
+        node_new_enough("v20.20.2", 20).unwrap();
+        node_new_enough("v22.1.0", 20).unwrap();
+        let old = node_new_enough("v18.19.0", 20).unwrap_err().to_string();
+        assert!(
+            old.starts_with(
+                "Node.js v18.19.0 is too old: playwright-core@1.65.1 needs Node.js 20 or later"
+            ),
+            "{old}"
+        );
+        assert!(node_new_enough("garbage", 20).is_err());
+    }
 }
