@@ -38,6 +38,10 @@ const DEFAULT_IMAGE_PREFIX: &str = "127.0.0.1:5000/binder-";
 const PLACEHOLDER_HUB_TOKEN: &str = "unset-hub-api-token";
 /// How long each start-up check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the tasks still on the runtime get once the edge and the worker have stopped
+/// (the worker has stopped its builds and launches by then: see
+/// `bindery_worker::api::AppState::shutdown`); `bindery worker` uses it too.
+pub(crate) const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Arguments of `bindery up`.
 #[derive(Debug, clap::Args)]
@@ -158,7 +162,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
     }
 
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let worker_listener = tokio::net::TcpListener::bind(worker_config.listen)
             .await
             .with_context(|| {
@@ -196,7 +200,11 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
             &notes,
         );
         serve(host, worker_listener, worker_config).await
-    })?;
+    });
+    // `serve` has stopped the worker's builds and launches; whatever task is left gets a
+    // moment, not forever (dropping the runtime would wait for blocking tasks without end).
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result?;
     Ok("bindery up: stopped".to_owned())
 }
 

@@ -35,5 +35,8 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<String> {
             crate::service::shutdown_signal(),
         ))
         .context("failed to run the worker")?;
+    // `run` has stopped the builds and launches already; whatever task is left (a build
+    // log being stored, a connection past the drain) gets a moment, not forever.
+    runtime.shutdown_timeout(crate::up::RUNTIME_SHUTDOWN);
     Ok("bindery worker: stopped".to_owned())
 }

@@ -133,6 +133,23 @@ impl AppState {
     }
 }
 
+/// How long stopping the running builds, and separately the launches in flight, may take
+/// once the HTTP drain is over.
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
+
+impl AppState {
+    /// The worker's shutdown phase, after the HTTP drain: stops every running local build
+    /// (its process group killed, its child reaped) and every launch in flight (its hub
+    /// user deleted), waiting for each at most [`STOP_DEADLINE`].
+    pub async fn shutdown(&self) {
+        futures::future::join(
+            self.builds.shutdown(STOP_DEADLINE),
+            self.launcher.shutdown(STOP_DEADLINE),
+        )
+        .await;
+    }
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains for a few seconds.
 pub async fn serve(
     state: Arc<AppState>,
@@ -299,9 +316,7 @@ async fn post_launch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<
     }
     let id = ids::new_id();
     let log = state.launches.create(&id);
-    let launcher = Arc::clone(&state.launcher);
-    let launch_id = id.clone();
-    tokio::spawn(async move { launcher.launch(&launch_id, &launch, &log).await });
+    state.launcher.start(id.clone(), launch, log);
     tracing::info!(launch = %id, "launch accepted");
     accepted(format!("{LAUNCHES_PATH}/{id}/events"), id)
 }

@@ -303,6 +303,12 @@ impl Builds {
         checks
     }
 
+    /// The worker is stopping: the executor stops what must not outlive the process (see
+    /// [`Executor::shutdown`]), waiting at most `deadline`.
+    pub async fn shutdown(&self, deadline: std::time::Duration) {
+        self.executor.shutdown(deadline).await;
+    }
+
     /// How many builds wait for a slot.
     pub fn queue_length(&self) -> usize {
         self.queue.len()

@@ -67,6 +67,15 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
         let _ = total_quota;
         Box::pin(async { Vec::new() })
     }
+
+    /// The worker is stopping: stop what must not outlive this process and wait for it,
+    /// at most `deadline`. The local executor kills every running build's process group and
+    /// reaps its child; the default does nothing (Kubernetes Jobs run on and are adopted by
+    /// the next worker).
+    fn shutdown(&self, deadline: std::time::Duration) -> BoxFuture<'_, ()> {
+        let _ = deadline;
+        Box::pin(async {})
+    }
 }
 
 /// How long one health check may take before it counts as failed.

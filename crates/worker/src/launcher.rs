@@ -13,10 +13,18 @@
 //! attempt N failed, retrying...", waits (the delay doubling each time) and tries again.
 //! A refusal by the hub (a `4xx` other than a name clash) is not retried: it would only be
 //! refused again. The quota slot stays taken across attempts.
+//!
+//! Launch tasks are started by [`Launcher::start`] and kept in a [`JoinSet`]. When the
+//! worker stops, [`Launcher::shutdown`] flips a switch every launch watches: a launch
+//! waiting for its build or between attempts fails at once, and an attempt still spawning
+//! stops and deletes its user, so no half-started server is left on the hub.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use bindery_core::events::{Event, Phase, ReadyInfo};
 use bindery_core::image::build_name;
@@ -129,7 +137,12 @@ pub struct Launcher {
     admission: Admission,
     metrics: Arc<Metrics>,
     builds: Arc<Builds>,
+    stopping: watch::Sender<bool>,
+    tasks: Mutex<JoinSet<()>>,
 }
+
+/// What a launch or an attempt says when the worker stops under it.
+const SHUTTING_DOWN: &str = "the worker is shutting down";
 
 impl Launcher {
     /// A launcher for the hub and quotas in `config`.
@@ -152,7 +165,51 @@ impl Launcher {
             admission: Admission::default(),
             metrics,
             builds,
+            stopping: watch::channel(false).0,
+            tasks: Mutex::new(JoinSet::new()),
         }
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs launch `id` in the background (see [`Launcher::launch`]), tracked so that
+    /// [`Launcher::shutdown`] can stop it.
+    pub fn start(self: &Arc<Self>, id: String, request: LaunchRequest, log: Arc<EventLog>) {
+        let launcher = Arc::clone(self);
+        let mut tasks = self.tasks();
+        // Forget the launches that ended.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move { launcher.launch(&id, &request, &log).await });
+    }
+
+    /// The worker is stopping: every launch still in flight fails, each attempt still
+    /// spawning deletes its user; waits for them at most `deadline`. Servers that are
+    /// already running stay.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.stopping.send_replace(true);
+        let mut tasks = std::mem::take(&mut *self.tasks());
+        if tasks.is_empty() {
+            return;
+        }
+        tracing::info!(launches = tasks.len(), "stopping the launches in flight");
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!(
+                launches = tasks.len(),
+                "launches still stopping after the shutdown deadline"
+            );
+        }
+    }
+
+    /// Resolves when the worker starts stopping.
+    async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        // The sender lives as long as `self`.
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     /// The hub client.
@@ -191,7 +248,19 @@ impl Launcher {
                 git_ref: request.resolved_ref.clone(),
             });
             tracing::info!(launch = id, build = %build.id, "launch waits for its build");
-            if relay(&build.log, log).await != Some(Phase::Built) {
+            let built = tokio::select! {
+                last = relay(&build.log, log) => last == Some(Phase::Built),
+                () = self.stopped() => {
+                    if !log.is_finished() {
+                        log.append(Event::failed(
+                            Some(503),
+                            format!("Failed to launch image {}: {SHUTTING_DOWN}", request.image),
+                        ));
+                    }
+                    false
+                }
+            };
+            if !built {
                 if !log.is_finished() {
                     log.append(Event::failed(
                         Some(500),
@@ -237,7 +306,10 @@ impl Launcher {
                             failure.reason
                         ),
                     ));
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.stopped() => break (SHUTTING_DOWN.to_owned(), attempt),
+                    }
                     delay = delay.saturating_mul(2);
                     attempt += 1;
                 }
@@ -270,11 +342,18 @@ impl Launcher {
         self.admission
             .update(id, |slot| slot.user = Some(user.clone()));
         let token = ids::server_token();
-        let outcome =
-            tokio::time::timeout(self.launch_timeout, self.spawn(&user, &token, request, log))
-                .await;
+        let spawn =
+            tokio::time::timeout(self.launch_timeout, self.spawn(&user, &token, request, log));
+        let outcome = tokio::select! {
+            outcome = spawn => Some(outcome),
+            () = self.stopped() => None,
+        };
         let failure = match outcome {
-            Ok(Ok(())) => {
+            None => AttemptFailed {
+                retry: false,
+                reason: SHUTTING_DOWN.to_owned(),
+            },
+            Some(Ok(Ok(()))) => {
                 self.admission.update(id, |slot| slot.running = true);
                 let url = format!("{}user/{}/", self.hub_url, escape_name(&user));
                 tracing::info!(launch = id, %user, %url, "server ready");
@@ -291,11 +370,11 @@ impl Launcher {
                 }));
                 return Ok(());
             }
-            Ok(Err(err)) => AttemptFailed {
+            Some(Ok(Err(err))) => AttemptFailed {
                 retry: err.worth_another_launch(),
                 reason: err.reason(),
             },
-            Err(_) => AttemptFailed {
+            Some(Err(_)) => AttemptFailed {
                 retry: true,
                 reason: format!(
                     "the server took too long to launch (more than {} seconds)",

@@ -74,7 +74,9 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     serve(listener, config, shutdown).await
 }
 
-/// Serves on an already bound listener (tests bind port 0) until `shutdown` resolves.
+/// Serves on an already bound listener (tests bind port 0) until `shutdown` resolves; then
+/// drains the HTTP connections and stops the running local builds and the launches in
+/// flight (see [`api::AppState::shutdown`]) before returning.
 pub async fn serve(
     listener: TcpListener,
     config: WorkerConfig,
@@ -98,7 +100,8 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "bindery worker listening");
     }
-    api::serve(state, listener, shutdown).await;
+    api::serve(Arc::clone(&state), listener, shutdown).await;
+    state.shutdown().await;
     Ok(())
 }
 

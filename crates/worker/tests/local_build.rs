@@ -317,6 +317,35 @@ async fn a_cancelled_build_is_killed_with_its_process_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_worker_mid_build_kills_the_build_group_and_reaps_the_child() {
+    let fake = Fake::new("stop-worker");
+    let worker = worker(config_with(fake.settings("silent", 0.0))).await;
+    let request = build_request("org", "stopped-mid-build");
+    post_build(&worker.base, &request).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.pids().len() < 2 {
+        assert!(Instant::now() < deadline, "the fake never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let [child, grandchild] = fake.pids()[..] else {
+        panic!("expected two pids, got {:?}", fake.pids())
+    };
+    assert!(running(child) && running(grandchild));
+    // As SIGTERM does: `serve` returns after the HTTP drain and the shutdown phase.
+    worker.stop().await;
+    // The child was waited for: not even a zombie is left of it.
+    assert!(
+        !Path::new(&format!("/proc/{child}")).exists(),
+        "repo2docker ({child}) was not reaped when the worker stopped"
+    );
+    // The rest of its group was killed (left to PID 1, it may stay a zombie).
+    assert!(
+        gone_soon(grandchild),
+        "process {grandchild} of the build's group outlived the worker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_launches_of_one_missing_image_start_one_build_and_all_see_built() {
     let fake = Fake::new("twenty");
     let worker = worker(config_with(fake.settings("ok", 1.0))).await;

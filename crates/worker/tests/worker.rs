@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bindery_core::events::Phase;
 use http::{Method, StatusCode};
@@ -206,6 +206,40 @@ async fn a_spawn_that_fails_once_is_retried_under_a_fresh_name_and_the_first_use
         None,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_worker_mid_spawn_deletes_the_user_of_the_launch_in_flight() {
+    let hub = hub();
+    let worker = worker(support::config(&hub.url)).await;
+    // `slow` images take 3 s to spawn on the test hub.
+    let request = launch_request("bindery-tests", "slow-stopped");
+    let prefix = "bindery-tests-slow-stopped-";
+    // The hub's database outlives test runs: only a user made by this launch counts.
+    let before = hub_users(&hub).await;
+    post_launch(&worker, &request).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let user = loop {
+        if let Some(user) = hub_users(&hub)
+            .await
+            .into_iter()
+            .find(|u| u.starts_with(prefix) && !before.contains(u))
+        {
+            break user;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the launch never created its user"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // As SIGTERM does: `serve` returns after the HTTP drain and the shutdown phase.
+    worker.stop().await;
+    let users = hub_users(&hub).await;
+    assert!(
+        !users.contains(&user),
+        "the user of the launch in flight outlived the worker: {users:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bindery_core::events::{Event, from_repo2docker_line};
@@ -19,6 +20,7 @@ use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{BuildHandle, BuildOutcome, BuildSpec, Executor};
@@ -57,15 +59,33 @@ impl Default for LocalSettings {
 }
 
 /// Runs each build as a `repo2docker` child process.
+///
+/// Every build task is kept in a [`JoinSet`], and every build's run loop watches one
+/// shutdown switch: [`Executor::shutdown`] flips it, so each build kills its process group
+/// and reaps its child, and then waits for those tasks. Without that, stopping the worker
+/// would drop the tasks unpolled: the child would be SIGKILLed by `kill_on_drop` but never
+/// waited for, and the rest of its group (git, the container engine) would run on.
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     settings: LocalSettings,
+    stopping: Arc<watch::Sender<bool>>,
+    tasks: Arc<Mutex<JoinSet<()>>>,
 }
 
 impl LocalExecutor {
     /// An executor with `settings`.
     pub fn new(settings: LocalSettings) -> LocalExecutor {
-        LocalExecutor { settings }
+        LocalExecutor {
+            settings,
+            stopping: Arc::new(watch::channel(false).0),
+            tasks: Arc::new(Mutex::new(JoinSet::new())),
+        }
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The full argument list for `spec`: BinderHub's arguments, the engine and config
@@ -167,9 +187,13 @@ impl Executor for LocalExecutor {
         let args = self.arguments(spec);
         let settings = self.settings.clone();
         let build = spec.build_name.clone();
-        tokio::spawn(async move {
+        let stopping = self.stopping.subscribe();
+        let mut tasks = self.tasks();
+        // Forget the builds that ended.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let result = match args {
-                Ok(args) => run(&settings, &args, &events, cancel_rx).await,
+                Ok(args) => run(&settings, &args, &events, cancel_rx, stopping).await,
                 Err(message) => BuildOutcome::Failed(message),
             };
             tracing::info!(%build, outcome = ?result, "local build ended");
@@ -181,6 +205,24 @@ impl Executor for LocalExecutor {
             outcome,
             cancel,
         }
+    }
+
+    fn shutdown(&self, deadline: Duration) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.stopping.send_replace(true);
+            let mut tasks = std::mem::take(&mut *self.tasks());
+            if tasks.is_empty() {
+                return;
+            }
+            tracing::info!(builds = tasks.len(), "stopping the running builds");
+            let all = async { while tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(deadline, all).await.is_err() {
+                tracing::warn!(
+                    builds = tasks.len(),
+                    "builds still stopping after the shutdown deadline"
+                );
+            }
+        })
     }
 }
 
@@ -195,8 +237,13 @@ async fn run(
     args: &[String],
     events: &mpsc::UnboundedSender<Event>,
     mut cancel: watch::Receiver<bool>,
+    mut stopping: watch::Receiver<bool>,
 ) -> BuildOutcome {
     let program = settings.repo2docker.display().to_string();
+    if *stopping.borrow() {
+        // A queued build that got its slot while the worker stops: start nothing.
+        return BuildOutcome::Failed("the worker is shutting down".to_owned());
+    }
     let mut command = Command::new(&settings.repo2docker);
     command
         .args(args)
@@ -252,6 +299,10 @@ async fn run(
                 if changed.is_err() || *cancel.borrow() {
                     break Stop::Killed("the build was cancelled".to_owned());
                 }
+            }
+            // The executor is gone only with the worker; its switch then never flips.
+            Ok(_) = stopping.wait_for(|s| *s) => {
+                break Stop::Killed("the worker is shutting down; the build was stopped".to_owned());
             }
         }
     };

@@ -180,6 +180,21 @@ pub struct Worker {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Stops the worker as a signal would and waits until `serve` has returned: the HTTP
+    /// drain and the shutdown phase (builds and launches stopped) are over.
+    #[allow(dead_code)]
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap();
+        }
+    }
 }
 
 impl Drop for Worker {
@@ -195,7 +210,7 @@ pub async fn worker(config: WorkerConfig) -> Worker {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         bindery_worker::serve(listener, config, async {
             let _ = stopped.await;
         })
@@ -205,6 +220,7 @@ pub async fn worker(config: WorkerConfig) -> Worker {
     Worker {
         base: format!("http://{addr}"),
         stop: Some(stop),
+        served: Some(served),
     }
 }
 
