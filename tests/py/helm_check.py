@@ -172,11 +172,21 @@ def check_semantics(name, docs, keys=None, values=None):
                 elif value not in (None, "") and toml.get(key) != value:
                     fail(f"{where}: config.{key} is {value!r} but worker.toml says {toml.get(key)!r}")
         if kind == "Deployment":
+            probes = (values or {}).get("probes", {})
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 for env in container.get("env", []):
                     n = env["name"]
                     if n.startswith("BINDERY_") and n not in env_names:
                         fail(f"{where}: {n} is not a variable config.rs reads")
+                # Unless the values choose otherwise, neither probe may depend on a peer:
+                # /health fails with the hub, the registry or the Kubernetes API, and the
+                # worker would be restarted or taken out of the Service for their outage.
+                for probe in ("liveness", "readiness"):
+                    if "path" in probes.get(probe, {}):
+                        continue
+                    path = container.get(f"{probe}Probe", {}).get("httpGet", {}).get("path")
+                    if path != "/metrics":
+                        fail(f"{where}: the {probe} probe asks {path!r}, not /metrics (no I/O)")
         if kind == "Role" and doc.get("rules") != EXPECTED_RULES:
             fail(f"{where}: rules are not exactly the least-privilege set: {doc.get('rules')}")
         if kind == "SpinApp":
@@ -403,12 +413,15 @@ def cmd_selftest():
             doc["data"]["worker.toml"] = "launch_timeout = 5\n" + toml
         if doc["kind"] == "Role":
             doc["rules"][1]["verbs"].append("delete")
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/health"
         if doc["kind"] == "SpinApp":
             doc["spec"]["variables"].append({"name": "github_token", "value": "plain"})
     caught = check_semantics("selftest", broken, values=load_values(path))
     for needle, what in [("launch_timeout", "an unknown worker.toml key"),
                          ("config.total_quota", "a worker.toml value that differs from values"),
                          ("least-privilege", "a widened Role"),
+                         ("readiness probe asks '/health'", "a readiness probe that depends on peers"),
                          ("secret variable github_token", "a secret edge variable in plain text")]:
         if any(needle in f for f in caught):
             print(f"ok: the semantic check refuses {what}")
