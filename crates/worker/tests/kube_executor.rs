@@ -218,6 +218,38 @@ async fn a_failed_build_ends_failed_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_pod_that_cannot_start_fails_the_build_naming_the_reason_and_its_job_is_deleted() {
+    for (reason, message) in [
+        ("ErrImagePull", "pull access denied for repo2docker"),
+        ("ImagePullBackOff", "Back-off pulling image"),
+        (
+            "CreateContainerConfigError",
+            "secret \"binder-build-docker-config\" not found",
+        ),
+        ("FailedMount", "MountVolume.SetUp failed"),
+    ] {
+        let fake = FakeKube::start().await;
+        let executor = KubeExecutor::new(fake.client(NS), settings());
+        let run = executor.start(&build()).await.unwrap();
+        let pod = fake.pod_of(NS, &build().name).await;
+        fake.set_waiting(NS, &pod, reason, message);
+
+        let (events, outcome) = finish(run).await;
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(
+            outcome,
+            Outcome::Failed(format!(
+                "the build pod could not start ({reason}: {message})"
+            ))
+        );
+        assert!(
+            fake.job(NS, &build().name).is_none(),
+            "the stuck job is deleted"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_build_past_its_timeout_fails_saying_so() {
     let fake = FakeKube::start().await;
     let mut settings = settings();

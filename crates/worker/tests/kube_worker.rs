@@ -421,8 +421,10 @@ async fn with_a_registry_configured_the_build_job_pushes_with_the_push_secret_mo
         .iter()
         .find(|m| m["name"] == volume["name"])
         .unwrap_or_else(|| panic!("the push secret is not mounted: {spec}"));
-    assert_eq!(mount["mountPath"], "/root/.docker/config.json");
-    assert_eq!(mount["subPath"], "config.json");
+    assert_eq!(mount["mountPath"], "/root/.docker");
+    assert!(mount.get("subPath").is_none(), "{mount}");
+    // A missing Secret must not keep the pod in ContainerCreating.
+    assert_eq!(volume["secret"]["optional"], true, "{volume}");
     fake.set_phase(NS, &name, &pod, "Failed");
 }
 

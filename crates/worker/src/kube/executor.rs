@@ -286,6 +286,47 @@ enum PodWait {
     JobEnded(Option<String>),
     /// Watching failed.
     Error(String),
+    /// The pod cannot start: a container waits for a reason that does not go away by
+    /// itself (see [`STUCK_REASONS`]); the text names it.
+    Stuck(String),
+}
+
+/// The `state.waiting.reason`s of a pending build pod's containers that end the build
+/// at once instead of letting it wait for the build timeout: an image that cannot be
+/// pulled, a container that cannot be configured (a missing Secret or ConfigMap key).
+/// Kubernetes reports a volume that cannot be mounted as a `FailedMount` event and leaves
+/// the container in `ContainerCreating`; the reason is listed for runtimes that put it
+/// on the container.
+const STUCK_REASONS: [&str; 6] = [
+    "FailedMount",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why a pending pod cannot start, when one of its (init) containers waits for one of
+/// the [`STUCK_REASONS`]: `"<reason>: <message>"`.
+fn pod_stuck(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    let containers = status.init_container_statuses.iter().flatten();
+    containers
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find_map(|waiting| {
+            let reason = waiting.reason.as_deref()?;
+            if !STUCK_REASONS.contains(&reason) {
+                return None;
+            }
+            Some(match waiting.message.as_deref().filter(|m| !m.is_empty()) {
+                Some(message) => format!("{reason}: {message}"),
+                None => reason.to_owned(),
+            })
+        })
 }
 
 impl KubeExecutor {
@@ -448,6 +489,10 @@ impl Cluster {
             PodWait::Started(pod) => Some(pod),
             PodWait::JobEnded(pod) => pod,
             PodWait::Error(message) => return Outcome::Failed(message),
+            PodWait::Stuck(why) => {
+                self.delete(name).await;
+                return Outcome::Failed(format!("the build pod could not start ({why})"));
+            }
         };
         // How long to wait for the Job's condition once the log is over: moments after
         // the container ended, but up to the build timeout when the log stream broke.
@@ -483,7 +528,8 @@ impl Cluster {
         }
     }
 
-    /// Waits until the Job's pod runs or has ended, or the Job ends without one running.
+    /// Waits until the Job's pod runs or has ended, or the Job ends without one running, or
+    /// the pod turns out unable to start ([`pod_stuck`]).
     async fn wait_for_pod(&self, name: &str) -> PodWait {
         let selector = format!("job-name={name}");
         let pods = watcher(
@@ -494,8 +540,10 @@ impl Cluster {
         .applied_objects()
         .filter_map(|pod| async move {
             match pod {
-                Ok(pod) if pod_started(&pod) => Some(pod.metadata.name.unwrap_or_default()),
-                Ok(_) => None,
+                Ok(pod) if pod_started(&pod) => {
+                    Some(PodWait::Started(pod.metadata.name.unwrap_or_default()))
+                }
+                Ok(pod) => pod_stuck(&pod).map(PodWait::Stuck),
                 // The watcher relists after an error (a 410 Gone, a dropped connection):
                 // the build timeout bounds the wait, so keep watching.
                 Err(error) => {
@@ -507,7 +555,7 @@ impl Cluster {
         let mut pods = std::pin::pin!(pods);
         tokio::select! {
             started = pods.next() => match started {
-                Some(pod) => PodWait::Started(pod),
+                Some(wait) => wait,
                 None => PodWait::Error("the build pod watch ended".into()),
             },
             ended = await_condition(self.jobs.clone(), name, job_finished) => match ended {

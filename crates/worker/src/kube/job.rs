@@ -51,8 +51,11 @@ pub struct JobSettings {
     pub docker_socket: String,
     /// Whether repo2docker pushes the image (`--push`): a registry is configured.
     pub push: bool,
-    /// The Secret holding a docker `config.json` with the push credentials, mounted as
-    /// `/root/.docker/config.json`; setting it also means `--push`.
+    /// The Secret holding a docker `config.json` with the push credentials, mounted (as
+    /// BinderHub does) on `/root/.docker`; setting it also means `--push`. The volume is
+    /// optional: when the Secret does not exist the pod still starts and the push fails
+    /// with the registry's authentication error, instead of the pod waiting in
+    /// `ContainerCreating` until the build timeout.
     pub push_secret: Option<String>,
     /// Dockerfile text repo2docker appends (`--appendix`).
     pub appendix: Option<String>,
@@ -258,14 +261,16 @@ pub fn build_job(settings: &JobSettings, build: &BuildSpec) -> Result<Job, Input
             name: "docker-push-secret".into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.clone()),
+                optional: Some(true),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         });
+        // The whole directory, not a `subPath` of it: a `subPath` missing from an empty
+        // (optional) volume would be made a directory named `config.json`.
         mounts.push(VolumeMount {
             name: "docker-push-secret".into(),
-            mount_path: "/root/.docker/config.json".into(),
-            sub_path: Some("config.json".into()),
+            mount_path: "/root/.docker".into(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
@@ -403,8 +408,13 @@ mod tests {
             .as_ref()?
             .iter()
             .find(|m| m.name == volume.name)?;
-        let secret = volume.secret.as_ref()?.secret_name.clone()?;
-        Some((secret, mount.clone()))
+        let secret = volume.secret.as_ref()?;
+        assert_eq!(
+            secret.optional,
+            Some(true),
+            "a missing push Secret must not keep the pod from starting"
+        );
+        Some((secret.secret_name.clone()?, mount.clone()))
     }
 
     #[test]
@@ -418,8 +428,8 @@ mod tests {
         assert!(args_contain(&job, "--push"));
         let (secret, mount) = secret_mount(&job).expect("secret volume");
         assert_eq!(secret, DEFAULT_PUSH_SECRET);
-        assert_eq!(mount.mount_path, "/root/.docker/config.json");
-        assert_eq!(mount.sub_path.as_deref(), Some("config.json"));
+        assert_eq!(mount.mount_path, "/root/.docker");
+        assert_eq!(mount.sub_path, None);
         assert_eq!(mount.read_only, Some(true));
         // A registry that takes pushes without credentials: --push, nothing mounted.
         let anonymous = JobSettings {

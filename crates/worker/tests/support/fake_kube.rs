@@ -772,6 +772,29 @@ impl FakeKube {
         self.inner.set_pod(namespace, pod, phase, Some(job));
     }
 
+    /// Makes a pending pod's build container wait for `reason` (`ErrImagePull`,
+    /// `CreateContainerConfigError`, ...) with `message`, as the kubelet reports it.
+    #[allow(dead_code)]
+    pub fn set_waiting(&self, namespace: &str, pod: &str, reason: &str, message: &str) {
+        {
+            let mut store = self.inner.store();
+            let key = (Kind::Pod, namespace.to_owned(), pod.to_owned());
+            let Some(mut object) = store.objects.get(&key).cloned() else {
+                return;
+            };
+            object["status"]["containerStatuses"] = json!([{
+                "name": "build",
+                "image": "",
+                "imageID": "",
+                "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}},
+            }]);
+            Inner::put(&mut store, &key, object, "MODIFIED");
+        }
+        self.inner.bump();
+    }
+
     /// Appends a line to a pod's log, stamped with the time (1 ns after the previous
     /// line's stamp when the clock has not moved on).
     pub fn log(&self, namespace: &str, pod: &str, line: &str) {
