@@ -17,7 +17,7 @@ use std::process::Command;
 use bindery_core::events::Phase;
 use bindery_system_tests::git::GitServer;
 use bindery_system_tests::hub::Hub;
-use bindery_system_tests::podman::Podman;
+use bindery_system_tests::podman::{GATE_IN_BUILD, Podman};
 use bindery_system_tests::registry::{Auth, Registry};
 use bindery_system_tests::sse::{events, get};
 use bindery_system_tests::up::Up;
@@ -25,8 +25,8 @@ use bindery_system_tests::{free_port, scratch, workspace};
 use serde_json::Value;
 
 const BASE_IMAGE: &str = "localhost/bindery-system-test-base:latest";
-/// Printed by the repository's build, between two pauses: the browser waits for it in the
-/// page's log and takes the screenshot then.
+/// Printed by the repository's build before it waits for the gate file: the browser waits
+/// for it in the page's log, takes the screenshot, then creates the file.
 const MARK: &str = "bindery-system-test: building";
 const HUB_TOKEN: &str = "system-test-hub-token-0123456789abcdef";
 const WORKER_TOKEN: &str = "system-test-worker-token";
@@ -67,6 +67,7 @@ fn browse(
     hub_url: &str,
     screenshot: &std::path::Path,
     profile: &std::path::Path,
+    gate: &std::path::Path,
 ) -> Value {
     let node_path = std::env::var("BINDERY_NODE_PATH").map_or_else(
         |_| workspace().join("target/js/node_modules"),
@@ -87,6 +88,7 @@ fn browse(
         .arg(screenshot)
         .arg(MARK)
         .arg(profile)
+        .arg(gate)
         .env("BINDERY_NODE_PATH", &node_path)
         .output()
         .expect("node (apt-get install nodejs)");
@@ -133,12 +135,22 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
  {
     let dir = scratch("system");
     let registry = Registry::start(&dir.join("registry"), Auth::None).await;
-    let podman = Podman::new(&dir.join("podman"), &registry.host, &venv_bin());
+    let mut podman = Podman::new(&dir.join("podman"), &registry.host, &venv_bin());
     podman.import_busybox(&dir.join("podman"), BASE_IMAGE);
+    // The build prints MARK, then waits until the browser has taken its screenshot and
+    // created `open` in the gate (for at most 100 s, then it fails, before the worker's
+    // 120 s idle timeout): the screenshot is of a build still running, however slow the
+    // machine.
+    let gate = dir.join("gate");
+    podman.build_gate(&gate);
 
     let git = GitServer::start(&dir.join("git")).await;
     let dockerfile = format!(
-        "FROM {BASE_IMAGE}\nRUN sleep 2 && echo '{MARK}' && sleep 4 && echo 'bindery-system-test: built' > /built.txt\n"
+        "FROM {BASE_IMAGE}\n\
+         RUN sleep 2 && echo '{MARK}' && i=0 && \
+         while [ ! -e {GATE_IN_BUILD}/open ]; do \
+         i=$((i+1)); if [ $i -gt 1000 ]; then echo 'the gate never opened'; exit 1; fi; sleep 0.1; \
+         done && echo 'bindery-system-test: built' > /built.txt\n"
     );
     let (repo_url, sha) = git.repository("notebooks", &[("Dockerfile", &dockerfile)]);
 
@@ -192,6 +204,7 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
         &hub.url,
         &screenshot,
         &dir.join("chromium-profile"),
+        &gate.join("open"),
     );
     let phases: Vec<&str> = seen["phases"]
         .as_array()

@@ -1,11 +1,13 @@
 // The system test's browser: headless Chromium (Debian's), driven by playwright-core.
 //
-// usage: node launch.cjs LAUNCH_URL HUB_URL SCREENSHOT MARK USER_DATA_DIR
+// usage: node launch.cjs LAUNCH_URL HUB_URL SCREENSHOT MARK USER_DATA_DIR GATE
 //
 // Opens LAUNCH_URL (a Bindery loading page), shows the build log, watches the phase and
 // the log lines arrive, takes a screenshot once the log holds MARK (a line the build prints
-// mid-build), follows the page's redirect to the Jupyter server under HUB_URL, and asks the
-// server's API with the launch token from that redirect. Prints one JSON object.
+// mid-build), then creates GATE (a file the build waits for after MARK, so the build is
+// still running at the screenshot however slow the machine), follows the page's redirect
+// to the Jupyter server under HUB_URL, and asks the server's API with the launch token from
+// that redirect. Prints one JSON object.
 "use strict";
 const path = require("path");
 const modules = process.env.BINDERY_NODE_PATH;
@@ -15,7 +17,9 @@ if (!modules) {
 }
 const { chromium } = require(path.join(modules, "playwright-core"));
 
-const [launchUrl, hubUrl, screenshot, mark, userDataDir] = process.argv.slice(2);
+const fs = require("fs");
+const [launchUrl, hubUrl, screenshot, mark, userDataDir, gate] = process.argv.slice(2);
+const openGate = () => fs.writeFileSync(gate, "open\n");
 const FLAGS = [
   "--headless",
   "--no-sandbox",
@@ -71,6 +75,7 @@ async function main() {
           await page.screenshot({ path: screenshot, fullPage: true });
           result.screenshot = true;
           result.phaseAtScreenshot = state.phase;
+          openGate();
         }
         if (state.phase === "failed") {
           break;
@@ -98,6 +103,8 @@ async function main() {
       result.apiNoTokenStatus = without.status;
     }
   } finally {
+    // Whatever happened, the build must not wait on.
+    openGate();
     await context.close();
   }
   process.stdout.write(JSON.stringify(result) + "\n");

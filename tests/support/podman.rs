@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+/// Where a build's `RUN` steps see the [`Podman::build_gate`] directory (read-only).
+pub const GATE_IN_BUILD: &str = "/bindery-test-gate";
+
 /// Maps `buildx version` and `buildx build [--push]` to plain podman commands, with no
-/// network for the build.
+/// network for the build; with `BINDERY_TEST_BUILD_GATE` set, its directory is mounted
+/// read-only at [`GATE_IN_BUILD`] for the `RUN` steps (not part of the image).
 const SHIM: &str = r#"#!/bin/bash
 if [ "$1" = buildx ] && [ "$2" = version ]; then echo "bindery-test-buildx-shim"; exit 0; fi
 if [ "$1" = buildx ] && [ "$2" = build ]; then
@@ -18,6 +22,9 @@ if [ "$1" = buildx ] && [ "$2" = build ]; then
     if [ "$a" = --push ]; then push=1; else args+=("$a"); fi
     [ "$prev" = --tag ] && tags+=("$a"); prev=$a
   done
+  if [ -n "$BINDERY_TEST_BUILD_GATE" ]; then
+    args=(--volume "$BINDERY_TEST_BUILD_GATE:/bindery-test-gate:ro" "${args[@]}")
+  fi
   /usr/bin/podman build --network none "${args[@]}" || exit $?
   if [ $push = 1 ]; then for t in "${tags[@]}"; do /usr/bin/podman push "$t" || exit $?; done; fi
   exit 0
@@ -94,6 +101,17 @@ impl Podman {
             shim,
             images: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Creates the directory `dir` that builds see at [`GATE_IN_BUILD`] and adds it to
+    /// `env`: a `RUN` step can wait there for a file the test creates (the builds have no
+    /// network to wait on a server). Call before handing `env` to the worker.
+    pub fn build_gate(&mut self, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        self.env.push((
+            "BINDERY_TEST_BUILD_GATE".to_owned(),
+            dir.display().to_string(),
+        ));
     }
 
     /// Imports a busybox-static root file system as `name` (removed on drop).
