@@ -294,6 +294,33 @@ async fn a_build_that_prints_nothing_for_the_idle_timeout_is_stopped() {
 }
 
 #[tokio::test]
+async fn a_log_stream_that_keeps_ending_at_once_while_the_pod_runs_still_hits_the_idle_timeout() {
+    for phase in ["Running", "Unknown"] {
+        let fake = FakeKube::start().await;
+        let mut settings = settings();
+        settings.idle_timeout = Duration::from_millis(500);
+        let executor = KubeExecutor::new(fake.client(NS), settings);
+        let mut run = executor.start(&build()).await.unwrap();
+        let pod = fake.pod_of(NS, &build().name).await;
+        fake.set_phase(NS, &build().name, &pod, "Running");
+        fake.log(NS, &pod, &line("building", "then silence\n"));
+        // The log is being followed; from now on every follow stream ends at once.
+        next_event(&mut run).await;
+        fake.close_log(NS, &pod);
+        fake.set_phase(NS, &build().name, &pod, phase);
+
+        let (events, outcome) = finish(run).await;
+        assert!(events.is_empty(), "{phase}: {events:?}");
+        assert_eq!(
+            outcome,
+            Outcome::Failed("the build printed nothing for 0.5 s and was stopped".into()),
+            "{phase}"
+        );
+        assert!(fake.job(NS, &build().name).is_none(), "{phase}");
+    }
+}
+
+#[tokio::test]
 async fn a_restarted_worker_adopts_the_running_job_and_resumes_its_log() {
     let fake = FakeKube::start().await;
     let first = KubeExecutor::new(fake.client(NS), settings());

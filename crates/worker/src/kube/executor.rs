@@ -578,12 +578,15 @@ impl Cluster {
     /// second (`sinceTime`, with `timestamps=true`), and the lines already relayed are
     /// recognised by their timestamps and dropped. Once the pod has ended, one last read
     /// picks up whatever the broken stream missed. The idle timeout runs across
-    /// reconnections: it counts from the last new line.
+    /// reconnections: it counts from the last new line, and is checked before each
+    /// reconnection too. A pod whose phase stays `Unknown` is given up on (a log error)
+    /// after [`MAX_UNKNOWN_RECONNECTS`] reconnections.
     async fn stream_log(&self, pod: &str, shared: &Shared) -> LogEnd {
         let idle = self.settings.idle_timeout;
         let mut cursor = LogCursor::default();
         let mut last_line = tokio::time::Instant::now();
         let mut caught_up = false;
+        let mut unknown_reconnects = 0;
         loop {
             let params = LogParams {
                 container: Some(job::CONTAINER.into()),
@@ -614,6 +617,20 @@ impl Cluster {
             };
             match self.pods.get_opt(pod).await {
                 Ok(Some(found)) if !pod_ended(&found) => {
+                    // A stream that ends at once never meets the timeout above: the idle
+                    // time is checked here too, or reconnecting would go on past it.
+                    if last_line.elapsed() >= idle {
+                        return LogEnd::Idle;
+                    }
+                    let unknown =
+                        found.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Unknown");
+                    unknown_reconnects = if unknown { unknown_reconnects + 1 } else { 0 };
+                    if unknown_reconnects > MAX_UNKNOWN_RECONNECTS {
+                        return LogEnd::Error(format!(
+                            "the build pod's phase stayed Unknown over {MAX_UNKNOWN_RECONNECTS} \
+                             log reconnections"
+                        ));
+                    }
                     tracing::info!(pod, error = ?broken, "build log stream ended while the pod runs; reconnecting");
                     tokio::time::sleep(LOG_RECONNECT_DELAY.min(idle)).await;
                 }
@@ -629,6 +646,10 @@ impl Cluster {
 
 /// The pause before asking again for a log whose stream ended while the pod runs.
 const LOG_RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// How many times in a row the log is asked for again while the pod's phase is `Unknown`
+/// (its node does not report) before the executor stops reading it and only waits for
+/// the Job's condition.
+const MAX_UNKNOWN_RECONNECTS: u32 = 20;
 
 /// Where a log reader is, by the kubelet's timestamps, so that a reconnection (which
 /// starts at a whole second) relays no line twice.

@@ -817,6 +817,21 @@ impl FakeKube {
         self.inner.bump();
     }
 
+    /// Makes every follow stream of the pod's log end as soon as it has sent what is
+    /// there, whatever the pod's phase (a kubelet that keeps dropping the stream).
+    #[allow(dead_code)]
+    pub fn close_log(&self, namespace: &str, pod: &str) {
+        if let Some(log) = self
+            .inner
+            .store()
+            .logs
+            .get_mut(&(namespace.to_owned(), pod.to_owned()))
+        {
+            log.closed = true;
+        }
+        self.inner.bump();
+    }
+
     /// Ends the pod's open log streams as if the connection broke; the log goes on.
     pub fn end_log_streams(&self, namespace: &str, pod: &str) {
         if let Some(log) = self
