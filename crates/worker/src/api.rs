@@ -60,6 +60,9 @@ pub struct AppState {
     launcher: Arc<Launcher>,
     metrics: Arc<Metrics>,
     health: std::sync::Mutex<Option<(Instant, bool, serde_json::Value)>>,
+    /// Held while the health checks run: one refresh at a time, the others wait for it
+    /// and reuse its answer.
+    health_refresh: tokio::sync::Mutex<()>,
 }
 
 /// Why the worker's state could not be set up.
@@ -129,6 +132,7 @@ impl AppState {
             metrics,
             config,
             health: std::sync::Mutex::new(None),
+            health_refresh: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -546,24 +550,28 @@ fn events(
 
 /// `/health` (BinderHub's shape): every check runs concurrently; `ok` is true when every
 /// check that is not `_ignore_failure` is; 503 otherwise. The answer is reused for
-/// `health_cache`.
+/// `health_cache`, and refreshed single-flight: while one request runs the checks, the
+/// others wait for it and answer with its result.
 async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
-    let cached = state
-        .health
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-        .filter(|(at, _, _)| at.elapsed() < state.config.health_cache);
-    let (ok, body) = match cached {
-        Some((_, ok, body)) => (ok, body),
+    let asked = Instant::now();
+    let (ok, body) = match cached_health(state, asked) {
+        Some(answer) => answer,
         None => {
-            let (ok, body) = run_health_checks(state).await;
-            *state
-                .health
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((Instant::now(), ok, body.clone()));
-            (ok, body)
+            let _refresh = state.health_refresh.lock().await;
+            // Another request may have refreshed the answer while this one waited: that
+            // answer is newer than the question, whatever `health_cache` says.
+            match cached_health(state, asked) {
+                Some(answer) => answer,
+                None => {
+                    let (ok, body) = run_health_checks(state).await;
+                    *state
+                        .health
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((Instant::now(), ok, body.clone()));
+                    (ok, body)
+                }
+            }
         }
     };
     let status = if ok {
@@ -577,6 +585,17 @@ async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
         return response;
     }
     json_response(status, &body)
+}
+
+/// The cached `/health` answer while it is fresh, or when it was made after `asked`.
+fn cached_health(state: &AppState, asked: Instant) -> Option<(bool, serde_json::Value)> {
+    state
+        .health
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .filter(|(at, _, _)| *at >= asked || at.elapsed() < state.config.health_cache)
+        .map(|(_, ok, body)| (ok, body))
 }
 
 async fn run_health_checks(state: &Arc<AppState>) -> (bool, serde_json::Value) {

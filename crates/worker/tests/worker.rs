@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindery_core::events::Phase;
@@ -414,6 +415,82 @@ fn check<'a>(body: &'a Value, service: &str) -> &'a Value {
 async fn health_of(worker: &support::Worker) -> (StatusCode, Value) {
     let (status, body) = call(Method::GET, &format!("{}/health", worker.base), &[], None).await;
     (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// An executor that builds nothing and counts its health checks, each of which waits for
+/// `release` (so that concurrent `/health` requests overlap it).
+#[derive(Debug)]
+struct CountingHealth {
+    checks: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl bindery_worker::executor::Executor for CountingHealth {
+    fn start(
+        &self,
+        _spec: &bindery_worker::executor::BuildSpec,
+    ) -> bindery_worker::executor::BuildHandle {
+        unreachable!("no builds in this test")
+    }
+
+    fn health(
+        &self,
+        _total_quota: Option<u32>,
+    ) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut release = self.release.subscribe();
+        Box::pin(async move {
+            let _ = release.wait_for(|r| *r).await;
+            vec![serde_json::json!({"service": "Counting", "ok": true})]
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_health_requests_on_a_stale_cache_run_the_checks_once() {
+    let executor = Arc::new(CountingHealth {
+        checks: std::sync::atomic::AtomicUsize::new(0),
+        release: tokio::sync::watch::channel(false).0,
+    });
+    let config = support::config("http://127.0.0.1:9/");
+    let state = bindery_worker::api::AppState::with_executor(config, executor.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(bindery_worker::api::serve(
+        Arc::new(state),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let url = format!("{base}/health");
+            tokio::spawn(async move { call(Method::GET, &url, &[], None).await })
+        })
+        .collect();
+    // The first refresh is running; give the other requests time to line up behind it.
+    while executor.checks.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    executor.release.send_replace(true);
+    for request in requests {
+        let (status, body) = request.await.unwrap();
+        // The hub at 127.0.0.1:9 does not answer.
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(check(&body, "Counting")["ok"], true, "{body}");
+    }
+    assert_eq!(
+        executor.checks.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "every request ran the health checks"
+    );
+    let _ = stop.send(());
+    served.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
