@@ -53,6 +53,33 @@ struct AttemptFailed {
     retry: bool,
 }
 
+/// Whether an attempt's user is on the hub, as far as the attempt knows: only a user the
+/// attempt may have created is deleted when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserState {
+    /// `create_user` was not sent, or the hub refused it (a `409` is someone else's user of
+    /// that name; another `4xx` made nothing).
+    NotCreated,
+    /// `create_user` is in flight, or ended without an answer (timeout, unreachable,
+    /// `5xx`): the user may exist, and would be this attempt's.
+    MaybeCreated,
+    /// The hub created it.
+    Created,
+}
+
+impl UserState {
+    /// What `create_user`'s result says.
+    fn after_create(result: &Result<(), HubError>) -> UserState {
+        match result {
+            Ok(()) => UserState::Created,
+            Err(HubError::Status { status, .. }) if (400..500).contains(status) => {
+                UserState::NotCreated
+            }
+            Err(_) => UserState::MaybeCreated,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Slot {
     image: String,
@@ -331,7 +358,8 @@ impl Launcher {
     }
 
     /// One attempt under a fresh user name (BinderHub's name rule, a new random suffix):
-    /// `ready` on success; on failure the user is deleted, so nothing leaks.
+    /// `ready` on success; on failure the user is deleted when this attempt may have
+    /// created it, so nothing leaks and nobody else's user is touched.
     async fn attempt(
         &self,
         id: &str,
@@ -342,8 +370,11 @@ impl Launcher {
         self.admission
             .update(id, |slot| slot.user = Some(user.clone()));
         let token = ids::server_token();
-        let spawn =
-            tokio::time::timeout(self.launch_timeout, self.spawn(&user, &token, request, log));
+        let mut created = UserState::NotCreated;
+        let spawn = tokio::time::timeout(
+            self.launch_timeout,
+            self.spawn(&user, &token, request, log, &mut created),
+        );
         let outcome = tokio::select! {
             outcome = spawn => Some(outcome),
             () = self.stopped() => None,
@@ -382,6 +413,11 @@ impl Launcher {
                 ),
             },
         };
+        if created == UserState::NotCreated {
+            // Never this attempt's user: a 409 names someone else's, which must stay.
+            tracing::warn!(launch = id, %user, reason = failure.reason, "launch attempt failed before its user was created");
+            return Err(failure);
+        }
         tracing::warn!(launch = id, %user, reason = failure.reason, "launch attempt failed; deleting the user");
         // The user (and any half-started server) goes before anything else happens.
         if let Err(err) = self.hub.delete_user(&user).await {
@@ -397,8 +433,12 @@ impl Launcher {
         token: &str,
         request: &LaunchRequest,
         log: &EventLog,
+        created: &mut UserState,
     ) -> Result<(), HubError> {
-        self.hub.create_user(user).await?;
+        *created = UserState::MaybeCreated;
+        let result = self.hub.create_user(user).await;
+        *created = UserState::after_create(&result);
+        result?;
         let user_options = json!({
             "image": request.image,
             "token": token,
@@ -546,6 +586,37 @@ config = { quota = 50 }
             let err = WorkerConfig::from_sources(Some(&path), |_| None).expect_err(bad);
             assert!(err.to_string().contains(needle), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn only_a_user_the_attempt_may_have_created_counts_as_its_own() {
+        let status = |status| {
+            Err(HubError::Status {
+                status,
+                message: "no".into(),
+            })
+        };
+        assert_eq!(UserState::after_create(&Ok(())), UserState::Created);
+        // Someone else's user of that name, and refusals that made nothing.
+        for code in [409, 403, 400] {
+            assert_eq!(
+                UserState::after_create(&status(code)),
+                UserState::NotCreated
+            );
+        }
+        // No answer or a failing hub: the user may be there, and would be ours.
+        assert_eq!(
+            UserState::after_create(&status(503)),
+            UserState::MaybeCreated
+        );
+        assert_eq!(
+            UserState::after_create(&Err(HubError::Timeout)),
+            UserState::MaybeCreated
+        );
+        assert_eq!(
+            UserState::after_create(&Err(HubError::Unreachable("down".into()))),
+            UserState::MaybeCreated
+        );
     }
 
     #[test]

@@ -243,6 +243,68 @@ async fn stopping_the_worker_mid_spawn_deletes_the_user_of_the_launch_in_flight(
     );
 }
 
+/// A stand-in hub API that answers every user creation `409` (a user of that name
+/// exists: someone else's) and records every request line.
+async fn conflicting_hub() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let record = Arc::clone(&record);
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                record
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {}", req.method(), req.uri().path()));
+                let (status, body) = match *req.method() {
+                    Method::POST => (409, r#"{"status": 409, "message": "User already exists"}"#),
+                    _ => (404, r#"{"status": 404, "message": "Not found"}"#),
+                };
+                async move {
+                    let mut response = http::Response::new(Full::new(bytes::Bytes::from(body)));
+                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (base, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_whose_user_creation_got_409_deletes_no_user() {
+    let (hub_url, seen) = conflicting_hub().await;
+    let worker = worker(support::config(&hub_url)).await;
+    let stream = follow(
+        &post_launch(&worker, &launch_request("bindery-tests", "name-clash")).await,
+        None,
+        None,
+    )
+    .await;
+    let (_, last) = stream.events.last().unwrap();
+    assert_eq!(last.phase, Phase::Failed, "{:?}", stream.events);
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|r| r.starts_with("POST /hub/api/users/")),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|r| r.starts_with("DELETE")),
+        "the user of that name is someone else's: {seen:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_the_hub_refuses_with_403_is_not_retried_and_says_why() {
     let hub = hub();
