@@ -97,14 +97,7 @@ async fn a_launch_on_the_real_hub_streams_launching_then_ready_and_the_server_an
         .next()
         .unwrap()
         .to_owned();
-    let auth = format!("token {}", support::HUB_TOKEN);
-    call(
-        Method::DELETE,
-        &format!("{}users/{user}/server", hub.api),
-        &[("authorization", &auth)],
-        None,
-    )
-    .await;
+    support::delete_hub_user(&hub, &user).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,14 +192,8 @@ async fn a_spawn_that_fails_once_is_retried_under_a_fresh_name_and_the_first_use
         "{metrics}"
     );
 
-    let auth = format!("token {}", support::HUB_TOKEN);
-    call(
-        Method::DELETE,
-        &format!("{}users/{ready_user}/server", hub.api),
-        &[("authorization", &auth)],
-        None,
-    )
-    .await;
+    // Tidy up: stop the server and remove the user.
+    support::delete_hub_user(&hub, &ready_user).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

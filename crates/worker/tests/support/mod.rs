@@ -100,6 +100,8 @@ fn start_hub() -> Hub {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("worker-hub");
     let dir = base.join(format!("run-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("homes")).unwrap();
+    // A run directory of an earlier process with the same pid may hold its failures.
+    std::fs::write(dir.join("failed-spawns"), "").unwrap();
     let (port, api_port, proxy_port) = (free_port(), free_port(), free_port());
     let path = format!(
         "{}:{}",
@@ -351,6 +353,19 @@ pub async fn follow(url: &str, last_event_id: Option<u64>, stop_after: Option<us
         .await
         .expect("the event stream took longer than 120 s");
     out
+}
+
+/// Stops `user`'s server and deletes the user, as the worker does; panics when the hub
+/// still has the user afterwards.
+#[allow(dead_code)]
+pub async fn delete_hub_user(hub: &Hub, user: &str) {
+    let client = bindery_worker::hub::HubClient::new(&config(&hub.url)).unwrap();
+    client.delete_user(user).await.unwrap();
+    let users = hub_users(hub).await;
+    assert!(
+        !users.iter().any(|u| u == user),
+        "{user} is still there: {users:?}"
+    );
 }
 
 /// The hub's user names (service token).
