@@ -268,7 +268,11 @@ mod tests {
     #[test]
     fn the_prerendered_launch_badges_are_the_cores_rendering() {
         for (svg, etag, rendered) in [
-            (prerendered::BADGE, prerendered::BADGE_ETAG, badge::launch_badge()),
+            (
+                prerendered::BADGE,
+                prerendered::BADGE_ETAG,
+                badge::launch_badge(),
+            ),
             (
                 prerendered::BADGE_LOGO,
                 prerendered::BADGE_LOGO_ETAG,

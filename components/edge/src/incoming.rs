@@ -116,9 +116,18 @@ mod tests {
         let none = with(&[]);
         assert!(bodiless(&http::Method::GET, &none));
         assert!(bodiless(&http::Method::HEAD, &none));
-        assert!(bodiless(&http::Method::GET, &with(&[("content-length", "0")])));
-        assert!(!bodiless(&http::Method::GET, &with(&[("content-length", "12")])));
+        assert!(bodiless(
+            &http::Method::GET,
+            &with(&[("content-length", "0")])
+        ));
+        assert!(!bodiless(
+            &http::Method::GET,
+            &with(&[("content-length", "12")])
+        ));
         assert!(!bodiless(&http::Method::POST, &none));
-        assert!(!bodiless(&http::Method::PUT, &with(&[("content-length", "0")])));
+        assert!(!bodiless(
+            &http::Method::PUT,
+            &with(&[("content-length", "0")])
+        ));
     }
 }
