@@ -127,7 +127,10 @@ fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Respon
         Ok(p) => p,
         Err(e) => return html(400, pages::error(400, &e.to_string(), &base)),
     };
-    let title = format!("{}: {}", provider_id.display_name(), spec.raw());
+    // People read the repository, not its escaped spec: `http://host/repo.git (main)`
+    // rather than `http%3A%2F%2Fhost%2Frepo.git/main`.
+    let shown = pages::repository_label(&spec.repo_url(), spec.unresolved_ref());
+    let title = format!("{}: {shown}", provider_id.display_name());
     let share = match query {
         "" => format!("{base}v2/{provider}/{}", spec.raw()),
         q => format!("{base}v2/{provider}/{}?{q}", spec.raw()),
@@ -136,7 +139,7 @@ fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Respon
         200,
         pages::loading(&pages::Loading {
             title: &title,
-            spec: spec.raw(),
+            spec: &shown,
             build_url: &format!("{base}build/{provider}/{}", spec.raw()),
             launch_path: &launch_path,
             share_url: &share,

@@ -15,9 +15,9 @@ const HOME_JS: &str = include_str!("../assets/home.js");
 /// What the loading page needs.
 #[derive(Debug, Clone)]
 pub struct Loading<'a> {
-    /// `<provider display name>: <spec>`.
+    /// `<provider display name>: <repository>`.
     pub title: &'a str,
-    /// The spec as shown.
+    /// The repository as the heading names it (see [`repository_label`]).
     pub spec: &'a str,
     /// The event stream to open, relative to this Binder.
     pub build_url: &'a str,
@@ -37,6 +37,15 @@ pub fn script_json(value: &serde_json::Value) -> String {
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026")
+}
+
+/// How the loading page names a repository: its URL, and the ref in brackets when the
+/// link has one.
+pub fn repository_label(repo_url: &str, unresolved_ref: Option<&str>) -> String {
+    match unresolved_ref {
+        Some(r) if !r.is_empty() => format!("{repo_url} ({r})"),
+        _ => repo_url.to_owned(),
+    }
 }
 
 /// The loading page.
@@ -82,6 +91,19 @@ pub fn error(status: u16, message: &str, base_url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories_are_named_by_url_and_ref() {
+        assert_eq!(
+            repository_label("http://127.0.0.1:3000/notebooks.git", Some("main")),
+            "http://127.0.0.1:3000/notebooks.git (main)"
+        );
+        assert_eq!(
+            repository_label("https://doi.org/10.5281/zenodo.1", None),
+            "https://doi.org/10.5281/zenodo.1"
+        );
+        assert_eq!(repository_label("https://x/r", Some("")), "https://x/r");
+    }
 
     #[test]
     fn hostile_specs_cannot_escape_the_page() {
