@@ -19,6 +19,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use crate::config::{Secret, WorkerConfig};
+use crate::error_chain;
 
 /// The characters of a user name kept as they are in a URL path (as BinderHub's `quote(name, safe="@~")`).
 const NAME_SAFE: &AsciiSet = &NON_ALPHANUMERIC
@@ -350,17 +351,6 @@ fn hub_message(body: &[u8]) -> String {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text.to_owned(),
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

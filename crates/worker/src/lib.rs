@@ -125,3 +125,16 @@ async fn kube_client(api_url: Option<&str>) -> Result<::kube::Client, RunError> 
         }),
     }
 }
+
+/// An error with its causes, `: `-separated: what the hub and Kubernetes clients put in
+/// messages, since their top-level errors alone ("error sending request") say little.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -23,6 +23,7 @@ use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::error_chain;
 use crate::executor::{self as worker_executor, BuildHandle, BuildOutcome};
 
 use super::job::{self, BuildSpec, JobSettings};
@@ -911,18 +912,6 @@ pub fn pod_quota_check(
             serde_json::json!({"service": "Pod quota", "ok": false, "_ignore_failure": true})
         }
     }
-}
-
-/// An error with its causes, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
