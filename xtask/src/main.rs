@@ -436,7 +436,10 @@ fn fuzz(root: &Path, seconds: u32) -> Result<()> {
 
 fn cargo(args: &[&str]) -> Command {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args);
+    // xtask's builds are whole checks and release builds, which gain little from
+    // incremental compilation; on a clean clone its files cost gigabytes of disk (CI once
+    // ran out). A plain `cargo build` while editing keeps it.
+    cmd.env("CARGO_INCREMENTAL", "0").args(args);
     cmd
 }
 
