@@ -446,6 +446,20 @@ pub fn parse_base_url(name: &'static str, raw: &str) -> Result<String, ConfigErr
         name,
         reason: format!("{reason}, got {}", shown(raw)),
     };
+    // The configuration is read on every request (a fresh instance each time), and most
+    // values are plain `http(s)://host[:port][/path]`: those need no URL parser.
+    if plain_base_url(raw) {
+        return Ok(raw.trim_end_matches('/').to_owned());
+    }
+    parse_base_url_fully(name, raw)
+}
+
+/// [`parse_base_url`] through the URL parser, for every value.
+fn parse_base_url_fully(name: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name,
+        reason: format!("{reason}, got {}", shown(raw)),
+    };
     let url = url::Url::parse(raw).map_err(|_| invalid("expected an absolute http(s) URL"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("the scheme must be http or https"));
@@ -465,6 +479,52 @@ pub fn parse_base_url(name: &'static str, raw: &str) -> Result<String, ConfigErr
         return Err(invalid("the URL must not have a query or fragment"));
     }
     Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// Whether `raw` is an http(s) URL that a URL parser would accept unchanged and that
+/// passes [`parse_base_url`]'s rules: `http(s)://host[:port][/path]` with a lower-case DNS
+/// name (its last label starting with a letter) or a canonical dotted IPv4 address, a port
+/// up to 65535, and a path of unreserved characters. Anything else goes to the full parser.
+fn plain_base_url(raw: &str) -> bool {
+    let Some(rest) = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535)
+    });
+    let labels_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    let last = host.rsplit('.').next().unwrap_or_default();
+    let host_ok = if last.bytes().all(|b| b.is_ascii_digit()) {
+        let parts: Vec<&str> = host.split('.').collect();
+        parts.len() == 4
+            && parts.iter().all(|p| {
+                p.len() <= 3 && (p.len() == 1 || !p.starts_with('0')) && p.parse::<u8>().is_ok()
+            })
+    } else {
+        last.starts_with(|c: char| c.is_ascii_lowercase())
+    };
+    port_ok
+        && labels_ok
+        && host_ok
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
 }
 
 /// Parses a number of seconds.
@@ -518,6 +578,56 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn plain_urls_skip_the_parser_only_where_it_would_agree() {
+        let candidates = [
+            "https://api.github.com",
+            "https://api.github.com/",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:65535/api/v4",
+            "http://bindery-worker.binder.svc:8080",
+            "https://gitlab.example.org/api/v4/",
+            "http://localhost:1",
+            // Each of these must go to the full parser.
+            "http://256.0.0.1",
+            "http://1.2.3",
+            "http://01.2.3.4",
+            "http://a.0x1f",
+            "http://a.123",
+            "http://host:65536",
+            "http://host:",
+            "http://Host.example",
+            "http://user@host",
+            "http://host/a?b",
+            "http://host/a#b",
+            "http://host/%41",
+            "http://",
+            "http:///path",
+            "ftp://host",
+            "http://host..example",
+            "http://host.example.",
+            "http://[::1]:80",
+        ];
+        let mut fast = 0;
+        for raw in candidates {
+            let full = parse_base_url_fully("worker_url", raw);
+            if plain_base_url(raw) {
+                fast += 1;
+                assert_eq!(
+                    parse_base_url("worker_url", raw).ok(),
+                    Some(full.expect(raw)),
+                    "{raw}"
+                );
+            }
+            assert_eq!(
+                parse_base_url("worker_url", raw).is_ok(),
+                parse_base_url_fully("worker_url", raw).is_ok(),
+                "{raw}"
+            );
+        }
+        assert_eq!(fast, 7, "the plain URLs above take the fast path");
+    }
 
     fn load(pairs: &[(&str, &str)]) -> Result<EdgeConfig, ConfigError> {
         let map: HashMap<String, String> = pairs

@@ -25,7 +25,12 @@ pub fn escape(input: &str, safe: impl Fn(char) -> bool, escape_char: char) -> St
         }
         for byte in c.encode_utf8(&mut buf).bytes() {
             out.push(escape_char);
-            out.push_str(&format!("{byte:X}"));
+            // Upper-case hex without a leading zero, as escapism writes it.
+            const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+            if byte >= 0x10 {
+                out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            }
+            out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
         }
     }
     out

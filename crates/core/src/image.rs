@@ -29,10 +29,14 @@ pub struct ImageName {
 }
 
 fn sha256_hex(input: &str) -> String {
-    Sha256::digest(input.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(input.as_bytes());
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// BinderHub's `_safe_build_slug`: escape, truncate to `limit - hash_len - 1`, append the hash.
