@@ -2,8 +2,9 @@
 //!
 //! For each case the same load (32 keep-alive connections for 10 s after a 2 s warm-up,
 //! driven from this process) hits a native hyper server that returns the edge's exact
-//! answer bytes, then the release `bindery edge` with a fresh component instance per
-//! request. Reported: requests/s, p50 and p99 latency, and the edge/native ratio.
+//! answer bytes (its own process, one worker thread per CPU), then the release
+//! `bindery edge` with a fresh component instance per request (its own process, one
+//! serving thread per CPU). Reported: requests/s, p50 and p99 latency, and the edge/native ratio.
 //! Goals (issue 3): badge >= 0.5x native, cached resolve >= 0.3x native.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -94,13 +95,82 @@ async fn load(url: &str) -> Figures {
     }
 }
 
-/// A native hyper server answering every request with `body` and `headers`.
-async fn native(body: Vec<u8>, headers: Vec<(String, String)>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let body = Bytes::from(body);
-    let headers = Arc::new(headers);
-    tokio::spawn(async move {
+/// The environment variable that turns this binary into the native baseline server: it
+/// names a JSON file holding the body and headers to answer with.
+const NATIVE_ANSWER: &str = "BINDERY_BENCH_NATIVE_ANSWER";
+
+/// The native baseline: a hyper server answering every request with the same bytes, run as
+/// its own process with one worker thread per CPU, as the edge runs. (Served from inside
+/// this process it would share the load generator's runtime threads, an advantage no real
+/// server has, and the comparison would no longer be like for like.)
+struct Native {
+    url: String,
+    child: std::process::Child,
+}
+
+impl Native {
+    fn start(
+        name: &str,
+        body: &[u8],
+        headers: Vec<(String, String)>,
+        dir: &std::path::Path,
+    ) -> Native {
+        let body_file = dir.join(format!("native-{name}.body"));
+        std::fs::write(&body_file, body).unwrap();
+        let answer = dir.join(format!("native-{name}.json"));
+        let json = serde_json::json!({"body_file": body_file, "headers": headers});
+        std::fs::write(&answer, json.to_string()).unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(NATIVE_ANSWER, &answer)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        Native {
+            url: line.trim().to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the native baseline server (see [`Native`]) until killed.
+fn serve_native(answer: &str) {
+    let answer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(answer).unwrap()).unwrap();
+    let body = Bytes::from(std::fs::read(answer["body_file"].as_str().unwrap()).unwrap());
+    let headers: Arc<Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>> = Arc::new(
+        answer["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                (
+                    hyper::header::HeaderName::from_bytes(pair[0].as_str().unwrap().as_bytes())
+                        .unwrap(),
+                    hyper::header::HeaderValue::from_str(pair[1].as_str().unwrap()).unwrap(),
+                )
+            })
+            .collect(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("http://{}", listener.local_addr().unwrap());
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
@@ -113,10 +183,7 @@ async fn native(body: Vec<u8>, headers: Vec<(String, String)>) -> String {
                     async move {
                         let mut resp = hyper::Response::new(Full::new(body));
                         for (k, v) in headers.iter() {
-                            resp.headers_mut().insert(
-                                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                                hyper::header::HeaderValue::from_str(v).unwrap(),
-                            );
+                            resp.headers_mut().insert(k.clone(), v.clone());
                         }
                         Ok::<_, Infallible>(resp)
                     }
@@ -127,7 +194,6 @@ async fn native(body: Vec<u8>, headers: Vec<(String, String)>) -> String {
             });
         }
     });
-    format!("http://{addr}")
 }
 
 fn report(name: &str, native: &Figures, edge: &Figures, goal: f64) -> bool {
@@ -139,8 +205,18 @@ fn report(name: &str, native: &Figures, edge: &Figures, goal: f64) -> bool {
     ratio >= goal
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    if let Ok(answer) = std::env::var(NATIVE_ANSWER) {
+        return serve_native(&answer);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     let dir = scratch("bench");
     let github = Peer::start(|_| Answer::json(200, &serde_json::json!({"sha": SHA}))).await;
     let registry = Registry::start(&dir.join("registry"), Auth::None).await;
@@ -170,7 +246,7 @@ async fn main() {
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
             .collect()
     };
-    let native_badge = native(badge.body.clone(), keep(&badge.headers)).await;
+    let native_badge = Native::start("badge", &badge.body, keep(&badge.headers), &dir);
 
     let resolve_url = format!("{}/api/v1/resolve/gh/org/repo/main", edge.url);
     let first = get(&resolve_url, &[]).await;
@@ -178,15 +254,19 @@ async fn main() {
     let cached = get(&resolve_url, &[]).await;
     assert_eq!(cached.header("x-bindery-cache"), Some("hit"));
     assert_eq!(cached.header("x-bindery-image-cache"), Some("hit"));
-    let native_resolve = native(cached.body.clone(), keep(&cached.headers)).await;
+    let native_resolve = Native::start("resolve", &cached.body, keep(&cached.headers), &dir);
 
     println!(
         "bindery edge benchmark: {CONNECTIONS} connections, {MEASURE:?} per case after {WARMUP:?} warm-up, same machine, same run"
     );
-    let nb = load(&format!("{native_badge}/badge_logo.svg")).await;
+    let nb = load(&format!("{}/badge_logo.svg", native_badge.url)).await;
     let eb = load(&badge_url).await;
     let badge_ok = report("badge", &nb, &eb, 0.5);
-    let nr = load(&format!("{native_resolve}/api/v1/resolve/gh/org/repo/main")).await;
+    let nr = load(&format!(
+        "{}/api/v1/resolve/gh/org/repo/main",
+        native_resolve.url
+    ))
+    .await;
     let er = load(&resolve_url).await;
     let resolve_ok = report("cached resolve", &nr, &er, 0.3);
     assert_eq!(github.count("/"), 1, "the benchmark ran from the cache");

@@ -62,16 +62,25 @@ impl std::fmt::Debug for App {
 }
 
 /// Hop-by-hop headers, which describe one connection and are never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
+
+/// The routing headers Spin gives a component.
+const SPIN_FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
+const SPIN_PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+const SPIN_MATCHED_ROUTE: HeaderName = HeaderName::from_static("spin-matched-route");
+const SPIN_RAW_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-raw-component-route");
+const SPIN_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+const SPIN_BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
+const SPIN_CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
 
 /// A connection handed from the accept loop to a serving thread.
 type Handoff = (std::net::TcpStream, SocketAddr, Watcher, mpsc::Sender<()>);
@@ -442,37 +451,36 @@ fn spin_request(
     for name in spoofed {
         headers.remove(name);
     }
-    let mut set = |name: &str, value: &str| {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+    let mut set = |name: HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(name, value);
         }
     };
-    set("spin-full-url", &full_url);
-    set("spin-path-info", &route.path_info);
-    set("spin-matched-route", route.matched_route);
-    set("spin-raw-component-route", route.raw_route);
-    set("spin-component-route", route.component_route());
-    set("spin-base-path", "/");
-    set("spin-client-addr", &client_addr.to_string());
+    set(SPIN_FULL_URL, &full_url);
+    set(SPIN_PATH_INFO, &route.path_info);
+    set(SPIN_MATCHED_ROUTE, route.matched_route);
+    set(SPIN_RAW_COMPONENT_ROUTE, route.raw_route);
+    set(SPIN_COMPONENT_ROUTE, route.component_route());
+    set(SPIN_BASE_PATH, "/");
+    set(SPIN_CLIENT_ADDR, &client_addr.to_string());
     for (name, value) in &route.params {
-        set(&format!("spin-path-match-{name}"), value);
+        if let Ok(name) = HeaderName::try_from(format!("spin-path-match-{name}")) {
+            set(name, value);
+        }
     }
     Ok(Request::from_parts(parts, body))
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
+    // Names listed in `Connection` are hop-by-hop too; most requests have none.
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
-        .filter(|n| !n.is_empty())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
         .collect();
-    for name in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+    for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
     // Framing is the server's business: hyper sets it for the body it sends.
