@@ -4,7 +4,9 @@
 //! driven from this process) hits a native hyper server that returns the edge's exact
 //! answer bytes (its own process, one worker thread per CPU), then the release
 //! `bindery edge` with a fresh component instance per request (its own process, one
-//! serving thread per CPU). Reported: requests/s, p50 and p99 latency, and the edge/native ratio.
+//! serving thread per CPU). Reported: requests/s, p50 and p99 latency, the server process's
+//! CPU time per request (steadier than requests/s on a small, shared machine), and the
+//! edge/native ratio.
 //! Goals (issue 3): badge >= 0.5x native, cached resolve >= 0.3x native.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,10 +35,28 @@ struct Figures {
     rps: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time the server process spent per request while measured (user + system).
+    cpu_per_request: Duration,
 }
 
-/// Drives `url` with keep-alive connections; returns throughput and latency percentiles.
-async fn load(url: &str) -> Figures {
+/// User plus system CPU time of process `pid` so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the parenthesised command name; utime and stime are the 12th and
+    // 13th of them, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Drives `url` with keep-alive connections; returns throughput, latency percentiles and
+/// the CPU time process `server` spent per request.
+async fn load(url: &str, server: u32) -> Figures {
     let uri: hyper::Uri = url.parse().unwrap();
     let authority = uri.authority().unwrap().to_string();
     let stop = Arc::new(AtomicBool::new(false));
@@ -79,8 +99,10 @@ async fn load(url: &str) -> Figures {
     }
     tokio::time::sleep(WARMUP).await;
     measuring.store(true, Ordering::Relaxed);
+    let cpu_before = cpu_time(server);
     tokio::time::sleep(MEASURE).await;
     measuring.store(false, Ordering::Relaxed);
+    let cpu = cpu_time(server).saturating_sub(cpu_before);
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for t in tasks {
@@ -92,6 +114,7 @@ async fn load(url: &str) -> Figures {
         rps: all.len() as f64 / MEASURE.as_secs_f64(),
         p50: pick(0.5),
         p99: pick(0.99),
+        cpu_per_request: cpu / u32::try_from(all.len().max(1)).unwrap(),
     }
 }
 
@@ -199,8 +222,15 @@ fn serve_native(answer: &str) {
 fn report(name: &str, native: &Figures, edge: &Figures, goal: f64) -> bool {
     let ratio = edge.rps / native.rps;
     println!(
-        "{name:<16} native {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | edge {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}) | ratio {ratio:.3} (goal >= {goal})",
-        native.rps, native.p50, native.p99, edge.rps, edge.p50, edge.p99
+        "{name:<16} native {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | edge {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | ratio {ratio:.3} (goal >= {goal})",
+        native.rps,
+        native.p50,
+        native.p99,
+        native.cpu_per_request,
+        edge.rps,
+        edge.p50,
+        edge.p99,
+        edge.cpu_per_request
     );
     ratio >= goal
 }
@@ -259,15 +289,19 @@ async fn bench() {
     println!(
         "bindery edge benchmark: {CONNECTIONS} connections, {MEASURE:?} per case after {WARMUP:?} warm-up, same machine, same run"
     );
-    let nb = load(&format!("{}/badge_logo.svg", native_badge.url)).await;
-    let eb = load(&badge_url).await;
-    let badge_ok = report("badge", &nb, &eb, 0.5);
-    let nr = load(&format!(
-        "{}/api/v1/resolve/gh/org/repo/main",
-        native_resolve.url
-    ))
+    let nb = load(
+        &format!("{}/badge_logo.svg", native_badge.url),
+        native_badge.child.id(),
+    )
     .await;
-    let er = load(&resolve_url).await;
+    let eb = load(&badge_url, edge.pid()).await;
+    let badge_ok = report("badge", &nb, &eb, 0.5);
+    let nr = load(
+        &format!("{}/api/v1/resolve/gh/org/repo/main", native_resolve.url),
+        native_resolve.child.id(),
+    )
+    .await;
+    let er = load(&resolve_url, edge.pid()).await;
     let resolve_ok = report("cached resolve", &nr, &er, 0.3);
     assert_eq!(github.count("/"), 1, "the benchmark ran from the cache");
     println!(

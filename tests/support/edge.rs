@@ -116,6 +116,11 @@ impl Edge {
     }
 
     /// Stops the host with SIGTERM (graceful shutdown) and waits for it.
+    /// The edge process's pid.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     pub fn stop(mut self) -> bool {
         self.proc.terminate(15)
     }
