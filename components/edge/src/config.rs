@@ -629,6 +629,36 @@ mod tests {
         assert_eq!(fast, 7, "the plain URLs above take the fast path");
     }
 
+    #[test]
+    fn the_fast_path_agrees_with_the_parser_on_generated_urls() {
+        // A small deterministic generator (xorshift) of URL-like strings built from the
+        // characters the fast path decides on.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % n as u64).unwrap_or(0)
+        };
+        let prefixes = ["http://", "https://", "http:/", "HTTP://", "ws://", ""];
+        let alphabet: Vec<char> = "abcxyz0189.-:/abcxyz0189._~%@?#[]AZ 2567".chars().collect();
+        let (mut fast, mut agreed_ok) = (0, 0);
+        for _ in 0..50_000 {
+            let mut raw = prefixes[next(prefixes.len())].to_owned();
+            for _ in 0..next(16) {
+                raw.push(alphabet[next(alphabet.len())]);
+            }
+            let quick = parse_base_url("registry_url", &raw).ok();
+            let full = parse_base_url_fully("registry_url", &raw).ok();
+            assert_eq!(quick, full, "{raw:?}");
+            fast += usize::from(plain_base_url(&raw));
+            agreed_ok += usize::from(full.is_some());
+        }
+        // The generator must reach both paths, or the test proves nothing.
+        assert!(fast > 500, "only {fast} generated URLs took the fast path");
+        assert!(agreed_ok > fast, "no valid URL went through the parser");
+    }
+
     fn load(pairs: &[(&str, &str)]) -> Result<EdgeConfig, ConfigError> {
         let map: HashMap<String, String> = pairs
             .iter()
