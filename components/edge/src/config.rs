@@ -442,10 +442,6 @@ pub fn parse_ban_networks(raw: &str) -> Result<BanNetworks, ConfigError> {
 /// Parses a base URL: absolute http(s) with a host, no credentials, query or fragment;
 /// returned without a trailing `/`.
 pub fn parse_base_url(name: &'static str, raw: &str) -> Result<String, ConfigError> {
-    let invalid = |reason: &str| ConfigError::Invalid {
-        name,
-        reason: format!("{reason}, got {}", shown(raw)),
-    };
     // The configuration is read on every request (a fresh instance each time), and most
     // values are plain `http(s)://host[:port][/path]`: those need no URL parser.
     if plain_base_url(raw) {
