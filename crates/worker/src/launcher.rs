@@ -223,10 +223,10 @@ impl Launcher {
             return;
         }
         tracing::info!(launches = tasks.len(), "stopping the launches in flight");
-        let all = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(deadline, all).await.is_err() {
+        let left = crate::join_all_within(&mut tasks, deadline).await;
+        if left > 0 {
             tracing::warn!(
-                launches = tasks.len(),
+                launches = left,
                 "launches still stopping after the shutdown deadline"
             );
         }

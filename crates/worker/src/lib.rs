@@ -138,3 +138,17 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Waits for every task in `tasks` to end, at most `deadline`. Returns how many were still
+/// running when the deadline passed (0 when all ended in time).
+pub(crate) async fn join_all_within(
+    tasks: &mut tokio::task::JoinSet<()>,
+    deadline: std::time::Duration,
+) -> usize {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(deadline, all).await.is_err() {
+        tasks.len()
+    } else {
+        0
+    }
+}

@@ -215,10 +215,10 @@ impl Executor for LocalExecutor {
                 return;
             }
             tracing::info!(builds = tasks.len(), "stopping the running builds");
-            let all = async { while tasks.join_next().await.is_some() {} };
-            if tokio::time::timeout(deadline, all).await.is_err() {
+            let left = crate::join_all_within(&mut tasks, deadline).await;
+            if left > 0 {
                 tracing::warn!(
-                    builds = tasks.len(),
+                    builds = left,
                     "builds still stopping after the shutdown deadline"
                 );
             }
