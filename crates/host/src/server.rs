@@ -282,10 +282,10 @@ async fn connection(
     watcher: Watcher,
     in_flight: mpsc::Sender<()>,
 ) {
-    let guard = in_flight.clone();
+    // The service owns `in_flight`, so the connection counts as in flight until it ends.
     let service = service_fn(move |req| {
         let app = Arc::clone(&app);
-        let guard = guard.clone();
+        let guard = in_flight.clone();
         async move { Ok::<_, Infallible>(app.handle(req, client_addr, guard).await) }
     });
     let connection = http1::Builder::new()
@@ -295,7 +295,6 @@ async fn connection(
     if let Err(err) = watcher.watch(connection).await {
         tracing::debug!(client = %client_addr, error = %err, "connection ended with an error");
     }
-    drop(in_flight);
 }
 
 impl App {
