@@ -115,12 +115,12 @@ impl Edge {
         );
     }
 
-    /// Stops the host with SIGTERM (graceful shutdown) and waits for it.
     /// The edge process's pid.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
 
+    /// Stops the host with SIGTERM (graceful shutdown) and waits for it.
     pub fn stop(mut self) -> bool {
         self.proc.terminate(15)
     }
