@@ -59,10 +59,9 @@ pub struct AppState {
     builds: Arc<Builds>,
     launcher: Arc<Launcher>,
     metrics: Arc<Metrics>,
-    health: std::sync::Mutex<Option<(Instant, bool, serde_json::Value)>>,
-    /// Held while the health checks run: one refresh at a time, the others wait for it
-    /// and reuse its answer.
-    health_refresh: tokio::sync::Mutex<()>,
+    /// The last `/health` answer and when it was made. Held while the checks run: one
+    /// refresh at a time, the others wait for it and reuse its answer.
+    health: tokio::sync::Mutex<Option<(Instant, bool, serde_json::Value)>>,
 }
 
 /// Why the worker's state could not be set up.
@@ -131,8 +130,7 @@ impl AppState {
             builds,
             metrics,
             config,
-            health: std::sync::Mutex::new(None),
-            health_refresh: tokio::sync::Mutex::new(()),
+            health: tokio::sync::Mutex::new(None),
         })
     }
 }
@@ -554,26 +552,21 @@ fn events(
 /// others wait for it and answer with its result.
 async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
     let asked = Instant::now();
-    let (ok, body) = match cached_health(state, asked) {
-        Some(answer) => answer,
+    let mut cached = state.health.lock().await;
+    // An answer made while this request waited for the lock is newer than the question,
+    // whatever `health_cache` says.
+    let (ok, body) = match cached
+        .as_ref()
+        .filter(|(at, _, _)| *at >= asked || at.elapsed() < state.config.health_cache)
+    {
+        Some((_, ok, body)) => (*ok, body.clone()),
         None => {
-            let _refresh = state.health_refresh.lock().await;
-            // Another request may have refreshed the answer while this one waited: that
-            // answer is newer than the question, whatever `health_cache` says.
-            match cached_health(state, asked) {
-                Some(answer) => answer,
-                None => {
-                    let (ok, body) = run_health_checks(state).await;
-                    *state
-                        .health
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some((Instant::now(), ok, body.clone()));
-                    (ok, body)
-                }
-            }
+            let (ok, body) = run_health_checks(state).await;
+            *cached = Some((Instant::now(), ok, body.clone()));
+            (ok, body)
         }
     };
+    drop(cached);
     let status = if ok {
         StatusCode::OK
     } else {
@@ -585,17 +578,6 @@ async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
         return response;
     }
     json_response(status, &body)
-}
-
-/// The cached `/health` answer while it is fresh, or when it was made after `asked`.
-fn cached_health(state: &AppState, asked: Instant) -> Option<(bool, serde_json::Value)> {
-    state
-        .health
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-        .filter(|(at, _, _)| *at >= asked || at.elapsed() < state.config.health_cache)
-        .map(|(_, ok, body)| (ok, body))
 }
 
 async fn run_health_checks(state: &Arc<AppState>) -> (bool, serde_json::Value) {
