@@ -460,6 +460,12 @@ impl Inner {
 }
 
 impl Cluster {
+    /// Deletes the build's Job (and so its pod) and fails the build with `message`.
+    async fn fail_deleting(&self, name: &str, message: String) -> Outcome {
+        self.delete(name).await;
+        Outcome::Failed(message)
+    }
+
     async fn delete(&self, name: &str) {
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
@@ -476,11 +482,14 @@ impl Cluster {
         match tokio::time::timeout(limit, self.follow_inner(name, shared)).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                self.delete(name).await;
-                Outcome::Failed(format!(
-                    "the build timed out after {} s",
-                    self.settings.job.build_timeout.as_secs()
-                ))
+                self.fail_deleting(
+                    name,
+                    format!(
+                        "the build timed out after {} s",
+                        self.settings.job.build_timeout.as_secs()
+                    ),
+                )
+                .await
             }
         }
     }
@@ -491,8 +500,8 @@ impl Cluster {
             PodWait::JobEnded(pod) => pod,
             PodWait::Error(message) => return Outcome::Failed(message),
             PodWait::Stuck(why) => {
-                self.delete(name).await;
-                return Outcome::Failed(format!("the build pod could not start ({why})"));
+                let message = format!("the build pod could not start ({why})");
+                return self.fail_deleting(name, message).await;
             }
         };
         // How long to wait for the Job's condition once the log is over: moments after
@@ -503,11 +512,11 @@ impl Cluster {
             match self.stream_log(&pod, shared).await {
                 LogEnd::Ended => {}
                 LogEnd::Idle => {
-                    self.delete(name).await;
-                    return Outcome::Failed(format!(
+                    let message = format!(
                         "the build printed nothing for {} s and was stopped",
                         idle.as_secs_f64()
-                    ));
+                    );
+                    return self.fail_deleting(name, message).await;
                 }
                 LogEnd::Error(error) => {
                     tracing::warn!(job = name, %error, "build log stream failed");
