@@ -821,26 +821,23 @@ impl FakeKube {
     /// there, whatever the pod's phase (a kubelet that keeps dropping the stream).
     #[allow(dead_code)]
     pub fn close_log(&self, namespace: &str, pod: &str) {
-        if let Some(log) = self
-            .inner
-            .store()
-            .logs
-            .get_mut(&(namespace.to_owned(), pod.to_owned()))
-        {
-            log.closed = true;
-        }
-        self.inner.bump();
+        self.change_log(namespace, pod, |log| log.closed = true);
     }
 
     /// Ends the pod's open log streams as if the connection broke; the log goes on.
     pub fn end_log_streams(&self, namespace: &str, pod: &str) {
+        self.change_log(namespace, pod, |log| log.generation += 1);
+    }
+
+    /// Applies `change` to the pod's log, if it has one, and wakes the streams.
+    fn change_log(&self, namespace: &str, pod: &str, change: impl FnOnce(&mut PodLog)) {
         if let Some(log) = self
             .inner
             .store()
             .logs
             .get_mut(&(namespace.to_owned(), pod.to_owned()))
         {
-            log.generation += 1;
+            change(log);
         }
         self.inner.bump();
     }
