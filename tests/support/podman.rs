@@ -12,8 +12,9 @@ use std::sync::Mutex;
 pub const GATE_IN_BUILD: &str = "/bindery-test-gate";
 
 /// Maps `buildx version` and `buildx build [--push]` to plain podman commands, with no
-/// network for the build; with `BINDERY_TEST_BUILD_GATE` set, its directory is mounted
-/// read-only at [`GATE_IN_BUILD`] for the `RUN` steps (not part of the image).
+/// network for the build; with `BINDERY_TEST_BUILD_GATE` set (`<host dir>:<path in the
+/// build>`, see [`Podman::build_gate`]), that directory is mounted read-only for the `RUN`
+/// steps (not part of the image).
 const SHIM: &str = r#"#!/bin/bash
 if [ "$1" = buildx ] && [ "$2" = version ]; then echo "bindery-test-buildx-shim"; exit 0; fi
 if [ "$1" = buildx ] && [ "$2" = build ]; then
@@ -23,7 +24,7 @@ if [ "$1" = buildx ] && [ "$2" = build ]; then
     [ "$prev" = --tag ] && tags+=("$a"); prev=$a
   done
   if [ -n "$BINDERY_TEST_BUILD_GATE" ]; then
-    args=(--volume "$BINDERY_TEST_BUILD_GATE:/bindery-test-gate:ro" "${args[@]}")
+    args=(--volume "$BINDERY_TEST_BUILD_GATE:ro" "${args[@]}")
   fi
   /usr/bin/podman build --network none "${args[@]}" || exit $?
   if [ $push = 1 ]; then for t in "${tags[@]}"; do /usr/bin/podman push "$t" || exit $?; done; fi
@@ -110,7 +111,7 @@ impl Podman {
         std::fs::create_dir_all(dir).unwrap();
         self.env.push((
             "BINDERY_TEST_BUILD_GATE".to_owned(),
-            dir.display().to_string(),
+            format!("{}:{GATE_IN_BUILD}", dir.display()),
         ));
     }
 
