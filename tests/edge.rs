@@ -612,8 +612,18 @@ async fn a_webhook_without_a_configured_secret_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn badges_are_cacheable_and_the_status_badge_answers_304() {
     let world = World::start("badges", &[]).await;
-    let logo = get(&format!("{}/badge_logo.svg", world.edge.url), &[]).await;
+    let logo_url = format!("{}/badge_logo.svg", world.edge.url);
+    let logo = get(&logo_url, &[]).await;
     assert_eq!(logo.status, 200);
+    assert_eq!(
+        logo.header("content-length"),
+        Some(logo.body.len().to_string().as_str()),
+        "a whole answer is sent with its length"
+    );
+    let head = send("HEAD", &logo_url, &[], Vec::new()).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("etag"), logo.header("etag"));
     assert_eq!(logo.header("content-type"), Some("image/svg+xml"));
     assert!(
         logo.header("cache-control")
@@ -689,6 +699,13 @@ async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
     );
     let home = get(&format!("{}/", world.edge.url), &[]).await;
     assert!(home.text().contains("Launch link"));
+    // The home page is written in several pieces; all of them arrive, and the length
+    // sent ahead says so.
+    assert!(home.body.len() > 4096, "{} bytes", home.body.len());
+    assert_eq!(
+        home.header("content-length"),
+        Some(home.body.len().to_string().as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -183,17 +183,22 @@ fn status(
 
 #[cfg(target_arch = "wasm32")]
 #[spin_sdk::http_component]
-async fn serve(request: spin_sdk::http::IncomingRequest) -> Response<Vec<u8>> {
-    let request = match bindery_edge::incoming::read_request(request, MAX_BODY).await {
+fn serve(incoming: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    // Badges are `GET`s: the path and `If-None-Match` are all a badge depends on.
+    let request = match bindery_edge::incoming::read_head(&incoming, &["if-none-match"]) {
         Ok(request) => request,
-        Err(e) => return respond::text(e.status_code(), &e.to_string()),
+        Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
     };
+    drop(incoming);
     // Only the live badge reads the store; the launch badges need nothing opened.
     let cache = match route(request.uri().path()) {
         Route::Status(_) => Cache::open_default(),
         _ => Cache::disabled(),
     };
-    handle(&request, EdgeConfig::load, &cache, respond::now())
+    respond::send(
+        out,
+        handle(&request, EdgeConfig::load, &cache, respond::now()),
+    );
 }
 
 #[cfg(test)]

@@ -56,8 +56,7 @@ pub async fn read_request(
     use futures::StreamExt;
     use spin_sdk::http::Scheme;
 
-    let method = http::Method::from_bytes(request.method().to_string().as_bytes())
-        .map_err(|_| RequestError::Invalid("unknown method".into()))?;
+    let method = method(&request)?;
     let path = request.path_with_query().unwrap_or_else(|| "/".into());
     let uri = match (request.scheme(), request.authority()) {
         (Some(scheme), Some(authority)) => {
@@ -91,6 +90,66 @@ pub async fn read_request(
         body.extend_from_slice(&chunk);
     }
     let mut out = http::Request::new(body);
+    *out.method_mut() = method;
+    *out.uri_mut() = uri;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// The request's method as `http` knows it.
+#[cfg(target_arch = "wasm32")]
+fn method(request: &spin_sdk::http::IncomingRequest) -> Result<http::Method, RequestError> {
+    use spin_sdk::http::Method;
+
+    Ok(match request.method() {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Patch => http::Method::PATCH,
+        Method::Options => http::Method::OPTIONS,
+        Method::Connect => http::Method::CONNECT,
+        Method::Trace => http::Method::TRACE,
+        Method::Other(other) => http::Method::from_bytes(other.as_bytes())
+            .map_err(|_| RequestError::Invalid("unknown method".into()))?,
+    })
+}
+
+/// Reads only what a handler of bodiless requests needs: the method, the path with its
+/// query (as a relative URI, still percent-encoded) and the headers named in `names`
+/// (lower case). The body is never read.
+///
+/// Every header and URI part crosses from the host into the guest's memory, so a
+/// handler that needs one header asks for that one: a badge is answered in a few
+/// microseconds, and copying the client's and Spin's dozen headers would double it.
+#[cfg(target_arch = "wasm32")]
+pub fn read_head(
+    request: &spin_sdk::http::IncomingRequest,
+    names: &[&'static str],
+) -> Result<http::Request<()>, RequestError> {
+    let method = method(request)?;
+    let uri: http::Uri = request
+        .path_with_query()
+        .as_deref()
+        .unwrap_or("/")
+        .parse()
+        .map_err(|_| RequestError::Invalid("the request URI does not parse".into()))?;
+    let mut headers = http::HeaderMap::new();
+    if !names.is_empty() {
+        let fields = request.headers();
+        for &name in names {
+            let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
+                continue;
+            };
+            for value in fields.get(name) {
+                if let Ok(value) = http::HeaderValue::from_bytes(&value) {
+                    headers.append(header.clone(), value);
+                }
+            }
+        }
+    }
+    let mut out = http::Request::new(());
     *out.method_mut() = method;
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;

@@ -114,6 +114,72 @@ pub fn header<'a, B>(request: &'a http::Request<B>, name: &str) -> Option<&'a st
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Sends a whole answer through `out`: status and headers (with `content-length` when
+/// there is a body), then the body.
+///
+/// The response is set before the body is written, so a body larger than the host's
+/// buffer streams out instead of waiting for a reader that is not there yet. Each chunk
+/// goes in one `blocking-write-and-flush`: a badge or a resolve answer is a single call,
+/// where a `Sink` over the stream costs a check, a write and a flush apiece.
+#[cfg(target_arch = "wasm32")]
+pub fn send(out: spin_sdk::http::ResponseOutparam, response: Response<Vec<u8>>) {
+    use spin_sdk::http::{Fields, OutgoingBody, OutgoingResponse};
+
+    /// The most `blocking-write-and-flush` takes at once (WASI 0.2).
+    const MAX_WRITE: usize = 4096;
+
+    let (parts, body) = response.into_parts();
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(parts.headers.len() + 1);
+    for (name, value) in &parts.headers {
+        entries.push((name.as_str().to_owned(), value.as_bytes().to_vec()));
+    }
+    if !body.is_empty() && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        entries.push((
+            "content-length".to_owned(),
+            body.len().to_string().into_bytes(),
+        ));
+    }
+    let fields = match Fields::from_list(&entries) {
+        Ok(fields) => fields,
+        Err(e) => {
+            eprintln!("bindery-edge: the host refused the answer's headers: {e:?}");
+            return send(
+                out,
+                text(500, "the answer's headers were refused by the host"),
+            );
+        }
+    };
+    let outgoing = OutgoingResponse::new(fields);
+    if outgoing.set_status_code(parts.status.as_u16()).is_err() {
+        eprintln!("bindery-edge: the host refused status {}", parts.status);
+        return send(
+            out,
+            text(500, "the answer's status was refused by the host"),
+        );
+    }
+    let Ok(outgoing_body) = outgoing.body() else {
+        eprintln!("bindery-edge: the answer's body was already taken");
+        return;
+    };
+    out.set(outgoing);
+    if !body.is_empty() {
+        let Ok(stream) = outgoing_body.write() else {
+            eprintln!("bindery-edge: the answer's body stream was already taken");
+            return;
+        };
+        for chunk in body.chunks(MAX_WRITE) {
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                // The client went away; nothing is left to tell it.
+                eprintln!("bindery-edge: failed to write an answer: {e:?}");
+                return;
+            }
+        }
+    }
+    if let Err(e) = OutgoingBody::finish(outgoing_body, None) {
+        eprintln!("bindery-edge: failed to finish an answer: {e:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

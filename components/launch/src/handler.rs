@@ -28,12 +28,12 @@ const MAX_BODY: usize = 64 * 1024;
 async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
     let request = match bindery_edge::incoming::read_request(incoming, MAX_BODY).await {
         Ok(r) => r,
-        Err(e) => return send_whole(out, respond::text(e.status_code(), &e.to_string())).await,
+        Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
     };
     let path = request.uri().path().to_string();
     let route = routes::parse(&path);
     if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
-        return send_whole(out, respond::method_not_allowed("GET, HEAD")).await;
+        return respond::send(out, respond::method_not_allowed("GET, HEAD"));
     }
     let response = match route {
         Route::Build { provider, spec } => {
@@ -55,7 +55,7 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
     } else {
         response
     };
-    send_whole(out, response).await;
+    respond::send(out, response);
 }
 
 fn html(status: u16, body: String) -> Response<Vec<u8>> {
@@ -323,25 +323,6 @@ fn versions() -> Response<Vec<u8>> {
         http::HeaderValue::from_static("*"),
     );
     response
-}
-
-async fn send_whole(out: ResponseOutparam, response: Response<Vec<u8>>) {
-    let (parts, body) = response.into_parts();
-    let entries: Vec<(String, Vec<u8>)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-        .collect();
-    let Ok(fields) = Fields::from_list(&entries) else {
-        return;
-    };
-    let outgoing = OutgoingResponse::new(fields);
-    if outgoing.set_status_code(parts.status.as_u16()).is_err() {
-        return;
-    }
-    if let Err(e) = out.set_with_body(outgoing, body).await {
-        eprintln!("bindery-launch: failed to write a response: {e:?}");
-    }
 }
 
 /// Writes events to the client; remembers whether the client is still there.

@@ -305,14 +305,17 @@ pub async fn on_push(
 
 #[cfg(target_arch = "wasm32")]
 #[spin_sdk::http_component]
-async fn serve(request: spin_sdk::http::IncomingRequest) -> Response<Vec<u8>> {
+async fn serve(request: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
     let request = match bindery_edge::incoming::read_request(request, MAX_BODY).await {
         Ok(request) => request,
-        Err(e) => return respond::json_error(e.status_code(), &e.to_string()),
+        Err(e) => return respond::send(out, respond::json_error(e.status_code(), &e.to_string())),
     };
     let cache = Cache::open_default();
     let fetch = bindery_edge::SpinFetch::default();
-    handle(&request, EdgeConfig::load, &cache, &fetch, respond::now()).await
+    respond::send(
+        out,
+        handle(&request, EdgeConfig::load, &cache, &fetch, respond::now()).await,
+    );
 }
 
 #[cfg(test)]
