@@ -185,7 +185,7 @@ fn status(
 #[spin_sdk::http_component]
 fn serve(incoming: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
     // Badges are `GET`s: the path and `If-None-Match` are all a badge depends on.
-    let request = match bindery_edge::incoming::read_head(&incoming, &["if-none-match"]) {
+    let request = match bindery_edge::incoming::read_head(&incoming, false, &["if-none-match"]) {
         Ok(request) => request,
         Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
     };

@@ -54,24 +54,9 @@ pub async fn read_request(
     max_body: usize,
 ) -> Result<http::Request<Vec<u8>>, RequestError> {
     use futures::StreamExt;
-    use spin_sdk::http::Scheme;
 
     let method = method(&request)?;
-    let path = request.path_with_query().unwrap_or_else(|| "/".into());
-    let uri = match (request.scheme(), request.authority()) {
-        (Some(scheme), Some(authority)) => {
-            let scheme = match scheme {
-                Scheme::Http => "http".to_owned(),
-                Scheme::Https => "https".to_owned(),
-                Scheme::Other(other) => other,
-            };
-            format!("{scheme}://{authority}{path}")
-        }
-        _ => path,
-    };
-    let uri: http::Uri = uri
-        .parse()
-        .map_err(|_| RequestError::Invalid("the request URI does not parse".into()))?;
+    let uri = request_uri(&request, true)?;
     let headers = crate::fetch::header_map(request.headers().entries());
     let mut body = Vec::new();
     if bodiless(&method, &headers) {
@@ -96,6 +81,34 @@ pub async fn read_request(
     Ok(out)
 }
 
+/// The request's URI: absolute when `absolute` and the runtime gives scheme and authority
+/// (Spin does), else the path with its query. The path is kept exactly as sent.
+#[cfg(target_arch = "wasm32")]
+fn request_uri(
+    request: &spin_sdk::http::IncomingRequest,
+    absolute: bool,
+) -> Result<http::Uri, RequestError> {
+    use spin_sdk::http::Scheme;
+
+    let path = request.path_with_query().unwrap_or_else(|| "/".into());
+    let uri = match absolute
+        .then(|| request.scheme().zip(request.authority()))
+        .flatten()
+    {
+        Some((scheme, authority)) => {
+            let scheme = match scheme {
+                Scheme::Http => "http".to_owned(),
+                Scheme::Https => "https".to_owned(),
+                Scheme::Other(other) => other,
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => path,
+    };
+    uri.parse()
+        .map_err(|_| RequestError::Invalid("the request URI does not parse".into()))
+}
+
 /// The request's method as `http` knows it.
 #[cfg(target_arch = "wasm32")]
 fn method(request: &spin_sdk::http::IncomingRequest) -> Result<http::Method, RequestError> {
@@ -116,9 +129,10 @@ fn method(request: &spin_sdk::http::IncomingRequest) -> Result<http::Method, Req
     })
 }
 
-/// Reads only what a handler of bodiless requests needs: the method, the path with its
-/// query (as a relative URI, still percent-encoded) and the headers named in `names`
-/// (lower case). The body is never read.
+/// Reads only what a handler of bodiless requests needs: the method, the URI (absolute
+/// when `absolute`, as [`read_request`] gives it, else the path with its query; still
+/// percent-encoded) and the headers named in `names` (lower case). The body is never
+/// read, and the request has an empty one.
 ///
 /// Every header and URI part crosses from the host into the guest's memory, so a
 /// handler that needs one header asks for that one: a badge is answered in a few
@@ -126,15 +140,11 @@ fn method(request: &spin_sdk::http::IncomingRequest) -> Result<http::Method, Req
 #[cfg(target_arch = "wasm32")]
 pub fn read_head(
     request: &spin_sdk::http::IncomingRequest,
+    absolute: bool,
     names: &[&'static str],
-) -> Result<http::Request<()>, RequestError> {
+) -> Result<http::Request<Vec<u8>>, RequestError> {
     let method = method(request)?;
-    let uri: http::Uri = request
-        .path_with_query()
-        .as_deref()
-        .unwrap_or("/")
-        .parse()
-        .map_err(|_| RequestError::Invalid("the request URI does not parse".into()))?;
+    let uri = request_uri(request, absolute)?;
     let mut headers = http::HeaderMap::new();
     if !names.is_empty() {
         let fields = request.headers();
@@ -149,7 +159,7 @@ pub fn read_head(
             }
         }
     }
-    let mut out = http::Request::new(());
+    let mut out = http::Request::new(Vec::new());
     *out.method_mut() = method;
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;

@@ -22,11 +22,14 @@ use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam
 use crate::routes::{self, Route, query_param};
 use crate::{ids, pages};
 
-const MAX_BODY: usize = 64 * 1024;
+/// The request headers any route reads: the event stream's `Accept` and `Last-Event-ID`,
+/// and the client address Spin passes for the ban rules.
+const HEADERS: &[&str] = &["accept", "last-event-id", "spin-client-addr"];
 
 #[spin_sdk::http_component]
 async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
-    let request = match bindery_edge::incoming::read_request(incoming, MAX_BODY).await {
+    // Every route is a `GET` or `HEAD`: no body, and only the headers named here.
+    let request = match bindery_edge::incoming::read_head(&incoming, true, HEADERS) {
         Ok(r) => r,
         Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
     };
