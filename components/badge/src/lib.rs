@@ -197,7 +197,12 @@ fn serve(incoming: spin_sdk::http::IncomingRequest, out: spin_sdk::http::Respons
     };
     respond::send(
         out,
-        handle(&request, EdgeConfig::load, &cache, respond::now()),
+        handle(
+            &request,
+            || EdgeConfig::load_declared(bindery_edge::config::BADGE_VARIABLES),
+            &cache,
+            respond::now(),
+        ),
     );
 }
 

@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! let request = incoming::read_request(req, MAX_BODY).await?;  // wasm only
-//! let cfg = EdgeConfig::load()?;                                 // wasm only: Spin variables
+//! let cfg = EdgeConfig::load_declared(LAUNCH_VARIABLES)?;         // wasm only: Spin variables
 //! let cache = Cache::open_default();                             // wasm only: Spin KV
 //! let fetch = SpinFetch::default();                              // wasm only: spin_sdk::http
 //! let result = resolve::resolve_spec(&spec, &cfg, &cache, &fetch, respond::now()).await;

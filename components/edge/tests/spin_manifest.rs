@@ -293,6 +293,14 @@ fn component_variables_and_outbound_templates_reference_declared_variables() {
                 "{id} maps {name} from the application variable of the same name"
             );
         }
+        // A component asks Spin only for the variables on its list: one declared here
+        // but missing from the list would be silently ignored.
+        let declared_here: BTreeSet<&str> = vars.keys().map(String::as_str).collect();
+        let read: BTreeSet<&str> = needed.iter().copied().collect();
+        assert_eq!(
+            declared_here, read,
+            "{id} declares exactly the variables its component reads"
+        );
     }
 }
 

@@ -61,6 +61,11 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
     respond::send(out, response);
 }
 
+/// The launch component's configuration: the variables it declares in `spin.toml`.
+fn load_config() -> Result<EdgeConfig, bindery_edge::ConfigError> {
+    EdgeConfig::load_declared(bindery_edge::config::LAUNCH_VARIABLES)
+}
+
 fn html(status: u16, body: String) -> Response<Vec<u8>> {
     respond::with_body(status, "text/html; charset=utf-8", body)
 }
@@ -95,7 +100,7 @@ fn client_ip(request: &Request<Vec<u8>>) -> Option<std::net::IpAddr> {
 }
 
 fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Response<Vec<u8>> {
-    let cfg = EdgeConfig::load().ok();
+    let cfg = load_config().ok();
     let base = base_url(request, cfg.as_ref());
     let Ok(provider_id) = ProviderId::parse(provider) else {
         return html(
@@ -156,7 +161,7 @@ async fn resolve_api(
     provider: &str,
     raw_spec: &str,
 ) -> Response<Vec<u8>> {
-    let cfg = match EdgeConfig::load() {
+    let cfg = match load_config() {
         Ok(c) => c,
         Err(e) => return respond::json_error(500, &e.to_string()),
     };
@@ -247,7 +252,7 @@ impl bindery_core::cache::Expiring for CachedHealth {
 
 /// Health of what the edge depends on, in BinderHub's shape; 503 when something is down.
 async fn health() -> Response<Vec<u8>> {
-    let cfg = match EdgeConfig::load() {
+    let cfg = match load_config() {
         Ok(c) => c,
         Err(e) => {
             return respond::json(
@@ -391,7 +396,7 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
     if !launch::accepts_event_stream(respond::header(request, "accept")) {
         return stream.fail(400, MISSING_ACCEPT).await;
     }
-    let cfg = match EdgeConfig::load() {
+    let cfg = match load_config() {
         Ok(c) => c,
         Err(e) => return stream.fail(500, &e.to_string()).await,
     };

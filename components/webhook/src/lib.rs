@@ -314,7 +314,14 @@ async fn serve(request: spin_sdk::http::IncomingRequest, out: spin_sdk::http::Re
     let fetch = bindery_edge::SpinFetch::default();
     respond::send(
         out,
-        handle(&request, EdgeConfig::load, &cache, &fetch, respond::now()).await,
+        handle(
+            &request,
+            || EdgeConfig::load_declared(bindery_edge::config::WEBHOOK_VARIABLES),
+            &cache,
+            &fetch,
+            respond::now(),
+        )
+        .await,
     );
 }
 
