@@ -8,6 +8,10 @@
 //! requests/s, p50 and p99 latency, the server process's CPU time per request (steadier
 //! than requests/s on a small, shared machine), and the edge/native ratio.
 //! Goals (issue 3): badge >= 0.5x native, cached resolve >= 0.3x native.
+//!
+//! A third case, the runtime floor, serves `crates/host/floor`, a component that reads
+//! nothing and writes a fixed answer of a badge's length: the most any component reaches
+//! in this host on this machine, which the two goals are read against.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -244,8 +248,13 @@ async fn compare(name: &str, native: (&str, u32), edge: (&str, u32), goal: f64) 
 
 fn report(name: &str, native: &Figures, edge: &Figures, goal: f64) -> bool {
     let ratio = edge.rps / native.rps;
+    let goal_text = if goal > 0.0 {
+        format!(" (goal >= {goal})")
+    } else {
+        String::new()
+    };
     println!(
-        "{name:<16} native {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | edge {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | ratio {ratio:.3} (goal >= {goal})",
+        "{name:<16} native {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | edge {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | ratio {ratio:.3}{goal_text}",
         native.rps,
         native.p50,
         native.p99,
@@ -309,6 +318,33 @@ async fn bench() {
     assert_eq!(cached.header("x-bindery-image-cache"), Some("hit"));
     let native_resolve = Native::start("resolve", &cached.body, keep(&cached.headers), &dir);
 
+    // The runtime's floor: a component that reads nothing and writes a fixed answer.
+    let floor_wasm =
+        bindery_system_tests::workspace().join("target/wasm32-wasip2/wasm/bindery_host_floor.wasm");
+    let floor_manifest = dir.join("floor.toml");
+    std::fs::write(
+        &floor_manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"floor\"\n\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"floor\"\n\n[component.floor]\nsource = {:?}\n",
+            floor_wasm.display().to_string()
+        ),
+    )
+    .unwrap();
+    let floor = Edge::start_manifest(&dir.join("floor"), &floor_manifest, &[], "release").await;
+    let floor_url = format!("{}/floor", floor.url);
+    let floor_answer = get(&floor_url, &[]).await;
+    assert_eq!(
+        floor_answer.body.len(),
+        badge.body.len(),
+        "the floor answers a badge's length"
+    );
+    let native_floor = Native::start(
+        "floor",
+        &floor_answer.body,
+        keep(&floor_answer.headers),
+        &dir,
+    );
+
     println!(
         "bindery edge benchmark: {CONNECTIONS} connections, {ROUNDS} alternating rounds of {MEASURE:?} per server and case after {WARMUP:?} warm-up, same machine, same run; median round shown"
     );
@@ -332,6 +368,19 @@ async fn bench() {
         0.3,
     )
     .await;
+    // No goal: the most any component reaches here, which the two ratios above are read
+    // against.
+    compare(
+        "runtime floor",
+        (
+            &format!("{}/floor", native_floor.url),
+            native_floor.child.id(),
+        ),
+        (&floor_url, floor.pid()),
+        0.0,
+    )
+    .await;
+    floor.stop();
     assert_eq!(github.count("/"), 1, "the benchmark ran from the cache");
     println!(
         "goals: badge {}, cached resolve {}",

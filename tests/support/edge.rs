@@ -49,6 +49,18 @@ impl Edge {
             "{} is missing: run `cargo xtask build` (or `cargo xtask test`)",
             wasm.display()
         );
+        let manifest = crate::workspace().join("spin.toml");
+        Edge::start_manifest(data_dir, &manifest, vars, profile).await
+    }
+
+    /// [`Edge::start_binary`] with another manifest than the repository's `spin.toml`.
+    /// Whatever it routes must answer `GET /versions` with `200`.
+    pub async fn start_manifest(
+        data_dir: &Path,
+        manifest: &Path,
+        vars: &[(&str, String)],
+        profile: &str,
+    ) -> Edge {
         std::fs::create_dir_all(data_dir).unwrap();
         // Every edge of a test run shares one precompiled-component cache; the first start
         // fills it while the others wait, so components are compiled once per run.
@@ -61,14 +73,9 @@ impl Edge {
         let log = data_dir.join(format!("edge-{port}.log"));
         let mut cmd = Command::new(binary(profile));
         cmd.current_dir(crate::workspace())
-            .args([
-                "edge",
-                "--manifest",
-                "spin.toml",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+            .args(["edge", "--manifest"])
+            .arg(manifest)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
             .arg("--cache-dir")
             .arg(

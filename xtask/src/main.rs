@@ -55,11 +55,19 @@ const FUZZ_SECONDS_CI: u32 = 20;
 /// Workspace members that build only for wasm32-wasip2: host builds, clippy and tests skip
 /// them. (The edge components build natively too: their Spin code is wasm-only, their
 /// logic is tested natively.)
-const WASM_ONLY: [&str; 2] = ["bindery-host-probe", "bindery-host-forbidden"];
+const WASM_ONLY: [&str; 3] = [
+    "bindery-host-probe",
+    "bindery-host-forbidden",
+    "bindery-host-floor",
+];
 /// The edge components of `spin.toml`, built with the `wasm` profile.
 const EDGE_COMPONENTS: [&str; 3] = ["bindery-launch", "bindery-badge", "bindery-webhook"];
-/// Components bindery-host's tests run, built with the `wasm` profile.
-const HOST_TEST_COMPONENTS: [&str; 2] = ["bindery-host-probe", "bindery-host-forbidden"];
+/// Components bindery-host's tests and the benchmark run, built with the `wasm` profile.
+const HOST_TEST_COMPONENTS: [&str; 3] = [
+    "bindery-host-probe",
+    "bindery-host-forbidden",
+    "bindery-host-floor",
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
