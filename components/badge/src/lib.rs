@@ -37,9 +37,6 @@ use http::{HeaderValue, Method, Request, Response};
 /// The `cache-control` of live badges.
 pub const LIVE: &str = "public, max-age=30";
 
-/// The largest request body read: badges are `GET`s.
-pub const MAX_BODY: usize = 64 * 1024;
-
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {

@@ -44,7 +44,8 @@ const fn secret(name: &'static str) -> Var {
     Var { name, secret: true }
 }
 
-/// Every variable [`EdgeConfig::load`] reads.
+/// Every variable `EdgeConfig` knows; [`EdgeConfig::load_declared`] reads those a
+/// component declares.
 pub const VARIABLES: &[Var] = &[
     var(WORKER_URL),
     secret(WORKER_TOKEN),
@@ -136,7 +137,8 @@ pub const WEBHOOK_VARIABLES: &[&str] = &[
     ALLOWED_SPECS,
 ];
 
-/// The variables the launch component declares and reads: all but the webhook ones.
+/// The variables the launch component declares and reads: all but the webhook secrets
+/// and `prebuild_specs`.
 pub const LAUNCH_VARIABLES: &[&str] = &[
     WORKER_URL,
     WORKER_TOKEN,

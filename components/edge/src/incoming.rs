@@ -1,8 +1,10 @@
-//! Reading the incoming request into an `http::Request<Vec<u8>>` with a body limit.
+//! Reading the incoming request into an `http::Request<Vec<u8>>`.
 //!
 //! spin-sdk can convert the request itself, but it buffers any body whole and panics on
-//! a URI `http` refuses; this reads at most `max_body` bytes and turns every problem into
-//! a [`RequestError`] the component answers with a 4xx.
+//! a URI `http` refuses. `read_request` (wasm only) reads every header and at most
+//! `max_body` bytes of body, for the webhook; `read_head` reads the URI and the headers a
+//! component names and no body, for the components that answer only `GET` and `HEAD`.
+//! Both turn every problem into a [`RequestError`] the component answers with a 4xx.
 
 use thiserror::Error;
 
@@ -35,8 +37,8 @@ impl RequestError {
 
 /// Whether a request certainly has no body worth reading: a `GET` or `HEAD` without a
 /// non-zero `Content-Length`. Reading an empty body still costs a stream and a poll per
-/// request, and badges and cached resolves are all `GET`s. A chunked `GET` body (the host
-/// strips `Transfer-Encoding`) has no meaning for any route and is not read.
+/// request. A chunked `GET` body (the host strips `Transfer-Encoding`) has no meaning for
+/// any route and is not read.
 pub fn bodiless(method: &http::Method, headers: &http::HeaderMap) -> bool {
     let empty = headers
         .get(http::header::CONTENT_LENGTH)

@@ -13,7 +13,7 @@
 //! A component's handler typically reads:
 //!
 //! ```text
-//! let request = incoming::read_request(req, MAX_BODY).await?;  // wasm only
+//! let request = incoming::read_head(&req, true, HEADERS)?;       // wasm only
 //! let cfg = EdgeConfig::load_declared(LAUNCH_VARIABLES)?;         // wasm only: Spin variables
 //! let cache = Cache::open_default();                             // wasm only: Spin KV
 //! let fetch = SpinFetch::default();                              // wasm only: spin_sdk::http
@@ -28,8 +28,10 @@
 //! - [`resolve`]: [`resolve::resolve_spec`]: ref cache, ETag revalidation, provider API.
 //! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens.
 //! - [`worker`]: requests to the worker API with its bearer token.
-//! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`.
-//! - [`incoming`]: the incoming request as `http::Request<Vec<u8>>` with a body limit.
+//! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`, and
+//!   `send`, which writes a whole answer to Spin.
+//! - [`incoming`]: the incoming request as `http::Request<Vec<u8>>`: `read_head` (URI and
+//!   named headers) and `read_request` (every header and a body up to a limit).
 //! - [`testing`]: a scripted HTTP peer and `block_on`, for native tests of code on top.
 
 pub mod cache;

@@ -1,7 +1,7 @@
 //! Small helpers for answers, conditional requests and the clock.
 //!
-//! Handlers build `http::Response<Vec<u8>>`, which spin-sdk's `#[http_component]` accepts
-//! as a return value, and which native tests inspect directly.
+//! Handlers build `http::Response<Vec<u8>>`, which native tests inspect directly and
+//! `send` (wasm only) writes to Spin.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue};
 use http::{Response, StatusCode};
@@ -114,15 +114,36 @@ pub fn header<'a, B>(request: &'a http::Request<B>, name: &str) -> Option<&'a st
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Sends a whole answer through `out`: status and headers (with `content-length` when
-/// there is a body), then the body.
+/// Sends a whole answer through `out`: status and headers, with `content-length` set to
+/// the body's length when there is a body, then the body.
 ///
 /// The response is set before the body is written, so a body larger than the host's
 /// buffer streams out instead of waiting for a reader that is not there yet. Each chunk
 /// goes in one `blocking-write-and-flush`: a badge or a resolve answer is a single call,
 /// where a `Sink` over the stream costs a check, a write and a flush apiece.
+///
+/// A `content-length` the handler set is replaced: the host fails an answer whose body
+/// does not match it, after its status has gone out. An empty body goes without one,
+/// so a `HEAD` answer (see [`for_head`]) has none: the host refuses a declared length
+/// that no body bytes follow. When the host refuses the headers or the status, a plain
+/// `500` goes out instead, and if even that is refused, nothing.
 #[cfg(target_arch = "wasm32")]
 pub fn send(out: spin_sdk::http::ResponseOutparam, response: Response<Vec<u8>>) {
+    if let Err((out, problem)) = send_once(out, response) {
+        eprintln!("bindery-edge: {problem}; answering 500 instead");
+        if let Err((_, problem)) = send_once(out, text(500, &problem)) {
+            eprintln!("bindery-edge: {problem}; no answer sent");
+        }
+    }
+}
+
+/// [`send`] without the fallback: gives `out` back, with what went wrong, when the host
+/// refused the answer before it was set.
+#[cfg(target_arch = "wasm32")]
+fn send_once(
+    out: spin_sdk::http::ResponseOutparam,
+    response: Response<Vec<u8>>,
+) -> Result<(), (spin_sdk::http::ResponseOutparam, String)> {
     use spin_sdk::http::{Fields, OutgoingBody, OutgoingResponse};
 
     /// The most `blocking-write-and-flush` takes at once (WASI 0.2).
@@ -131,9 +152,11 @@ pub fn send(out: spin_sdk::http::ResponseOutparam, response: Response<Vec<u8>>) 
     let (parts, body) = response.into_parts();
     let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
-        entries.push((name.as_str().to_owned(), value.as_bytes().to_vec()));
+        if name != http::header::CONTENT_LENGTH {
+            entries.push((name.as_str().to_owned(), value.as_bytes().to_vec()));
+        }
     }
-    if !body.is_empty() && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+    if !body.is_empty() {
         entries.push((
             "content-length".to_owned(),
             body.len().to_string().into_bytes(),
@@ -141,43 +164,33 @@ pub fn send(out: spin_sdk::http::ResponseOutparam, response: Response<Vec<u8>>) 
     }
     let fields = match Fields::from_list(&entries) {
         Ok(fields) => fields,
-        Err(e) => {
-            eprintln!("bindery-edge: the host refused the answer's headers: {e:?}");
-            return send(
-                out,
-                text(500, "the answer's headers were refused by the host"),
-            );
-        }
+        Err(e) => return Err((out, format!("the host refused the answer's headers: {e:?}"))),
     };
     let outgoing = OutgoingResponse::new(fields);
     if outgoing.set_status_code(parts.status.as_u16()).is_err() {
-        eprintln!("bindery-edge: the host refused status {}", parts.status);
-        return send(
-            out,
-            text(500, "the answer's status was refused by the host"),
-        );
+        return Err((out, format!("the host refused status {}", parts.status)));
     }
     let Ok(outgoing_body) = outgoing.body() else {
-        eprintln!("bindery-edge: the answer's body was already taken");
-        return;
+        return Err((out, "the host gave no body for the answer".to_owned()));
     };
     out.set(outgoing);
     if !body.is_empty() {
         let Ok(stream) = outgoing_body.write() else {
             eprintln!("bindery-edge: the answer's body stream was already taken");
-            return;
+            return Ok(());
         };
         for chunk in body.chunks(MAX_WRITE) {
             if let Err(e) = stream.blocking_write_and_flush(chunk) {
                 // The client went away; nothing is left to tell it.
                 eprintln!("bindery-edge: failed to write an answer: {e:?}");
-                return;
+                return Ok(());
             }
         }
     }
     if let Err(e) = OutgoingBody::finish(outgoing_body, None) {
         eprintln!("bindery-edge: failed to finish an answer: {e:?}");
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -284,7 +284,8 @@ fn component_variables_and_outbound_templates_reference_declared_variables() {
         let needed = match id.as_str() {
             "launch" => LAUNCH_VARIABLES,
             "badge" => BADGE_VARIABLES,
-            _ => WEBHOOK_VARIABLES,
+            "webhook" => WEBHOOK_VARIABLES,
+            other => panic!("component {other} has no variable list in bindery_edge::config"),
         };
         for name in needed {
             assert_eq!(

@@ -33,12 +33,23 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         Ok(r) => r,
         Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
     };
+    // An event stream lasts minutes; the request resource is not needed for it.
+    drop(incoming);
     let path = request.uri().path().to_string();
     let route = routes::parse(&path);
     if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
         return respond::send(out, respond::method_not_allowed("GET, HEAD"));
     }
     let response = match route {
+        // A `HEAD` learns what a `GET` would answer; it must not start a launch.
+        Route::Build { .. } if request.method() == http::Method::HEAD => {
+            let mut head = Response::new(Vec::new());
+            for (name, value) in STREAM_HEADERS {
+                head.headers_mut()
+                    .insert(name, http::HeaderValue::from_static(value));
+            }
+            head
+        }
         Route::Build { provider, spec } => {
             return build_stream(&request, &provider, &spec, out).await;
         }
@@ -359,21 +370,21 @@ impl<S: futures::Sink<Vec<u8>> + Unpin> Stream<S> {
 }
 
 /// `GET /build/<provider>/<spec>`: every error is a `failed` event on a 200 stream.
+/// The headers of the event stream (and of a `HEAD` of it).
+const STREAM_HEADERS: [(&str, &str); 4] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+    ("access-control-allow-headers", "cache-control"),
+];
+
 async fn build_stream(
     request: &Request<Vec<u8>>,
     provider: &str,
     raw_spec: &str,
     out: ResponseOutparam,
 ) {
-    let headers = [
-        ("content-type".to_string(), b"text/event-stream".to_vec()),
-        ("cache-control".to_string(), b"no-cache".to_vec()),
-        ("x-accel-buffering".to_string(), b"no".to_vec()),
-        (
-            "access-control-allow-headers".to_string(),
-            b"cache-control".to_vec(),
-        ),
-    ];
+    let headers = STREAM_HEADERS.map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()));
     let Ok(fields) = Fields::from_list(&headers) else {
         return;
     };
