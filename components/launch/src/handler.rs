@@ -167,6 +167,25 @@ fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Respon
     )
 }
 
+/// The answer of `GET /api/v1/resolve/...`. The fields are in the alphabetical order a
+/// `serde_json` map would give them, which earlier versions answered with.
+#[derive(serde::Serialize)]
+struct ResolveAnswer<'a> {
+    binder_persistent_request: String,
+    binder_request: String,
+    build_name: String,
+    image: &'a str,
+    image_present: Option<bool>,
+    provider: &'a str,
+    #[serde(rename = "ref")]
+    unresolved_ref: Option<&'a str>,
+    ref_url: &'a str,
+    repo_url: String,
+    resolved_ref: &'a str,
+    resolved_spec: &'a str,
+    spec: &'a str,
+}
+
 async fn resolve_api(
     request: &Request<Vec<u8>>,
     provider: &str,
@@ -212,20 +231,23 @@ async fn resolve_api(
             (None, "error")
         }
     };
-    let body = json!({
-        "provider": spec.provider().as_str(),
-        "spec": spec.raw(),
-        "repo_url": spec.repo_url(),
-        "ref": spec.unresolved_ref(),
-        "resolved_ref": resolved.resolved_ref,
-        "resolved_spec": resolved.resolved_spec,
-        "ref_url": resolved.ref_url,
-        "image": image,
-        "image_present": present,
-        "build_name": image::build_name(&resolved.build_slug, &resolved.resolved_ref),
-        "binder_request": launch::binder_request(spec.provider(), spec.raw()),
-        "binder_persistent_request": launch::binder_persistent_request(spec.provider(), &resolved.resolved_spec),
-    });
+    let body = ResolveAnswer {
+        binder_persistent_request: launch::binder_persistent_request(
+            spec.provider(),
+            &resolved.resolved_spec,
+        ),
+        binder_request: launch::binder_request(spec.provider(), spec.raw()),
+        build_name: image::build_name(&resolved.build_slug, &resolved.resolved_ref),
+        image: &image,
+        image_present: present,
+        provider: spec.provider().as_str(),
+        unresolved_ref: spec.unresolved_ref(),
+        ref_url: &resolved.ref_url,
+        repo_url: spec.repo_url(),
+        resolved_ref: &resolved.resolved_ref,
+        resolved_spec: &resolved.resolved_spec,
+        spec: spec.raw(),
+    };
     let mut response = respond::json(200, &body);
     let headers = response.headers_mut();
     headers.insert(
