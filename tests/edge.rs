@@ -259,6 +259,16 @@ async fn a_missing_image_is_built_by_the_worker_and_then_known_present() {
     .await;
     assert_eq!(resolved.status, 200, "{}", resolved.text());
     assert_eq!(resolved.json()["image_present"], true);
+    // The fields come in alphabetical order, as they always have.
+    let keys = resolved.json().as_object().unwrap().len();
+    assert!(
+        resolved
+            .text()
+            .starts_with("{\"binder_persistent_request\":"),
+        "{}",
+        resolved.text()
+    );
+    assert_eq!(keys, 12, "{}", resolved.text());
     assert_eq!(
         resolved.header("x-bindery-image-cache"),
         Some("hit"),
@@ -622,6 +632,7 @@ async fn badges_are_cacheable_and_the_status_badge_answers_304() {
     );
     let head = send("HEAD", &logo_url, &[], Vec::new()).await;
     assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), logo.header("etag"));
     assert_eq!(head.header("content-type"), Some("image/svg+xml"));
     assert_eq!(logo.header("content-type"), Some("image/svg+xml"));

@@ -125,8 +125,8 @@ pub fn header<'a, B>(request: &'a http::Request<B>, name: &str) -> Option<&'a st
 /// A `content-length` the handler set is replaced: the host fails an answer whose body
 /// does not match it, after its status has gone out. An empty body goes without one,
 /// so a `HEAD` answer (see [`for_head`]) has none: the host refuses a declared length
-/// that no body bytes follow. When the host refuses the headers or the status, a plain
-/// `500` goes out instead, and if even that is refused, nothing.
+/// that no body bytes follow. When the host refuses the headers, the status or the body,
+/// a plain `500` goes out instead, and if even that is refused, nothing.
 #[cfg(target_arch = "wasm32")]
 pub fn send(out: spin_sdk::http::ResponseOutparam, response: Response<Vec<u8>>) {
     if let Err((out, problem)) = send_once(out, response) {

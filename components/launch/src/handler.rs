@@ -391,7 +391,6 @@ impl<S: futures::Sink<Vec<u8>> + Unpin> Stream<S> {
     }
 }
 
-/// `GET /build/<provider>/<spec>`: every error is a `failed` event on a 200 stream.
 /// The headers of the event stream (and of a `HEAD` of it).
 const STREAM_HEADERS: [(&str, &str); 4] = [
     ("content-type", "text/event-stream"),
@@ -400,6 +399,7 @@ const STREAM_HEADERS: [(&str, &str); 4] = [
     ("access-control-allow-headers", "cache-control"),
 ];
 
+/// `GET /build/<provider>/<spec>`: every error is a `failed` event on a 200 stream.
 async fn build_stream(
     request: &Request<Vec<u8>>,
     provider: &str,
