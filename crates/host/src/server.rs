@@ -414,8 +414,10 @@ impl App {
     }
 }
 
-/// Prepares a request as Spin hands it to a component: an absolute URI, no hop-by-hop
-/// headers, no `spin-*` headers from the client, and the `spin-*` routing headers.
+/// Prepares a request as Spin hands it to a component: no hop-by-hop headers, no `spin-*`
+/// headers from the client, and the `spin-*` routing headers. The URI stays as hyper read
+/// it: the component's authority comes from it or, for the usual origin-form request,
+/// from `Host`, which is checked here.
 fn spin_request(
     req: Request<Incoming>,
     route: &RouteMatch<'_>,
@@ -434,14 +436,15 @@ fn spin_request(
                 .map(str::to_owned)
         })
         .ok_or("the request has no Host header")?;
+    if http::uri::Authority::try_from(authority.as_str()).is_err() {
+        return Err("the request's Host header is malformed".into());
+    }
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let full_url = format!("http://{authority}{path_and_query}");
-    parts.uri = full_url
-        .parse()
-        .map_err(|_| "the request URI is malformed")?;
 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
+    headers.reserve(8 + route.params.len());
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("spin-"))
@@ -471,6 +474,13 @@ fn spin_request(
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names instead of a lookup per name.
+    if !headers
+        .keys()
+        .any(|name| name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name))
+    {
+        return;
+    }
     // Names listed in `Connection` are hop-by-hop too; most requests have none.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)

@@ -52,6 +52,21 @@ async fn requests_are_routed_with_spin_headers() {
     );
     assert_eq!(json["path"], "/probe/headers?x=1");
 
+    // A Host header that is no authority is refused before a component sees it.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(
+            b"GET /probe/headers HTTP/1.1\r\nhost: bad host\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("Host header is malformed"), "{answer}");
+    }
+
     let (status, json) = get_json(addr, "/users/ada/headers").await;
     assert_eq!(status, 200);
     assert_eq!(json["headers"]["spin-path-match-name"], "ada");
