@@ -24,7 +24,7 @@ use bindery_system_tests::edge::Edge;
 use bindery_system_tests::peer::{Answer, Peer};
 use bindery_system_tests::registry::{Auth, Registry};
 use bindery_system_tests::scratch;
-use bindery_system_tests::sse::get;
+use bindery_system_tests::sse::{Got, get};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
@@ -139,14 +139,22 @@ struct Native {
 }
 
 impl Native {
-    fn start(
-        name: &str,
-        body: &[u8],
-        headers: Vec<(String, String)>,
-        dir: &std::path::Path,
-    ) -> Native {
+    /// Starts a native server answering with `answer`'s body and headers (but its own
+    /// framing and date).
+    fn start(name: &str, answer: &Got, dir: &std::path::Path) -> Native {
+        let headers: Vec<(String, String)> = answer
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "content-length" | "transfer-encoding" | "date" | "connection"
+                )
+            })
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
         let body_file = dir.join(format!("native-{name}.body"));
-        std::fs::write(&body_file, body).unwrap();
+        std::fs::write(&body_file, &answer.body).unwrap();
         let answer = dir.join(format!("native-{name}.json"));
         let json = serde_json::json!({"body_file": body_file, "headers": headers});
         std::fs::write(&answer, json.to_string()).unwrap();
@@ -226,13 +234,15 @@ fn serve_native(answer: &str) {
     });
 }
 
-/// Loads the native server and the edge in turn, [`ROUNDS`] times, and reports the round
-/// with the median ratio.
-async fn compare(name: &str, native: (&str, u32), edge: (&str, u32), goal: f64) -> bool {
+/// Loads `path` on the native server and on the edge in turn, [`ROUNDS`] times, and
+/// reports the round with the median ratio; true when it meets `goal` (or there is none).
+async fn compare(name: &str, path: &str, native: &Native, edge: &Edge, goal: Option<f64>) -> bool {
+    let native_url = format!("{}{path}", native.url);
+    let edge_url = format!("{}{path}", edge.url);
     let mut rounds = Vec::new();
     for _ in 0..ROUNDS {
-        let n = load(native.0, native.1).await;
-        let e = load(edge.0, edge.1).await;
+        let n = load(&native_url, native.child.id()).await;
+        let e = load(&edge_url, edge.pid()).await;
         rounds.push((n, e));
     }
     rounds.sort_by(|a, b| (a.1.rps / a.0.rps).total_cmp(&(b.1.rps / b.0.rps)));
@@ -246,13 +256,9 @@ async fn compare(name: &str, native: (&str, u32), edge: (&str, u32), goal: f64) 
     ok
 }
 
-fn report(name: &str, native: &Figures, edge: &Figures, goal: f64) -> bool {
+fn report(name: &str, native: &Figures, edge: &Figures, goal: Option<f64>) -> bool {
     let ratio = edge.rps / native.rps;
-    let goal_text = if goal > 0.0 {
-        format!(" (goal >= {goal})")
-    } else {
-        String::new()
-    };
+    let goal_text = goal.map_or(String::new(), |goal| format!(" (goal >= {goal})"));
     println!(
         "{name:<16} native {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | edge {:>9.0} req/s (p50 {:>7.2?}, p99 {:>7.2?}, {:>6.1?} CPU/req) | ratio {ratio:.3}{goal_text}",
         native.rps,
@@ -264,7 +270,7 @@ fn report(name: &str, native: &Figures, edge: &Figures, goal: f64) -> bool {
         edge.p99,
         edge.cpu_per_request
     );
-    ratio >= goal
+    goal.is_none_or(|goal| ratio >= goal)
 }
 
 fn main() {
@@ -295,28 +301,19 @@ async fn bench() {
     ];
     let edge = Edge::start_binary(&dir.join("edge"), &vars, "release").await;
 
-    let badge_url = format!("{}/badge_logo.svg", edge.url);
-    let badge = get(&badge_url, &[]).await;
-    let keep = |h: &http::HeaderMap| -> Vec<(String, String)> {
-        h.iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "content-length" | "transfer-encoding" | "date" | "connection"
-                )
-            })
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
-            .collect()
-    };
-    let native_badge = Native::start("badge", &badge.body, keep(&badge.headers), &dir);
+    const BADGE: &str = "/badge_logo.svg";
+    const RESOLVE: &str = "/api/v1/resolve/gh/org/repo/main";
+    const FLOOR: &str = "/floor";
+    let badge = get(&format!("{}{BADGE}", edge.url), &[]).await;
+    let native_badge = Native::start("badge", &badge, &dir);
 
-    let resolve_url = format!("{}/api/v1/resolve/gh/org/repo/main", edge.url);
+    let resolve_url = format!("{}{RESOLVE}", edge.url);
     let first = get(&resolve_url, &[]).await;
     assert_eq!(first.status, 200, "{}", first.text());
     let cached = get(&resolve_url, &[]).await;
     assert_eq!(cached.header("x-bindery-cache"), Some("hit"));
     assert_eq!(cached.header("x-bindery-image-cache"), Some("hit"));
-    let native_resolve = Native::start("resolve", &cached.body, keep(&cached.headers), &dir);
+    let native_resolve = Native::start("resolve", &cached, &dir);
 
     // The runtime's floor: a component that reads nothing and writes a fixed answer.
     let floor_wasm =
@@ -331,55 +328,22 @@ async fn bench() {
     )
     .unwrap();
     let floor = Edge::start_manifest(&dir.join("floor"), &floor_manifest, &[], "release").await;
-    let floor_url = format!("{}/floor", floor.url);
-    let floor_answer = get(&floor_url, &[]).await;
+    let floor_answer = get(&format!("{}{FLOOR}", floor.url), &[]).await;
     assert_eq!(
         floor_answer.body.len(),
         badge.body.len(),
         "the floor answers a badge's length"
     );
-    let native_floor = Native::start(
-        "floor",
-        &floor_answer.body,
-        keep(&floor_answer.headers),
-        &dir,
-    );
+    let native_floor = Native::start("floor", &floor_answer, &dir);
 
     println!(
         "bindery edge benchmark: {CONNECTIONS} connections, {ROUNDS} alternating rounds of {MEASURE:?} per server and case after {WARMUP:?} warm-up, same machine, same run; median round shown"
     );
-    let badge_ok = compare(
-        "badge",
-        (
-            &format!("{}/badge_logo.svg", native_badge.url),
-            native_badge.child.id(),
-        ),
-        (&badge_url, edge.pid()),
-        0.5,
-    )
-    .await;
-    let resolve_ok = compare(
-        "cached resolve",
-        (
-            &format!("{}/api/v1/resolve/gh/org/repo/main", native_resolve.url),
-            native_resolve.child.id(),
-        ),
-        (&resolve_url, edge.pid()),
-        0.3,
-    )
-    .await;
+    let badge_ok = compare("badge", BADGE, &native_badge, &edge, Some(0.5)).await;
+    let resolve_ok = compare("cached resolve", RESOLVE, &native_resolve, &edge, Some(0.3)).await;
     // No goal: the most any component reaches here, which the two ratios above are read
     // against.
-    compare(
-        "runtime floor",
-        (
-            &format!("{}/floor", native_floor.url),
-            native_floor.child.id(),
-        ),
-        (&floor_url, floor.pid()),
-        0.0,
-    )
-    .await;
+    compare("runtime floor", FLOOR, &native_floor, &floor, None).await;
     floor.stop();
     assert_eq!(github.count("/"), 1, "the benchmark ran from the cache");
     println!(
