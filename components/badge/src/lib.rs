@@ -182,10 +182,11 @@ fn status(
 #[spin_sdk::http_component]
 fn serve(incoming: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
     // Badges are `GET`s: the path and `If-None-Match` are all a badge depends on.
-    let request = match bindery_edge::incoming::read_head(&incoming, false, &["if-none-match"]) {
-        Ok(request) => request,
-        Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
-    };
+    let request =
+        match bindery_edge::incoming::read_head(&incoming, false, &[http::header::IF_NONE_MATCH]) {
+            Ok(request) => request,
+            Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
+        };
     drop(incoming);
     // Only the live badge reads the store; the launch badges need nothing opened.
     let cache = match route(request.uri().path()) {

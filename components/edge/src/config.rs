@@ -1,12 +1,12 @@
 //! Component configuration, read from Spin variables.
 //!
 //! Every value is a Spin component variable mapped from an application variable of the
-//! same name in `spin.toml` ([`VARIABLES`] lists them). A component reads those it declares
-//! with [`EdgeConfig::load_declared`]; a variable the component does not declare reads as
-//! unset, and an empty string is unset too. Malformed values (a bad URL, regex, CIDR or number) fail the
-//! load with an error that names the variable; values that only some requests need (the
-//! worker, the registry, the image prefix) are checked by the getters that hand them out,
-//! so a badge never fails because the worker token is unset.
+//! same name in `spin.toml` ([`VARIABLES`] lists them). A component reads those it
+//! declares with [`EdgeConfig::load_declared`]; a variable the component does not declare
+//! reads as unset, and an empty string is unset too. Malformed values (a bad URL, regex,
+//! CIDR or number) fail the load with an error that names the variable; values that only
+//! some requests need (the worker, the registry, the image prefix) are checked by the
+//! getters that hand them out, so a badge never fails because the worker token is unset.
 //!
 //! Lists (`prebuild_specs`, `banned_specs`, `allowed_specs`, `high_quota_specs`,
 //! `ban_networks`) hold one item per line; a value without a newline is split on commas
@@ -518,9 +518,8 @@ fn plain_base_url(raw: &str) -> bool {
         });
     let last = host.rsplit('.').next().unwrap_or_default();
     let host_ok = if last.bytes().all(|b| b.is_ascii_digit()) {
-        let parts: Vec<&str> = host.split('.').collect();
-        parts.len() == 4
-            && parts.iter().all(|p| {
+        host.split('.').count() == 4
+            && host.split('.').all(|p| {
                 p.len() <= 3 && (p.len() == 1 || !p.starts_with('0')) && p.parse::<u8>().is_ok()
             })
     } else {

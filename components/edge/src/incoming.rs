@@ -62,11 +62,7 @@ pub async fn read_request(
     let headers = crate::fetch::header_map(request.headers().entries());
     let mut body = Vec::new();
     if bodiless(&method, &headers) {
-        let mut out = http::Request::new(body);
-        *out.method_mut() = method;
-        *out.uri_mut() = uri;
-        *out.headers_mut() = headers;
-        return Ok(out);
+        return Ok(assemble(method, uri, headers, body));
     }
     let mut stream = request.into_body_stream();
     while let Some(chunk) = stream.next().await {
@@ -76,11 +72,22 @@ pub async fn read_request(
         }
         body.extend_from_slice(&chunk);
     }
+    Ok(assemble(method, uri, headers, body))
+}
+
+/// An `http::Request` of these parts.
+#[cfg(target_arch = "wasm32")]
+fn assemble(
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+) -> http::Request<Vec<u8>> {
     let mut out = http::Request::new(body);
     *out.method_mut() = method;
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
-    Ok(out)
+    out
 }
 
 /// The request's URI: absolute when `absolute` and the runtime gives scheme and authority
@@ -133,8 +140,8 @@ fn method(request: &spin_sdk::http::IncomingRequest) -> Result<http::Method, Req
 
 /// Reads only what a handler of bodiless requests needs: the method, the URI (absolute
 /// when `absolute`, as [`read_request`] gives it, else the path with its query; still
-/// percent-encoded) and the headers named in `names` (lower case). The body is never
-/// read, and the request has an empty one.
+/// percent-encoded) and the headers named in `names`. The body is never read, and the
+/// request has an empty one.
 ///
 /// Every header and URI part crosses from the host into the guest's memory, so a
 /// handler that needs one header asks for that one: a badge is answered in a few
@@ -143,29 +150,22 @@ fn method(request: &spin_sdk::http::IncomingRequest) -> Result<http::Method, Req
 pub fn read_head(
     request: &spin_sdk::http::IncomingRequest,
     absolute: bool,
-    names: &[&'static str],
+    names: &[http::HeaderName],
 ) -> Result<http::Request<Vec<u8>>, RequestError> {
     let method = method(request)?;
     let uri = request_uri(request, absolute)?;
     let mut headers = http::HeaderMap::new();
     if !names.is_empty() {
         let fields = request.headers();
-        for &name in names {
-            let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
-                continue;
-            };
-            for value in fields.get(name) {
+        for name in names {
+            for value in fields.get(name.as_str()) {
                 if let Ok(value) = http::HeaderValue::from_bytes(&value) {
-                    headers.append(header.clone(), value);
+                    headers.append(name.clone(), value);
                 }
             }
         }
     }
-    let mut out = http::Request::new(Vec::new());
-    *out.method_mut() = method;
-    *out.uri_mut() = uri;
-    *out.headers_mut() = headers;
-    Ok(out)
+    Ok(assemble(method, uri, headers, Vec::new()))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! A component's handler typically reads:
 //!
 //! ```text
-//! let request = incoming::read_head(&req, true, HEADERS)?;       // wasm only
+//! let request = incoming::read_head(&req, true, &HEADERS)?;      // wasm only
 //! let cfg = EdgeConfig::load_declared(LAUNCH_VARIABLES)?;         // wasm only: Spin variables
 //! let cache = Cache::open_default();                             // wasm only: Spin KV
 //! let fetch = SpinFetch::default();                              // wasm only: spin_sdk::http

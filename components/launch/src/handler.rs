@@ -24,12 +24,16 @@ use crate::{ids, pages};
 
 /// The request headers any route reads: the event stream's `Accept` and `Last-Event-ID`,
 /// and the client address Spin passes for the ban rules.
-const HEADERS: &[&str] = &["accept", "last-event-id", "spin-client-addr"];
+const HEADERS: [http::HeaderName; 3] = [
+    http::header::ACCEPT,
+    http::HeaderName::from_static("last-event-id"),
+    http::HeaderName::from_static("spin-client-addr"),
+];
 
 #[spin_sdk::http_component]
 async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
     // Every route is a `GET` or `HEAD`: no body, and only the headers named here.
-    let request = match bindery_edge::incoming::read_head(&incoming, true, HEADERS) {
+    let request = match bindery_edge::incoming::read_head(&incoming, true, &HEADERS) {
         Ok(r) => r,
         Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
     };
