@@ -163,6 +163,30 @@ pub const LAUNCH_VARIABLES: &[&str] = &[
     IMAGE_MISSING_TTL_SECONDS,
 ];
 
+/// What the launch component's `/api/v1/resolve` reads: [`LAUNCH_VARIABLES`] but the
+/// worker's address and token and the public URL, which it never uses. Every variable is
+/// a host call on every request, and badges, CI and tools call this route often.
+pub const RESOLVE_VARIABLES: &[&str] = &[
+    REGISTRY_URL,
+    REGISTRY_USERNAME,
+    REGISTRY_PASSWORD,
+    IMAGE_PREFIX,
+    GITHUB_TOKEN,
+    GITLAB_TOKEN,
+    BANNED_SPECS,
+    ALLOWED_SPECS,
+    HIGH_QUOTA_SPECS,
+    BAN_NETWORKS,
+    GITHUB_API,
+    GITLAB_API,
+    DOI_RESOLVER,
+    FIGSHARE_API,
+    HYDROSHARE_BASE,
+    REF_TTL_SECONDS,
+    IMAGE_PRESENT_TTL_SECONDS,
+    IMAGE_MISSING_TTL_SECONDS,
+];
+
 /// A secret value. `Debug` never shows it and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -493,44 +517,52 @@ fn parse_base_url_fully(name: &'static str, raw: &str) -> Result<String, ConfigE
 /// name (its last label starting with a letter) or a canonical dotted IPv4 address, a port
 /// up to 65535, and a path of unreserved characters. Anything else goes to the full parser.
 fn plain_base_url(raw: &str) -> bool {
+    // Bytes and slices throughout: this runs for every URL variable on every request, and
+    // `str` searches by `char` cost several times more in a wasm guest.
     let Some(rest) = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))
     else {
         return false;
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
+    let rest = rest.as_bytes();
+    let (authority, path) =
+        rest.split_at(rest.iter().position(|&b| b == b'/').unwrap_or(rest.len()));
+    let (host, port) = match authority.iter().position(|&b| b == b':') {
+        Some(colon) => (&authority[..colon], Some(&authority[colon + 1..])),
         None => (authority, None),
     };
     let port_ok = port.is_none_or(|p| {
         (1..=5).contains(&p.len())
-            && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u32>().is_ok_and(|n| n <= 65535)
+            && p.iter().all(u8::is_ascii_digit)
+            && p.iter().fold(0_u32, |n, &b| n * 10 + u32::from(b - b'0')) <= 65535
     });
+    let labels = || host.split(|&b| b == b'.');
     let labels_ok = !host.is_empty()
-        && host.split('.').all(|label| {
+        && labels().all(|label| {
             !label.is_empty()
                 && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    .iter()
+                    .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
-    let last = host.rsplit('.').next().unwrap_or_default();
-    let host_ok = if last.bytes().all(|b| b.is_ascii_digit()) {
-        host.split('.').count() == 4
-            && host.split('.').all(|p| {
-                p.len() <= 3 && (p.len() == 1 || !p.starts_with('0')) && p.parse::<u8>().is_ok()
+    let last = labels().next_back().unwrap_or_default();
+    let host_ok = if last.iter().all(u8::is_ascii_digit) {
+        labels().count() == 4
+            && labels().all(|p| {
+                (1..=3).contains(&p.len())
+                    && p.iter().all(u8::is_ascii_digit)
+                    && (p.len() == 1 || p[0] != b'0')
+                    && p.iter().fold(0_u32, |n, &b| n * 10 + u32::from(b - b'0')) <= 255
             })
     } else {
-        last.starts_with(|c: char| c.is_ascii_lowercase())
+        last.first().is_some_and(u8::is_ascii_lowercase)
     };
     port_ok
         && labels_ok
         && host_ok
         && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
 }
 
 /// Parses a number of seconds.
@@ -822,5 +854,18 @@ mod tests {
                 assert!(names.contains(name), "{name}");
             }
         }
+        // The resolve route reads a part of what the launch component declares, and
+        // leaves out only what it never uses.
+        let left_out: Vec<&str> = LAUNCH_VARIABLES
+            .iter()
+            .copied()
+            .filter(|name| !RESOLVE_VARIABLES.contains(name))
+            .collect();
+        assert_eq!(left_out, [WORKER_URL, WORKER_TOKEN, PUBLIC_URL]);
+        assert!(
+            RESOLVE_VARIABLES
+                .iter()
+                .all(|n| LAUNCH_VARIABLES.contains(n))
+        );
     }
 }

@@ -195,7 +195,7 @@ async fn resolve_api(
     provider: &str,
     raw_spec: &str,
 ) -> Response<Vec<u8>> {
-    let cfg = match load_config() {
+    let cfg = match EdgeConfig::load_declared(bindery_edge::config::RESOLVE_VARIABLES) {
         Ok(c) => c,
         Err(e) => return respond::json_error(500, &e.to_string()),
     };

@@ -45,19 +45,41 @@ fn sha256_hex(input: &str) -> String {
 /// slicing would misbehave there; no configuration reaches it).
 pub fn safe_slug(raw: &str, limit: usize, hash_len: usize) -> String {
     let hash = sha256_hex(raw);
-    let escaped = escape_alnum(raw, '-');
-    // The escaped text is ASCII, so byte and character positions agree.
-    let keep = limit.saturating_sub(hash_len + 1).min(escaped.len());
-    format!("{}-{}", &escaped[..keep], &hash[..hash_len.min(hash.len())]).to_lowercase()
+    // The escaped text keeps ASCII letters and digits and writes everything else as `-`
+    // and hex digits: all ASCII, so byte and character positions agree, and ASCII
+    // lower-casing is the whole of Python's `lower()` here.
+    let mut slug = escape_alnum(raw, '-');
+    let keep = limit.saturating_sub(hash_len + 1).min(slug.len());
+    slug.truncate(keep);
+    slug.push('-');
+    slug.push_str(&hash[..hash_len.min(hash.len())]);
+    slug.make_ascii_lowercase();
+    slug
+}
+
+/// Python's `str.lower()` of `text`, skipping the Unicode tables when it is all ASCII.
+fn lowercase(mut text: String) -> String {
+    if text.is_ascii() {
+        text.make_ascii_lowercase();
+        text
+    } else {
+        text.to_lowercase()
+    }
 }
 
 /// The image name for a build slug and resolved ref under an image prefix.
 pub fn image_name(prefix: &str, build_slug: &str, resolved_ref: &str) -> String {
     let limit = MAX_REPOSITORY_LEN.saturating_sub(prefix.chars().count());
     let slug = safe_slug(build_slug, limit, 6);
-    format!("{prefix}{slug}:{resolved_ref}")
-        .replace('_', "-")
-        .to_lowercase()
+    let mut name = String::with_capacity(prefix.len() + slug.len() + 1 + resolved_ref.len());
+    name.push_str(prefix);
+    name.push_str(&slug);
+    name.push(':');
+    name.push_str(resolved_ref);
+    if name.contains('_') {
+        name = name.replace('_', "-");
+    }
+    lowercase(name)
 }
 
 /// The build name (Kubernetes Job or pod name) for a build slug and resolved ref.
@@ -74,7 +96,7 @@ pub fn build_name_with_prefix(prefix: &str, build_slug: &str, resolved_ref: &str
         .saturating_sub(ref_part.len() + 1)
         .saturating_sub(prefix.len());
     let slug = safe_slug(build_slug, limit, 6);
-    format!("{prefix}{slug}-{ref_part}").to_lowercase()
+    lowercase(format!("{prefix}{slug}-{ref_part}"))
 }
 
 /// Splits an image name into registry repository and tag the way BinderHub does.
