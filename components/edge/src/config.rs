@@ -187,6 +187,21 @@ pub const RESOLVE_VARIABLES: &[&str] = &[
     IMAGE_MISSING_TTL_SECONDS,
 ];
 
+/// What a resolve answered from the cache alone reads: the ban rules, the image prefix,
+/// and the one provider endpoint that a parsed spec keeps (HydroShare's base, in its
+/// repository URL). [`crate::resolve::resolve_from_cache`] and
+/// [`crate::registry::presence_from_cache`] need nothing else; a miss reads
+/// [`RESOLVE_VARIABLES`]. A test checks that a spec and the ban rules come out the same
+/// from either list.
+pub const CACHED_RESOLVE_VARIABLES: &[&str] = &[
+    IMAGE_PREFIX,
+    BANNED_SPECS,
+    ALLOWED_SPECS,
+    HIGH_QUOTA_SPECS,
+    BAN_NETWORKS,
+    HYDROSHARE_BASE,
+];
+
 /// A secret value. `Debug` never shows it and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -615,6 +630,8 @@ fn policy_error(e: PolicyError, fallback: &'static str) -> ConfigError {
 mod tests {
     use std::collections::HashMap;
 
+    use bindery_core::Spec;
+
     use super::*;
 
     #[test]
@@ -703,6 +720,90 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         EdgeConfig::from_source(|name| Ok(map.get(name).cloned()))
+    }
+
+    /// A configuration from `pairs`, reading only the variables in `list`.
+    fn load_only(pairs: &[(&str, &str)], list: &[&str]) -> EdgeConfig {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        EdgeConfig::from_source(|name| {
+            Ok(list
+                .contains(&name)
+                .then(|| map.get(name).map(|v| (*v).to_owned()))
+                .flatten())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cached_resolve_reads_all_its_answer_depends_on() {
+        // Every variable the resolve route reads, none at its default.
+        let pairs = [
+            (REGISTRY_URL, "http://registry.example.org:5000"),
+            (REGISTRY_USERNAME, "puller"),
+            (REGISTRY_PASSWORD, "pw"),
+            (IMAGE_PREFIX, "registry.example.org:5000/x-"),
+            (GITHUB_TOKEN, "ghp_x"),
+            (GITLAB_TOKEN, "glpat_x"),
+            (BANNED_SPECS, "org/banned.*"),
+            (ALLOWED_SPECS, "org/.*,zenodo/.*,hydroshare/.*"),
+            (HIGH_QUOTA_SPECS, "org/big.*"),
+            (BAN_NETWORKS, "192.0.2.0/24=a test network"),
+            (GITHUB_API, "http://127.0.0.1:9001"),
+            (GITLAB_API, "http://127.0.0.1:9002/api/v4"),
+            (DOI_RESOLVER, "http://127.0.0.1:9003"),
+            (FIGSHARE_API, "http://127.0.0.1:9004/v2"),
+            (HYDROSHARE_BASE, "http://127.0.0.1:9005"),
+            (REF_TTL_SECONDS, "7"),
+            (IMAGE_PRESENT_TTL_SECONDS, "8"),
+            (IMAGE_MISSING_TTL_SECONDS, "9"),
+        ];
+        let names: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names, RESOLVE_VARIABLES,
+            "every resolve variable is set above"
+        );
+        assert!(
+            CACHED_RESOLVE_VARIABLES
+                .iter()
+                .all(|n| RESOLVE_VARIABLES.contains(n))
+        );
+        let full = load_only(&pairs, RESOLVE_VARIABLES);
+        let cached = load_only(&pairs, CACHED_RESOLVE_VARIABLES);
+
+        assert_eq!(cached.image_prefix, full.image_prefix);
+        assert_eq!(cached.ban_networks, full.ban_networks);
+        let raws = ["org/banned-x/main", "org/repo/main", "other/repo/main"];
+        for raw in raws {
+            assert_eq!(
+                cached.policy.is_banned(raw),
+                full.policy.is_banned(raw),
+                "{raw}"
+            );
+        }
+        assert!(full.policy.is_banned(raws[0]) && full.policy.is_banned(raws[2]));
+        assert!(!full.policy.is_banned(raws[1]));
+
+        // A parsed spec is the same from either, for every provider: its repository URL,
+        // resolved spec and ref URL, which the answer shows, come from it.
+        let links = [
+            "gh/org/repo/main",
+            "gl/group/project/main",
+            "gist/user/0123456789abcdef/main",
+            "git/https%3A%2F%2Fexample.org%2Frepo.git/main",
+            "zenodo/10.5281/zenodo.3242074",
+            "figshare/10.6084/m9.figshare.9782777.v1",
+            "hydroshare/142c59757ed54de1816777828c9716e7",
+            "dataverse/10.7910/DVN/TJCLKP",
+            "ckan/https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fx",
+        ];
+        for link in links {
+            let from_full = Spec::parse_path(link, &full.providers).unwrap();
+            let from_cached = Spec::parse_path(link, &cached.providers).unwrap();
+            assert_eq!(from_cached, from_full, "{link}");
+        }
+        // The endpoints a miss needs are left at their defaults by the short list.
+        assert_ne!(cached.providers.github_api, full.providers.github_api);
+        assert_ne!(cached.ttl, full.ttl);
     }
 
     #[test]

@@ -25,8 +25,10 @@
 //! - [`config`]: [`EdgeConfig`] from Spin variables, secrets, and the variable names.
 //! - [`cache`]: the typed KV cache ([`Cache`]); errors and corrupt entries are misses.
 //! - [`fetch`]: [`fetch::Fetch`], `SpinFetch`, `send` and `send_streaming`.
-//! - [`resolve`]: [`resolve::resolve_spec`]: ref cache, ETag revalidation, provider API.
-//! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens.
+//! - [`resolve`]: [`resolve::resolve_spec`]: ref cache, ETag revalidation, provider API;
+//!   [`resolve::resolve_from_cache`], the cache alone.
+//! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens;
+//!   [`registry::presence_from_cache`], the cache alone.
 //! - [`worker`]: requests to the worker API with its bearer token.
 //! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`, and
 //!   `send`, which writes a whole answer to Spin.
@@ -49,5 +51,7 @@ pub use config::{ConfigError, EdgeConfig, Secret};
 pub use fetch::{Fetch, FetchError};
 #[cfg(target_arch = "wasm32")]
 pub use fetch::{SpinFetch, StreamingResponse, send, send_streaming};
-pub use registry::{Presence, RegistryCheckError, check_image, forget_image, mark_built};
-pub use resolve::{ResolveResult, ResolveSource, resolve_spec};
+pub use registry::{
+    Presence, RegistryCheckError, check_image, forget_image, mark_built, presence_from_cache,
+};
+pub use resolve::{ResolveResult, ResolveSource, resolve_from_cache, resolve_spec};

@@ -71,6 +71,20 @@ pub enum RegistryCheckError {
     },
 }
 
+/// What [`check_image`] answers without asking the registry: a fresh "present" or
+/// "missing" for `image` in the cache. It needs no configuration.
+pub fn presence_from_cache(image: &str, cache: &Cache<'_>, now: u64) -> Option<Presence> {
+    match cache.image_presence(image, now)? {
+        Lookup::Fresh(entry) => Some(Presence {
+            present: entry.present,
+            from_cache: true,
+            digest: entry.digest,
+            upstream_calls: 0,
+        }),
+        Lookup::Expired(_) | Lookup::Corrupt => None,
+    }
+}
+
 /// Checks whether `image` (a full name with tag) exists (see the module docs).
 pub async fn check_image(
     image: &str,
@@ -79,13 +93,8 @@ pub async fn check_image(
     fetch: &impl Fetch,
     now: u64,
 ) -> Result<Presence, RegistryCheckError> {
-    if let Some(Lookup::Fresh(entry)) = cache.image_presence(image, now) {
-        return Ok(Presence {
-            present: entry.present,
-            from_cache: true,
-            digest: entry.digest,
-            upstream_calls: 0,
-        });
+    if let Some(presence) = presence_from_cache(image, cache, now) {
+        return Ok(presence);
     }
     let registry = cfg.registry()?;
     let name = split_image(image);
@@ -238,8 +247,15 @@ mod tests {
         let again = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW + 3600)).unwrap();
         assert!(again.present && again.from_cache);
         assert_eq!(fetch.calls(), 1);
+        // The cache alone gives the same answer, and none for another image.
+        assert_eq!(presence_from_cache(IMAGE, &cache, NOW + 3600), Some(again));
+        assert_eq!(
+            presence_from_cache("127.0.0.1:5000/binder-x:1", &cache, NOW),
+            None
+        );
 
         forget_image(IMAGE, &cache);
+        assert_eq!(presence_from_cache(IMAGE, &cache, NOW + 3601), None);
         let after = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW + 3601)).unwrap();
         assert!(!after.from_cache);
     }

@@ -72,18 +72,38 @@ impl ResolveResult {
 /// The message for repositories only `git ls-remote` can resolve.
 pub const LS_REMOTE_UNSUPPORTED: &str = "ssh and git:// repositories are resolved by the worker, which this Binder does not do yet; use an https URL";
 
-/// Resolves `spec`'s ref, through the ref cache (see the module docs).
-pub async fn resolve_spec(
+/// What [`resolve_spec`] answers without asking the provider: a link that names a full
+/// commit, or a fresh ref-cache entry that fits `spec`. `None` when the provider must be
+/// asked. It uses none of `cfg`'s endpoints, tokens or lifetimes (a commit link asks
+/// nothing, and `spec` carries the settings it was parsed with), so a caller may pass a
+/// configuration loaded with only [`crate::config::CACHED_RESOLVE_VARIABLES`].
+pub fn resolve_from_cache(
     spec: &Spec,
     cfg: &EdgeConfig,
     cache: &Cache<'_>,
-    fetch: &impl Fetch,
     now: u64,
-) -> ResolveResult {
-    let done = |outcome, source, upstream_calls| ResolveResult {
+) -> Option<ResolveResult> {
+    match answer_from_cache(spec, cfg, cache, now) {
+        FromCache::Answered(result) => Some(result),
+        FromCache::Ask(_) => None,
+    }
+}
+
+/// What the ref cache gives for a spec.
+enum FromCache {
+    /// The answer, with no provider call.
+    Answered(ResolveResult),
+    /// No answer: the provider must be asked, revalidating this expired entry if any.
+    Ask(Option<CachedRef>),
+}
+
+/// [`resolve_from_cache`], or else the expired entry the provider may revalidate (one
+/// with an ETag that fits `spec`), if there is one.
+fn answer_from_cache(spec: &Spec, cfg: &EdgeConfig, cache: &Cache<'_>, now: u64) -> FromCache {
+    let done = |outcome, source| ResolveResult {
         outcome,
         source,
-        upstream_calls,
+        upstream_calls: 0,
         github_rate_remaining: None,
     };
     if spec.is_pinned() {
@@ -92,30 +112,49 @@ pub async fn resolve_spec(
             Step::Done(outcome) => outcome,
             _ => Outcome::Failed("a pinned ref needed an upstream call".into()),
         };
-        return done(outcome, ResolveSource::Pinned, 0);
+        return FromCache::Answered(done(outcome, ResolveSource::Pinned));
     }
-
-    let key = spec_ref_key(spec);
-    let mut revalidation = None;
-    let mut expired = None;
     match cache.cached_ref(spec, now) {
         Some(Lookup::Fresh(entry)) => match from_cache(spec, &entry) {
-            Some(resolved) => return done(Outcome::Resolved(resolved), ResolveSource::Cache, 0),
+            Some(resolved) => {
+                FromCache::Answered(done(Outcome::Resolved(resolved), ResolveSource::Cache))
+            }
             None => {
-                eprintln!("bindery-edge: cached ref under {key} does not fit its spec, ignored")
+                eprintln!(
+                    "bindery-edge: cached ref under {} does not fit its spec, ignored",
+                    spec_ref_key(spec)
+                );
+                FromCache::Ask(None)
             }
         },
-        Some(Lookup::Expired(entry)) => {
-            if let (Some(etag), true) = (&entry.etag, from_cache(spec, &entry).is_some()) {
-                revalidation = Some(Revalidation {
-                    etag: etag.clone(),
-                    resolved_ref: entry.resolved_ref.clone(),
-                });
-                expired = Some(entry);
-            }
+        Some(Lookup::Expired(entry))
+            if entry.etag.is_some() && from_cache(spec, &entry).is_some() =>
+        {
+            FromCache::Ask(Some(entry))
         }
-        _ => {}
+        _ => FromCache::Ask(None),
     }
+}
+
+/// Resolves `spec`'s ref, through the ref cache (see the module docs).
+pub async fn resolve_spec(
+    spec: &Spec,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+) -> ResolveResult {
+    let expired = match answer_from_cache(spec, cfg, cache, now) {
+        FromCache::Answered(answer) => return answer,
+        FromCache::Ask(expired) => expired,
+    };
+    let key = spec_ref_key(spec);
+    let revalidation = expired.as_ref().and_then(|entry| {
+        entry.etag.as_ref().map(|etag| Revalidation {
+            etag: etag.clone(),
+            resolved_ref: entry.resolved_ref.clone(),
+        })
+    });
 
     let mut resolver = Resolver::new(spec, &cfg.providers, &cfg.credentials, revalidation);
     let mut calls = 0u32;
@@ -259,6 +298,36 @@ mod tests {
         assert_eq!(again.upstream_calls, 0);
         assert_eq!(again.resolved(), first.resolved());
         assert_eq!(fetch.calls(), 1);
+    }
+
+    #[test]
+    fn the_cache_alone_answers_fresh_entries_and_commit_links_and_nothing_else() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/r/commits/main"),
+            commit(SHA, "\"e1\""),
+        );
+        // The configuration a cached resolve loads: no endpoints, tokens or lifetimes.
+        let bare = EdgeConfig::from_source(|_| Ok(None)).unwrap();
+        let branch = spec("gh/o/r/main");
+        assert_eq!(resolve_from_cache(&branch, &bare, &cache, NOW), None);
+
+        let asked = block_on(resolve_spec(&branch, &cfg(), &cache, &fetch, NOW));
+        let cached = resolve_from_cache(&branch, &bare, &cache, NOW + 1).unwrap();
+        assert_eq!(cached.source, ResolveSource::Cache);
+        assert_eq!(cached.upstream_calls, 0);
+        assert_eq!(cached.resolved(), asked.resolved());
+        // Expired (the default lifetime is a minute): the provider must be asked again.
+        assert_eq!(resolve_from_cache(&branch, &bare, &cache, NOW + 61), None);
+
+        let pinned = resolve_from_cache(&spec(&format!("gh/o/r/{SHA}")), &bare, &cache, NOW);
+        let pinned = pinned.unwrap();
+        assert_eq!(pinned.source, ResolveSource::Pinned);
+        assert_eq!(pinned.resolved().unwrap().resolved_ref, SHA);
+        assert_eq!(fetch.calls(), 1, "only resolve_spec asked GitHub");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use bindery_edge::cache::Cache;
 use bindery_edge::config::EdgeConfig;
 use bindery_edge::fetch::{SpinFetch, send_streaming};
 use bindery_edge::respond::{self, CACHE_HEADER};
-use bindery_edge::{check_image, mark_built, resolve_spec, worker};
+use bindery_edge::{
+    check_image, mark_built, presence_from_cache, resolve_from_cache, resolve_spec, worker,
+};
 use futures::SinkExt;
 use http::{Request, Response};
 use serde_json::json;
@@ -195,39 +197,56 @@ async fn resolve_api(
     provider: &str,
     raw_spec: &str,
 ) -> Response<Vec<u8>> {
-    let cfg = match EdgeConfig::load_declared(bindery_edge::config::RESOLVE_VARIABLES) {
+    // Most calls find both the ref and the image in the cache, and those need only the
+    // few variables of `CACHED_RESOLVE_VARIABLES`: each variable is a host call. A miss
+    // reads the rest once.
+    let mut cfg = ResolveConfig::load();
+    let cached = match cfg.cached() {
         Ok(c) => c,
         Err(e) => return respond::json_error(500, &e.to_string()),
     };
     if let Some(label) =
-        client_ip(request).and_then(|ip| cfg.ban_networks.matching(ip).map(String::from))
+        client_ip(request).and_then(|ip| cached.ban_networks.matching(ip).map(String::from))
     {
         return respond::json_error(403, &policy::ip_banned_message(&label));
     }
-    let spec =
-        match ProviderId::parse(provider).and_then(|p| Spec::parse(p, raw_spec, &cfg.providers)) {
-            Ok(s) => s,
-            Err(e) => return respond::json_error(400, &e.to_string()),
-        };
-    if cfg.policy.is_banned(spec.raw()) {
+    let spec = match ProviderId::parse(provider)
+        .and_then(|p| Spec::parse(p, raw_spec, &cached.providers))
+    {
+        Ok(s) => s,
+        Err(e) => return respond::json_error(400, &e.to_string()),
+    };
+    if cached.policy.is_banned(spec.raw()) {
         return respond::json_error(403, &policy::banned_message(spec.raw()));
     }
+    let prefix = match cached.image_prefix() {
+        Ok(p) => p.to_string(),
+        Err(e) => return respond::json_error(500, &e.to_string()),
+    };
     let cache = Cache::open_default();
     let fetch = SpinFetch::default();
     let now = respond::now();
-    let result = resolve_spec(&spec, &cfg, &cache, &fetch, now).await;
+    let result = match resolve_from_cache(&spec, cached, &cache, now) {
+        Some(result) => result,
+        None => match cfg.full() {
+            Ok(full) => resolve_spec(&spec, full, &cache, &fetch, now).await,
+            Err(e) => return respond::json_error(500, &e.to_string()),
+        },
+    };
     let resolved = match &result.outcome {
         Outcome::Resolved(r) => r.clone(),
         Outcome::NotFound(m) => return respond::json_error(404, m),
         Outcome::RateLimited { message, .. } => return respond::json_error(429, message),
         Outcome::Failed(m) => return respond::json_error(502, m),
     };
-    let prefix = match cfg.image_prefix() {
-        Ok(p) => p.to_string(),
-        Err(e) => return respond::json_error(500, &e.to_string()),
-    };
     let image = image::image_name(&prefix, &resolved.build_slug, &resolved.resolved_ref);
-    let presence = check_image(&image, &cfg, &cache, &fetch, now).await;
+    let presence = match presence_from_cache(&image, &cache, now) {
+        Some(presence) => Ok(presence),
+        None => match cfg.full() {
+            Ok(full) => check_image(&image, full, &cache, &fetch, now).await,
+            Err(e) => return respond::json_error(500, &e.to_string()),
+        },
+    };
     let (present, image_cache) = match &presence {
         Ok(p) => (Some(p.present), if p.from_cache { "hit" } else { "miss" }),
         Err(e) => {
@@ -267,6 +286,37 @@ async fn resolve_api(
         http::HeaderValue::from_static("*"),
     );
     response
+}
+
+/// The resolve route's configuration: [`CACHED_RESOLVE_VARIABLES`] first, and
+/// [`RESOLVE_VARIABLES`] only when a provider or the registry must be asked.
+///
+/// [`CACHED_RESOLVE_VARIABLES`]: bindery_edge::config::CACHED_RESOLVE_VARIABLES
+/// [`RESOLVE_VARIABLES`]: bindery_edge::config::RESOLVE_VARIABLES
+struct ResolveConfig {
+    cached: Result<EdgeConfig, bindery_edge::ConfigError>,
+    full: Option<EdgeConfig>,
+}
+
+impl ResolveConfig {
+    fn load() -> Self {
+        Self {
+            cached: EdgeConfig::load_declared(bindery_edge::config::CACHED_RESOLVE_VARIABLES),
+            full: None,
+        }
+    }
+
+    fn cached(&self) -> Result<&EdgeConfig, bindery_edge::ConfigError> {
+        self.cached.as_ref().map_err(Clone::clone)
+    }
+
+    fn full(&mut self) -> Result<&EdgeConfig, bindery_edge::ConfigError> {
+        let full = match self.full.take() {
+            Some(full) => full,
+            None => EdgeConfig::load_declared(bindery_edge::config::RESOLVE_VARIABLES)?,
+        };
+        Ok(self.full.insert(full))
+    }
 }
 
 /// How long a health answer is reused: a federation polls `/health` every few seconds,
