@@ -553,9 +553,11 @@ fn plain_base_url(raw: &str) -> bool {
             && p.iter().fold(0_u32, |n, &b| n * 10 + u32::from(b - b'0')) <= 65535
     });
     let labels = || host.split(|&b| b == b'.');
+    // A label starting `xn--` is punycode, which the URL parser decodes and may refuse.
     let labels_ok = !host.is_empty()
         && labels().all(|label| {
             !label.is_empty()
+                && !label.starts_with(b"xn--")
                 && label
                     .iter()
                     .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -663,6 +665,9 @@ mod tests {
             "http://host..example",
             "http://host.example.",
             "http://[::1]:80",
+            "http://xn--a.example",
+            "http://xn--.example",
+            "http://www.xn--bcher-kva.example",
         ];
         let mut fast = 0;
         for raw in candidates {
@@ -697,9 +702,14 @@ mod tests {
         };
         let prefixes = ["http://", "https://", "http:/", "HTTP://", "ws://", ""];
         let alphabet: Vec<char> = "abcxyz0189.-:/abcxyz0189._~%@?#[]AZ 2567".chars().collect();
+        // Punycode labels, which the URL parser decodes (and refuses when invalid).
+        let labels = ["xn--a", "xn--bcher-kva", "xn--"];
         let (mut fast, mut agreed_ok) = (0, 0);
         for _ in 0..50_000 {
             let mut raw = prefixes[next(prefixes.len())].to_owned();
+            if next(8) == 0 {
+                raw.push_str(labels[next(labels.len())]);
+            }
             for _ in 0..next(16) {
                 raw.push(alphabet[next(alphabet.len())]);
             }

@@ -26,9 +26,9 @@
 //! - [`cache`]: the typed KV cache ([`Cache`]); errors and corrupt entries are misses.
 //! - [`fetch`]: [`fetch::Fetch`], `SpinFetch`, `send` and `send_streaming`.
 //! - [`resolve`]: [`resolve::resolve_spec`]: ref cache, ETag revalidation, provider API;
-//!   [`resolve::resolve_from_cache`], the cache alone.
+//!   [`resolve::resolve_from_cache`] and [`resolve::resolve_upstream`], its two halves.
 //! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens;
-//!   [`registry::presence_from_cache`], the cache alone.
+//!   [`registry::presence_from_cache`] and [`registry::check_registry`], its two halves.
 //! - [`worker`]: requests to the worker API with its bearer token.
 //! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`, and
 //!   `send`, which writes a whole answer to Spin.
@@ -52,6 +52,9 @@ pub use fetch::{Fetch, FetchError};
 #[cfg(target_arch = "wasm32")]
 pub use fetch::{SpinFetch, StreamingResponse, send, send_streaming};
 pub use registry::{
-    Presence, RegistryCheckError, check_image, forget_image, mark_built, presence_from_cache,
+    Presence, RegistryCheckError, check_image, check_registry, forget_image, mark_built,
+    presence_from_cache,
 };
-pub use resolve::{ResolveResult, ResolveSource, resolve_from_cache, resolve_spec};
+pub use resolve::{
+    FromCache, ResolveResult, ResolveSource, resolve_from_cache, resolve_spec, resolve_upstream,
+};

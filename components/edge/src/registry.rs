@@ -93,9 +93,21 @@ pub async fn check_image(
     fetch: &impl Fetch,
     now: u64,
 ) -> Result<Presence, RegistryCheckError> {
-    if let Some(presence) = presence_from_cache(image, cache, now) {
-        return Ok(presence);
+    match presence_from_cache(image, cache, now) {
+        Some(presence) => Ok(presence),
+        None => check_registry(image, cfg, cache, fetch, now).await,
     }
+}
+
+/// [`check_image`] past the cache: asks the registry for `image`'s manifest (with the
+/// configured credentials or a cached token) and caches the answer.
+pub async fn check_registry(
+    image: &str,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+) -> Result<Presence, RegistryCheckError> {
     let registry = cfg.registry()?;
     let name = split_image(image);
     let repository = name.repository.as_str();

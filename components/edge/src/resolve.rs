@@ -72,34 +72,32 @@ impl ResolveResult {
 /// The message for repositories only `git ls-remote` can resolve.
 pub const LS_REMOTE_UNSUPPORTED: &str = "ssh and git:// repositories are resolved by the worker, which this Binder does not do yet; use an https URL";
 
-/// What [`resolve_spec`] answers without asking the provider: a link that names a full
-/// commit, or a fresh ref-cache entry that fits `spec`. `None` when the provider must be
-/// asked. It uses none of `cfg`'s endpoints, tokens or lifetimes (a commit link asks
-/// nothing, and `spec` carries the settings it was parsed with), so a caller may pass a
-/// configuration loaded with only [`crate::config::CACHED_RESOLVE_VARIABLES`].
-pub fn resolve_from_cache(
-    spec: &Spec,
-    cfg: &EdgeConfig,
-    cache: &Cache<'_>,
-    now: u64,
-) -> Option<ResolveResult> {
-    match answer_from_cache(spec, cfg, cache, now) {
-        FromCache::Answered(result) => Some(result),
-        FromCache::Ask(_) => None,
-    }
-}
-
-/// What the ref cache gives for a spec.
-enum FromCache {
+/// What the ref cache gives for a spec: [`resolve_from_cache`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromCache {
     /// The answer, with no provider call.
     Answered(ResolveResult),
-    /// No answer: the provider must be asked, revalidating this expired entry if any.
+    /// No answer: the provider must be asked ([`resolve_upstream`]), revalidating this
+    /// expired entry (one with an ETag that fits the spec) when there is one.
     Ask(Option<CachedRef>),
 }
 
-/// [`resolve_from_cache`], or else the expired entry the provider may revalidate (one
-/// with an ETag that fits `spec`), if there is one.
-fn answer_from_cache(spec: &Spec, cfg: &EdgeConfig, cache: &Cache<'_>, now: u64) -> FromCache {
+impl FromCache {
+    /// The answer, if the cache gave one.
+    pub fn answer(self) -> Option<ResolveResult> {
+        match self {
+            Self::Answered(result) => Some(result),
+            Self::Ask(_) => None,
+        }
+    }
+}
+
+/// What [`resolve_spec`] answers without asking the provider: a link that names a full
+/// commit, or a fresh ref-cache entry that fits `spec`. It uses none of `cfg`'s
+/// endpoints, tokens or lifetimes (a commit link asks nothing, and `spec` carries the
+/// settings it was parsed with), so a caller may pass a configuration loaded with only
+/// [`crate::config::CACHED_RESOLVE_VARIABLES`].
+pub fn resolve_from_cache(spec: &Spec, cfg: &EdgeConfig, cache: &Cache<'_>, now: u64) -> FromCache {
     let done = |outcome, source| ResolveResult {
         outcome,
         source,
@@ -144,10 +142,23 @@ pub async fn resolve_spec(
     fetch: &impl Fetch,
     now: u64,
 ) -> ResolveResult {
-    let expired = match answer_from_cache(spec, cfg, cache, now) {
-        FromCache::Answered(answer) => return answer,
-        FromCache::Ask(expired) => expired,
-    };
+    match resolve_from_cache(spec, cfg, cache, now) {
+        FromCache::Answered(answer) => answer,
+        FromCache::Ask(expired) => resolve_upstream(spec, cfg, cache, fetch, now, expired).await,
+    }
+}
+
+/// [`resolve_spec`] past the cache, after [`resolve_from_cache`] said
+/// [`FromCache::Ask`]: asks the provider (revalidating `expired` when given) and caches
+/// a resolved ref.
+pub async fn resolve_upstream(
+    spec: &Spec,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+    expired: Option<CachedRef>,
+) -> ResolveResult {
     let key = spec_ref_key(spec);
     let revalidation = expired.as_ref().and_then(|entry| {
         entry.etag.as_ref().map(|etag| Revalidation {
@@ -313,18 +324,27 @@ mod tests {
         // The configuration a cached resolve loads: no endpoints, tokens or lifetimes.
         let bare = EdgeConfig::from_source(|_| Ok(None)).unwrap();
         let branch = spec("gh/o/r/main");
-        assert_eq!(resolve_from_cache(&branch, &bare, &cache, NOW), None);
+        assert_eq!(
+            resolve_from_cache(&branch, &bare, &cache, NOW),
+            FromCache::Ask(None)
+        );
 
         let asked = block_on(resolve_spec(&branch, &cfg(), &cache, &fetch, NOW));
-        let cached = resolve_from_cache(&branch, &bare, &cache, NOW + 1).unwrap();
+        let cached = resolve_from_cache(&branch, &bare, &cache, NOW + 1)
+            .answer()
+            .unwrap();
         assert_eq!(cached.source, ResolveSource::Cache);
         assert_eq!(cached.upstream_calls, 0);
         assert_eq!(cached.resolved(), asked.resolved());
-        // Expired (the default lifetime is a minute): the provider must be asked again.
-        assert_eq!(resolve_from_cache(&branch, &bare, &cache, NOW + 61), None);
+        // Expired (the default lifetime is a minute): the provider must be asked again,
+        // revalidating the entry with its ETag.
+        match resolve_from_cache(&branch, &bare, &cache, NOW + 61) {
+            FromCache::Ask(Some(entry)) => assert_eq!(entry.etag.as_deref(), Some("\"e1\"")),
+            other => panic!("expected an entry to revalidate, got {other:?}"),
+        }
 
         let pinned = resolve_from_cache(&spec(&format!("gh/o/r/{SHA}")), &bare, &cache, NOW);
-        let pinned = pinned.unwrap();
+        let pinned = pinned.answer().unwrap();
         assert_eq!(pinned.source, ResolveSource::Pinned);
         assert_eq!(pinned.resolved().unwrap().resolved_ref, SHA);
         assert_eq!(fetch.calls(), 1, "only resolve_spec asked GitHub");

@@ -14,7 +14,8 @@ use bindery_edge::config::EdgeConfig;
 use bindery_edge::fetch::{SpinFetch, send_streaming};
 use bindery_edge::respond::{self, CACHE_HEADER};
 use bindery_edge::{
-    check_image, mark_built, presence_from_cache, resolve_from_cache, resolve_spec, worker,
+    FromCache, check_image, check_registry, mark_built, presence_from_cache, resolve_from_cache,
+    resolve_spec, resolve_upstream, worker,
 };
 use futures::SinkExt;
 use http::{Request, Response};
@@ -227,9 +228,9 @@ async fn resolve_api(
     let fetch = SpinFetch::default();
     let now = respond::now();
     let result = match resolve_from_cache(&spec, cached, &cache, now) {
-        Some(result) => result,
-        None => match cfg.full() {
-            Ok(full) => resolve_spec(&spec, full, &cache, &fetch, now).await,
+        FromCache::Answered(result) => result,
+        FromCache::Ask(expired) => match cfg.full() {
+            Ok(full) => resolve_upstream(&spec, full, &cache, &fetch, now, expired).await,
             Err(e) => return respond::json_error(500, &e.to_string()),
         },
     };
@@ -243,7 +244,7 @@ async fn resolve_api(
     let presence = match presence_from_cache(&image, &cache, now) {
         Some(presence) => Ok(presence),
         None => match cfg.full() {
-            Ok(full) => check_image(&image, full, &cache, &fetch, now).await,
+            Ok(full) => check_registry(&image, full, &cache, &fetch, now).await,
             Err(e) => return respond::json_error(500, &e.to_string()),
         },
     };
