@@ -48,6 +48,39 @@ pub fn repository_label(repo_url: &str, unresolved_ref: Option<&str>) -> String 
     }
 }
 
+/// Fills the `{{NAME}}` placeholders of `template` from `values` in one pass. Inserted
+/// text is never scanned again, so a repository URL holding `{{CONFIG}}` stays that text;
+/// `{{` not followed by a known name and `}}` is kept as it is.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(
+        template.len() + values.iter().map(|(_, value)| value.len()).sum::<usize>(),
+    );
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let known = after.find("}}").and_then(|end| {
+            values
+                .iter()
+                .find(|(name, _)| *name == &after[..end])
+                .map(|(_, value)| (*value, end))
+        });
+        match known {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 2..];
+            }
+            None => {
+                // One brace on: the next one may open a placeholder (`{{{A}}}`).
+                out.push('{');
+                rest = &rest[start + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The loading page.
 pub fn loading(page: &Loading<'_>) -> String {
     let config = json!({
@@ -55,25 +88,31 @@ pub fn loading(page: &Loading<'_>) -> String {
         "launch_path": page.launch_path,
         "share_url": page.share_url,
     });
-    // Placeholders are replaced script and config last, so text inserted earlier can never
-    // be mistaken for a later placeholder.
-    LOADING_HTML
-        .replace("{{TITLE}}", &escape_html(page.title))
-        .replace("{{SPEC}}", &escape_html(page.spec))
-        .replace("{{BASE}}", &escape_html(page.base_url))
-        .replace("{{STYLE}}", STYLE)
-        .replace("{{SCRIPT}}", LOADING_JS)
-        .replace("{{CONFIG}}", &script_json(&config))
+    fill(
+        LOADING_HTML,
+        &[
+            ("TITLE", &escape_html(page.title)),
+            ("SPEC", &escape_html(page.spec)),
+            ("BASE", &escape_html(page.base_url)),
+            ("STYLE", STYLE),
+            ("SCRIPT", LOADING_JS),
+            ("CONFIG", &script_json(&config)),
+        ],
+    )
 }
 
 /// The home page.
 pub fn home(base_url: &str) -> String {
     let config = json!({ "base_url": base_url });
-    HOME_HTML
-        .replace("{{BASE}}", &escape_html(base_url))
-        .replace("{{STYLE}}", STYLE)
-        .replace("{{SCRIPT}}", HOME_JS)
-        .replace("{{CONFIG}}", &script_json(&config))
+    fill(
+        HOME_HTML,
+        &[
+            ("BASE", &escape_html(base_url)),
+            ("STYLE", STYLE),
+            ("SCRIPT", HOME_JS),
+            ("CONFIG", &script_json(&config)),
+        ],
+    )
 }
 
 /// A small error page for a bad `/v2` link.
@@ -103,6 +142,40 @@ mod tests {
             "https://doi.org/10.5281/zenodo.1"
         );
         assert_eq!(repository_label("https://x/r", Some("")), "https://x/r");
+    }
+
+    #[test]
+    fn placeholders_in_inserted_text_stay_text() {
+        let page = loading(&Loading {
+            title: "Git: https://example.org/{{CONFIG}}{{SCRIPT}}",
+            spec: "https://example.org/{{STYLE}} ({{BASE}})",
+            build_url: "/build/git/x/HEAD",
+            launch_path: "",
+            share_url: "x",
+            base_url: "/",
+        });
+        // The configuration and the script appear once each, where the template has them.
+        assert_eq!(page.matches("\"build_url\"").count(), 1, "{page}");
+        assert_eq!(page.matches(LOADING_JS).count(), 1);
+        assert_eq!(page.matches(STYLE).count(), 1);
+        assert!(page.contains("Git: https://example.org/{{CONFIG}}{{SCRIPT}}"));
+        assert!(page.contains("https://example.org/{{STYLE}} ({{BASE}})"));
+        // No placeholder of the template is left unfilled.
+        for name in ["TITLE", "SPEC", "BASE", "STYLE", "SCRIPT", "CONFIG"] {
+            let filled = page
+                .replace("https://example.org/{{CONFIG}}{{SCRIPT}}", "")
+                .replace("https://example.org/{{STYLE}} ({{BASE}})", "");
+            assert!(!filled.contains(&format!("{{{{{name}}}}}")), "{name}");
+        }
+    }
+
+    #[test]
+    fn fill_keeps_unknown_and_unclosed_braces() {
+        let values = [("A", "1{{B}}"), ("B", "2")];
+        assert_eq!(fill("{{A}}-{{B}}", &values), "1{{B}}-2");
+        assert_eq!(fill("{{C}} {{A", &values), "{{C}} {{A");
+        assert_eq!(fill("x{{{A}}}y", &values), "x{1{{B}}}y");
+        assert_eq!(fill("", &values), "");
     }
 
     #[test]
