@@ -169,7 +169,7 @@ fn the_schema_check_refuses_broken_manifests() {
             "worker_url = { default = \"http://127.0.0.1:8585\" }",
             "worker_url = { default = \"http://127.0.0.1:8585\", secrets = true }",
         ),
-        ("route = \"/hooks/...\"", "route = 42"),
+        ("route = \"/hooks/github\"", "route = 42"),
         ("name = \"bindery\"", "nom = \"bindery\""),
     ];
     for (from, to) in broken {
@@ -222,7 +222,8 @@ fn every_route_maps_to_a_component_and_every_component_is_routed() {
         ("/badge.svg", "badge"),
         ("/badge_logo.svg", "badge"),
         ("/status/...", "badge"),
-        ("/hooks/...", "webhook"),
+        ("/hooks/github", "webhook"),
+        ("/hooks/gitlab", "webhook"),
     ] {
         let found = triggers
             .iter()
