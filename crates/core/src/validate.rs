@@ -86,7 +86,7 @@ pub enum InputError {
     },
     /// A provider prefix that Bindery does not know.
     #[error(
-        "no provider found for prefix {shown} (known: gh, gl, gist, git, zenodo, figshare, hydroshare, dataverse, ckan)"
+        "No provider found for prefix {shown} (known: gh, gl, gist, git, zenodo, figshare, hydroshare, dataverse, ckan)"
     )]
     UnknownProvider {
         /// The prefix, truncated and escaped.

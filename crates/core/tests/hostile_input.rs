@@ -57,7 +57,7 @@ fn hostile_specs_are_refused_with_the_right_message() {
         // Unknown providers, bad encodings, shapes.
         (
             "svn/user/repo/main".into(),
-            "no provider found for prefix \"svn\"",
+            "No provider found for prefix \"svn\"",
         ),
         ("gl/%C3%28/main".into(), "not valid percent-encoded UTF-8"),
         (

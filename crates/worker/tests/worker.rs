@@ -655,7 +655,7 @@ async fn bad_input_is_refused_with_400_naming_the_problem() {
         ("{}".into(), "missing field"),
         (
             with(&|r| r.provider = "nope".into()),
-            "no provider found for prefix",
+            "No provider found for prefix",
         ),
         (
             with(&|r| r.spec = "only-a-user".into()),

@@ -82,7 +82,7 @@ fn specs_derive_repo_urls_slugs_and_refs() {
 #[test]
 fn bad_specs_are_refused_with_a_reason() {
     let cases: &[(&str, &str)] = &[
-        ("nope/a/b/c", "no provider found for prefix"),
+        ("nope/a/b/c", "No provider found for prefix"),
         ("gh/nothing_to_split", "Spec is not of the form"),
         (
             "gh/short/suggestion",
