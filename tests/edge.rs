@@ -169,10 +169,11 @@ async fn a_present_image_launches_and_a_second_launch_asks_no_provider_or_regist
     world.push_image(SHA).await;
     *world.script.lock().unwrap() = launch_events(&world.image(SHA), false);
 
-    let (status, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
+    let (status, got, comments) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
     assert_eq!(status, 200);
     let phases: Vec<&str> = got.iter().map(|r| r.event.phase.as_str()).collect();
     assert_eq!(phases, ["built", "launching", "ready"], "{got:?}");
+    assert!(comments >= 1, "the worker's keepalive comment is relayed");
     assert_eq!(got[0].event.message, "Found built image, launching...\n");
     assert_eq!(got[2].event.token.as_deref(), Some("tok123"));
     assert_eq!(
@@ -221,6 +222,34 @@ async fn a_present_image_launches_and_a_second_launch_asks_no_provider_or_regist
 }
 
 /// Manifest requests the registry logged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_launch_drops_the_cached_image_presence() {
+    let world = World::start("failed-launch", &[]).await;
+    world.push_image(SHA).await;
+    let url = format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url);
+    let first = get(&url, &[]).await;
+    assert_eq!(first.json()["image_present"], true, "{}", first.text());
+    let cached = get(&url, &[]).await;
+    assert_eq!(cached.header("x-bindery-image-cache"), Some("hit"));
+
+    // The launch fails where a pruned image would: at the pull.
+    *world.script.lock().unwrap() = vec![json!({
+        "phase": "failed", "status_code": 500,
+        "message": "Failed to pull image: not found\n",
+    })];
+    let (_, got, _) = events(&world.build_url("org/repo/main"), &[SSE], None).await;
+    let phases: Vec<&str> = got.iter().map(|r| r.event.phase.as_str()).collect();
+    assert_eq!(phases, ["built", "failed"], "{got:?}");
+
+    let after = get(&url, &[]).await;
+    assert_eq!(
+        after.header("x-bindery-image-cache"),
+        Some("miss"),
+        "the next request asks the registry again"
+    );
+    assert_eq!(after.json()["image_present"], true, "{}", after.text());
+}
+
 fn registry_manifest_calls(world: &World) -> usize {
     let log = std::fs::read_to_string(world.registry.dir.join("registry.log")).unwrap_or_default();
     log.lines()
@@ -286,7 +315,7 @@ async fn a_missing_image_is_built_by_the_worker_and_then_known_present() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reconnect_with_last_event_id_resumes_the_same_launch() {
-    let world = World::start("reconnect", &[]).await;
+    let world = World::start("reconnect", &[("banned_specs", "^org/banned.*")]).await;
     *world.script.lock().unwrap() = launch_events(&world.image(SHA), true);
     let (_, first, _) = events(&world.build_url("org/repo/main"), &[SSE], Some(3)).await;
     let last_id = first
@@ -333,6 +362,35 @@ async fn a_reconnect_with_last_event_id_resumes_the_same_launch() {
         1,
         "a resumed stream resolves nothing"
     );
+
+    // A reconnect goes through the link checks first: a banned or malformed link resumes
+    // nothing, whatever launch its Last-Event-ID names.
+    let followed = || {
+        world
+            .worker
+            .peer
+            .seen()
+            .iter()
+            .filter(|s| s.uri.ends_with("/events"))
+            .count()
+    };
+    let streams_followed = followed();
+    for (link, status) in [("org/banned/main", 403), ("org/repo/-x", 400)] {
+        let (_, refused, _) = events(
+            &world.build_url(link),
+            &[SSE, ("last-event-id", &last_id)],
+            None,
+        )
+        .await;
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].event.phase.as_str(), "failed", "{refused:?}");
+        assert_eq!(
+            refused[0].event.status_code,
+            Some(status),
+            "{link}: {refused:?}"
+        );
+    }
+    assert_eq!(followed(), streams_followed, "no stream followed for them");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -368,7 +426,7 @@ async fn bad_input_fails_as_an_event_on_a_200_stream_with_an_actionable_message(
             "/build/svn/org/repo/main",
             &[SSE],
             400,
-            "no provider found for prefix",
+            "No provider found for prefix",
         ),
         (
             "/build/gl/%FF/main",
@@ -537,13 +595,41 @@ async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries
         ("content-type", "application/json"),
     ];
 
+    // A well-formed signature made with another key, and a valid signature of another
+    // body: both must be refused like a malformed or missing one.
+    let other_key = {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"not the secret").unwrap();
+        mac.update(&body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256={hex}")
+    };
+    let other_body = sign(&push_body(SHA));
     for (case, headers) in [
         ("missing", vec![("x-github-delivery", "d-1")]),
         (
-            "wrong",
+            "malformed",
             vec![
                 ("x-github-delivery", "d-1"),
                 ("x-hub-signature-256", "sha256=00"),
+            ],
+        ),
+        (
+            "wrong key",
+            vec![
+                ("x-github-delivery", "d-1"),
+                ("x-hub-signature-256", other_key.as_str()),
+            ],
+        ),
+        (
+            "other body",
+            vec![
+                ("x-github-delivery", "d-1"),
+                ("x-hub-signature-256", other_body.as_str()),
             ],
         ),
     ] {
@@ -557,6 +643,11 @@ async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries
         0,
         "no side effect of a bad signature"
     );
+    // Nor a cached ref: the link still resolves through GitHub, to the old commit.
+    let url = format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url);
+    let before = get(&url, &[]).await;
+    assert_eq!(before.json()["resolved_ref"], SHA, "{}", before.text());
+    assert_eq!(world.github.count("/repos/"), 1);
 
     let mut valid = vec![
         ("x-github-delivery", "d-2"),
@@ -592,7 +683,11 @@ async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries
         NEW_SHA,
         "the push refreshed the cached ref"
     );
-    assert_eq!(world.github.count("/repos/"), 0, "without asking GitHub");
+    assert_eq!(
+        world.github.count("/repos/"),
+        1,
+        "without asking GitHub again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -610,10 +705,10 @@ async fn a_webhook_without_a_configured_secret_is_refused() {
         body,
     )
     .await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
     assert!(
-        [401, 403].contains(&answer.status),
-        "{}: {}",
-        answer.status,
+        answer.text().contains("github_webhook_secret"),
+        "the answer names the variable: {}",
         answer.text()
     );
     assert_eq!(world.worker.peer.count("/api/v1/builds"), 0);
@@ -655,6 +750,31 @@ async fn badges_are_cacheable_and_the_status_badge_answers_304() {
         0,
         "a badge never asks the provider"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_reports_a_worker_that_accepts_connections_and_never_answers() {
+    // The kernel completes the handshake for a listener that never accepts: the request
+    // goes out, and no answer ever comes. Without a time limit the edge would wait for
+    // the runtime's ten minutes, and this request's 30 s would run out first.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let world = World::start("health-silent", &[("worker_url", &url)]).await;
+    let health = get(&format!("{}/health", world.edge.url), &[]).await;
+    assert_eq!(health.status, 503, "{}", health.text());
+    let body = health.json();
+    assert_eq!(body["ok"], false, "{body}");
+    let ok = |service: &str| {
+        body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["service"] == service)
+            .map(|c| c["ok"].clone())
+    };
+    assert_eq!(ok("Bindery worker"), Some(Value::Bool(false)), "{body}");
+    assert_eq!(ok("Docker registry"), Some(Value::Bool(true)), "{body}");
+    drop(silent);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,13 +8,56 @@
 //! [`FetchError::Denied`] naming the origin, so an operator sees which entry is missing.
 //! Error texts name the origin (`scheme://host:port`) only, never a path or query, which
 //! may carry a token.
+//!
+//! Every request carries time limits ([`Limits`], wasi-http's `request-options`): without
+//! them a provider, registry or worker that accepts a connection and never answers would
+//! hold a launch, a health check or a webhook delivery for the runtime's default of ten
+//! minutes.
 
 use std::future::Future;
+use std::time::Duration;
 
 use thiserror::Error;
 
 /// The largest answer body read, in bytes.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Time limits of one outbound request: wasi-http's `request-options`. `None` keeps the
+/// runtime's default (ten minutes in Spin and `bindery edge`). A request over a limit
+/// fails with [`FetchError::Unreachable`] naming the origin and the timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// To open the connection.
+    pub connect: Option<Duration>,
+    /// From the request sent to the answer's status and headers.
+    pub first_byte: Option<Duration>,
+    /// Between two chunks of the answer's body.
+    pub between_bytes: Option<Duration>,
+}
+
+impl Limits {
+    /// Provider APIs and the registry: the answer within half a minute, or the launch
+    /// fails with a message naming the host instead of waiting.
+    pub const UPSTREAM: Self = Self {
+        connect: Some(Duration::from_secs(10)),
+        first_byte: Some(Duration::from_secs(30)),
+        between_bytes: Some(Duration::from_secs(30)),
+    };
+    /// The worker API and its event stream. The stream's gaps are the worker's keepalive
+    /// interval, which its operator sets, so they have no limit here.
+    pub const WORKER: Self = Self {
+        connect: Some(Duration::from_secs(10)),
+        first_byte: Some(Duration::from_secs(30)),
+        between_bytes: None,
+    };
+    /// Health checks and a webhook's prebuild request: a few seconds. A health check that
+    /// waits is no health check, and GitHub gives a webhook delivery ten seconds.
+    pub const QUICK: Self = Self {
+        connect: Some(Duration::from_secs(3)),
+        first_byte: Some(Duration::from_secs(5)),
+        between_bytes: Some(Duration::from_secs(5)),
+    };
+}
 
 /// Why an outbound request produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -115,23 +158,41 @@ pub use spin::{SpinFetch, StreamingResponse, send, send_streaming};
 #[cfg(target_arch = "wasm32")]
 mod spin {
     use std::pin::Pin;
+    use std::task::Poll;
 
-    use futures::{Stream, StreamExt};
-    use spin_sdk::http::{ErrorCode, IncomingResponse, SendError};
+    use futures::{SinkExt, Stream, StreamExt};
+    use spin_sdk::http::conversions::TryIntoOutgoingRequest;
+    use spin_sdk::http::{ErrorCode, IncomingResponse};
+    use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+    use spin_sdk::wit::wasi::http0_2_0::types::{FutureIncomingResponse, RequestOptions};
 
-    use super::{FetchError, MAX_RESPONSE_BYTES, header_map, origin};
+    use super::{FetchError, Limits, MAX_RESPONSE_BYTES, header_map, origin};
 
-    /// [`super::Fetch`] over `spin_sdk::http::send`, reading at most `max_body` bytes.
+    /// [`super::Fetch`] over wasi-http, within `limits`, reading at most `max_body` bytes.
     #[derive(Debug, Clone, Copy)]
     pub struct SpinFetch {
         /// The largest answer body read.
         pub max_body: usize,
+        /// The time limits of each request.
+        pub limits: Limits,
     }
 
     impl Default for SpinFetch {
+        /// Answers up to [`MAX_RESPONSE_BYTES`], within [`Limits::UPSTREAM`].
         fn default() -> Self {
             Self {
                 max_body: MAX_RESPONSE_BYTES,
+                limits: Limits::UPSTREAM,
+            }
+        }
+    }
+
+    impl SpinFetch {
+        /// The default, within other limits.
+        pub fn within(limits: Limits) -> Self {
+            Self {
+                limits,
+                ..Self::default()
             }
         }
     }
@@ -141,7 +202,7 @@ mod spin {
             &self,
             request: http::Request<Vec<u8>>,
         ) -> Result<http::Response<Vec<u8>>, FetchError> {
-            let mut response = send_streaming(request).await?;
+            let mut response = send_streaming(request, self.limits).await?;
             let mut body = Vec::new();
             while let Some(chunk) = response.next_chunk().await {
                 let chunk = chunk?;
@@ -204,31 +265,39 @@ mod spin {
         }
     }
 
-    /// Sends `request` and returns as soon as the status and headers arrive.
+    /// Sends `request` within `limits` and returns as soon as the status and headers
+    /// arrive.
     pub async fn send_streaming(
         request: http::Request<Vec<u8>>,
+        limits: Limits,
     ) -> Result<StreamingResponse, FetchError> {
         let origin = origin(request.uri());
-        let response: IncomingResponse =
-            spin_sdk::http::send(request).await.map_err(|e| match e {
-                SendError::Http(ErrorCode::HttpRequestDenied) => FetchError::Denied {
-                    origin: origin.clone(),
-                },
-                SendError::Http(code) => FetchError::Unreachable {
-                    origin: origin.clone(),
-                    reason: format!("{code:?}"),
-                },
-                SendError::Io(e) => FetchError::Body {
+        let failed = |code: ErrorCode| match code {
+            ErrorCode::HttpRequestDenied => FetchError::Denied {
+                origin: origin.clone(),
+            },
+            code => FetchError::Unreachable {
+                origin: origin.clone(),
+                reason: format!("{code:?}"),
+            },
+        };
+        let (outgoing, body) =
+            request
+                .try_into_outgoing_request()
+                .map_err(|e| FetchError::Request {
                     origin: origin.clone(),
                     reason: e.to_string(),
-                },
-                SendError::RequestConversion(e) | SendError::ResponseConversion(e) => {
-                    FetchError::Request {
-                        origin: origin.clone(),
-                        reason: e.to_string(),
-                    }
-                }
+                })?;
+        // The body resource is taken before the request is handed over, and written after.
+        let sink = body.as_ref().map(|_| outgoing.take_body());
+        let pending = outgoing_handler::handle(outgoing, Some(options(limits))).map_err(&failed)?;
+        if let (Some(mut sink), Some(body)) = (sink, body) {
+            sink.send(body).await.map_err(|e| FetchError::Body {
+                origin: origin.clone(),
+                reason: e.to_string(),
             })?;
+        }
+        let response = arrival(&pending).await.map_err(&failed)?;
         let status = response.status();
         let headers = header_map(response.headers().entries());
         let body = response
@@ -241,6 +310,40 @@ mod spin {
             body: Box::pin(body),
             _response: response,
         })
+    }
+
+    /// wasi-http request options for `limits`. A limit the runtime does not take is left
+    /// at its default rather than failing the request.
+    fn options(limits: Limits) -> RequestOptions {
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let options = RequestOptions::new();
+        let _ = options.set_connect_timeout(limits.connect.map(nanos));
+        let _ = options.set_first_byte_timeout(limits.first_byte.map(nanos));
+        let _ = options.set_between_bytes_timeout(limits.between_bytes.map(nanos));
+        options
+    }
+
+    /// Waits in spin-sdk's executor for the answer to a request handed to the runtime.
+    async fn arrival(pending: &FutureIncomingResponse) -> Result<IncomingResponse, ErrorCode> {
+        // Dropped before `pending` (declared after it by the caller): the registered
+        // pollable is a child of the pending answer.
+        let mut registration: Option<spin_executor::CancelOnDropToken> = None;
+        futures::future::poll_fn(|context| match pending.get() {
+            Some(Ok(answer)) => Poll::Ready(answer),
+            Some(Err(())) => Poll::Ready(Err(ErrorCode::InternalError(Some(
+                "the answer was already taken".into(),
+            )))),
+            None => {
+                let token = spin_executor::push_waker_and_get_token(
+                    pending.subscribe(),
+                    context.waker().clone(),
+                );
+                // The registration of an earlier poll, if any, is cancelled here.
+                drop(registration.replace(token.into()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 

@@ -24,7 +24,8 @@
 //!
 //! - [`config`]: [`EdgeConfig`] from Spin variables, secrets, and the variable names.
 //! - [`cache`]: the typed KV cache ([`Cache`]); errors and corrupt entries are misses.
-//! - [`fetch`]: [`fetch::Fetch`], `SpinFetch`, `send` and `send_streaming`.
+//! - [`fetch`]: [`fetch::Fetch`], `SpinFetch`, `send` and `send_streaming`, each request
+//!   within [`fetch::Limits`].
 //! - [`resolve`]: [`resolve::resolve_spec`]: ref cache, ETag revalidation, provider API;
 //!   [`resolve::resolve_from_cache`] and [`resolve::resolve_upstream`], its two halves.
 //! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens;
@@ -48,7 +49,7 @@ pub mod worker;
 
 pub use cache::Cache;
 pub use config::{ConfigError, EdgeConfig, Secret};
-pub use fetch::{Fetch, FetchError};
+pub use fetch::{Fetch, FetchError, Limits};
 #[cfg(target_arch = "wasm32")]
 pub use fetch::{SpinFetch, StreamingResponse, send, send_streaming};
 pub use registry::{

@@ -11,11 +11,11 @@ use bindery_core::worker_api::{LAUNCHES_PATH, LaunchRequest};
 use bindery_core::{image, policy};
 use bindery_edge::cache::Cache;
 use bindery_edge::config::EdgeConfig;
-use bindery_edge::fetch::{SpinFetch, send_streaming};
+use bindery_edge::fetch::{Limits, SpinFetch, send_streaming};
 use bindery_edge::respond::{self, CACHE_HEADER};
 use bindery_edge::{
-    FromCache, check_image, check_registry, mark_built, presence_from_cache, resolve_from_cache,
-    resolve_spec, resolve_upstream, worker,
+    FromCache, check_image, check_registry, forget_image, mark_built, presence_from_cache,
+    resolve_from_cache, resolve_spec, resolve_upstream, worker,
 };
 use futures::SinkExt;
 use http::{Request, Response};
@@ -381,26 +381,30 @@ async fn health() -> Response<Vec<u8>> {
 }
 
 async fn check_health(cfg: &EdgeConfig) -> (bool, serde_json::Value) {
-    let fetch = SpinFetch::default();
-    let worker_ok = match cfg.worker() {
-        Ok(w) => match worker::get(w, "/health") {
-            Ok(req) => bindery_edge::fetch::Fetch::send(&fetch, req)
+    // Both checks at once, each within a few seconds: a part that accepts connections and
+    // never answers is as unhealthy as one that is down.
+    let fetch = SpinFetch::within(Limits::QUICK);
+    let worker_check = async {
+        match cfg.worker().map(|w| worker::get(w, "/health")) {
+            Ok(Ok(req)) => bindery_edge::fetch::Fetch::send(&fetch, req)
                 .await
                 .is_ok_and(|r| r.status().is_success()),
-            Err(_) => false,
-        },
-        Err(_) => false,
+            _ => false,
+        }
     };
-    let registry_ok = match cfg.registry() {
-        Ok(r) => match Request::get(format!("{}/v2/", r.url)).body(Vec::new()) {
+    let registry_check = async {
+        match cfg
+            .registry()
+            .map(|r| Request::get(format!("{}/v2/", r.url)).body(Vec::new()))
+        {
             // 401 means the registry is up and wants credentials.
-            Ok(req) => bindery_edge::fetch::Fetch::send(&fetch, req)
+            Ok(Ok(req)) => bindery_edge::fetch::Fetch::send(&fetch, req)
                 .await
                 .is_ok_and(|r| r.status().is_success() || r.status() == 401),
-            Err(_) => false,
-        },
-        Err(_) => false,
+            _ => false,
+        }
     };
+    let (worker_ok, registry_ok) = futures::future::join(worker_check, registry_check).await;
     let checks = json!([
         {"service": "Bindery worker", "ok": worker_ok},
         {"service": "Docker registry", "ok": registry_ok},
@@ -499,7 +503,20 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
     let cache = Cache::open_default();
     let fetch = SpinFetch::default();
 
-    // A reconnecting EventSource resumes the launch it was following.
+    let provider_id = match ProviderId::parse(provider) {
+        Ok(p) => p,
+        Err(e) => return stream.fail(400, &e.to_string()).await,
+    };
+    let spec = match Spec::parse(provider_id, raw_spec, &cfg.providers) {
+        Ok(s) => s,
+        Err(e) => return stream.fail(400, &e.to_string()).await,
+    };
+    if cfg.policy.is_banned(spec.raw()) {
+        return stream.fail(403, &policy::banned_message(spec.raw())).await;
+    }
+
+    // A reconnecting EventSource resumes the launch it was following, once its link has
+    // passed the same checks as a new launch: a banned or malformed link resumes nothing.
     if let Some((launch_id, after)) =
         respond::header(request, "last-event-id").and_then(ids::parse_last_event_id)
     {
@@ -516,17 +533,6 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
         .await;
     }
 
-    let provider_id = match ProviderId::parse(provider) {
-        Ok(p) => p,
-        Err(e) => return stream.fail(400, &e.to_string()).await,
-    };
-    let spec = match Spec::parse(provider_id, raw_spec, &cfg.providers) {
-        Ok(s) => s,
-        Err(e) => return stream.fail(400, &e.to_string()).await,
-    };
-    if cfg.policy.is_banned(spec.raw()) {
-        return stream.fail(403, &policy::banned_message(spec.raw())).await;
-    }
     let now = respond::now();
     let result = resolve_spec(&spec, &cfg, &cache, &fetch, now).await;
     let resolved = match result.outcome {
@@ -590,7 +596,8 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
         launch_path: String::new(),
         client_ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
     };
-    let accepted = match worker::request_launch(worker_cfg, &launch_request, &fetch).await {
+    let to_worker = SpinFetch::within(Limits::WORKER);
+    let accepted = match worker::request_launch(worker_cfg, &launch_request, &to_worker).await {
         Ok(a) => a,
         Err(e) => {
             return stream
@@ -629,7 +636,7 @@ async fn relay<S: futures::Sink<Vec<u8>> + Unpin>(
         Ok(r) => r,
         Err(e) => return stream.fail(500, &e.to_string()).await,
     };
-    let mut upstream = match send_streaming(request).await {
+    let mut upstream = match send_streaming(request, Limits::WORKER).await {
         Ok(r) if r.status == 200 => r,
         Ok(r) if r.status == 404 => return stream.fail(404, "This launch is no longer known to the build service; reload the page to start again").await,
         Ok(r) => return stream.fail(502, &format!("The build service answered {} for the launch's events", r.status)).await,
@@ -662,8 +669,15 @@ async fn relay<S: futures::Sink<Vec<u8>> + Unpin>(
                         (Phase::Built, Some(i)) => {
                             mark_built(i, cfg, cache, now);
                         }
-                        (Phase::Failed, Some(i)) if cache.status(i, now).is_some() => {
-                            cache.put_status(i, LastStatus::Failed, now, &cfg.ttl);
+                        (Phase::Failed, Some(i)) => {
+                            // A cached "present" may be why it failed (an image pruned from
+                            // the registry fails at the pull): the next launch asks the
+                            // registry again, one manifest check instead of hours of
+                            // failures until the entry expires.
+                            forget_image(i, cache);
+                            if cache.status(i, now).is_some() {
+                                cache.put_status(i, LastStatus::Failed, now, &cfg.ttl);
+                            }
                         }
                         _ => {}
                     }

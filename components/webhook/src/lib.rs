@@ -311,7 +311,8 @@ async fn serve(request: spin_sdk::http::IncomingRequest, out: spin_sdk::http::Re
         Err(e) => return respond::send(out, respond::json_error(e.status_code(), &e.to_string())),
     };
     let cache = Cache::open_default();
-    let fetch = bindery_edge::SpinFetch::default();
+    // The webhook reaches only the worker, and must answer the provider within seconds.
+    let fetch = bindery_edge::SpinFetch::within(bindery_edge::fetch::Limits::QUICK);
     respond::send(
         out,
         handle(
