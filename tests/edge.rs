@@ -514,6 +514,26 @@ async fn banned_networks_are_refused_except_for_health_and_versions() {
     );
     let health = get(&format!("{}/health", world.edge.url), &[]).await;
     assert!([200, 503].contains(&health.status));
+
+    // The pages and the legacy redirect refuse too, naming the network.
+    for path in ["/", "/v2/gh/org/repo/main", "/repo/org/repo"] {
+        let page = get(&format!("{}{path}", world.edge.url), &[]).await;
+        assert_eq!(page.status, 403, "{path}: {}", page.text());
+        assert!(
+            page.text().contains("Requests from local are not allowed"),
+            "{path}: {}",
+            page.text()
+        );
+    }
+    // The network is checked before the event stream's Accept header, as BinderHub does.
+    let (status, got, _) = events(&world.build_url("org/repo/main"), &[], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(got[0].event.status_code, Some(403), "{got:?}");
+    assert_eq!(
+        world.github.count("/repos/"),
+        0,
+        "nothing was resolved for them"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -800,6 +820,36 @@ async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
             .unwrap()
             .starts_with("bindery-")
     );
+    // A CORS preflight gets BinderHub's empty 200 on any route, and every answer allows
+    // the `cache-control` request header.
+    for path in [
+        "/",
+        "/build/gh/org/repo/main",
+        "/api/v1/resolve/gh/org/repo/main",
+    ] {
+        let preflight = send(
+            "OPTIONS",
+            &format!("{}{path}", world.edge.url),
+            &[],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(preflight.status, 200, "{path}");
+        assert!(preflight.body.is_empty(), "{path}");
+        assert_eq!(
+            preflight.header("access-control-allow-headers"),
+            Some("cache-control"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        versions.header("access-control-allow-headers"),
+        Some("cache-control")
+    );
+    let put = send("PUT", &format!("{}/", world.edge.url), &[], Vec::new()).await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.header("allow"), Some("GET, HEAD, OPTIONS"));
+
     let health = get(&format!("{}/health", world.edge.url), &[]).await;
     assert_eq!(health.status, 200, "{}", health.text());
     let checks = health.json()["checks"].as_array().unwrap().clone();

@@ -44,8 +44,28 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
     drop(incoming);
     let path = request.uri().path().to_string();
     let route = routes::parse(&path);
+    // BinderHub answers a CORS preflight with an empty 200 on every route.
+    if request.method() == http::Method::OPTIONS {
+        let mut preflight = Response::new(Vec::new());
+        let headers = preflight.headers_mut();
+        headers.insert(http::header::ALLOW, http::HeaderValue::from_static(ALLOWED));
+        headers.insert(
+            "access-control-allow-headers",
+            http::HeaderValue::from_static("cache-control"),
+        );
+        return respond::send(out, preflight);
+    }
     if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
-        return respond::send(out, respond::method_not_allowed("GET, HEAD"));
+        return respond::send(out, respond::method_not_allowed(ALLOWED));
+    }
+    // Banned networks get nothing but `/health` and `/versions`, which federations poll;
+    // `/build` and the resolve API check on their own, with their own answers.
+    if matches!(
+        route,
+        Route::Home | Route::Loading { .. } | Route::Legacy { .. }
+    ) && let Some(refusal) = refused_network(&request)
+    {
+        return respond::send(out, refusal);
     }
     let response = match route {
         // A `HEAD` learns what a `GET` would answer; it must not start a launch.
@@ -71,12 +91,34 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         Route::Versions => versions(),
         Route::NotFound => respond::not_found(),
     };
-    let response = if request.method() == http::Method::HEAD {
+    let mut response = if request.method() == http::Method::HEAD {
         respond::for_head(response)
     } else {
         response
     };
+    response.headers_mut().insert(
+        "access-control-allow-headers",
+        http::HeaderValue::from_static("cache-control"),
+    );
     respond::send(out, response);
+}
+
+/// The methods every route takes.
+const ALLOWED: &str = "GET, HEAD, OPTIONS";
+
+/// The answer to a client in a banned network (`ban_networks`), if this one is: an error
+/// page naming the network's label. A `ban_networks` that does not parse refuses too,
+/// naming the variable.
+fn refused_network(request: &Request<Vec<u8>>) -> Option<Response<Vec<u8>>> {
+    let base = base_url(request, None);
+    let message = match EdgeConfig::load_declared(&[bindery_edge::config::BAN_NETWORKS]) {
+        Ok(cfg) => {
+            let ip = client_ip(request)?;
+            policy::ip_banned_message(cfg.ban_networks.matching(ip)?)
+        }
+        Err(e) => return Some(html(500, pages::error(500, &e.to_string(), &base))),
+    };
+    Some(html(403, pages::error(403, &message, &base)))
 }
 
 /// The launch component's configuration: the variables it declares in `spin.toml`.
@@ -485,16 +527,17 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
     raw_spec: &str,
     stream: &mut Stream<S>,
 ) {
-    if !launch::accepts_event_stream(respond::header(request, "accept")) {
-        return stream.fail(400, MISSING_ACCEPT).await;
-    }
     let cfg = match load_config() {
         Ok(c) => c,
         Err(e) => return stream.fail(500, &e.to_string()).await,
     };
+    // BinderHub's order: the client's network first, then what it asked for.
     let client = client_ip(request);
     if let Some(label) = client.and_then(|ip| cfg.ban_networks.matching(ip).map(String::from)) {
         return stream.fail(403, &policy::ip_banned_message(&label)).await;
+    }
+    if !launch::accepts_event_stream(respond::header(request, "accept")) {
+        return stream.fail(400, MISSING_ACCEPT).await;
     }
     let worker_cfg = match cfg.worker() {
         Ok(w) => w,
