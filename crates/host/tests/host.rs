@@ -364,6 +364,23 @@ async fn a_component_that_sets_no_response_or_traps_gets_a_500() {
 }
 
 #[tokio::test]
+async fn a_guest_that_never_returns_is_stopped_at_the_request_deadline() {
+    let mut app = TestApp::new(&probe_manifest("", ""));
+    app.config.request_deadline = Duration::from_secs(2);
+    let host = app.start().await;
+    // Without the deadline the loop would hold its serving thread for good, and the
+    // client's own time limit would fail this test.
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(60), get(host.addr, "/probe/spin"))
+            .await
+            .expect("the request deadline ended the request");
+    assert_eq!((status, body.as_str()), (500, "component probe failed\n"));
+    let (status, _) = get(host.addr, "/probe/headers").await;
+    assert_eq!(status, 200, "the host goes on serving");
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn components_are_compiled_once_then_loaded_precompiled() {
     let mut app = TestApp::new(&probe_manifest("", ""));
     let cache = tempfile::tempdir().expect("cache dir");

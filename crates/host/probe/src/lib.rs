@@ -50,6 +50,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     if path_info == "/trap" {
         panic!("the probe was asked to trap");
     }
+    if path_info == "/spin" {
+        // Runs until the host stops it: the request deadline must end it.
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
 
     let (status, body) = if path_info == "/headers" {
         let spin: Map<String, Value> = headers
