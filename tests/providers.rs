@@ -386,4 +386,37 @@ async fn the_registry_check_follows_a_bearer_challenge_and_caches_the_token() {
         heads >= 2,
         "the second check reached the registry with the cached token"
     );
+
+    // With pull credentials the token request carries them: the right ones get a token,
+    // a wrong password is refused by the token server and the check reports an error.
+    for (name, password, present, cache) in [
+        ("token-user", "p4ss", serde_json::Value::Bool(true), "miss"),
+        ("token-wrong", "wrong", serde_json::Value::Null, "error"),
+    ] {
+        let edge = edge_for(
+            name,
+            &peer,
+            &registry,
+            &[
+                ("registry_username", "pusher".into()),
+                ("registry_password", password.into()),
+            ],
+        )
+        .await;
+        let got = get(&format!("{}/api/v1/resolve/gh/org/repo/v1", edge.url), &[]).await;
+        assert_eq!(
+            got.json()["image_present"],
+            present,
+            "{name}: {}",
+            got.text()
+        );
+        assert_eq!(got.header("x-bindery-image-cache"), Some(cache), "{name}");
+    }
+    let tokens = std::fs::read_to_string(dir.join("token-server.log")).unwrap();
+    assert!(
+        tokens
+            .lines()
+            .any(|l| l.contains("GET /token") && l.contains(" 401 ")),
+        "the wrong password reached the token server:\n{tokens}"
+    );
 }
