@@ -537,6 +537,58 @@ async fn banned_networks_are_refused_except_for_health_and_versions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_the_client_is_the_one_x_forwarded_for_names() {
+    let ban = ("ban_networks", "192.0.2.0/24=a test network");
+    let world = World::start("trusted-proxy", &[ban, ("trusted_proxies", "127.0.0.0/8")]).await;
+    let resolve = format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url);
+    let banned = get(&resolve, &[("x-forwarded-for", "192.0.2.7")]).await;
+    assert_eq!(banned.status, 403, "{}", banned.text());
+    assert!(
+        banned
+            .text()
+            .contains("Requests from a test network are not allowed")
+    );
+    let page = get(
+        &format!("{}/", world.edge.url),
+        &[("x-forwarded-for", "192.0.2.7")],
+    )
+    .await;
+    assert_eq!(page.status, 403);
+    // What the client wrote left of the proxy's own entry is not believed.
+    let spoofed = get(&resolve, &[("x-forwarded-for", "192.0.2.7, 198.51.100.1")]).await;
+    assert_eq!(spoofed.status, 200, "{}", spoofed.text());
+
+    // The worker learns the client's address, not the proxy's.
+    world.push_image(SHA).await;
+    *world.script.lock().unwrap() = launch_events(&world.image(SHA), false);
+    let (_, got, _) = events(
+        &world.build_url("org/repo/main"),
+        &[SSE, ("x-forwarded-for", "198.51.100.1")],
+        None,
+    )
+    .await;
+    assert_eq!(got.last().map(|r| r.event.phase.as_str()), Some("ready"));
+    let launch = world
+        .worker
+        .peer
+        .seen()
+        .into_iter()
+        .find(|s| s.method == "POST" && s.uri == "/api/v1/launches")
+        .unwrap();
+    let launch: Value = serde_json::from_slice(&launch.body).unwrap();
+    assert_eq!(launch["client_ip"], "198.51.100.1");
+
+    // Without trusted proxies the header is the client's word and changes nothing.
+    let direct = World::start("untrusted-proxy", &[ban]).await;
+    let ignored = get(
+        &format!("{}/api/v1/resolve/gh/org/repo/main", direct.edge.url),
+        &[("x-forwarded-for", "192.0.2.7")],
+    )
+    .await;
+    assert_eq!(ignored.status, 200, "{}", ignored.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn outbound_calls_to_hosts_spin_toml_does_not_allow_are_refused() {
     // 127.0.0.2 is not covered by `http://127.0.0.1:*`.
     let world = World::start("outbound", &[("github_api", "http://127.0.0.2:9")]).await;

@@ -62,6 +62,7 @@ pub const VARIABLES: &[Var] = &[
     var(ALLOWED_SPECS),
     var(HIGH_QUOTA_SPECS),
     var(BAN_NETWORKS),
+    var(TRUSTED_PROXIES),
     var(PUBLIC_URL),
     var(GITHUB_API),
     var(GITLAB_API),
@@ -103,6 +104,8 @@ pub const ALLOWED_SPECS: &str = "allowed_specs";
 pub const HIGH_QUOTA_SPECS: &str = "high_quota_specs";
 /// `cidr=label` pairs of banned client networks.
 pub const BAN_NETWORKS: &str = "ban_networks";
+/// Networks of the reverse proxies in front of the edge, whose `X-Forwarded-For` is believed.
+pub const TRUSTED_PROXIES: &str = "trusted_proxies";
 /// The Binder's public base URL (`binder_launch_host`).
 pub const PUBLIC_URL: &str = "public_url";
 /// GitHub's API base URL.
@@ -152,6 +155,7 @@ pub const LAUNCH_VARIABLES: &[&str] = &[
     ALLOWED_SPECS,
     HIGH_QUOTA_SPECS,
     BAN_NETWORKS,
+    TRUSTED_PROXIES,
     PUBLIC_URL,
     GITHUB_API,
     GITLAB_API,
@@ -177,6 +181,7 @@ pub const RESOLVE_VARIABLES: &[&str] = &[
     ALLOWED_SPECS,
     HIGH_QUOTA_SPECS,
     BAN_NETWORKS,
+    TRUSTED_PROXIES,
     GITHUB_API,
     GITLAB_API,
     DOI_RESOLVER,
@@ -187,7 +192,8 @@ pub const RESOLVE_VARIABLES: &[&str] = &[
     IMAGE_MISSING_TTL_SECONDS,
 ];
 
-/// What a resolve answered from the cache alone reads: the ban rules, the image prefix,
+/// What a resolve answered from the cache alone reads: the ban rules (and the proxies
+/// whose `X-Forwarded-For` names the client), the image prefix,
 /// and the one provider endpoint that a parsed spec keeps (HydroShare's base, in its
 /// repository URL). [`crate::resolve::resolve_from_cache`] and
 /// [`crate::registry::presence_from_cache`] need nothing else; a miss reads
@@ -199,6 +205,7 @@ pub const CACHED_RESOLVE_VARIABLES: &[&str] = &[
     ALLOWED_SPECS,
     HIGH_QUOTA_SPECS,
     BAN_NETWORKS,
+    TRUSTED_PROXIES,
     HYDROSHARE_BASE,
 ];
 
@@ -310,6 +317,8 @@ pub struct EdgeConfig {
     pub policy: SpecPolicy,
     /// `ban_networks`, parsed.
     pub ban_networks: BanNetworks,
+    /// `trusted_proxies`, parsed (the networks carry no labels).
+    pub trusted_proxies: BanNetworks,
     /// `public_url`, validated, without a trailing `/`; `None`: derive from the request.
     pub public_url: Option<String>,
     /// Cache lifetimes: the defaults with the `*_ttl_seconds` variables applied.
@@ -390,6 +399,10 @@ impl EdgeConfig {
             Some(raw) => parse_ban_networks(&raw)?,
             None => BanNetworks::default(),
         };
+        let trusted_proxies = match value(TRUSTED_PROXIES)? {
+            Some(raw) => parse_trusted_proxies(&raw)?,
+            None => BanNetworks::default(),
+        };
 
         Ok(Self {
             worker_url: value(WORKER_URL)?
@@ -414,6 +427,7 @@ impl EdgeConfig {
             prebuild_specs,
             policy,
             ban_networks,
+            trusted_proxies,
             public_url: value(PUBLIC_URL)?
                 .map(|raw| parse_base_url(PUBLIC_URL, &raw))
                 .transpose()?,
@@ -487,6 +501,15 @@ pub fn parse_ban_networks(raw: &str) -> Result<BanNetworks, ConfigError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     BanNetworks::new(&pairs).map_err(|e| policy_error(e, BAN_NETWORKS))
+}
+
+/// Parses `trusted_proxies`: networks or addresses (see [`split_list`]).
+pub fn parse_trusted_proxies(raw: &str) -> Result<BanNetworks, ConfigError> {
+    let networks: Vec<(String, String)> = split_list(raw)
+        .into_iter()
+        .map(|cidr| (cidr, String::new()))
+        .collect();
+    BanNetworks::new(&networks).map_err(|e| policy_error(e, TRUSTED_PROXIES))
 }
 
 /// Parses a base URL: absolute http(s) with a host, no credentials, query or fragment;
@@ -758,6 +781,7 @@ mod tests {
             (ALLOWED_SPECS, "org/.*,zenodo/.*,hydroshare/.*"),
             (HIGH_QUOTA_SPECS, "org/big.*"),
             (BAN_NETWORKS, "192.0.2.0/24=a test network"),
+            (TRUSTED_PROXIES, "10.0.0.0/8"),
             (GITHUB_API, "http://127.0.0.1:9001"),
             (GITLAB_API, "http://127.0.0.1:9002/api/v4"),
             (DOI_RESOLVER, "http://127.0.0.1:9003"),
@@ -782,6 +806,8 @@ mod tests {
 
         assert_eq!(cached.image_prefix, full.image_prefix);
         assert_eq!(cached.ban_networks, full.ban_networks);
+        assert_eq!(cached.trusted_proxies, full.trusted_proxies);
+        assert!(!full.trusted_proxies.is_empty());
         let raws = ["org/banned-x/main", "org/repo/main", "other/repo/main"];
         for raw in raws {
             assert_eq!(
@@ -859,6 +885,7 @@ mod tests {
             (PREBUILD_SPECS, "binder-examples/.*, other/"),
             (BANNED_SPECS, "evil/.*"),
             (BAN_NETWORKS, "10.0.0.0/8=the lab\n192.168.0.1=home"),
+            (TRUSTED_PROXIES, "172.16.0.0/12, 192.0.2.1"),
             (PUBLIC_URL, "https://binder.example.org/"),
             (GITHUB_TOKEN, "ghp"),
         ])
@@ -880,6 +907,18 @@ mod tests {
         assert!(cfg.policy.is_banned("EVIL/x/main"));
         let ip = "10.1.2.3".parse().unwrap();
         assert_eq!(cfg.ban_networks.matching(ip), Some("the lab"));
+        for (proxy, trusted) in [
+            ("172.20.0.1", true),
+            ("192.0.2.1", true),
+            ("10.1.2.3", false),
+        ] {
+            let proxy = proxy.parse().unwrap();
+            assert_eq!(
+                cfg.trusted_proxies.matching(proxy).is_some(),
+                trusted,
+                "{proxy}"
+            );
+        }
         assert_eq!(
             cfg.public_url.as_deref(),
             Some("https://binder.example.org")
@@ -909,6 +948,8 @@ mod tests {
             (HIGH_QUOTA_SPECS, "x{"),
             (BAN_NETWORKS, "10.0.0.0/8"),
             (BAN_NETWORKS, "nonsense=label"),
+            (TRUSTED_PROXIES, "10.0.0.0/8,proxy.example.org"),
+            (TRUSTED_PROXIES, "10.0.0.0/33"),
             (IMAGE_PREFIX, "binder-"),
             (PUBLIC_URL, "binder.example.org"),
         ];

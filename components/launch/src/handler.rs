@@ -27,10 +27,11 @@ use crate::{ids, pages};
 
 /// The request headers any route reads: the event stream's `Accept` and `Last-Event-ID`,
 /// and the client address Spin passes for the ban rules.
-const HEADERS: [http::HeaderName; 3] = [
+const HEADERS: [http::HeaderName; 4] = [
     http::header::ACCEPT,
     http::HeaderName::from_static("last-event-id"),
     http::HeaderName::from_static("spin-client-addr"),
+    http::HeaderName::from_static("x-forwarded-for"),
 ];
 
 #[spin_sdk::http_component]
@@ -111,9 +112,13 @@ const ALLOWED: &str = "GET, HEAD, OPTIONS";
 /// naming the variable.
 fn refused_network(request: &Request<Vec<u8>>) -> Option<Response<Vec<u8>>> {
     let base = base_url(request, None);
-    let message = match EdgeConfig::load_declared(&[bindery_edge::config::BAN_NETWORKS]) {
+    let names = [
+        bindery_edge::config::BAN_NETWORKS,
+        bindery_edge::config::TRUSTED_PROXIES,
+    ];
+    let message = match EdgeConfig::load_declared(&names) {
         Ok(cfg) => {
-            let ip = client_ip(request)?;
+            let ip = client_ip(request, &cfg)?;
             policy::ip_banned_message(cfg.ban_networks.matching(ip)?)
         }
         Err(e) => return Some(html(500, pages::error(500, &e.to_string(), &base))),
@@ -150,13 +155,26 @@ fn base_url(request: &Request<Vec<u8>>, cfg: Option<&EdgeConfig>) -> String {
     }
 }
 
-/// The client's address: Spin's `spin-client-addr` (`ip:port`).
-fn client_ip(request: &Request<Vec<u8>>) -> Option<std::net::IpAddr> {
+/// The client's address: Spin's `spin-client-addr` (`ip:port`), or, when that is one of
+/// the `trusted_proxies`, the address its `X-Forwarded-For` names.
+fn client_ip(request: &Request<Vec<u8>>, cfg: &EdgeConfig) -> Option<std::net::IpAddr> {
     let addr = respond::header(request, "spin-client-addr")?;
-    addr.parse::<std::net::SocketAddr>()
+    let peer = addr
+        .parse::<std::net::SocketAddr>()
         .map(|a| a.ip())
         .ok()
-        .or_else(|| addr.parse().ok())
+        .or_else(|| addr.parse().ok())?;
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    Some(policy::client_address(
+        peer,
+        &forwarded,
+        &cfg.trusted_proxies,
+    ))
 }
 
 fn loading(request: &Request<Vec<u8>>, provider: &str, raw_spec: &str) -> Response<Vec<u8>> {
@@ -249,7 +267,7 @@ async fn resolve_api(
         Err(e) => return respond::json_error(500, &e.to_string()),
     };
     if let Some(label) =
-        client_ip(request).and_then(|ip| cached.ban_networks.matching(ip).map(String::from))
+        client_ip(request, cached).and_then(|ip| cached.ban_networks.matching(ip).map(String::from))
     {
         return respond::json_error(403, &policy::ip_banned_message(&label));
     }
@@ -532,7 +550,7 @@ async fn run_build<S: futures::Sink<Vec<u8>> + Unpin>(
         Err(e) => return stream.fail(500, &e.to_string()).await,
     };
     // BinderHub's order: the client's network first, then what it asked for.
-    let client = client_ip(request);
+    let client = client_ip(request, &cfg);
     if let Some(label) = client.and_then(|ip| cfg.ban_networks.matching(ip).map(String::from)) {
         return stream.fail(403, &policy::ip_banned_message(&label)).await;
     }

@@ -22,7 +22,7 @@ mod spec;
 use thiserror::Error;
 
 pub use bytes::parse_byte_spec;
-pub use network::{BanNetworks, ip_banned_message, ip_in_networks};
+pub use network::{BanNetworks, client_address, ip_banned_message, ip_in_networks};
 pub use quota::{
     QuotaCount, QuotaDecision, TOTAL_QUOTA_MESSAGE, check_quota, count_running, image_without_tag,
     repo_quota_message,

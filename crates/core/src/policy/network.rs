@@ -59,6 +59,36 @@ pub fn ip_in_networks(ip: IpAddr, networks: &[&str]) -> Result<bool, PolicyError
     Ok(BanNetworks::new(&pairs)?.matching(ip).is_some())
 }
 
+/// The client a request speaks for. A request from one of the `trusted` proxies is
+/// attributed to the address its `X-Forwarded-For` names: the last entry that is not
+/// itself a trusted proxy, since entries further left were written by the client and may
+/// be anything. With no trusted proxies, or from any other peer, the peer is the client.
+/// An entry that does not parse before an untrusted one is found ends the walk at the peer;
+/// a header naming only trusted proxies gives its first entry.
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &BanNetworks) -> IpAddr {
+    if trusted.matching(peer).is_none() {
+        return peer;
+    }
+    let mut entries = forwarded_for
+        .iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .rev()
+        .peekable();
+    let mut last = peer;
+    while let Some(entry) = entries.next() {
+        let Ok(ip) = entry.parse::<IpAddr>() else {
+            return peer;
+        };
+        if trusted.matching(ip).is_none() || entries.peek().is_none() {
+            return ip;
+        }
+        last = ip;
+    }
+    last
+}
+
 /// BinderHub's message for a banned client.
 pub fn ip_banned_message(label: &str) -> String {
     format!("Requests from {label} are not allowed")
@@ -141,6 +171,44 @@ fn parse_network(cidr: &str, label: String) -> Result<Network, PolicyError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_client_is_the_last_forwarded_address_that_is_not_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = BanNetworks::new(&[("10.0.0.0/8".into(), String::new())]).unwrap();
+        let proxy = ip("10.0.0.2");
+        // A trusted proxy speaks for the address it appended; what the client wrote to the
+        // left of it is ignored.
+        assert_eq!(
+            client_address(proxy, &["192.0.2.7, 198.51.100.1"], &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_address(proxy, &["198.51.100.1", "10.0.0.9"], &trusted),
+            ip("198.51.100.1"),
+            "a chain of trusted proxies, over two header lines"
+        );
+        assert_eq!(
+            client_address(proxy, &["10.0.0.8, 10.0.0.9"], &trusted),
+            ip("10.0.0.8"),
+            "only proxies: the first"
+        );
+        assert_eq!(client_address(proxy, &[], &trusted), proxy, "no header");
+        assert_eq!(
+            client_address(proxy, &["garbage, 10.0.0.9"], &trusted),
+            proxy,
+            "an entry that does not parse"
+        );
+        assert_eq!(
+            client_address(proxy, &["garbage, 198.51.100.1"], &trusted),
+            ip("198.51.100.1")
+        );
+        // Any other peer is the client, whatever it sends.
+        let other = ip("203.0.113.5");
+        assert_eq!(client_address(other, &["192.0.2.7"], &trusted), other);
+        let nobody = BanNetworks::default();
+        assert_eq!(client_address(proxy, &["192.0.2.7"], &nobody), proxy);
+    }
+
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
