@@ -252,8 +252,35 @@ pub async fn on_push(
         stored_at: now,
         expires_at: cfg.ttl.ref_expires_at(RefSource::Webhook, now),
     };
-    for key in &keys {
-        cache.put(key, &entry);
+    // A push moves a ref from `previous` to `commit`. An entry holding a third commit
+    // means this delivery is out of order, a replay of an old push under a new delivery
+    // id (GitHub does not sign the id), or pushes the cache never heard of: the entry is
+    // dropped, so the next launch asks the provider, instead of being set back.
+    let (mut refreshed, mut dropped) = (Vec::new(), Vec::new());
+    for (key, name) in keys.iter().zip(&refs) {
+        let held = cache
+            .get::<CachedRef>(key, now)
+            .and_then(Lookup::any)
+            .map(|held| held.resolved_ref);
+        let fits = held
+            .as_deref()
+            .is_none_or(|held| held == commit || Some(held) == push.previous.as_deref());
+        if fits {
+            cache.put(key, &entry);
+            refreshed.push(name.clone());
+        } else {
+            cache.delete(key);
+            dropped.push(name.clone());
+        }
+    }
+    if refreshed.is_empty() {
+        return Ok(json!({
+            "status": "accepted",
+            "spec": spec_text,
+            "commit": commit,
+            "dropped": dropped,
+            "prebuild": "skipped: the push does not follow the cached ref",
+        }));
     }
 
     let prefix = cfg.image_prefix().map_err(|e| (500, e.to_string()))?;
@@ -262,9 +289,12 @@ pub async fn on_push(
         "status": "accepted",
         "spec": spec_text,
         "commit": commit,
-        "refreshed": refs,
+        "refreshed": refreshed,
         "image": image,
     });
+    if !dropped.is_empty() {
+        summary["dropped"] = json!(dropped);
+    }
     let present = matches!(
         cache.image_presence(&image, now),
         Some(Lookup::Fresh(p)) if p.present

@@ -103,6 +103,47 @@ fn image() -> String {
     image_name(PREFIX, "o-r", SHA)
 }
 
+fn github_push_from(branch: &str, before: &str, after: &str) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&github_push(branch, after)).unwrap();
+    body["before"] = json!(before);
+    body.to_string().into_bytes()
+}
+
+#[test]
+fn a_push_that_does_not_follow_the_cached_ref_drops_it_instead_of_setting_it_back() {
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let kv = MemoryKv::default();
+    let cache = Cache::new(&kv);
+    let fetch = worker_accepts();
+    let cached = |cache: &Cache<'_>| {
+        let spec = Spec::parse_path("gh/o/r/feature", &ProviderSettings::default()).unwrap();
+        cache
+            .cached_ref(&spec, NOW)
+            .and_then(Lookup::any)
+            .map(|e| e.resolved_ref)
+    };
+
+    // A → B on a branch the cache holds at A: the ref moves to B.
+    let first = github("push", "d1", github_push_from("feature", SHA, A));
+    block_on(handle(&first, cfg, &cache, &fetch, NOW));
+    assert_eq!(cached(&cache).as_deref(), Some(A), "no entry: written");
+    let next = github("push", "d2", github_push_from("feature", A, B));
+    let (_, body) = answer(&block_on(handle(&next, cfg, &cache, &fetch, NOW)));
+    assert_eq!(body["refreshed"], json!(["feature"]), "{body}");
+    assert_eq!(cached(&cache).as_deref(), Some(B));
+
+    // The first push again, under a new delivery id (a replay, or a late delivery): it
+    // moves SHA → A, but the cache is at B. The entry goes, and is not set back to A.
+    let builds = fetch.calls();
+    let replay = github("push", "d3", github_push_from("feature", SHA, A));
+    let (status, body) = answer(&block_on(handle(&replay, cfg, &cache, &fetch, NOW)));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["dropped"], json!(["feature"]), "{body}");
+    assert_eq!(cached(&cache), None);
+    assert_eq!(fetch.calls(), builds, "no prebuild of the old commit");
+}
+
 #[test]
 fn a_push_to_the_default_branch_refreshes_branch_and_head_and_prebuilds() {
     let kv = MemoryKv::default();

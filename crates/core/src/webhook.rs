@@ -139,6 +139,9 @@ pub struct PushEvent {
     pub default_branch: Option<String>,
     /// True when the push deleted the ref.
     pub deleted: bool,
+    /// The commit the ref pointed to before the push (`before`); `None` for a new ref or
+    /// when the payload does not say.
+    pub previous: Option<String>,
 }
 
 impl PushEvent {
@@ -220,7 +223,12 @@ fn push_event(
     if let Some(default_branch) = default_branch {
         check_ref_name(fields.default_branch, default_branch)?;
     }
+    let previous = match optional_str(object, "before")? {
+        Some(before) => check_commit("before", before)?,
+        None => None,
+    };
     Ok(PushEvent {
+        previous,
         provider,
         repo: repo.to_owned(),
         repo_url,
@@ -477,6 +485,7 @@ mod tests {
             commit: None,
             default_branch: Some("main".into()),
             deleted: false,
+            previous: None,
         };
         assert!(e.is_default_branch());
         e.default_branch = None;
