@@ -252,35 +252,41 @@ pub async fn on_push(
         stored_at: now,
         expires_at: cfg.ttl.ref_expires_at(RefSource::Webhook, now),
     };
-    // A push moves a ref from `previous` to `commit`. An entry holding a third commit
-    // means this delivery is out of order, a replay of an old push under a new delivery
-    // id (GitHub does not sign the id), or pushes the cache never heard of: the entry is
-    // dropped, so the next launch asks the provider, instead of being set back.
-    let (mut refreshed, mut dropped) = (Vec::new(), Vec::new());
-    for (key, name) in keys.iter().zip(&refs) {
-        let held = cache
-            .get::<CachedRef>(key, now)
-            .and_then(Lookup::any)
-            .map(|held| held.resolved_ref);
-        let fits = held
-            .as_deref()
-            .is_none_or(|held| held == commit || Some(held) == push.previous.as_deref());
-        if fits {
-            cache.put(key, &entry);
-            refreshed.push(name.clone());
-        } else {
+    // A push moves a ref from `previous` to `commit`, and the delivery id is not signed:
+    // a captured push can come again under a new id, and deliveries can come late. An
+    // entry holding a third commit means this push is stale (or the cache missed pushes):
+    // every key of the ref is dropped, so the next launch asks the provider, and the push
+    // is remembered as stale for a day, so that sending it again once the entries are gone
+    // cannot write its old commit either.
+    let stale_marker = format!("{}/stale/{commit}", repo_ref_key(&spec, git_ref));
+    let held: Vec<Option<String>> = keys
+        .iter()
+        .map(|key| {
+            cache
+                .get::<CachedRef>(key, now)
+                .and_then(Lookup::any)
+                .map(|held| held.resolved_ref)
+        })
+        .collect();
+    let contradicted = held
+        .iter()
+        .flatten()
+        .any(|held| held != commit && Some(held.as_str()) != push.previous.as_deref());
+    if contradicted || cache.delivery_seen(&stale_marker, now) {
+        for key in &keys {
             cache.delete(key);
-            dropped.push(name.clone());
         }
-    }
-    if refreshed.is_empty() {
+        cache.remember_delivery(&stale_marker, now, &cfg.ttl);
         return Ok(json!({
             "status": "accepted",
             "spec": spec_text,
             "commit": commit,
-            "dropped": dropped,
+            "dropped": refs,
             "prebuild": "skipped: the push does not follow the cached ref",
         }));
+    }
+    for key in &keys {
+        cache.put(key, &entry);
     }
 
     let prefix = cfg.image_prefix().map_err(|e| (500, e.to_string()))?;
@@ -289,12 +295,9 @@ pub async fn on_push(
         "status": "accepted",
         "spec": spec_text,
         "commit": commit,
-        "refreshed": refreshed,
+        "refreshed": refs,
         "image": image,
     });
-    if !dropped.is_empty() {
-        summary["dropped"] = json!(dropped);
-    }
     let present = matches!(
         cache.image_presence(&image, now),
         Some(Lookup::Fresh(p)) if p.present

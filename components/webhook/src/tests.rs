@@ -142,6 +142,46 @@ fn a_push_that_does_not_follow_the_cached_ref_drops_it_instead_of_setting_it_bac
     assert_eq!(body["dropped"], json!(["feature"]), "{body}");
     assert_eq!(cached(&cache), None);
     assert_eq!(fetch.calls(), builds, "no prebuild of the old commit");
+    // Sent once more, now that no entry is left: still not written.
+    let again = github("push", "d4", github_push_from("feature", SHA, A));
+    let (_, body) = answer(&block_on(handle(&again, cfg, &cache, &fetch, NOW + 10)));
+    assert_eq!(body["dropped"], json!(["feature"]), "{body}");
+    assert_eq!(cached(&cache), None);
+    // The branch moving on from where it really is gets written again.
+    const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+    let moves_on = github("push", "d5", github_push_from("feature", B, C));
+    block_on(handle(&moves_on, cfg, &cache, &fetch, NOW + 20));
+    assert_eq!(cached(&cache).as_deref(), Some(C));
+    assert_eq!(fetch.calls(), builds + 1, "a prebuild of the new commit");
+}
+
+#[test]
+fn a_stale_push_to_the_default_branch_drops_head_too() {
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let kv = MemoryKv::default();
+    let cache = Cache::new(&kv);
+    let fetch = worker_accepts();
+    let current = github("push", "d1", github_push_from("main", A, SHA));
+    block_on(handle(&current, cfg, &cache, &fetch, NOW));
+    let builds = fetch.calls();
+    let held = |link: &str| {
+        let spec = Spec::parse_path(link, &ProviderSettings::default()).unwrap();
+        cache
+            .cached_ref(&spec, NOW)
+            .and_then(Lookup::any)
+            .map(|e| e.resolved_ref)
+    };
+    assert_eq!(held("gh/o/r/HEAD").as_deref(), Some(SHA));
+    // An old push of main (… → A) while the cache holds SHA.
+    let old = github(
+        "push",
+        "d2",
+        github_push_from("main", "1".repeat(40).as_str(), A),
+    );
+    let (_, body) = answer(&block_on(handle(&old, cfg, &cache, &fetch, NOW)));
+    assert_eq!(body["dropped"], json!(["main", "HEAD"]), "{body}");
+    assert_eq!((held("gh/o/r/main"), held("gh/o/r/HEAD")), (None, None));
+    assert_eq!(fetch.calls(), builds, "no prebuild of the old commit");
 }
 
 #[test]
