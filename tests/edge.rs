@@ -221,7 +221,6 @@ async fn a_present_image_launches_and_a_second_launch_asks_no_provider_or_regist
     );
 }
 
-/// Manifest requests the registry logged.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_launch_drops_the_cached_image_presence() {
     let world = World::start("failed-launch", &[]).await;
@@ -250,6 +249,7 @@ async fn a_failed_launch_drops_the_cached_image_presence() {
     assert_eq!(after.json()["image_present"], true, "{}", after.text());
 }
 
+/// Manifest requests the registry logged.
 fn registry_manifest_calls(world: &World) -> usize {
     let log = std::fs::read_to_string(world.registry.dir.join("registry.log")).unwrap_or_default();
     log.lines()
@@ -554,9 +554,21 @@ async fn behind_a_trusted_proxy_the_client_is_the_one_x_forwarded_for_names() {
     )
     .await;
     assert_eq!(page.status, 403);
-    // What the client wrote left of the proxy's own entry is not believed.
+    // What the client wrote left of the proxy's own entry is not believed, and cannot
+    // hide that entry either, not even with bytes that are not ASCII.
     let spoofed = get(&resolve, &[("x-forwarded-for", "192.0.2.7, 198.51.100.1")]).await;
     assert_eq!(spoofed.status, 200, "{}", spoofed.text());
+    let hidden = get(&resolve, &[("x-forwarded-for", "é, 192.0.2.7")]).await;
+    assert_eq!(hidden.status, 403, "{}", hidden.text());
+    let head = send(
+        "HEAD",
+        &format!("{}/", world.edge.url),
+        &[("x-forwarded-for", "192.0.2.7")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(head.status, 403);
+    assert!(head.body.is_empty(), "a HEAD gets no body");
 
     // The worker learns the client's address, not the proxy's.
     world.push_image(SHA).await;
@@ -893,6 +905,7 @@ async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
             Some("cache-control"),
             "{path}"
         );
+        assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
     }
     assert_eq!(
         versions.header("access-control-allow-headers"),

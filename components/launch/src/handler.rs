@@ -50,10 +50,14 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         let mut preflight = Response::new(Vec::new());
         let headers = preflight.headers_mut();
         headers.insert(http::header::ALLOW, http::HeaderValue::from_static(ALLOWED));
-        headers.insert(
-            "access-control-allow-headers",
-            http::HeaderValue::from_static("cache-control"),
-        );
+        for (name, value) in [
+            ("access-control-allow-headers", "cache-control"),
+            ("access-control-allow-methods", ALLOWED),
+            // As the answers of the resolve API and /versions.
+            ("access-control-allow-origin", "*"),
+        ] {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
         return respond::send(out, preflight);
     }
     if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
@@ -61,14 +65,16 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
     }
     // Banned networks get nothing but `/health` and `/versions`, which federations poll;
     // `/build` and the resolve API check on their own, with their own answers.
-    if matches!(
+    let refusal = if matches!(
         route,
         Route::Home | Route::Loading { .. } | Route::Legacy { .. }
-    ) && let Some(refusal) = refused_network(&request)
-    {
-        return respond::send(out, refusal);
-    }
+    ) {
+        refused_network(&request)
+    } else {
+        None
+    };
     let response = match route {
+        _ if refusal.is_some() => refusal.unwrap_or_else(respond::not_found),
         // A `HEAD` learns what a `GET` would answer; it must not start a launch.
         Route::Build { .. } if request.method() == http::Method::HEAD => {
             let mut head = Response::new(Vec::new());
@@ -164,12 +170,16 @@ fn client_ip(request: &Request<Vec<u8>>, cfg: &EdgeConfig) -> Option<std::net::I
         .map(|a| a.ip())
         .ok()
         .or_else(|| addr.parse().ok())?;
-    let forwarded: Vec<&str> = request
+    // Entry by entry over the raw bytes: a client's own garbage in the header must not
+    // hide the entry its proxy appended to the same line.
+    let forwarded: Vec<String> = request
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|entry| String::from_utf8_lossy(entry).into_owned())
         .collect();
+    let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
     Some(policy::client_address(
         peer,
         &forwarded,

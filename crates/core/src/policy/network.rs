@@ -78,7 +78,7 @@ pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &BanNetwork
         .peekable();
     let mut last = peer;
     while let Some(entry) = entries.next() {
-        let Ok(ip) = entry.parse::<IpAddr>() else {
+        let Some(ip) = forwarded_address(entry) else {
             return peer;
         };
         if trusted.matching(ip).is_none() || entries.peek().is_none() {
@@ -87,6 +87,21 @@ pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &BanNetwork
         last = ip;
     }
     last
+}
+
+/// An `X-Forwarded-For` entry's address: bare, with a port (`192.0.2.1:443`), or in
+/// brackets (`[2001:db8::1]`, `[2001:db8::1]:443`), as proxies write them.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse().ok())
+        })
 }
 
 /// BinderHub's message for a banned client.
@@ -202,6 +217,18 @@ mod tests {
             client_address(proxy, &["garbage, 198.51.100.1"], &trusted),
             ip("198.51.100.1")
         );
+        for written in ["198.51.100.1:443", "[2001:db8::1]", "[2001:db8::1]:443"] {
+            let expected = if written.contains("::") {
+                ip("2001:db8::1")
+            } else {
+                ip("198.51.100.1")
+            };
+            assert_eq!(
+                client_address(proxy, &[written], &trusted),
+                expected,
+                "{written}"
+            );
+        }
         // Any other peer is the client, whatever it sends.
         let other = ip("203.0.113.5");
         assert_eq!(client_address(other, &["192.0.2.7"], &trusted), other);
