@@ -18,7 +18,10 @@
 //! and for `HEAD` when it is the default branch, as a `webhook` entry (kept an hour; the
 //! next push replaces it), with exactly the keys, resolved spec, ref URL and build slug
 //! the launch path derives from the link `gh/<owner>/<repo>/<ref>` or
-//! `gl/<encoded namespace>/<encoded ref>`. A deleted ref drops its entry. Then, when the
+//! `gl/<encoded namespace>/<encoded ref>`. A deleted ref drops its entry. A push that an
+//! entry contradicts (the entry holds neither its `before` nor its `after`: a late or
+//! replayed delivery) drops the ref's entries instead, prebuilds nothing, and is
+//! remembered for a day as stale. Then, when the
 //! image for the new commit is not known to be present and the spec matches
 //! `prebuild_specs` (matched like the ban lists) and is not banned, the worker is asked
 //! for a prebuild and the image's status becomes "building" for the live badge. The
