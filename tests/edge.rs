@@ -648,7 +648,12 @@ async fn the_kv_cache_survives_a_host_restart() {
 }
 
 fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    sign_with(HOOK_SECRET.as_bytes(), body)
+}
+
+/// `X-Hub-Signature-256` of `body` under `key`.
+fn sign_with(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(body);
     let hex: String = mac
         .finalize()
@@ -681,17 +686,7 @@ async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries
 
     // A well-formed signature made with another key, and a valid signature of another
     // body: both must be refused like a malformed or missing one.
-    let other_key = {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"not the secret").unwrap();
-        mac.update(&body);
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("sha256={hex}")
-    };
+    let other_key = sign_with(b"not the secret", &body);
     let other_body = sign(&push_body(SHA));
     for (case, headers) in [
         ("missing", vec![("x-github-delivery", "d-1")]),

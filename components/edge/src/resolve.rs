@@ -285,16 +285,22 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_miss_asks_github_then_the_cache_answers() {
-        let kv = MemoryKv::default();
-        let cache = Cache::new(&kv);
+    /// A GitHub whose `o/r` has `main` at `sha`, with ETag `"e1"`.
+    fn main_at(sha: &str) -> ScriptedFetch {
         let fetch = ScriptedFetch::new();
         fetch.on(
             "GET",
             &format!("{API}repos/o/r/commits/main"),
-            commit(SHA, "\"e1\""),
+            commit(sha, "\"e1\""),
         );
+        fetch
+    }
+
+    #[test]
+    fn a_miss_asks_github_then_the_cache_answers() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = main_at(SHA);
         let spec = spec("gh/o/r/main");
         let first = block_on(resolve_spec(&spec, &cfg(), &cache, &fetch, NOW));
         assert_eq!(first.source, ResolveSource::Upstream);
@@ -315,12 +321,7 @@ mod tests {
     fn the_cache_alone_answers_fresh_entries_and_commit_links_and_nothing_else() {
         let kv = MemoryKv::default();
         let cache = Cache::new(&kv);
-        let fetch = ScriptedFetch::new();
-        fetch.on(
-            "GET",
-            &format!("{API}repos/o/r/commits/main"),
-            commit(SHA, "\"e1\""),
-        );
+        let fetch = main_at(SHA);
         // The configuration a cached resolve loads: no endpoints, tokens or lifetimes.
         let bare = EdgeConfig::from_source(|_| Ok(None)).unwrap();
         let branch = spec("gh/o/r/main");
