@@ -63,18 +63,7 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
     if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
         return respond::send(out, respond::method_not_allowed(ALLOWED));
     }
-    // Banned networks get nothing but `/health` and `/versions`, which federations poll;
-    // `/build` and the resolve API check on their own, with their own answers.
-    let refusal = if matches!(
-        route,
-        Route::Home | Route::Loading { .. } | Route::Legacy { .. }
-    ) {
-        refused_network(&request)
-    } else {
-        None
-    };
     let response = match route {
-        _ if refusal.is_some() => refusal.unwrap_or_else(respond::not_found),
         // A `HEAD` learns what a `GET` would answer; it must not start a launch.
         Route::Build { .. } if request.method() == http::Method::HEAD => {
             let mut head = Response::new(Vec::new());
@@ -87,13 +76,17 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         Route::Build { provider, spec } => {
             return build_stream(&request, &provider, &spec, out).await;
         }
-        Route::Home => html(200, pages::home(&base_url(&request, None))),
-        Route::Loading { provider, spec } => loading(&request, &provider, &spec),
+        // Banned networks get nothing but `/health` and `/versions`, which federations
+        // poll; `/build` and the resolve API check on their own, with their own answers.
+        Route::Home => refused_network(&request)
+            .unwrap_or_else(|| html(200, pages::home(&base_url(&request, None)))),
+        Route::Loading { provider, spec } => {
+            refused_network(&request).unwrap_or_else(|| loading(&request, &provider, &spec))
+        }
         Route::Resolve { provider, spec } => resolve_api(&request, &provider, &spec).await,
-        Route::Legacy { rest } => match launch::legacy_redirect(&rest) {
-            Some(location) => redirect(&location),
-            None => respond::not_found(),
-        },
+        Route::Legacy { rest } => refused_network(&request).unwrap_or_else(|| {
+            launch::legacy_redirect(&rest).map_or_else(respond::not_found, |to| redirect(&to))
+        }),
         Route::Health => health().await,
         Route::Versions => versions(),
         Route::NotFound => respond::not_found(),
@@ -170,16 +163,15 @@ fn client_ip(request: &Request<Vec<u8>>, cfg: &EdgeConfig) -> Option<std::net::I
         .map(|a| a.ip())
         .ok()
         .or_else(|| addr.parse().ok())?;
-    // Entry by entry over the raw bytes: a client's own garbage in the header must not
-    // hide the entry its proxy appended to the same line.
-    let forwarded: Vec<String> = request
+    // Every line, even one holding bytes that are not ASCII: a client's own garbage must
+    // not hide the entry its proxy appended to the same line.
+    let lines: Vec<String> = request
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(|entry| String::from_utf8_lossy(entry).into_owned())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
-    let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
+    let forwarded: Vec<&str> = lines.iter().map(String::as_str).collect();
     Some(policy::client_address(
         peer,
         &forwarded,
@@ -271,11 +263,11 @@ async fn resolve_api(
     // Most calls find both the ref and the image in the cache, and those need only the
     // few variables of `CACHED_RESOLVE_VARIABLES`: each variable is a host call. A miss
     // reads the rest once.
-    let mut cfg = ResolveConfig::load();
-    let cached = match cfg.cached() {
+    let mut cfg = match ResolveConfig::load() {
         Ok(c) => c,
         Err(e) => return respond::json_error(500, &e.to_string()),
     };
+    let cached = &cfg.cached;
     if let Some(label) =
         client_ip(request, cached).and_then(|ip| cached.ban_networks.matching(ip).map(String::from))
     {
@@ -365,20 +357,16 @@ async fn resolve_api(
 /// [`CACHED_RESOLVE_VARIABLES`]: bindery_edge::config::CACHED_RESOLVE_VARIABLES
 /// [`RESOLVE_VARIABLES`]: bindery_edge::config::RESOLVE_VARIABLES
 struct ResolveConfig {
-    cached: Result<EdgeConfig, bindery_edge::ConfigError>,
+    cached: EdgeConfig,
     full: Option<EdgeConfig>,
 }
 
 impl ResolveConfig {
-    fn load() -> Self {
-        Self {
-            cached: EdgeConfig::load_declared(bindery_edge::config::CACHED_RESOLVE_VARIABLES),
+    fn load() -> Result<Self, bindery_edge::ConfigError> {
+        Ok(Self {
+            cached: EdgeConfig::load_declared(bindery_edge::config::CACHED_RESOLVE_VARIABLES)?,
             full: None,
-        }
-    }
-
-    fn cached(&self) -> Result<&EdgeConfig, bindery_edge::ConfigError> {
-        self.cached.as_ref().map_err(Clone::clone)
+        })
     }
 
     fn full(&mut self) -> Result<&EdgeConfig, bindery_edge::ConfigError> {

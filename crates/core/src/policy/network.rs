@@ -76,7 +76,6 @@ pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &BanNetwork
         .filter(|entry| !entry.is_empty())
         .rev()
         .peekable();
-    let mut last = peer;
     while let Some(entry) = entries.next() {
         let Some(ip) = forwarded_address(entry) else {
             return peer;
@@ -84,9 +83,8 @@ pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &BanNetwork
         if trusted.matching(ip).is_none() || entries.peek().is_none() {
             return ip;
         }
-        last = ip;
     }
-    last
+    peer
 }
 
 /// An `X-Forwarded-For` entry's address: bare, with a port (`192.0.2.1:443`), or in
