@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bindery_host::{HostConfig, KvBackend};
-use bindery_worker::executor::LocalExecutor;
-use bindery_worker::{ExecutorKind, WorkerConfig};
+use bindery_worker::WorkerConfig;
+use bindery_worker::executor::{ExecutorSettings, LocalExecutor};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -320,7 +320,7 @@ fn worker_config(
             path.display()
         )
     })?;
-    if config.builds.executor == ExecutorKind::Kubernetes {
+    if let ExecutorSettings::Kubernetes(_) = config.builds.executor {
         notes.warn(
             "executor = \"kubernetes\": builds run as Jobs in the cluster, not on this machine",
         );
@@ -445,10 +445,9 @@ async fn check_parts(config: &WorkerConfig, notes: &mut Notes) {
             }
         }
     }
-    if config.builds.executor != ExecutorKind::Local {
+    let ExecutorSettings::Local(local) = &config.builds.executor else {
         return;
-    }
-    let local = &config.builds.local;
+    };
     let path = local
         .env
         .iter()
@@ -474,8 +473,9 @@ async fn check_parts(config: &WorkerConfig, notes: &mut Notes) {
             "{engine} is not installed, so builds will fail{podman_hint}"
         ));
     } else if let Err(e) = LocalExecutor::new(local.clone()).engine_answers().await {
+        let e = anyhow::Error::new(e);
         notes.warn(format!(
-            "the container engine does not answer: {e}; builds will fail until it does{podman_hint}"
+            "the container engine does not answer: {e:#}; builds will fail until it does{podman_hint}"
         ));
     }
     let r2d = local.repo2docker.display().to_string();
@@ -560,12 +560,12 @@ fn print_banner(
     } else {
         edge
     };
-    let engine = match config.builds.executor {
-        ExecutorKind::Local => format!(
+    let engine = match &config.builds.executor {
+        ExecutorSettings::Local(local) => format!(
             "local builds with {}",
-            config.builds.local.engine.as_deref().unwrap_or("docker")
+            local.engine.as_deref().unwrap_or("docker")
         ),
-        ExecutorKind::Kubernetes => "Kubernetes Jobs".to_owned(),
+        ExecutorSettings::Kubernetes(_) => "Kubernetes Jobs".to_owned(),
     };
     let registry = config.builds.registry_url.as_deref().unwrap_or("none");
     let reach = if worker.ip().is_loopback() {
@@ -682,7 +682,7 @@ mod tests {
         let mut notes = Notes::default();
         let config = worker_config(&file, &dir, &mut notes).unwrap();
         assert_eq!(config.builds.registry_url, None, "empty means no registry");
-        assert!(!config.builds.local.push);
+        assert!(!config.builds.executor.local().expect("local builds").push);
         assert_eq!(config.hub_api_token.expose(), PLACEHOLDER_HUB_TOKEN);
         assert_eq!(config.hub_url, DEFAULT_HUB_URL);
         assert_eq!(config.image_prefix, DEFAULT_IMAGE_PREFIX);

@@ -27,7 +27,7 @@ use bindery_core::events::{Event, Phase};
 use bindery_core::worker_api::{BuildInfo, BuildState};
 
 use crate::events::{EventLog, Logs};
-use crate::executor::{BuildHandle, BuildOutcome, BuildSpec, Executor};
+use crate::executor::{BuildHandle, BuildOutcome, BuildSpec, Executor, ExecutorError};
 use crate::ids;
 use crate::logstore::{LogStore, Record};
 use crate::metrics::Metrics;
@@ -163,7 +163,7 @@ impl Builds {
     /// queue slot at once (past the limit if need be: it already runs) and frees it when it
     /// ends, so the limit holds for adopted and new builds together. Returns how many were
     /// adopted.
-    pub async fn adopt(self: &Arc<Self>) -> Result<usize, String> {
+    pub async fn adopt(self: &Arc<Self>) -> Result<usize, ExecutorError> {
         let mut adopted = 0;
         for (spec, handle) in self.executor.adopt().await? {
             let attached = self.start_or_attach(&spec.image);
@@ -272,35 +272,14 @@ impl Builds {
         self.store.get(id).ok().flatten().map(|r| r.log)
     }
 
-    /// The build side of `/health`: the executor's checks and, when a registry is
-    /// configured, BinderHub's `Docker registry` check (a manifest request for a made-up
-    /// image under `image_prefix`: only an answer matters, a 404 is healthy).
-    pub async fn health(
-        &self,
-        image_prefix: &str,
-        total_quota: Option<u32>,
-    ) -> Vec<serde_json::Value> {
-        let registry = async {
-            let registry = self.registry.as_ref()?;
-            let probe = format!("{image_prefix}some-image-name:12345");
-            let check = registry.image_present(&probe);
-            let ok = match tokio::time::timeout(crate::executor::HEALTH_TIMEOUT, check).await {
-                Ok(Ok(_)) => true,
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "health: the registry does not answer");
-                    false
-                }
-                Err(_) => {
-                    tracing::warn!("health: the registry did not answer in time");
-                    false
-                }
-            };
-            Some(serde_json::json!({"service": "Docker registry", "ok": ok}))
-        };
-        let (mut checks, registry) =
-            futures::future::join(self.executor.health(total_quota), registry).await;
-        checks.extend(registry);
-        checks
+    /// The executor that runs the builds.
+    pub fn executor(&self) -> &dyn Executor {
+        self.executor.as_ref()
+    }
+
+    /// The registry builds are re-checked in, when one is configured.
+    pub fn registry(&self) -> Option<&RegistryClient> {
+        self.registry.as_ref()
     }
 
     /// The worker is stopping: the executor stops what must not outlive the process (see
@@ -349,7 +328,6 @@ pub async fn relay(from: &EventLog, to: &EventLog) -> Option<Phase> {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use tokio::sync::{mpsc, oneshot, watch};
 
     /// An executor whose builds print one line and fail.
     #[derive(Debug)]
@@ -357,15 +335,10 @@ mod tests {
 
     impl Executor for Failing {
         fn start(&self, _spec: &BuildSpec) -> BuildHandle {
-            let (events, rx) = mpsc::unbounded_channel();
-            let (done, outcome) = oneshot::channel();
-            let _ = events.send(Event::new(Phase::Building, "step 1\n"));
-            let _ = done.send(BuildOutcome::Failed("no luck".into()));
-            BuildHandle {
-                events: rx,
-                outcome,
-                cancel: watch::channel(false).0,
-            }
+            let (handle, sink) = BuildHandle::channel();
+            let _ = sink.events.send(Event::new(Phase::Building, "step 1\n"));
+            sink.finish(BuildOutcome::Failed("no luck".into()));
+            handle
         }
     }
 

@@ -27,7 +27,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use bindery_core::events::{Event, Phase, ReadyInfo};
-use bindery_core::image::build_name;
 use bindery_core::launch::hub_username;
 use bindery_core::policy::{
     QuotaDecision, SpecPolicy, check_quota, count_running, quota_from_repo_config,
@@ -268,12 +267,12 @@ impl Launcher {
         if !request.image_present {
             // Build (or attach to the image's running build), relay its events — the
             // queue, the build lines and the final `built` — and launch on success.
-            let build = self.builds.request(BuildSpec {
-                image: request.image.clone(),
-                build_name: build_name(&request.build_slug, &request.resolved_ref),
-                repo: request.repo_url.clone(),
-                git_ref: request.resolved_ref.clone(),
-            });
+            let build = self.builds.request(BuildSpec::new(
+                &request.build_slug,
+                &request.repo_url,
+                &request.resolved_ref,
+                &request.image,
+            ));
             tracing::info!(launch = id, build = %build.id, "launch waits for its build");
             let built = tokio::select! {
                 last = relay(&build.log, log) => last == Some(Phase::Built),
@@ -493,7 +492,7 @@ mod tests {
         let builds = Arc::new(Builds::new(
             crate::events::Logs::new(10, Duration::from_secs(1)),
             Arc::new(crate::executor::LocalExecutor::new(
-                config.builds.local.clone(),
+                crate::executor::LocalSettings::default(),
             )),
             None,
             crate::logstore::LogStore::open(None, Duration::from_secs(1)).expect("store"),

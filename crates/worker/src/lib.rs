@@ -8,15 +8,17 @@
 //! Map of the crate:
 //!
 //! - [`config`]: [`WorkerConfig`], from a TOML file and the environment; secrets redacted.
-//! - [`api`]: the HTTP server: routes, bearer-token check, request validation, SSE.
+//! - [`server`]: the shared state, the accept loop with its drain, housekeeping, shutdown.
+//! - [`api`]: the routes: bearer-token check, request validation, SSE event streams.
+//! - [`health`]: `/health`: the checks, BinderHub's shape, the single-flight cache.
 //! - [`events`]: the in-memory, bounded, replayable event log of each launch and build.
 //! - [`hub`]: the JupyterHub REST client (create user, spawn, follow progress, delete).
 //! - [`launcher`]: a launch from admission to `ready` or `failed`, with quotas.
 //! - [`builds`]: one build per image: registry re-check, queue, executor, stored log.
 //! - [`queue`]: the build queue (at most N at once, positions told to waiting builds).
-//! - [`executor`]: the [`executor::Executor`] trait and the local repo2docker executor.
-//! - [`kube`]: the Kubernetes Job executor (chosen by `executor = "kubernetes"`); at start-up
-//!   the worker adopts the build Jobs still running.
+//! - [`executor`]: the [`executor::Executor`] trait, its one vocabulary (spec, handle,
+//!   outcome, error) and the executors: `local` (repo2docker as a child process) and
+//!   `kubernetes` (a Job per build; at start-up the worker adopts the Jobs still running).
 //! - [`registry`]: the manifest re-check before a build.
 //! - [`logstore`]: finished build logs in an embedded redb database.
 //! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
@@ -27,21 +29,23 @@ pub mod builds;
 pub mod config;
 pub mod events;
 pub mod executor;
+pub mod health;
 pub mod hub;
 mod ids;
-pub mod kube;
 pub mod launcher;
 pub mod logstore;
 pub mod metrics;
 pub mod queue;
 pub mod registry;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use config::{ConfigError, ExecutorKind, Secret, WorkerConfig};
+pub use config::{ConfigError, Secret, WorkerConfig};
+pub use executor::ExecutorSettings;
 
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +59,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    /// The worker's clients or stores could not be set up.
+    /// The worker's clients, stores or build executor could not be set up.
     #[error("failed to set up the worker")]
-    Setup(#[source] api::StateError),
-    /// The Kubernetes client of the Kubernetes executor could not be made.
-    #[error("failed to set up the Kubernetes client: {0}")]
-    Kubernetes(String),
+    Setup(#[source] server::StateError),
 }
 
 /// Binds `config.listen` and serves until `shutdown` resolves.
@@ -76,54 +77,31 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
 
 /// Serves on an already bound listener (tests bind port 0) until `shutdown` resolves; then
 /// drains the HTTP connections and stops the running local builds and the launches in
-/// flight (see [`api::AppState::shutdown`]) before returning.
+/// flight (see [`server::AppState::shutdown`]) before returning.
 pub async fn serve(
     listener: TcpListener,
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let state = match config.builds.executor {
-        ExecutorKind::Local => api::AppState::new(config),
-        ExecutorKind::Kubernetes => {
-            let kube = &config.builds.kubernetes;
-            let client = kube_client(kube.api_url.as_deref()).await?;
-            let executor = Arc::new(kube::KubeExecutor::new(client, kube.executor.clone()));
-            api::AppState::with_executor(config, executor)
-        }
-    };
-    let state = Arc::new(state.map_err(RunError::Setup)?);
+    let state = Arc::new(
+        server::AppState::new(config)
+            .await
+            .map_err(RunError::Setup)?,
+    );
     match state.adopt_builds().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(builds = n, "adopted running builds"),
-        Err(error) => tracing::warn!(%error, "failed to adopt running builds"),
+        Err(error) => {
+            let error = error_chain(&error);
+            tracing::warn!(%error, "failed to adopt running builds");
+        }
     }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "bindery worker listening");
     }
-    api::serve(Arc::clone(&state), listener, shutdown).await;
+    server::serve(Arc::clone(&state), listener, shutdown).await;
     state.shutdown().await;
     Ok(())
-}
-
-/// The Kubernetes client: `api_url` when set (plain, no credentials), else in-cluster
-/// configuration or KUBECONFIG (`kube::Client::try_default`).
-async fn kube_client(api_url: Option<&str>) -> Result<::kube::Client, RunError> {
-    match api_url {
-        Some(url) => {
-            let uri = url.parse().map_err(|e| {
-                RunError::Kubernetes(format!("kubernetes.api_url {url:?} is not a URL: {e}"))
-            })?;
-            ::kube::Client::try_from(::kube::Config::new(uri))
-                .map_err(|e| RunError::Kubernetes(format!("for kubernetes.api_url {url:?}: {e}")))
-        }
-        None => ::kube::Client::try_default().await.map_err(|e| {
-            RunError::Kubernetes(format!(
-                "no Kubernetes configuration found: not running in a cluster \
-                 (KUBERNETES_SERVICE_HOST), no usable KUBECONFIG or ~/.kube/config, and no \
-                 kubernetes.api_url (BINDERY_KUBERNETES_API_URL) set: {e}"
-            ))
-        }),
-    }
 }
 
 /// An error with its causes, `: `-separated: what the hub and Kubernetes clients put in

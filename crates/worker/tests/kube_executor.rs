@@ -12,16 +12,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bindery_core::events::{Event, Phase};
-use bindery_worker::kube::{
-    BuildRun, BuildSpec, BuildUpdate, ExecutorSettings, JobSettings, KubeExecutor, Outcome,
-    build_job,
+use bindery_worker::executor::kubernetes::{
+    JobBuild, JobSettings, KubernetesExecutor, KubernetesSettings, build_job,
 };
+use bindery_worker::executor::{BuildOutcome, BuildSpec};
 use fake_kube::FakeKube;
 
 const NS: &str = "binder";
 
-fn settings() -> ExecutorSettings {
-    ExecutorSettings {
+fn settings() -> KubernetesSettings {
+    KubernetesSettings {
         job: JobSettings {
             namespace: NS.into(),
             push_secret: Some("binder-build-docker-config".into()),
@@ -30,6 +30,7 @@ fn settings() -> ExecutorSettings {
         },
         idle_timeout: Duration::from_secs(20),
         finish_grace: Duration::from_secs(5),
+        ..KubernetesSettings::default()
     }
 }
 
@@ -43,18 +44,24 @@ fn build() -> BuildSpec {
 }
 
 /// Reads a run to its end (bounded, so a hang fails the test).
-async fn finish(run: BuildRun) -> (Vec<Event>, Outcome) {
-    let mut events = Vec::new();
-    let outcome = tokio::time::timeout(Duration::from_secs(20), run.finish(|e| events.push(e)))
+async fn finish(run: JobBuild) -> (Vec<Event>, BuildOutcome) {
+    let mut handle = run.handle;
+    let read = async move {
+        let mut events = Vec::new();
+        while let Some(event) = handle.events.recv().await {
+            events.push(event);
+        }
+        (events, handle.outcome.await.expect("an outcome"))
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
         .await
-        .expect("the build ends");
-    (events, outcome)
+        .expect("the build ends")
 }
 
 /// Waits until `run` yields an event (the log is being followed).
-async fn next_event(run: &mut BuildRun) -> Event {
-    match tokio::time::timeout(Duration::from_secs(10), run.next()).await {
-        Ok(Some(BuildUpdate::Event(event))) => event,
+async fn next_event(run: &mut JobBuild) -> Event {
+    match tokio::time::timeout(Duration::from_secs(10), run.handle.events.recv()).await {
+        Ok(Some(event)) => event,
         other => panic!("expected an event, got {other:?}"),
     }
 }
@@ -123,19 +130,19 @@ fn the_job_manifest_passes_kubernetes_validate_strict() {
 #[tokio::test]
 async fn a_build_that_succeeds_streams_its_log_as_events_and_ends_built() {
     let fake = FakeKube::start().await;
-    let executor = KubeExecutor::new(fake.client(NS), settings());
-    let mut run = executor.start(&build()).await.unwrap();
+    let executor = KubernetesExecutor::new(fake.client(NS), settings());
+    let mut run = executor.start_job(&build()).await.unwrap();
     assert!(run.created);
-    let job = fake.job(NS, &build().name).expect("the job exists");
+    let job = fake.job(NS, &build().build_name).expect("the job exists");
     assert_eq!(
         job["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "bindery"
     );
 
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Pending");
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Pending");
     fake.log(NS, &pod, &line("fetching", "Cloning the repository\n"));
-    fake.set_phase(NS, &build().name, &pod, "Running");
+    fake.set_phase(NS, &build().build_name, &pod, "Running");
     let first = next_event(&mut run).await;
     assert_eq!(
         (first.phase, first.message.as_str()),
@@ -144,10 +151,10 @@ async fn a_build_that_succeeds_streams_its_log_as_events_and_ends_built() {
     fake.log(NS, &pod, &line("building", "Step 1/3\n"));
     fake.log(NS, &pod, "plain text from docker");
     fake.log(NS, &pod, &line("pushing", "Pushing image\n"));
-    fake.set_phase(NS, &build().name, &pod, "Succeeded");
+    fake.set_phase(NS, &build().build_name, &pod, "Succeeded");
 
     let (events, outcome) = finish(run).await;
-    assert_eq!(outcome, Outcome::Built);
+    assert_eq!(outcome, BuildOutcome::Succeeded);
     let phases: Vec<Phase> = events.iter().map(|e| e.phase).collect();
     assert_eq!(phases, [Phase::Building, Phase::Unknown, Phase::Pushing]);
     assert_eq!(events[1].message, "plain text from docker\n");
@@ -157,9 +164,9 @@ async fn a_build_that_succeeds_streams_its_log_as_events_and_ends_built() {
 #[tokio::test]
 async fn a_log_stream_that_ends_while_the_pod_runs_is_resumed_without_repeating_lines() {
     let fake = FakeKube::start().await;
-    let executor = KubeExecutor::new(fake.client(NS), settings());
-    let mut run = executor.start(&build()).await.unwrap();
-    let job = build().name;
+    let executor = KubernetesExecutor::new(fake.client(NS), settings());
+    let mut run = executor.start_job(&build()).await.unwrap();
+    let job = build().build_name;
     let pod = fake.pod_of(NS, &job).await;
     fake.set_phase(NS, &job, &pod, "Running");
     for step in ["one", "two", "three"] {
@@ -178,7 +185,7 @@ async fn a_log_stream_that_ends_while_the_pod_runs_is_resumed_without_repeating_
     fake.log(NS, &pod, &line("pushing", "step five\n"));
     fake.set_phase(NS, &job, &pod, "Succeeded");
     let (rest, outcome) = finish(run).await;
-    assert_eq!(outcome, Outcome::Built);
+    assert_eq!(outcome, BuildOutcome::Succeeded);
     let rest: Vec<&str> = rest.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(rest, ["step five\n"], "every line once, none lost");
 
@@ -200,18 +207,18 @@ async fn a_log_stream_that_ends_while_the_pod_runs_is_resumed_without_repeating_
 #[tokio::test]
 async fn a_failed_build_ends_failed_with_the_reason() {
     let fake = FakeKube::start().await;
-    let executor = KubeExecutor::new(fake.client(NS), settings());
-    let run = executor.start(&build()).await.unwrap();
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Running");
+    let executor = KubernetesExecutor::new(fake.client(NS), settings());
+    let run = executor.start_job(&build()).await.unwrap();
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "Step 1/3\n"));
     fake.log(NS, &pod, &line("failure", "No environment files found\n"));
-    fake.set_phase(NS, &build().name, &pod, "Failed");
+    fake.set_phase(NS, &build().build_name, &pod, "Failed");
 
     let (events, outcome) = finish(run).await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].phase, Phase::Failed);
-    let Outcome::Failed(reason) = outcome else {
+    let BuildOutcome::Failed(reason) = outcome else {
         panic!("expected failure, got {outcome:?}");
     };
     assert!(reason.contains("BackoffLimitExceeded"), "{reason}");
@@ -229,21 +236,21 @@ async fn a_pod_that_cannot_start_fails_the_build_naming_the_reason_and_its_job_i
         ("FailedMount", "MountVolume.SetUp failed"),
     ] {
         let fake = FakeKube::start().await;
-        let executor = KubeExecutor::new(fake.client(NS), settings());
-        let run = executor.start(&build()).await.unwrap();
-        let pod = fake.pod_of(NS, &build().name).await;
+        let executor = KubernetesExecutor::new(fake.client(NS), settings());
+        let run = executor.start_job(&build()).await.unwrap();
+        let pod = fake.pod_of(NS, &build().build_name).await;
         fake.set_waiting(NS, &pod, reason, message);
 
         let (events, outcome) = finish(run).await;
         assert!(events.is_empty(), "{events:?}");
         assert_eq!(
             outcome,
-            Outcome::Failed(format!(
+            BuildOutcome::Failed(format!(
                 "the build pod could not start ({reason}: {message})"
             ))
         );
         assert!(
-            fake.job(NS, &build().name).is_none(),
+            fake.job(NS, &build().build_name).is_none(),
             "the stuck job is deleted"
         );
     }
@@ -254,18 +261,18 @@ async fn a_build_past_its_timeout_fails_saying_so() {
     let fake = FakeKube::start().await;
     let mut settings = settings();
     settings.job.build_timeout = Duration::from_secs(1);
-    let executor = KubeExecutor::new(fake.client(NS), settings);
+    let executor = KubernetesExecutor::new(fake.client(NS), settings);
     let started = Instant::now();
-    let run = executor.start(&build()).await.unwrap();
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Running");
+    let run = executor.start_job(&build()).await.unwrap();
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "a very slow step\n"));
 
     let (events, outcome) = finish(run).await;
     assert_eq!(events.len(), 1);
     assert_eq!(
         outcome,
-        Outcome::Failed("the build timed out after 1 s".into())
+        BuildOutcome::Failed("the build timed out after 1 s".into())
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -275,20 +282,20 @@ async fn a_build_that_prints_nothing_for_the_idle_timeout_is_stopped() {
     let fake = FakeKube::start().await;
     let mut settings = settings();
     settings.idle_timeout = Duration::from_millis(500);
-    let executor = KubeExecutor::new(fake.client(NS), settings);
-    let run = executor.start(&build()).await.unwrap();
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Running");
+    let executor = KubernetesExecutor::new(fake.client(NS), settings);
+    let run = executor.start_job(&build()).await.unwrap();
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "then silence\n"));
 
     let (events, outcome) = finish(run).await;
     assert_eq!(events.len(), 1);
     assert_eq!(
         outcome,
-        Outcome::Failed("the build printed nothing for 0.5 s and was stopped".into())
+        BuildOutcome::Failed("the build printed nothing for 0.5 s and was stopped".into())
     );
     assert!(
-        fake.job(NS, &build().name).is_none(),
+        fake.job(NS, &build().build_name).is_none(),
         "the silent job is deleted"
     );
 }
@@ -299,68 +306,68 @@ async fn a_log_stream_that_keeps_ending_at_once_while_the_pod_runs_still_hits_th
         let fake = FakeKube::start().await;
         let mut settings = settings();
         settings.idle_timeout = Duration::from_millis(500);
-        let executor = KubeExecutor::new(fake.client(NS), settings);
-        let mut run = executor.start(&build()).await.unwrap();
-        let pod = fake.pod_of(NS, &build().name).await;
-        fake.set_phase(NS, &build().name, &pod, "Running");
+        let executor = KubernetesExecutor::new(fake.client(NS), settings);
+        let mut run = executor.start_job(&build()).await.unwrap();
+        let pod = fake.pod_of(NS, &build().build_name).await;
+        fake.set_phase(NS, &build().build_name, &pod, "Running");
         fake.log(NS, &pod, &line("building", "then silence\n"));
         // The log is being followed; from now on every follow stream ends at once.
         next_event(&mut run).await;
         fake.close_log(NS, &pod);
-        fake.set_phase(NS, &build().name, &pod, phase);
+        fake.set_phase(NS, &build().build_name, &pod, phase);
 
         let (events, outcome) = finish(run).await;
         assert!(events.is_empty(), "{phase}: {events:?}");
         assert_eq!(
             outcome,
-            Outcome::Failed("the build printed nothing for 0.5 s and was stopped".into()),
+            BuildOutcome::Failed("the build printed nothing for 0.5 s and was stopped".into()),
             "{phase}"
         );
-        assert!(fake.job(NS, &build().name).is_none(), "{phase}");
+        assert!(fake.job(NS, &build().build_name).is_none(), "{phase}");
     }
 }
 
 #[tokio::test]
 async fn a_restarted_worker_adopts_the_running_job_and_resumes_its_log() {
     let fake = FakeKube::start().await;
-    let first = KubeExecutor::new(fake.client(NS), settings());
-    let mut run = first.start(&build()).await.unwrap();
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Running");
+    let first = KubernetesExecutor::new(fake.client(NS), settings());
+    let mut run = first.start_job(&build()).await.unwrap();
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "before the restart\n"));
     assert_eq!(next_event(&mut run).await.message, "before the restart\n");
 
     // The worker dies mid-build: its follower stops.
     drop(first);
     let (_, outcome) = finish(run).await;
-    assert!(matches!(outcome, Outcome::Failed(_)));
+    assert!(matches!(outcome, BuildOutcome::Failed(_)));
 
-    let second = KubeExecutor::new(fake.client(NS), settings());
-    let mut adopted = second.adopt().await.unwrap();
+    let second = KubernetesExecutor::new(fake.client(NS), settings());
+    let mut adopted = second.adopt_jobs().await.unwrap();
     assert_eq!(adopted.len(), 1);
     let run = adopted.pop().unwrap();
     assert_eq!(run.build, build());
     assert!(!run.created);
     fake.log(NS, &pod, &line("pushing", "after the restart\n"));
-    fake.set_phase(NS, &build().name, &pod, "Succeeded");
+    fake.set_phase(NS, &build().build_name, &pod, "Succeeded");
     let (events, outcome) = finish(run).await;
-    assert_eq!(outcome, Outcome::Built);
+    assert_eq!(outcome, BuildOutcome::Succeeded);
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(messages, ["before the restart\n", "after the restart\n"]);
     assert_eq!(fake.job_creates(), 1);
 
     // Finished Jobs are not adopted.
-    assert!(second.adopt().await.unwrap().is_empty());
+    assert!(second.adopt_jobs().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_starts_of_one_image_create_one_job_and_all_see_the_outcome() {
     let fake = FakeKube::start().await;
-    let executor = KubeExecutor::new(fake.client(NS), settings());
+    let executor = KubernetesExecutor::new(fake.client(NS), settings());
     let starts: Vec<_> = (0..1000)
         .map(|_| {
             let executor = executor.clone();
-            tokio::spawn(async move { executor.start(&build()).await.unwrap() })
+            tokio::spawn(async move { executor.start_job(&build()).await.unwrap() })
         })
         .collect();
     let mut runs = Vec::new();
@@ -371,17 +378,17 @@ async fn a_thousand_concurrent_starts_of_one_image_create_one_job_and_all_see_th
     assert_eq!(fake.job_conflicts(), 999);
     assert_eq!(runs.iter().filter(|r| r.created).count(), 1);
 
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Running");
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "one build for everyone\n"));
-    fake.set_phase(NS, &build().name, &pod, "Succeeded");
+    fake.set_phase(NS, &build().build_name, &pod, "Succeeded");
     let readers: Vec<_> = runs
         .into_iter()
         .map(|run| tokio::spawn(finish(run)))
         .collect();
     for reader in readers {
         let (events, outcome) = reader.await.unwrap();
-        assert_eq!(outcome, Outcome::Built);
+        assert_eq!(outcome, BuildOutcome::Succeeded);
         assert_eq!(events.len(), 1);
     }
 }
@@ -389,17 +396,17 @@ async fn a_thousand_concurrent_starts_of_one_image_create_one_job_and_all_see_th
 #[tokio::test]
 async fn a_second_worker_attaches_to_the_job_another_created() {
     let fake = FakeKube::start().await;
-    let one = KubeExecutor::new(fake.client(NS), settings());
-    let two = KubeExecutor::new(fake.client(NS), settings());
-    let a = one.start(&build()).await.unwrap();
-    let b = two.start(&build()).await.unwrap();
+    let one = KubernetesExecutor::new(fake.client(NS), settings());
+    let two = KubernetesExecutor::new(fake.client(NS), settings());
+    let a = one.start_job(&build()).await.unwrap();
+    let b = two.start_job(&build()).await.unwrap();
     assert!(a.created && !b.created);
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Running");
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "shared\n"));
-    fake.set_phase(NS, &build().name, &pod, "Succeeded");
+    fake.set_phase(NS, &build().build_name, &pod, "Succeeded");
     let ((ea, oa), (eb, ob)) = tokio::join!(finish(a), finish(b));
-    assert_eq!((oa, ob), (Outcome::Built, Outcome::Built));
+    assert_eq!((oa, ob), (BuildOutcome::Succeeded, BuildOutcome::Succeeded));
     assert_eq!(ea, eb);
     assert_eq!(fake.job_creates(), 1);
 }
@@ -407,18 +414,18 @@ async fn a_second_worker_attaches_to_the_job_another_created() {
 #[tokio::test]
 async fn a_build_whose_job_failed_earlier_is_retried_with_a_new_job() {
     let fake = FakeKube::start().await;
-    let executor = KubeExecutor::new(fake.client(NS), settings());
-    let run = executor.start(&build()).await.unwrap();
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Failed");
-    assert!(matches!(finish(run).await.1, Outcome::Failed(_)));
+    let executor = KubernetesExecutor::new(fake.client(NS), settings());
+    let run = executor.start_job(&build()).await.unwrap();
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Failed");
+    assert!(matches!(finish(run).await.1, BuildOutcome::Failed(_)));
 
-    let retry = executor.start(&build()).await.unwrap();
+    let retry = executor.start_job(&build()).await.unwrap();
     assert!(retry.created);
     assert_eq!(fake.job_creates(), 2);
-    let pod = fake.pod_of(NS, &build().name).await;
-    fake.set_phase(NS, &build().name, &pod, "Succeeded");
-    assert_eq!(finish(retry).await.1, Outcome::Built);
+    let pod = fake.pod_of(NS, &build().build_name).await;
+    fake.set_phase(NS, &build().build_name, &pod, "Succeeded");
+    assert_eq!(finish(retry).await.1, BuildOutcome::Succeeded);
 }
 
 #[tokio::test]
@@ -430,7 +437,7 @@ async fn the_fake_api_filters_by_label_replays_watches_from_a_version_and_ends_t
     let fake = FakeKube::start().await;
     let jobs: Api<Job> = Api::namespaced(fake.client(NS), NS);
     let mut other = build();
-    other.name = "build-other-abc-e2".into();
+    other.build_name = "build-other-abc-e2".into();
     let first = build_job(&settings().job, &build()).unwrap();
     let mut second = build_job(&settings().job, &other).unwrap();
     second

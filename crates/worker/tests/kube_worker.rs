@@ -16,8 +16,8 @@ use std::time::Duration;
 use bindery_core::events::Phase;
 use bindery_core::worker_api::{Accepted, BuildRequest};
 use bindery_worker::WorkerConfig;
-use bindery_worker::config::ExecutorKind;
-use bindery_worker::kube::{BuildSpec, ExecutorSettings, JobSettings, KubeExecutor};
+use bindery_worker::executor::kubernetes::{JobSettings, KubernetesExecutor, KubernetesSettings};
+use bindery_worker::executor::{BuildSpec, ExecutorSettings};
 use fake_kube::FakeKube;
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -25,14 +25,15 @@ use support::{Stream, authed, follow, launch_request, worker};
 
 const NS: &str = "binder";
 
-fn executor_settings() -> ExecutorSettings {
-    ExecutorSettings {
+fn executor_settings() -> KubernetesSettings {
+    KubernetesSettings {
         job: JobSettings {
             namespace: NS.into(),
             ..JobSettings::default()
         },
         idle_timeout: Duration::from_secs(20),
         finish_grace: Duration::from_secs(5),
+        ..KubernetesSettings::default()
     }
 }
 
@@ -44,9 +45,10 @@ fn config(fake: &FakeKube) -> WorkerConfig {
 /// A worker configuration building with Jobs on `fake` and launching on `hub_url`.
 fn config_with_hub(fake: &FakeKube, hub_url: &str) -> WorkerConfig {
     let mut config = support::config(hub_url);
-    config.builds.executor = ExecutorKind::Kubernetes;
-    config.builds.kubernetes.api_url = Some(fake.url());
-    config.builds.kubernetes.executor = executor_settings();
+    config.builds.executor = ExecutorSettings::Kubernetes(KubernetesSettings {
+        api_url: Some(fake.url()),
+        ..executor_settings()
+    });
     config
 }
 
@@ -130,12 +132,12 @@ async fn a_prebuild_runs_as_one_job_whose_log_lines_become_events_ending_in_buil
     let events_url = format!("{}{}", worker.base, accepted.events_url);
     let reader = tokio::spawn(async move { follow(&events_url, None, None).await });
 
-    let pod = fake.pod_of(NS, &job.name).await;
-    assert!(fake.job(NS, &job.name).is_some());
-    fake.set_phase(NS, &job.name, &pod, "Running");
+    let pod = fake.pod_of(NS, &job.build_name).await;
+    assert!(fake.job(NS, &job.build_name).is_some());
+    fake.set_phase(NS, &job.build_name, &pod, "Running");
     fake.log(NS, &pod, &line("fetching", "Fetching the repository\n"));
     fake.log(NS, &pod, &line("building", "Step 1/1 : RUN echo built\n"));
-    fake.set_phase(NS, &job.name, &pod, "Succeeded");
+    fake.set_phase(NS, &job.build_name, &pod, "Succeeded");
 
     let stream = reader.await.unwrap();
     assert!(stream.ended);
@@ -160,11 +162,11 @@ async fn a_worker_started_while_a_build_job_runs_adopts_it_and_reports_it_to_the
     let job = job_of(&request);
     // The Job a previous worker created before it was killed.
     {
-        let previous = KubeExecutor::new(fake.client(NS), executor_settings());
-        assert!(previous.start(&job).await.unwrap().created);
+        let previous = KubernetesExecutor::new(fake.client(NS), executor_settings());
+        assert!(previous.start_job(&job).await.unwrap().created);
     }
-    let pod = fake.pod_of(NS, &job.name).await;
-    fake.set_phase(NS, &job.name, &pod, "Running");
+    let pod = fake.pod_of(NS, &job.build_name).await;
+    fake.set_phase(NS, &job.build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "before the restart\n"));
 
     let worker = worker(config(&fake)).await;
@@ -180,7 +182,7 @@ async fn a_worker_started_while_a_build_job_runs_adopts_it_and_reports_it_to_the
     let last_id = first.events[0].0;
 
     fake.log(NS, &pod, &line("pushing", "after the restart\n"));
-    fake.set_phase(NS, &job.name, &pod, "Succeeded");
+    fake.set_phase(NS, &job.build_name, &pod, "Succeeded");
     let rest = follow(&events_url, Some(last_id), None).await;
     assert!(rest.ended);
     let seen = messages(&rest);
@@ -204,23 +206,15 @@ async fn a_worker_started_while_a_build_job_runs_adopts_it_and_reports_it_to_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_build_through_the_executor_trait_deletes_its_job() {
-    use bindery_worker::executor::{self, BuildOutcome, Executor};
+    use bindery_worker::executor::{BuildOutcome, Executor};
 
     let fake = FakeKube::start().await;
     let request = build_request("kube-cancel");
     let job = job_of(&request);
-    let kube = KubeExecutor::new(fake.client(NS), executor_settings());
-    let handle = Executor::start(
-        &kube,
-        &executor::BuildSpec {
-            image: request.image.clone(),
-            build_name: job.name.clone(),
-            repo: request.repo_url.clone(),
-            git_ref: request.resolved_ref.clone(),
-        },
-    );
-    let pod = fake.pod_of(NS, &job.name).await;
-    fake.set_phase(NS, &job.name, &pod, "Running");
+    let kube = KubernetesExecutor::new(fake.client(NS), executor_settings());
+    let handle = Executor::start(&kube, &job);
+    let pod = fake.pod_of(NS, &job.build_name).await;
+    fake.set_phase(NS, &job.build_name, &pod, "Running");
     handle.cancel.send(true).unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(10), handle.outcome)
         .await
@@ -230,7 +224,10 @@ async fn cancelling_a_build_through_the_executor_trait_deletes_its_job() {
         outcome,
         BuildOutcome::Failed("the build was cancelled".into())
     );
-    assert!(fake.job(NS, &job.name).is_none(), "the job is deleted");
+    assert!(
+        fake.job(NS, &job.build_name).is_none(),
+        "the job is deleted"
+    );
 }
 
 async fn health_of(base: &str) -> (StatusCode, Value) {
@@ -266,9 +263,9 @@ async fn health_checks_the_kubernetes_api_and_reports_the_pod_quota_without_fail
         pods.create(&Default::default(), &pod).await.unwrap();
     }
     // A running build: its Job's pod counts as a build pod.
-    let previous = KubeExecutor::new(fake.client(NS), executor_settings());
+    let previous = KubernetesExecutor::new(fake.client(NS), executor_settings());
     previous
-        .start(&job_of(&build_request("kube-health")))
+        .start_job(&job_of(&build_request("kube-health")))
         .await
         .unwrap();
 
@@ -297,7 +294,10 @@ async fn health_checks_the_kubernetes_api_and_reports_the_pod_quota_without_fail
     assert_eq!(check(&body, "Pod quota")["quota"], Value::Null);
 
     let mut dead = config;
-    dead.builds.kubernetes.api_url = Some("http://127.0.0.1:9".into());
+    dead.builds.executor = ExecutorSettings::Kubernetes(KubernetesSettings {
+        api_url: Some("http://127.0.0.1:9".into()),
+        ..executor_settings()
+    });
     let dead = worker(dead).await;
     let (status, body) = health_of(&dead.base).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -313,11 +313,11 @@ async fn an_adopted_build_holds_a_queue_slot_until_it_ends() {
     let adopted = build_request("kube-adopted-slot");
     let adopted_job = job_of(&adopted);
     {
-        let previous = KubeExecutor::new(fake.client(NS), executor_settings());
-        assert!(previous.start(&adopted_job).await.unwrap().created);
+        let previous = KubernetesExecutor::new(fake.client(NS), executor_settings());
+        assert!(previous.start_job(&adopted_job).await.unwrap().created);
     }
-    let adopted_pod = fake.pod_of(NS, &adopted_job.name).await;
-    fake.set_phase(NS, &adopted_job.name, &adopted_pod, "Running");
+    let adopted_pod = fake.pod_of(NS, &adopted_job.build_name).await;
+    fake.set_phase(NS, &adopted_job.build_name, &adopted_pod, "Running");
 
     let mut config = config(&fake);
     config.builds.max_concurrent = 1;
@@ -343,7 +343,7 @@ async fn an_adopted_build_holds_a_queue_slot_until_it_ends() {
     assert_eq!(waiting.phase, Phase::Waiting, "{waiting:?}");
     assert_eq!(waiting.queue_position, Some(1));
     assert!(
-        fake.job(NS, &queued_job.name).is_none(),
+        fake.job(NS, &queued_job.build_name).is_none(),
         "no Job while the adopted build holds the only slot"
     );
     assert_eq!(
@@ -352,11 +352,11 @@ async fn an_adopted_build_holds_a_queue_slot_until_it_ends() {
     );
 
     // The adopted build ends: its slot goes to the queued build, whose Job starts.
-    fake.set_phase(NS, &adopted_job.name, &adopted_pod, "Succeeded");
-    let queued_pod = fake.pod_of(NS, &queued_job.name).await;
-    fake.set_phase(NS, &queued_job.name, &queued_pod, "Running");
+    fake.set_phase(NS, &adopted_job.build_name, &adopted_pod, "Succeeded");
+    let queued_pod = fake.pod_of(NS, &queued_job.build_name).await;
+    fake.set_phase(NS, &queued_job.build_name, &queued_pod, "Running");
     fake.log(NS, &queued_pod, &line("building", "now it runs\n"));
-    fake.set_phase(NS, &queued_job.name, &queued_pod, "Succeeded");
+    fake.set_phase(NS, &queued_job.build_name, &queued_pod, "Succeeded");
     let rest = follow(&events_url, Some(first.events[0].0), None).await;
     assert!(rest.ended);
     assert!(
@@ -397,7 +397,7 @@ async fn with_a_registry_configured_the_build_job_pushes_with_the_push_secret_mo
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let name = job_of(&request).name;
+    let name = job_of(&request).build_name;
     let pod = fake.pod_of(NS, &name).await;
     let job = fake.job(NS, &name).unwrap();
     let spec = &job["spec"]["template"]["spec"];
@@ -446,8 +446,8 @@ async fn a_thousand_concurrent_launches_of_one_missing_image_through_the_api_cre
     let distinct: std::collections::HashSet<&String> = urls.iter().collect();
     assert_eq!(distinct.len(), LAUNCHES, "one launch id each");
 
-    let pod = fake.pod_of(NS, &job.name).await;
-    fake.set_phase(NS, &job.name, &pod, "Running");
+    let pod = fake.pod_of(NS, &job.build_name).await;
+    fake.set_phase(NS, &job.build_name, &pod, "Running");
     fake.log(NS, &pod, &line("building", "the only build\n"));
     // Every launch follows the one build: its first event is the build's line.
     let firsts: Vec<Stream> = futures::stream::iter(urls.iter())
@@ -461,7 +461,7 @@ async fn a_thousand_concurrent_launches_of_one_missing_image_through_the_api_cre
             [(Phase::Building, "the only build\n".to_owned())]
         );
     }
-    fake.set_phase(NS, &job.name, &pod, "Succeeded");
+    fake.set_phase(NS, &job.build_name, &pod, "Succeeded");
 
     let rests: Vec<Stream> = futures::stream::iter(urls.iter().zip(&firsts))
         .map(|(url, first)| follow(url, Some(first.events[0].0), None))

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use bindery_core::events::{Event, Phase};
 use bindery_core::worker_api::{Accepted, BuildRequest};
 use bindery_worker::WorkerConfig;
-use bindery_worker::executor::local::LocalSettings;
-use bindery_worker::executor::{BuildOutcome, BuildSpec, Executor, LocalExecutor};
+use bindery_worker::executor::{
+    BuildOutcome, BuildSpec, Executor, ExecutorSettings, LocalExecutor, LocalSettings,
+};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use support::{Registry, authed, follow, launch_request, start_registry, worker};
@@ -155,7 +156,7 @@ async fn run_to_end(executor: &LocalExecutor, spec: &BuildSpec) -> (Vec<Event>, 
 
 fn config_with(settings: LocalSettings) -> WorkerConfig {
     let mut config = support::config("http://127.0.0.1:9/");
-    config.builds.local = settings;
+    config.builds.executor = ExecutorSettings::Local(settings);
     config
 }
 
@@ -482,7 +483,10 @@ async fn a_build_log_is_kept_after_the_build_and_survives_a_worker_restart() {
     drop(first);
     // The database is single-writer: wait until the stopped worker has let go of it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while bindery_worker::api::AppState::new(config.clone()).is_err() {
+    while bindery_worker::server::AppState::new(config.clone())
+        .await
+        .is_err()
+    {
         assert!(
             Instant::now() < deadline,
             "the first worker kept the log store"
@@ -660,7 +664,7 @@ fn real_config(dir: &Path, registry: &Registry) -> WorkerConfig {
     let mut config = support::config("http://127.0.0.1:9/");
     config.image_prefix = format!("{}/bindery-test-", registry.addr);
     config.builds.registry_url = Some(format!("http://{}", registry.addr));
-    config.builds.local = LocalSettings {
+    config.builds.executor = ExecutorSettings::Local(LocalSettings {
         repo2docker: venv_bin().join("repo2docker"),
         push: true,
         config_file: Some(offline),
@@ -668,7 +672,7 @@ fn real_config(dir: &Path, registry: &Registry) -> WorkerConfig {
         build_timeout: Duration::from_secs(120),
         idle_timeout: Duration::from_secs(60),
         ..LocalSettings::default()
-    };
+    });
     config
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindery_core::events::Phase;
+use bindery_worker::executor::{ExecutorSettings, LocalSettings};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use support::{
@@ -482,10 +483,7 @@ impl bindery_worker::executor::Executor for CountingHealth {
         unreachable!("no builds in this test")
     }
 
-    fn health(
-        &self,
-        _total_quota: Option<u32>,
-    ) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+    fn health(&self) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
         self.checks
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut release = self.release.subscribe();
@@ -503,11 +501,11 @@ async fn concurrent_health_requests_on_a_stale_cache_run_the_checks_once() {
         release: tokio::sync::watch::channel(false).0,
     });
     let config = support::config("http://127.0.0.1:9/");
-    let state = bindery_worker::api::AppState::with_executor(config, executor.clone()).unwrap();
+    let state = bindery_worker::server::AppState::with_executor(config, executor.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(bindery_worker::api::serve(
+    let served = tokio::spawn(bindery_worker::server::serve(
         Arc::new(state),
         listener,
         async {
@@ -549,7 +547,10 @@ async fn health_checks_the_hub_the_container_engine_and_the_registry_and_answers
     let dir = tempfile::tempdir().unwrap();
     let registry = support::start_registry(dir.path());
     let mut config = support::config(&hub.url);
-    config.builds.local.engine = Some("podman".into());
+    config.builds.executor = ExecutorSettings::Local(LocalSettings {
+        engine: Some("podman".into()),
+        ..LocalSettings::default()
+    });
     config.builds.registry_url = Some(format!("http://{}", registry.addr));
     let up = worker(config.clone()).await;
     let (status, body) = health_of(&up).await;
@@ -573,11 +574,14 @@ async fn health_checks_the_hub_the_container_engine_and_the_registry_and_answers
 
     // docker whose daemon is not there, and a registry that is gone.
     let mut broken = config.clone();
-    broken.builds.local.engine = Some("docker".into());
-    broken.builds.local.env = vec![(
-        "DOCKER_HOST".into(),
-        format!("unix://{}/no-such.sock", dir.path().display()),
-    )];
+    broken.builds.executor = ExecutorSettings::Local(LocalSettings {
+        engine: Some("docker".into()),
+        env: vec![(
+            "DOCKER_HOST".into(),
+            format!("unix://{}/no-such.sock", dir.path().display()),
+        )],
+        ..LocalSettings::default()
+    });
     broken.builds.registry_url = Some("http://127.0.0.1:9".into());
     let broken = worker(broken).await;
     let (status, body) = health_of(&broken).await;
@@ -591,7 +595,10 @@ async fn health_checks_the_hub_the_container_engine_and_the_registry_and_answers
     assert!(head.is_empty());
 
     let mut no_hub = support::config("http://127.0.0.1:9/");
-    no_hub.builds.local.engine = Some("podman".into());
+    no_hub.builds.executor = ExecutorSettings::Local(LocalSettings {
+        engine: Some("podman".into()),
+        ..LocalSettings::default()
+    });
     let down = worker(no_hub).await;
     let (status, body) = health_of(&down).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -724,7 +731,10 @@ async fn bad_input_is_refused_with_400_naming_the_problem() {
 #[tokio::test]
 async fn a_missing_image_or_a_prebuild_fails_cleanly_when_repo2docker_cannot_start() {
     let mut config = support::config("http://127.0.0.1:9/");
-    config.builds.local.repo2docker = "/nonexistent/repo2docker".into();
+    config.builds.executor = ExecutorSettings::Local(LocalSettings {
+        repo2docker: "/nonexistent/repo2docker".into(),
+        ..LocalSettings::default()
+    });
     let worker = worker(config).await;
     let mut launch = launch_request("org", "unbuilt");
     launch.image_present = false;

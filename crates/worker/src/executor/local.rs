@@ -19,11 +19,13 @@ use bindery_core::events::{Event, from_repo2docker_line};
 use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{BuildHandle, BuildOutcome, BuildSpec, Executor};
+use super::{BuildHandle, BuildOutcome, BuildSpec, Executor, ExecutorError};
+use crate::error_chain;
+use crate::health::HEALTH_TIMEOUT;
 
 /// How the local executor runs repo2docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +92,7 @@ impl LocalExecutor {
 
     /// The full argument list for `spec`: BinderHub's arguments, the engine and config
     /// options, and the repository last.
-    pub fn arguments(&self, spec: &BuildSpec) -> Result<Vec<String>, String> {
+    pub fn arguments(&self, spec: &BuildSpec) -> Result<Vec<String>, ExecutorError> {
         let mut extra = Vec::new();
         if let Some(engine) = &self.settings.engine {
             extra.push("--engine".to_owned());
@@ -108,7 +110,7 @@ impl LocalExecutor {
             extra_args: extra,
             repo: spec.repo.clone(),
         })
-        .map_err(|e| format!("failed to start the build: {e}"))
+        .map_err(ExecutorError::Input)
     }
 }
 
@@ -118,10 +120,11 @@ impl LocalExecutor {
         self.settings.engine.as_deref().unwrap_or("docker")
     }
 
-    /// Whether `<engine> version` succeeds within [`super::HEALTH_TIMEOUT`], with the
-    /// build environment (`DOCKER_HOST`, `CONTAINERS_CONF`, ...): for docker that means
-    /// the daemon answers too.
-    pub async fn engine_answers(&self) -> Result<(), String> {
+    /// Whether `<engine> version` succeeds within [`HEALTH_TIMEOUT`], with the build
+    /// environment (`DOCKER_HOST`, `CONTAINERS_CONF`, ...): for docker that means the daemon
+    /// answers too.
+    pub async fn engine_answers(&self) -> Result<(), ExecutorError> {
+        let engine = || self.engine().to_owned();
         let mut command = Command::new(self.engine());
         command
             .arg("version")
@@ -130,14 +133,14 @@ impl LocalExecutor {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let output = match tokio::time::timeout(super::HEALTH_TIMEOUT, command.output()).await {
-            Err(_) => {
-                return Err(format!(
-                    "`{} version` did not answer in time",
-                    self.engine()
-                ));
+        let output = match tokio::time::timeout(HEALTH_TIMEOUT, command.output()).await {
+            Err(_) => return Err(ExecutorError::EngineTimeout { engine: engine() }),
+            Ok(Err(source)) => {
+                return Err(ExecutorError::EngineSpawn {
+                    engine: engine(),
+                    source,
+                });
             }
-            Ok(Err(error)) => return Err(format!("failed to run {}: {error}", self.engine())),
             Ok(Ok(output)) => output,
         };
         if output.status.success() {
@@ -149,20 +152,16 @@ impl LocalExecutor {
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
-        Err(format!(
-            "`{} version` failed ({}): {}",
-            self.engine(),
-            output.status,
-            last.chars().take(300).collect::<String>()
-        ))
+        Err(ExecutorError::EngineFailed {
+            engine: engine(),
+            status: output.status,
+            stderr: last.chars().take(300).collect(),
+        })
     }
 }
 
 impl Executor for LocalExecutor {
-    fn health(
-        &self,
-        _total_quota: Option<u32>,
-    ) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+    fn health(&self) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
         Box::pin(async move {
             let mut check = serde_json::json!({
                 "service": "Container engine",
@@ -171,6 +170,7 @@ impl Executor for LocalExecutor {
             match self.engine_answers().await {
                 Ok(()) => check["ok"] = true.into(),
                 Err(error) => {
+                    let error = error_chain(&error);
                     tracing::warn!(%error, "health: the container engine does not answer");
                     // The reason goes to the log only: `/health` is public.
                     check["ok"] = false.into();
@@ -181,9 +181,7 @@ impl Executor for LocalExecutor {
     }
 
     fn start(&self, spec: &BuildSpec) -> BuildHandle {
-        let (events, events_rx) = mpsc::unbounded_channel();
-        let (outcome_tx, outcome) = oneshot::channel();
-        let (cancel, cancel_rx) = watch::channel(false);
+        let (handle, sink) = BuildHandle::channel();
         let args = self.arguments(spec);
         let settings = self.settings.clone();
         let build = spec.build_name.clone();
@@ -193,18 +191,25 @@ impl Executor for LocalExecutor {
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             let result = match args {
-                Ok(args) => run(&settings, &args, &events, cancel_rx, stopping).await,
-                Err(message) => BuildOutcome::Failed(message),
+                Ok(args) => {
+                    run(
+                        &settings,
+                        &args,
+                        &sink.events,
+                        sink.cancel.clone(),
+                        stopping,
+                    )
+                    .await
+                }
+                Err(error) => BuildOutcome::Failed(format!(
+                    "failed to start the build: {}",
+                    error_chain(&error)
+                )),
             };
             tracing::info!(%build, outcome = ?result, "local build ended");
-            drop(events);
-            let _ = outcome_tx.send(result);
+            sink.finish(result);
         });
-        BuildHandle {
-            events: events_rx,
-            outcome,
-            cancel,
-        }
+        handle
     }
 
     fn shutdown(&self, deadline: Duration) -> futures::future::BoxFuture<'_, ()> {

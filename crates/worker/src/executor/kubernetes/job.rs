@@ -19,6 +19,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
+use crate::executor::BuildSpec;
+
 /// `app.kubernetes.io/managed-by` on every build Job: adoption lists Jobs by it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The value of [`MANAGED_BY_LABEL`].
@@ -96,40 +98,15 @@ impl Default for JobSettings {
     }
 }
 
-/// One build: what to build and under which name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildSpec {
-    /// The build name (the Job's name): ≤ 63 characters, deterministic per image.
-    pub name: String,
-    /// The image to build.
-    pub image: String,
-    /// The repository URL.
-    pub repo_url: String,
-    /// The resolved ref.
-    pub git_ref: String,
-}
-
-impl BuildSpec {
-    /// A build named the BinderHub way from the provider's build slug and the resolved ref.
-    pub fn new(build_slug: &str, repo_url: &str, git_ref: &str, image: &str) -> BuildSpec {
-        BuildSpec {
-            name: bindery_core::image::build_name(build_slug, git_ref),
-            image: image.into(),
-            repo_url: repo_url.into(),
-            git_ref: git_ref.into(),
-        }
-    }
-
-    /// The build a Job was made for, read back from its name and annotations (adoption).
-    pub fn from_job(job: &Job) -> Option<BuildSpec> {
-        let annotations = job.metadata.annotations.as_ref()?;
-        Some(BuildSpec {
-            name: job.metadata.name.clone()?,
-            image: annotations.get(IMAGE_ANNOTATION)?.clone(),
-            repo_url: annotations.get(REPO_ANNOTATION)?.clone(),
-            git_ref: annotations.get(REF_ANNOTATION)?.clone(),
-        })
-    }
+/// The build a Job was made for, read back from its name and annotations (adoption).
+pub fn build_of(job: &Job) -> Option<BuildSpec> {
+    let annotations = job.metadata.annotations.as_ref()?;
+    Some(BuildSpec {
+        build_name: job.metadata.name.clone()?,
+        image: annotations.get(IMAGE_ANNOTATION)?.clone(),
+        repo: annotations.get(REPO_ANNOTATION)?.clone(),
+        git_ref: annotations.get(REF_ANNOTATION)?.clone(),
+    })
 }
 
 /// The builder node that rendezvous hashing ranks highest for `key`, as BinderHub's
@@ -183,7 +160,7 @@ fn dedicated_tolerations() -> Vec<Toleration> {
 }
 
 fn affinity(settings: &JobSettings, build: &BuildSpec) -> Affinity {
-    match sticky_node(&build.repo_url, &settings.builder_nodes) {
+    match sticky_node(&build.repo, &settings.builder_nodes) {
         Some(node) => Affinity {
             node_affinity: Some(NodeAffinity {
                 preferred_during_scheduling_ignored_during_execution: Some(vec![
@@ -240,7 +217,7 @@ pub fn build_job(settings: &JobSettings, build: &BuildSpec) -> Result<Job, Input
         push: settings.push || settings.push_secret.is_some(),
         appendix: settings.appendix.clone(),
         extra_args: settings.extra_args.clone(),
-        repo: build.repo_url.clone(),
+        repo: build.repo.clone(),
     })?);
 
     let mut volumes = vec![Volume {
@@ -278,16 +255,16 @@ pub fn build_job(settings: &JobSettings, build: &BuildSpec) -> Result<Job, Input
 
     let mut tolerations = dedicated_tolerations();
     tolerations.extend(settings.tolerations.iter().cloned());
-    let labels = labels(&build.name);
+    let labels = labels(&build.build_name);
     let annotations = label_map(&[
-        (REPO_ANNOTATION, &build.repo_url),
+        (REPO_ANNOTATION, &build.repo),
         (IMAGE_ANNOTATION, &build.image),
         (REF_ANNOTATION, &build.git_ref),
     ]);
 
     Ok(Job {
         metadata: ObjectMeta {
-            name: Some(build.name.clone()),
+            name: Some(build.build_name.clone()),
             namespace: Some(settings.namespace.clone()),
             labels: Some(labels.clone()),
             annotations: Some(annotations.clone()),
@@ -462,7 +439,7 @@ mod tests {
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let tolerations = pod.tolerations.expect("tolerations");
         assert_eq!(tolerations.len(), 2);
-        assert_eq!(BuildSpec::from_job(&job), Some(build()));
+        assert_eq!(build_of(&job), Some(build()));
     }
 
     #[test]
@@ -483,7 +460,7 @@ mod tests {
             .and_then(|n| n.preferred_during_scheduling_ignored_during_execution)
             .expect("preferred");
         assert_eq!(preferred[0].weight, 100);
-        let expected = sticky_node(&build().repo_url, &nodes).expect("node");
+        let expected = sticky_node(&build().repo, &nodes).expect("node");
         assert_eq!(expected, "node-a");
         assert_eq!(
             preferred[0]
