@@ -1,9 +1,8 @@
-//! A launch, from admission to `ready` or `failed` (BinderHub's `launcher.py` and `quota.py`).
+//! A launch, from admission to `ready` or `failed` (BinderHub's `launcher.py`).
 //!
-//! Quotas are counted over this worker's own launches: a slot is taken when a launch is
-//! admitted, under one mutex, so concurrent launches can never overshoot; it is given back
-//! when the launch fails, or — for a server that started — when the hub no longer has that
-//! server ([`Launcher::refresh_quota`], run periodically). A refusal is a `failed` event
+//! A launch is admitted against the quotas of [`crate::quota`]; its slot is given back when
+//! it fails, or, for a server that started, when [`Launcher::refresh_quota`] (run
+//! periodically) finds the hub no longer has that server. A refusal is a `failed` event
 //! with BinderHub's message and `status_code` 429 (errors travel on the event stream, as
 //! BinderHub's do, so the edge relays them like any other failure).
 //!
@@ -19,7 +18,6 @@
 //! waiting for its build or between attempts fails at once, and an attempt still spawning
 //! stops and deletes its user, so no half-started server is left on the hub.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -28,9 +26,7 @@ use tokio::task::JoinSet;
 
 use bindery_core::events::{Event, Phase, ReadyInfo};
 use bindery_core::launch::hub_username;
-use bindery_core::policy::{
-    QuotaDecision, SpecPolicy, check_quota, count_running, quota_from_repo_config,
-};
+use bindery_core::policy::{SpecPolicy, quota_from_repo_config};
 use bindery_core::worker_api::LaunchRequest;
 use serde_json::json;
 
@@ -41,6 +37,7 @@ use crate::executor::BuildSpec;
 use crate::hub::{HubClient, HubError, escape_name};
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::quota::Admission;
 
 /// The status code of a quota refusal.
 pub const QUOTA_STATUS: u16 = 429;
@@ -76,75 +73,6 @@ impl UserState {
             }
             Err(_) => UserState::MaybeCreated,
         }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Slot {
-    image: String,
-    user: Option<String>,
-    running: bool,
-}
-
-/// The quota counter: one slot per admitted launch or running server.
-#[derive(Debug, Default)]
-pub struct Admission {
-    slots: Mutex<HashMap<String, Slot>>,
-}
-
-impl Admission {
-    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
-        self.slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Counts and admits under one lock: a launch admitted here has its slot already.
-    pub fn admit(
-        &self,
-        launch_id: &str,
-        image: &str,
-        repo_quota: Option<u32>,
-        total_quota: Option<u32>,
-    ) -> QuotaDecision {
-        let mut slots = self.slots();
-        let images: Vec<&str> = slots.values().map(|s| s.image.as_str()).collect();
-        let decision = check_quota(count_running(&images, image), repo_quota, total_quota);
-        if decision == QuotaDecision::Admit {
-            slots.insert(
-                launch_id.to_owned(),
-                Slot {
-                    image: image.to_owned(),
-                    user: None,
-                    running: false,
-                },
-            );
-        }
-        decision
-    }
-
-    /// Gives a slot back.
-    pub fn release(&self, launch_id: &str) {
-        self.slots().remove(launch_id);
-    }
-
-    /// How many slots are taken.
-    pub fn taken(&self) -> usize {
-        self.slots().len()
-    }
-
-    fn update(&self, launch_id: &str, f: impl FnOnce(&mut Slot)) {
-        if let Some(slot) = self.slots().get_mut(launch_id) {
-            f(slot);
-        }
-    }
-
-    fn running_users(&self) -> Vec<(String, String)> {
-        self.slots()
-            .iter()
-            .filter(|(_, s)| s.running)
-            .filter_map(|(id, s)| s.user.clone().map(|u| (id.clone(), u)))
-            .collect()
     }
 }
 
@@ -616,36 +544,5 @@ config = { quota = 50 }
             UserState::after_create(&Err(HubError::Unreachable("down".into()))),
             UserState::MaybeCreated
         );
-    }
-
-    #[test]
-    fn admission_counts_per_image_and_in_total_and_releases() {
-        let admission = Admission::default();
-        assert_eq!(
-            admission.admit("l1", "r/a:1", Some(2), Some(3)),
-            QuotaDecision::Admit
-        );
-        assert_eq!(
-            admission.admit("l2", "r/a:2", Some(2), Some(3)),
-            QuotaDecision::Admit
-        );
-        assert_eq!(
-            admission.admit("l3", "r/a:3", Some(2), Some(3)),
-            QuotaDecision::RepoExceeded { quota: 2 }
-        );
-        assert_eq!(
-            admission.admit("l4", "r/b:1", Some(2), Some(3)),
-            QuotaDecision::Admit
-        );
-        assert_eq!(
-            admission.admit("l5", "r/c:1", Some(2), Some(3)),
-            QuotaDecision::TotalExceeded
-        );
-        admission.release("l1");
-        assert_eq!(
-            admission.admit("l6", "r/c:1", Some(2), Some(3)),
-            QuotaDecision::Admit
-        );
-        assert_eq!(admission.taken(), 3);
     }
 }

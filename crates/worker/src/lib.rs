@@ -13,7 +13,8 @@
 //! - [`health`]: `/health`: the checks, BinderHub's shape, the single-flight cache.
 //! - [`events`]: the in-memory, bounded, replayable event log of each launch and build.
 //! - [`hub`]: the JupyterHub REST client (create user, spawn, follow progress, delete).
-//! - [`launcher`]: a launch from admission to `ready` or `failed`, with quotas.
+//! - [`launcher`]: a launch from admission to `ready` or `failed`, with retries.
+//! - [`quota`]: the launch quotas, counted over this worker's launches.
 //! - [`builds`]: one build per image: registry re-check, queue, executor, stored log.
 //! - [`queue`]: the build queue (at most N at once, positions told to waiting builds).
 //! - [`executor`]: the [`executor::Executor`] trait, its one vocabulary (spec, handle,
@@ -23,6 +24,8 @@
 //! - [`logstore`]: finished build logs in an embedded redb database.
 //! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
 //! - `ids`: random launch ids, hub user suffixes and server tokens.
+
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod builds;
@@ -36,6 +39,7 @@ pub mod launcher;
 pub mod logstore;
 pub mod metrics;
 pub mod queue;
+pub mod quota;
 pub mod registry;
 pub mod server;
 

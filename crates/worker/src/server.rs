@@ -129,7 +129,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(15);
 impl AppState {
     /// The worker's shutdown phase, after the HTTP drain: stops every running local build
     /// (its process group killed, its child reaped) and every launch in flight (its hub
-    /// user deleted), waiting for each at most [`STOP_DEADLINE`].
+    /// user deleted), waiting for each at most `STOP_DEADLINE` (15 s).
     pub async fn shutdown(&self) {
         futures::future::join(
             self.builds.shutdown(STOP_DEADLINE),

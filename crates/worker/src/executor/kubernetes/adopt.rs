@@ -5,8 +5,8 @@
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, PostParams};
 
+use super::Cluster;
 use super::job::{self, build_job, build_of};
-use super::{Cluster, follow};
 use crate::executor::{BuildOutcome, BuildSpec, ExecutorError};
 
 impl Cluster {
@@ -19,10 +19,7 @@ impl Cluster {
         }
         let existing = self.jobs.get_opt(&build.build_name).await;
         if let Ok(Some(existing)) = existing
-            && matches!(
-                follow::job_outcome(&existing),
-                Some(BuildOutcome::Failed(_))
-            )
+            && matches!(job::outcome_of(&existing), Some(BuildOutcome::Failed(_)))
         {
             self.delete(&build.build_name).await;
             return self.create(build, &manifest).await;
@@ -55,7 +52,7 @@ impl Cluster {
         Ok(list
             .items
             .iter()
-            .filter(|job| follow::job_outcome(job).is_none())
+            .filter(|job| job::outcome_of(job).is_none())
             .filter_map(build_of)
             .collect())
     }

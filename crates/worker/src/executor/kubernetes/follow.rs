@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bindery_core::events::{Event, from_repo2docker_line};
 use futures::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, LogParams, PropagationPolicy};
@@ -118,10 +117,10 @@ impl Cluster {
                 }
             }
         }
-        let ended = await_condition(self.jobs.clone(), name, job_finished);
+        let ended = await_condition(self.jobs.clone(), name, job::finished);
         let limit = grace.unwrap_or(self.settings.job.build_timeout + self.settings.finish_grace);
         match tokio::time::timeout(limit, ended).await {
-            Ok(Ok(Some(job))) => job_outcome(&job).unwrap_or_else(|| {
+            Ok(Ok(Some(job))) => job::outcome_of(&job).unwrap_or_else(|| {
                 BuildOutcome::Failed("the build job ended without a result".into())
             }),
             Ok(Ok(None)) => {
@@ -167,7 +166,7 @@ impl Cluster {
                 Some(wait) => wait,
                 None => PodWait::Error("the build pod watch ended".into()),
             },
-            ended = await_condition(self.jobs.clone(), name, job_finished) => match ended {
+            ended = await_condition(self.jobs.clone(), name, job::finished) => match ended {
                 Ok(_) => {
                     let pods = self.pods.list(&ListParams::default().labels(&selector)).await;
                     let pod = pods.ok().and_then(|list| {
@@ -250,44 +249,6 @@ impl Cluster {
                 Err(error) => return LogEnd::Error(error.to_string()),
             }
         }
-    }
-}
-
-/// A Job is over when it is gone or has a true `Complete` or `Failed` condition.
-fn job_finished(job: Option<&Job>) -> bool {
-    job.is_none_or(|job| job_outcome(job).is_some())
-}
-
-/// How a Job ended, when it has.
-pub(super) fn job_outcome(job: &Job) -> Option<BuildOutcome> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .filter(|c| c.status == "True")
-        .find_map(|c| match c.type_.as_str() {
-            "Complete" => Some(BuildOutcome::Succeeded),
-            "Failed" => Some(BuildOutcome::Failed(failure_message(
-                c.reason.as_deref(),
-                c.message.as_deref(),
-                job,
-            ))),
-            _ => None,
-        })
-}
-
-fn failure_message(reason: Option<&str>, message: Option<&str>, job: &Job) -> String {
-    if reason == Some("DeadlineExceeded") {
-        let limit = job
-            .spec
-            .as_ref()
-            .and_then(|s| s.active_deadline_seconds)
-            .unwrap_or_default();
-        return format!("the build timed out after {limit} s");
-    }
-    match (reason, message) {
-        (Some(reason), Some(message)) => format!("the build failed ({reason}): {message}"),
-        (Some(text), None) | (None, Some(text)) => format!("the build failed: {text}"),
-        (None, None) => "the build failed".into(),
     }
 }
 

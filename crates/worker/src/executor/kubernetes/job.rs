@@ -1,4 +1,5 @@
-//! The `batch/v1` Job that runs one repo2docker build, built from settings alone (no I/O).
+//! The `batch/v1` Job that runs one repo2docker build, built from settings alone, and
+//! read back: the build it was made for, and how it ended (no I/O).
 //!
 //! The Job's name is the build name, deterministic per image, so a second creator (another
 //! replica, a restarted worker) gets `409 Conflict` and attaches to the running build: this
@@ -19,7 +20,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::executor::BuildSpec;
+use crate::executor::{BuildOutcome, BuildSpec};
 
 /// `app.kubernetes.io/managed-by` on every build Job: adoption lists Jobs by it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -107,6 +108,44 @@ pub fn build_of(job: &Job) -> Option<BuildSpec> {
         repo: annotations.get(REPO_ANNOTATION)?.clone(),
         git_ref: annotations.get(REF_ANNOTATION)?.clone(),
     })
+}
+
+/// A Job is over when it is gone or has a true `Complete` or `Failed` condition.
+pub fn finished(job: Option<&Job>) -> bool {
+    job.is_none_or(|job| outcome_of(job).is_some())
+}
+
+/// How a Job ended, when it has.
+pub fn outcome_of(job: &Job) -> Option<BuildOutcome> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .filter(|c| c.status == "True")
+        .find_map(|c| match c.type_.as_str() {
+            "Complete" => Some(BuildOutcome::Succeeded),
+            "Failed" => Some(BuildOutcome::Failed(failure_message(
+                c.reason.as_deref(),
+                c.message.as_deref(),
+                job,
+            ))),
+            _ => None,
+        })
+}
+
+fn failure_message(reason: Option<&str>, message: Option<&str>, job: &Job) -> String {
+    if reason == Some("DeadlineExceeded") {
+        let limit = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_deadline_seconds)
+            .unwrap_or_default();
+        return format!("the build timed out after {limit} s");
+    }
+    match (reason, message) {
+        (Some(reason), Some(message)) => format!("the build failed ({reason}): {message}"),
+        (Some(text), None) | (None, Some(text)) => format!("the build failed: {text}"),
+        (None, None) => "the build failed".into(),
+    }
 }
 
 /// The builder node that rendezvous hashing ranks highest for `key`, as BinderHub's
