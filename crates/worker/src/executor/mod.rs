@@ -43,14 +43,11 @@ impl Default for ExecutorSettings {
 }
 
 impl ExecutorSettings {
-    /// The value of `executor` that selects each executor, in the order of the variants.
-    pub const NAMES: [&'static str; 2] = ["local", "kubernetes"];
-
     /// The value of `executor` that selects this executor.
     pub fn name(&self) -> &'static str {
         match self {
-            ExecutorSettings::Local(_) => Self::NAMES[0],
-            ExecutorSettings::Kubernetes(_) => Self::NAMES[1],
+            ExecutorSettings::Local(_) => "local",
+            ExecutorSettings::Kubernetes(_) => "kubernetes",
         }
     }
 
