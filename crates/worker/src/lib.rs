@@ -33,6 +33,7 @@ pub mod kube;
 pub mod launcher;
 pub mod logstore;
 pub mod metrics;
+mod outbound;
 pub mod queue;
 pub mod registry;
 
