@@ -299,6 +299,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_token_the_registry_refuses_is_replaced_by_a_fresh_one() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        let token_url = "http://127.0.0.1:5001/token";
+        fetch.once("HEAD", MANIFEST, challenge());
+        fetch.once("GET", token_url, response(200, &[], r#"{"token":"old"}"#));
+        fetch.once("HEAD", MANIFEST, response(404, &[], ""));
+        // Later: the cached `old` is refused, a fresh token is fetched and accepted.
+        fetch.once("HEAD", MANIFEST, challenge());
+        fetch.once("GET", token_url, response(200, &[], r#"{"token":"new"}"#));
+        fetch.once("HEAD", MANIFEST, response(200, &[], ""));
+        let cfg = cfg(None);
+        assert!(
+            !block_on(check_registry(IMAGE, &cfg, &cache, &fetch, NOW))
+                .unwrap()
+                .present
+        );
+        let later = block_on(check_registry(IMAGE, &cfg, &cache, &fetch, NOW + 1)).unwrap();
+        assert!(later.present);
+        assert_eq!(later.upstream_calls, 3);
+        assert_eq!(fetch.requests()[3].headers()["authorization"], "Bearer old");
+        assert_eq!(fetch.requests()[5].headers()["authorization"], "Bearer new");
+        let cached = cache.token(REG, "binder-o-2dr-abc123", NOW + 2);
+        assert_eq!(cached.map(|t| t.token).as_deref(), Some("new"));
+    }
+
+    #[test]
     fn a_refused_token_is_dropped_and_a_second_challenge_is_unauthorized() {
         let kv = MemoryKv::default();
         let cache = Cache::new(&kv);
