@@ -2,12 +2,12 @@
 //!
 //! Every value is a Spin component variable mapped from an application variable of the
 //! same name in `spin.toml` ([`VARIABLES`] lists them, with who reads each). A component
-//! reads those its reader's list names with [`EdgeConfig::load_declared`]; a variable the
-//! component does not declare reads as unset, and an empty string is unset too. Malformed
-//! values (a bad URL, regex, CIDR or number) fail the load with an error that names the
-//! variable; values that only some requests need (the worker, the registry, the image
-//! prefix) are checked by the getters that hand them out, so a badge never fails because
-//! the worker token is unset.
+//! reads those its reader's list names with `EdgeConfig::load_declared` (wasm only); a
+//! variable the component does not declare reads as unset, and an empty string is unset
+//! too. Malformed values (a bad URL, regex, CIDR or number) fail the load with an error
+//! that names the variable; values that only some requests need (the worker, the registry,
+//! the image prefix) are checked by the getters that hand them out, so a badge never fails
+//! because the worker token is unset.
 //!
 //! Lists (`prebuild_specs`, `banned_specs`, `allowed_specs`, `high_quota_specs`,
 //! `ban_networks`) hold one item per line; a value without a newline is split on commas

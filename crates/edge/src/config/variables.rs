@@ -93,7 +93,7 @@ const RESOLVING: &[Reader] = &[Launch, Resolve];
 /// answer comes out the same as a resolved one.
 const CACHED: &[Reader] = &[Launch, Resolve, CachedResolve];
 
-/// Every variable `EdgeConfig` knows, with who reads it; [`crate::EdgeConfig::load_declared`]
+/// Every variable `EdgeConfig` knows, with who reads it; `EdgeConfig::load_declared`
 /// reads those a reader's list names.
 pub const VARIABLES: &[Var] = &[
     var(WORKER_URL, &[Launch, Webhook]),
