@@ -141,6 +141,7 @@ pub(super) enum ProbeError {
 }
 
 /// The start-up probe: one `GET` and its status, within [`CHECK_TIMEOUT`].
+#[derive(Debug)]
 pub(super) struct Probe {
     client: reqwest::Client,
 }
