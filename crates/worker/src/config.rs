@@ -2,10 +2,9 @@
 //!
 //! The environment wins over the file, so a Kubernetes Secret can supply the tokens while
 //! a ConfigMap holds the rest. Secrets are wrapped in [`Secret`], whose `Debug` prints
-//! `"<redacted>"`, so logging the configuration never leaks them.
+//! `Secret(<redacted>)`, so logging the configuration never leaks them.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,27 +15,8 @@ use serde::Deserialize;
 use crate::executor::local::LocalSettings;
 use crate::kube::ExecutorSettings;
 
-/// A value that must never be logged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
+/// Secrets are `bindery_core`'s, so the edge and the worker redact them the same way.
+pub use bindery_core::Secret;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +291,7 @@ impl WorkerConfig {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<WorkerConfig, ConfigError> {
-        let mut raw = match file {
+        let raw = match file {
             Some(path) => {
                 let shown = path.display().to_string();
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -325,6 +305,29 @@ impl WorkerConfig {
             }
             None => FileConfig::default(),
         };
+        Self::from_file_config(raw, env)
+    }
+
+    /// The settings of a worker file given as a parsed table (what `bindery up` derives
+    /// from `bindery.toml`), then `env` over them, as [`WorkerConfig::from_sources`] does
+    /// for a file.
+    pub fn from_table(
+        settings: toml::Table,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<WorkerConfig, ConfigError> {
+        let raw = toml::Value::Table(settings)
+            .try_into::<FileConfig>()
+            .map_err(|e| ConfigError::Parse {
+                path: "the worker settings".into(),
+                message: e.to_string(),
+            })?;
+        Self::from_file_config(raw, env)
+    }
+
+    fn from_file_config(
+        mut raw: FileConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<WorkerConfig, ConfigError> {
         let text = |name: &str, slot: &mut Option<String>| {
             if let Some(v) = env(name).filter(|v| !v.is_empty()) {
                 *slot = Some(v);
@@ -385,8 +388,12 @@ impl WorkerConfig {
             return Err(ConfigError::Missing(missing));
         };
         check_url("hub_url", &hub_url)?;
-        let mut config =
-            WorkerConfig::new(Secret(token), &hub_url, Secret(hub_api_token), image_prefix);
+        let mut config = WorkerConfig::new(
+            Secret::new(token),
+            &hub_url,
+            Secret::new(hub_api_token),
+            image_prefix,
+        );
         if let Some(listen) = raw.listen {
             config.listen = listen.parse().map_err(|_| ConfigError::Invalid {
                 what: "listen address".into(),
@@ -481,7 +488,7 @@ impl WorkerConfig {
             builds.registry_url = Some(url);
         }
         builds.registry_username = raw.registry_username;
-        builds.registry_password = raw.registry_password.map(Secret);
+        builds.registry_password = raw.registry_password.map(Secret::new);
         builds.log_store = raw.build_log_path.map(PathBuf::from);
         if let Some(n) = raw.max_concurrent_builds {
             builds.max_concurrent = n.max(1);
