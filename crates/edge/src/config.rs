@@ -85,12 +85,13 @@ pub struct Worker<'a> {
 /// image name without its first `/` segment, BinderHub's split). They are separate because
 /// the URL carries the scheme and may differ from the name pushed under (a registry
 /// reached through a proxy or a cluster-internal name).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Registry<'a> {
     /// The base URL, without a trailing `/`.
     pub url: &'a str,
-    /// The username and password for HTTP Basic, when a username is set.
-    pub credentials: Option<(&'a str, &'a str)>,
+    /// The pull credentials, when a username is set (the rule is the core's, shared with
+    /// the worker).
+    pub credentials: Option<bindery_core::registry::Credentials>,
 }
 
 /// Everything an edge component is configured with.
@@ -261,10 +262,10 @@ impl EdgeConfig {
             name: REGISTRY_URL,
             hint: "set it to the base URL of the registry in image_prefix, e.g. http://127.0.0.1:5000",
         })?;
-        let credentials = self.registry_username.as_deref().map(|user| {
-            let password = self.registry_password.as_ref().map_or("", Secret::expose);
-            (user, password)
-        });
+        let credentials = bindery_core::registry::Credentials::from_config(
+            self.registry_username.as_deref(),
+            self.registry_password.as_ref().map(Secret::expose),
+        );
         Ok(Registry { url, credentials })
     }
 

@@ -14,9 +14,7 @@
 //! [`crate::config::Registry`] for how `registry_url` and `image_prefix` relate.
 
 use bindery_core::cache::{CachedToken, LastStatus, Lookup};
-use bindery_core::registry::{
-    Credentials, ImagePresence, ManifestCheck, ManifestCheckError, Step, TokenChange,
-};
+use bindery_core::registry::{ImagePresence, ManifestCheck, ManifestCheckError, Step, TokenChange};
 use bindery_core::split_image;
 use thiserror::Error;
 
@@ -93,9 +91,6 @@ pub async fn check_registry(
     let registry = cfg.registry()?;
     let name = split_image(image);
     let repository = name.repository.as_str();
-    let credentials = registry
-        .credentials
-        .map(|(username, password)| Credentials::new(username, password));
     let cached_token = cache.token(registry.url, repository, now).map(|t| t.token);
     let apply = |change: Option<TokenChange>| match change {
         Some(TokenChange::Store(token)) => {
@@ -110,7 +105,7 @@ pub async fn check_registry(
         registry.url,
         repository,
         &name.tag,
-        credentials,
+        registry.credentials,
         cached_token,
         now,
     );

@@ -157,7 +157,7 @@ fn values_are_parsed() {
     .unwrap();
     assert_eq!(
         cfg.registry().unwrap().credentials,
-        Some(("puller", "pw")),
+        Some(bindery_core::registry::Credentials::new("puller", "pw")),
         "basic credentials"
     );
     assert_eq!(cfg.image_prefix().unwrap(), "127.0.0.1:5000/binder-");
