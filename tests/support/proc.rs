@@ -1,7 +1,8 @@
 //! Child processes that are always killed and reaped: PID 1 here does not reap orphans.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// A running child; killed and waited for on drop.
 #[derive(Debug)]
@@ -25,10 +26,33 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("failed to start {name}: {e}"));
+        Proc::adopt(name, child)
+    }
+
+    /// Takes over a child started elsewhere (with its own pipes), so it is killed and
+    /// reaped on drop like the others.
+    pub fn adopt(name: &str, child: Child) -> Proc {
         Proc {
             child,
             name: name.to_string(),
         }
+    }
+
+    /// Takes the child's stdout and stderr pipes, when it was started with them.
+    pub fn take_pipes(&mut self) -> (Option<ChildStdout>, Option<ChildStderr>) {
+        (self.child.stdout.take(), self.child.stderr.take())
+    }
+
+    /// Waits up to `limit` for the child to exit; its exit status when it did.
+    pub fn wait_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Whether the child is still running.
@@ -48,19 +72,12 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `secs` for the child to exit; its exit status when it
     /// did.
-    pub fn terminate_status(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+    pub fn terminate_status(&mut self, secs: u64) -> Option<ExitStatus> {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        None
+        self.wait_within(Duration::from_secs(secs))
     }
 }
 

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::proc::Proc;
 
@@ -106,7 +106,10 @@ pub fn run_to_end(args: &[&str], env: &[(&str, String)]) -> std::process::Output
     for (name, value) in env {
         cmd.env(name, value);
     }
-    let mut child = cmd.spawn().expect("failed to start bindery up");
+    let mut proc = Proc::adopt(
+        "bindery up",
+        cmd.spawn().expect("failed to start bindery up"),
+    );
     // Read both pipes while waiting, so a chatty child never blocks on a full pipe.
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -117,20 +120,12 @@ pub fn run_to_end(args: &[&str], env: &[(&str, String)]) -> std::process::Output
             bytes
         })
     };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = Instant::now() + REFUSE_WITHIN;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (out, err) = proc.take_pipes();
+    let stdout = drain(out.map(|p| Box::new(p) as _));
+    let stderr = drain(err.map(|p| Box::new(p) as _));
+    let status = proc.wait_within(REFUSE_WITHIN);
+    // Killed and reaped before the pipes are read to their end.
+    drop(proc);
     let stdout = stdout.join().unwrap();
     let stderr = stderr.join().unwrap();
     let Some(status) = status else {

@@ -31,7 +31,7 @@
 //! The answer is `202` with a short JSON summary of what was done. A failed prebuild
 //! request answers `502` and the delivery is not remembered, so a redelivery retries.
 
-use bindery_core::cache::{CachedRef, LastStatus, Lookup, RefSource};
+use bindery_core::cache::{CachedRef, LastStatus, Lookup, RefSource, stale_push_key};
 use bindery_core::provider::ProviderId;
 use bindery_core::resolve::encode_all;
 use bindery_core::webhook::{
@@ -261,7 +261,7 @@ pub async fn on_push(
     // every key of the ref is dropped, so the next launch asks the provider, and the push
     // is remembered as stale for a day, so that sending it again once the entries are gone
     // cannot write its old commit either.
-    let stale_marker = format!("{}/stale/{commit}", repo_ref_key(&spec, git_ref));
+    let stale_marker = stale_push_key(&spec, git_ref, commit);
     let held: Vec<Option<String>> = keys
         .iter()
         .map(|key| {

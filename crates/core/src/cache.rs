@@ -32,7 +32,10 @@ pub use entries::{
     CachedDelivery, CachedRef, CachedStatus, CachedToken, ImagePresence, LastStatus, RefSource,
 };
 pub(crate) use keys::delivery_key;
-pub use keys::{MAX_KEY_BYTES, image_key, rate_key, ref_key, status_key, token_key};
+pub use keys::{
+    MAX_KEY_BYTES, edge_health_key, image_key, rate_key, ref_key, repo_ref_key, spec_ref_key,
+    stale_push_key, status_key, token_key,
+};
 
 /// How long each kind of entry lives, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@
 //! - [`badge`]: launch and live status badges as SVG.
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
 //! - [`worker_api`]: the request and answer types of the internal edge → worker API.
+//! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.
 
@@ -34,6 +35,7 @@ pub mod policy;
 pub mod provider;
 pub mod registry;
 pub mod resolve;
+pub mod secret;
 pub mod sse;
 pub mod validate;
 pub mod webhook;
@@ -41,4 +43,5 @@ pub mod worker_api;
 
 pub use image::{ImageName, build_name, image_name, split_image};
 pub use provider::{ProviderId, Spec};
+pub use secret::Secret;
 pub use validate::InputError;

@@ -29,22 +29,22 @@ pub use quota::{
 };
 pub use rate::{RateLimitState, RateLimiter, RateWindow, count_request, rate_limit_message};
 pub use spec::{
-    SpecPatterns, SpecPolicy, SpecPolicyConfig, banned_message, quota_from_repo_config,
+    SpecList, SpecPatterns, SpecPolicy, SpecPolicyConfig, banned_message, quota_from_repo_config,
     repo_config_from_value,
 };
 
 /// A policy setting that cannot be used; the message names the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PolicyError {
-    /// A `banned_specs`, `allowed_specs`, `high_quota_specs` or `spec_config` pattern that
-    /// does not compile.
+    /// A pattern of one of the [`SpecList`]s that does not compile.
     #[error(
-        "failed to compile `{list}` pattern {pattern}: {reason} \
-         (patterns use Rust regex syntax: no look-around or backreferences)"
+        "failed to compile `{}` pattern {pattern}: {reason} \
+         (patterns use Rust regex syntax: no look-around or backreferences)",
+        list.setting()
     )]
     InvalidPattern {
         /// The setting the pattern comes from.
-        list: &'static str,
+        list: SpecList,
         /// The pattern, truncated and escaped.
         pattern: String,
         /// The compiler's explanation.

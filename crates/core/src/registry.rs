@@ -6,8 +6,10 @@
 //! [`interpret_manifest_response`] turns the status and headers into a [`ManifestAnswer`],
 //! and when the registry asks for a bearer token, [`parse_www_authenticate`],
 //! [`token_request`] and [`parse_token_response`] do the token dance of the Docker
-//! registry token spec. [`from_docker_config`] reads the credentials the way BinderHub
-//! reads `~/.docker/config.json`.
+//! registry token spec. [`ManifestCheck`] puts these together as one state machine
+//! (challenge → token → retry) that the edge and the worker both drive with their own
+//! HTTP client. [`from_docker_config`] reads the credentials the way BinderHub reads
+//! `~/.docker/config.json`.
 //!
 //! Deliberate deviations from BinderHub (§1.9 of the reference notes):
 //!
@@ -24,6 +26,7 @@
 //! and no password or token ever appears in `Debug` output or an error message.
 
 mod challenge;
+mod check;
 mod docker_config;
 mod manifest;
 mod token;
@@ -35,6 +38,9 @@ use thiserror::Error;
 use url::Url;
 
 pub use challenge::{BearerChallenge, ChallengeError, parse_www_authenticate};
+pub use check::{
+    Credentials, ImagePresence, MAX_REQUESTS, ManifestCheck, ManifestCheckError, Step, TokenChange,
+};
 pub use docker_config::{DockerConfigAuth, from_docker_config, from_docker_config_with_url};
 pub use manifest::{
     ManifestAnswer, interpret_manifest_response, is_digest, manifest_request, validate_repository,
@@ -312,6 +318,37 @@ mod tests {
                     error: None,
                 };
                 let _ = token_request(&challenge, Some((&repository, &tag)));
+            }
+
+            #[test]
+            fn the_manifest_check_ends_within_its_bound_on_any_answers(
+                answers in proptest::collection::vec(
+                    (
+                        prop_oneof![Just(200u16), Just(401), Just(404), any::<u16>()],
+                        prop_oneof![
+                            Just("Bearer realm=\"https://a.example.org/t\",service=\"s\",scope=\"x\"".to_owned()),
+                            ".{0,60}",
+                        ],
+                        prop_oneof![Just(br#"{"token":"t"}"#.to_vec()), proptest::collection::vec(any::<u8>(), 0..40)],
+                    ),
+                    0..12,
+                ),
+                cached in proptest::option::of("[a-z]{1,8}"),
+            ) {
+                let credentials = Some(Credentials::new("u", "p"));
+                let (mut check, mut step) =
+                    ManifestCheck::new("https://r.example.org", "a/b", "t", credentials, cached, 0);
+                for (status, header, body) in answers {
+                    if !matches!(step, Step::Send { .. }) {
+                        break;
+                    }
+                    let mut headers = http::HeaderMap::new();
+                    if let Ok(value) = http::HeaderValue::from_str(&header) {
+                        headers.insert(http::header::WWW_AUTHENTICATE, value);
+                    }
+                    step = check.feed(status, &headers, &body);
+                }
+                prop_assert!(check.requests_sent() <= MAX_REQUESTS);
             }
 
             #[test]

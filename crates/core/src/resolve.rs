@@ -6,18 +6,20 @@
 //! is a free conditional request, and retries GitHub's `master`/`main` as `HEAD` the way
 //! BinderHub does for renamed default branches. The edge and the worker each run it with
 //! their own HTTP client; the provider modules in [`crate::provider`] own the parsing.
-
-use std::fmt;
+//! [`ref_cache`] decides what a cached ref answers and what is stored after a resolution.
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::Value;
 
+use crate::Secret;
 use crate::provider::{Spec, is_digits, zenodo::ZenodoSpec};
 use crate::validate::is_full_commit;
 
 mod parse;
+pub mod ref_cache;
 
 pub use parse::{parse_advertisement, parse_timestamp};
+pub use ref_cache::ResolveSource;
 
 /// Most redirects followed before giving up.
 pub const MAX_REDIRECTS: u8 = 10;
@@ -26,23 +28,13 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// The `User-Agent` of every upstream request.
 pub const USER_AGENT: &str = concat!("bindery/", env!("CARGO_PKG_VERSION"));
 
-/// Tokens for provider APIs. Never shown in `Debug`.
-#[derive(Clone, Default)]
+/// Tokens for provider APIs; their `Debug` shows `<redacted>`, never the value.
+#[derive(Debug, Clone, Default)]
 pub struct Credentials {
     /// A GitHub token (raises the rate limit from 60 to 5,000 requests an hour).
-    pub github_token: Option<String>,
+    pub github_token: Option<Secret>,
     /// A GitLab private token.
-    pub gitlab_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mark = |t: &Option<String>| if t.is_some() { "<redacted>" } else { "<none>" };
-        f.debug_struct("Credentials")
-            .field("github_token", &mark(&self.github_token))
-            .field("gitlab_token", &mark(&self.gitlab_token))
-            .finish()
-    }
+    pub gitlab_token: Option<Secret>,
 }
 
 /// A GitHub answer remembered for revalidation: the ETag and the commit it named.
@@ -352,12 +344,12 @@ impl Resolver {
             State::GitHub | State::Gist => {
                 builder = builder.header("accept", "application/vnd.github+json");
                 if let Some(t) = &self.credentials.github_token {
-                    builder = builder.header("authorization", format!("Bearer {t}"));
+                    builder = builder.header("authorization", format!("Bearer {}", t.expose()));
                 }
             }
             State::GitLab => {
                 if let Some(t) = &self.credentials.gitlab_token {
-                    builder = builder.header("private-token", t.as_str());
+                    builder = builder.header("private-token", t.expose());
                 }
             }
             _ => {}

@@ -16,8 +16,10 @@ use std::fmt;
 use bindery_core::Spec;
 use bindery_core::cache::{
     CacheTtl, CachedDelivery, CachedRef, CachedStatus, CachedToken, Expiring, ImagePresence,
-    LastStatus, Lookup, decode, encode, image_key, ref_key, status_key, token_key,
+    LastStatus, Lookup, decode, encode, image_key, status_key, token_key,
 };
+/// The ref-cache keys are made in the core; here for the components that use them.
+pub use bindery_core::cache::{repo_ref_key, spec_ref_key};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -238,25 +240,8 @@ impl<'a> Cache<'a> {
     }
 }
 
-/// The ref-cache key of a spec: provider, repository key and unresolved ref (empty for
-/// providers whose links carry none).
-pub fn spec_ref_key(spec: &Spec) -> String {
-    ref_key(
-        spec.provider().as_str(),
-        &spec.repo_key(),
-        spec.unresolved_ref().unwrap_or_default(),
-    )
-}
-
-/// The ref-cache key of another ref (e.g. `HEAD`) of `spec`'s repository.
-pub fn repo_ref_key(spec: &Spec, unresolved_ref: &str) -> String {
-    ref_key(spec.provider().as_str(), &spec.repo_key(), unresolved_ref)
-}
-
 #[cfg(test)]
 mod tests {
-    use bindery_core::provider::ProviderSettings;
-
     use super::*;
 
     struct Broken;
@@ -321,20 +306,5 @@ mod tests {
         assert_eq!(cache.token("http://r", "i", 370), None);
         cache.forget_token("http://r", "i");
         assert_eq!(cache.token("http://r", "i", 100), None);
-    }
-
-    #[test]
-    fn ref_keys_follow_the_spec() {
-        let settings = ProviderSettings::default();
-        let spec = Spec::parse_path("gh/Owner/repo/feature/x", &settings).unwrap();
-        assert_eq!(spec_ref_key(&spec), "v1/ref/gh/Owner%2Frepo/feature%2Fx");
-        assert_eq!(repo_ref_key(&spec, "HEAD"), "v1/ref/gh/Owner%2Frepo/HEAD");
-        let spec = Spec::parse_path("gl/group%2Fproject/main", &settings).unwrap();
-        assert_eq!(spec_ref_key(&spec), "v1/ref/gl/group%2Fproject/main");
-        let spec = Spec::parse_path("zenodo/10.5281/zenodo.3242074", &settings).unwrap();
-        assert_eq!(
-            spec_ref_key(&spec),
-            "v1/ref/zenodo/10.5281%2Fzenodo.3242074/"
-        );
     }
 }

@@ -1,22 +1,20 @@
 //! "Does this image exist?": the KV presence cache first, the registry on a miss.
 //!
 //! A fresh cached answer (present for `image_present_ttl_seconds`, missing for
-//! `image_missing_ttl_seconds`) needs no call. Otherwise the manifest is checked with a
-//! `HEAD` (`bindery_core::registry`), with HTTP Basic when `registry_username` is set. A
-//! `401` with a bearer challenge is followed once: a token is fetched from the challenge's
-//! realm (with Basic credentials when set), cached until just before it expires, and the
-//! `HEAD` is retried with it; a cached token the registry refuses is dropped and the dance
-//! done once more. The answer is cached; registry errors are not.
+//! `image_missing_ttl_seconds`) needs no call. Otherwise the manifest is checked by
+//! [`bindery_core::registry::ManifestCheck`], the state machine the worker drives too: a
+//! `HEAD` with a cached bearer token for the repository, else HTTP Basic when
+//! `registry_username` is set; a `401` bearer challenge is answered with a token from the
+//! challenge's realm and one retry. This module only sends its requests and keeps what it
+//! says to keep: tokens until just before they expire (dropped when the registry refuses
+//! them), and the answer. Registry errors are not cached.
 //!
 //! The repository asked for is the image name without its first `/` segment (BinderHub's
 //! split, [`bindery_core::split_image`]), on the registry at `registry_url`: see
 //! [`crate::config::Registry`] for how `registry_url` and `image_prefix` relate.
 
 use bindery_core::cache::{CachedToken, LastStatus, Lookup};
-use bindery_core::registry::{
-    ChallengeError, ManifestAnswer, RegistryAuth, RegistryError, interpret_manifest_response,
-    manifest_request, parse_token_response, token_request,
-};
+use bindery_core::registry::{ImagePresence, ManifestCheck, ManifestCheckError, Step, TokenChange};
 use bindery_core::split_image;
 use thiserror::Error;
 
@@ -44,31 +42,13 @@ pub enum RegistryCheckError {
     /// `registry_url` is not set.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The request could not be built (bad repository, tag or credentials).
-    #[error(transparent)]
-    Request(#[from] RegistryError),
     /// The registry could not be reached.
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    /// The registry refused the credentials (or a token it issued).
-    #[error(
-        "the registry refused the credentials for {repository}: check registry_username and registry_password"
-    )]
-    Unauthorized {
-        /// The repository asked for.
-        repository: String,
-    },
-    /// The registry asked for a challenge that cannot be followed.
-    #[error("failed to follow the registry's challenge: {0}")]
-    Challenge(#[from] ChallengeError),
-    /// The registry answered with an unexpected status.
-    #[error("the registry answered http {status} for {repository}")]
-    Status {
-        /// The status.
-        status: u16,
-        /// The repository asked for.
-        repository: String,
-    },
+    /// The registry's answers gave no presence: refused credentials, an unexpected status,
+    /// a challenge or token answer that cannot be used, or a request that cannot be built.
+    #[error(transparent)]
+    Check(#[from] ManifestCheckError),
 }
 
 /// What [`check_image`] answers without asking the registry: a fresh "present" or
@@ -111,74 +91,53 @@ pub async fn check_registry(
     let registry = cfg.registry()?;
     let name = split_image(image);
     let repository = name.repository.as_str();
-    let basic = match registry.credentials {
-        Some((username, password)) => RegistryAuth::Basic {
-            username: username.to_owned(),
-            password: password.to_owned(),
-        },
-        None => RegistryAuth::Anonymous,
-    };
-    let cached_token = cache.token(registry.url, repository, now);
-    let mut auth = match &cached_token {
-        Some(t) => RegistryAuth::Bearer(t.token.clone()),
-        None => basic.clone(),
-    };
-    // A cached token may be refused once (revoked, or scoped differently): then the
-    // challenge is followed as if there had been none.
-    let mut challenges_left: u8 = if cached_token.is_some() { 2 } else { 1 };
-    let mut calls = 0u32;
-    loop {
-        let request = manifest_request(registry.url, repository, &name.tag, &auth)?;
-        calls += 1;
-        let response = fetch.send(request).await?;
-        match interpret_manifest_response(response.status().as_u16(), response.headers()) {
-            ManifestAnswer::Present { digest } => {
-                cache.put_present(image, digest.clone(), now, &cfg.ttl);
-                return Ok(Presence {
-                    present: true,
-                    from_cache: false,
-                    digest,
-                    upstream_calls: calls,
-                });
-            }
-            ManifestAnswer::Missing => {
-                cache.put_missing(image, now, &cfg.ttl);
-                return Ok(Presence {
-                    present: false,
-                    from_cache: false,
-                    digest: None,
-                    upstream_calls: calls,
-                });
-            }
-            ManifestAnswer::Challenge(challenge) if challenges_left > 0 => {
-                challenges_left -= 1;
-                if matches!(auth, RegistryAuth::Bearer(_)) {
-                    cache.forget_token(registry.url, repository);
-                }
-                let request = token_request(&challenge, registry.credentials)?;
-                calls += 1;
-                let answer = fetch.send(request).await?;
-                let token = parse_token_response(answer.status().as_u16(), answer.body(), now)?;
-                if let Some(entry) = CachedToken::from_registry_token(&token, now, &cfg.ttl) {
-                    cache.put_token(registry.url, repository, &entry);
-                }
-                auth = token.auth();
-            }
-            ManifestAnswer::Challenge(_) | ManifestAnswer::Unauthorized => {
-                if matches!(auth, RegistryAuth::Bearer(_)) {
-                    cache.forget_token(registry.url, repository);
-                }
-                return Err(RegistryCheckError::Unauthorized {
-                    repository: repository.to_owned(),
-                });
-            }
-            ManifestAnswer::RegistryError { status } => {
-                return Err(RegistryCheckError::Status {
-                    status,
-                    repository: repository.to_owned(),
-                });
+    let cached_token = cache.token(registry.url, repository, now).map(|t| t.token);
+    let apply = |change: Option<TokenChange>| match change {
+        Some(TokenChange::Store(token)) => {
+            if let Some(entry) = CachedToken::from_registry_token(&token, now, &cfg.ttl) {
+                cache.put_token(registry.url, repository, &entry);
             }
         }
+        Some(TokenChange::Forget) => cache.forget_token(registry.url, repository),
+        None => {}
+    };
+    let (mut check, mut step) = ManifestCheck::new(
+        registry.url,
+        repository,
+        &name.tag,
+        registry.credentials,
+        cached_token,
+        now,
+    );
+    loop {
+        step = match step {
+            Step::Send { request, token } => {
+                apply(token);
+                let answer = fetch.send(request).await?;
+                check.feed(answer.status().as_u16(), answer.headers(), answer.body())
+            }
+            Step::Done(found) => {
+                let (present, digest) = match found {
+                    ImagePresence::Present { digest } => (true, digest),
+                    ImagePresence::Missing => (false, None),
+                };
+                if present {
+                    cache.put_present(image, digest.clone(), now, &cfg.ttl);
+                } else {
+                    cache.put_missing(image, now, &cfg.ttl);
+                }
+                return Ok(Presence {
+                    present,
+                    from_cache: false,
+                    digest,
+                    upstream_calls: check.requests_sent(),
+                });
+            }
+            Step::Failed { error, token } => {
+                apply(token);
+                return Err(error.into());
+            }
+        };
     }
 }
 
@@ -335,6 +294,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_token_the_registry_refuses_is_replaced_by_a_fresh_one() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        let token_url = "http://127.0.0.1:5001/token";
+        fetch.once("HEAD", MANIFEST, challenge());
+        fetch.once("GET", token_url, response(200, &[], r#"{"token":"old"}"#));
+        fetch.once("HEAD", MANIFEST, response(404, &[], ""));
+        // Later: the cached `old` is refused, a fresh token is fetched and accepted.
+        fetch.once("HEAD", MANIFEST, challenge());
+        fetch.once("GET", token_url, response(200, &[], r#"{"token":"new"}"#));
+        fetch.once("HEAD", MANIFEST, response(200, &[], ""));
+        let cfg = cfg(None);
+        assert!(
+            !block_on(check_registry(IMAGE, &cfg, &cache, &fetch, NOW))
+                .unwrap()
+                .present
+        );
+        let later = block_on(check_registry(IMAGE, &cfg, &cache, &fetch, NOW + 1)).unwrap();
+        assert!(later.present);
+        assert_eq!(later.upstream_calls, 3);
+        assert_eq!(fetch.requests()[3].headers()["authorization"], "Bearer old");
+        assert_eq!(fetch.requests()[5].headers()["authorization"], "Bearer new");
+        let cached = cache.token(REG, "binder-o-2dr-abc123", NOW + 2);
+        assert_eq!(cached.map(|t| t.token).as_deref(), Some("new"));
+    }
+
+    #[test]
     fn a_refused_token_is_dropped_and_a_second_challenge_is_unauthorized() {
         let kv = MemoryKv::default();
         let cache = Cache::new(&kv);
@@ -347,7 +334,10 @@ mod tests {
         );
         let err = block_on(check_image(IMAGE, &cfg(None), &cache, &fetch, NOW)).unwrap_err();
         assert!(
-            matches!(err, RegistryCheckError::Unauthorized { .. }),
+            matches!(
+                err,
+                RegistryCheckError::Check(ManifestCheckError::Unauthorized { .. })
+            ),
             "{err}"
         );
         assert_eq!(fetch.calls(), 3, "HEAD, token, HEAD: no loop");

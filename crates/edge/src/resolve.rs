@@ -1,50 +1,20 @@
 //! Ref resolution at the edge: the KV ref cache first, the provider API on a miss.
 //!
-//! - A link that already names a full commit needs no resolution: no call, no cache write.
-//! - A fresh cached ref answers with no upstream call.
-//! - An expired GitHub entry with an ETag is revalidated with `If-None-Match`: a `304`
-//!   costs nothing against GitHub's rate limit and extends the entry.
-//! - Otherwise `bindery_core::resolve::Resolver` runs against the provider with the
-//!   given [`Fetch`], and a resolved ref is cached for `ref_ttl_seconds`.
-//!   "Not found", "rate limited" and failures are not cached.
-//! - When GitHub's `master`/`main` no longer exists and `HEAD` was used instead, the answer
-//!   is cached under `HEAD`, not under the missing branch: every stale link keeps going
-//!   through the fallback, so it keeps getting the "please update your links" notice.
-//! - ssh and `git://` repositories need `git ls-remote`, which a component cannot run: they
-//!   fail with a clear message.
+//! The policy (what a commit link, a fresh, an expired or a missing entry lead to, and
+//! what is stored after the provider answered) is `bindery_core::resolve::ref_cache`;
+//! this module reads and writes the store and sends the resolver's requests with the
+//! given [`Fetch`]. ssh and `git://` repositories need `git ls-remote`, which a component
+//! cannot run: they fail with a clear message.
 
 use bindery_core::Spec;
-use bindery_core::cache::{CachedRef, Lookup, RefSource};
-use bindery_core::resolve::{Outcome, Resolved, Resolver, Revalidation, Step};
+use bindery_core::cache::CachedRef;
+use bindery_core::resolve::ref_cache::{self, Consulted};
+pub use bindery_core::resolve::ref_cache::{ResolveSource, from_cache};
+use bindery_core::resolve::{Outcome, Resolved, Resolver, Step};
 
-use crate::cache::{Cache, repo_ref_key, spec_ref_key};
+use crate::cache::{Cache, spec_ref_key};
 use crate::config::EdgeConfig;
 use crate::fetch::Fetch;
-
-/// Where an answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResolveSource {
-    /// The link named a full commit: nothing to resolve.
-    Pinned,
-    /// A fresh cache entry.
-    Cache,
-    /// An expired cache entry confirmed by the provider (`304 Not Modified`).
-    Revalidated,
-    /// The provider API.
-    Upstream,
-}
-
-impl ResolveSource {
-    /// `hit` for answers that needed no upstream call, `miss` otherwise: the value of the
-    /// `x-bindery-cache` header.
-    pub fn cache_header(self) -> &'static str {
-        match self {
-            Self::Pinned | Self::Cache => "hit",
-            Self::Revalidated => "revalidated",
-            Self::Upstream => "miss",
-        }
-    }
-}
 
 /// The result of [`resolve_spec`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,33 +74,22 @@ pub fn resolve_from_cache(spec: &Spec, cfg: &EdgeConfig, cache: &Cache<'_>, now:
         upstream_calls: 0,
         github_rate_remaining: None,
     };
-    if spec.is_pinned() {
-        let mut resolver = Resolver::new(spec, &cfg.providers, &cfg.credentials, None);
-        let outcome = match resolver.start() {
-            Step::Done(outcome) => outcome,
-            _ => Outcome::Failed("a pinned ref needed an upstream call".into()),
-        };
+    if let Some(outcome) = ref_cache::pinned(spec, &cfg.providers) {
         return FromCache::Answered(done(outcome, ResolveSource::Pinned));
     }
-    match cache.cached_ref(spec, now) {
-        Some(Lookup::Fresh(entry)) => match from_cache(spec, &entry) {
-            Some(resolved) => {
-                FromCache::Answered(done(Outcome::Resolved(resolved), ResolveSource::Cache))
-            }
-            None => {
-                eprintln!(
-                    "bindery-edge: cached ref under {} does not fit its spec, ignored",
-                    spec_ref_key(spec)
-                );
-                FromCache::Ask(None)
-            }
-        },
-        Some(Lookup::Expired(entry))
-            if entry.etag.is_some() && from_cache(spec, &entry).is_some() =>
-        {
-            FromCache::Ask(Some(entry))
+    match ref_cache::consult(spec, cache.cached_ref(spec, now)) {
+        Consulted::Fresh(resolved) => {
+            FromCache::Answered(done(Outcome::Resolved(resolved), ResolveSource::Cache))
         }
-        _ => FromCache::Ask(None),
+        Consulted::Revalidate(entry) => FromCache::Ask(Some(entry)),
+        Consulted::Ask => FromCache::Ask(None),
+        Consulted::Unfit => {
+            eprintln!(
+                "bindery-edge: cached ref under {} does not fit its spec, ignored",
+                spec_ref_key(spec)
+            );
+            FromCache::Ask(None)
+        }
     }
 }
 
@@ -159,14 +118,7 @@ pub async fn resolve_upstream(
     now: u64,
     expired: Option<CachedRef>,
 ) -> ResolveResult {
-    let key = spec_ref_key(spec);
-    let revalidation = expired.as_ref().and_then(|entry| {
-        entry.etag.as_ref().map(|etag| Revalidation {
-            etag: etag.clone(),
-            resolved_ref: entry.resolved_ref.clone(),
-        })
-    });
-
+    let revalidation = expired.as_ref().and_then(ref_cache::revalidation);
     let mut resolver = Resolver::new(spec, &cfg.providers, &cfg.credentials, revalidation);
     let mut calls = 0u32;
     let mut step = resolver.start();
@@ -196,39 +148,9 @@ pub async fn resolve_upstream(
         }
     };
 
-    let mut source = ResolveSource::Upstream;
-    if let Outcome::Resolved(resolved) = &outcome {
-        let ttl = &cfg.ttl;
-        match expired {
-            Some(old)
-                if old.resolved_ref == resolved.resolved_ref
-                    && old.etag == resolved.etag
-                    && !resolved.fell_back_to_head =>
-            {
-                source = ResolveSource::Revalidated;
-                cache.put(&key, &old.revalidated(now, ttl));
-            }
-            _ => {
-                let key = if resolved.fell_back_to_head {
-                    repo_ref_key(spec, "HEAD")
-                } else {
-                    key
-                };
-                cache.put(
-                    &key,
-                    &CachedRef {
-                        resolved_ref: resolved.resolved_ref.clone(),
-                        resolved_spec: resolved.resolved_spec.clone(),
-                        ref_url: resolved.ref_url.clone(),
-                        build_slug: resolved.build_slug.clone(),
-                        etag: resolved.etag.clone(),
-                        source: RefSource::Api,
-                        stored_at: now,
-                        expires_at: ttl.ref_expires_at(RefSource::Api, now),
-                    },
-                );
-            }
-        }
+    let (source, write) = ref_cache::after_upstream(spec, &outcome, expired, now, &cfg.ttl);
+    if let Some(write) = write {
+        cache.put(&write.key, &write.entry);
     }
     ResolveResult {
         outcome,
@@ -238,24 +160,9 @@ pub async fn resolve_upstream(
     }
 }
 
-/// Rebuilds a [`Resolved`] from a cache entry, recomputing everything derived from the
-/// ref from `spec` (so an entry written by an older version cannot smuggle in a different
-/// slug or URL); `None` when the cached ref does not have the shape `spec`'s provider
-/// produces.
-pub fn from_cache(spec: &Spec, entry: &CachedRef) -> Option<Resolved> {
-    spec.validate_resolved_ref(&entry.resolved_ref).ok()?;
-    Some(Resolved {
-        resolved_spec: spec.resolved_spec(&entry.resolved_ref),
-        ref_url: spec.ref_url(&entry.resolved_ref),
-        build_slug: spec.build_slug(Some(&entry.resolved_ref))?,
-        resolved_ref: entry.resolved_ref.clone(),
-        etag: entry.etag.clone(),
-        fell_back_to_head: false,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use bindery_core::cache::RefSource;
     use bindery_core::provider::ProviderSettings;
 
     use super::*;

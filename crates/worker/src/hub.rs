@@ -10,16 +10,14 @@ use std::time::Duration;
 use bindery_core::events::{self, HubProgress};
 use bindery_core::sse::{SseDecoder, SseMessage};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::header::{AUTHORIZATION, HeaderValue};
+use http::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use crate::config::{Secret, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::error_chain;
+use crate::outbound::{self, read_limited};
 
 /// The characters of a user name kept as they are in a URL path (as BinderHub's `quote(name, safe="@~")`).
 const NAME_SAFE: &AsciiSet = &NON_ALPHANUMERIC
@@ -36,9 +34,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A failed hub call.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    /// The TLS setup failed.
-    #[error("failed to set up TLS for the hub client")]
-    Tls(#[source] rustls::Error),
+    /// The HTTP client could not be made (TLS roots).
+    #[error("failed to set up the hub client")]
+    Client(#[source] reqwest::Error),
+    /// The hub API token cannot be sent in an http header.
+    #[error("the hub api token holds characters not allowed in an http header")]
+    InvalidToken,
     /// The hub could not be reached (or the connection broke).
     #[error("failed to reach JupyterHub: {0}")]
     Unreachable(String),
@@ -77,7 +78,7 @@ impl HubError {
     pub fn worth_another_launch(&self) -> bool {
         match self {
             HubError::Status { status, .. } => *status >= 500 || matches!(status, 409 | 429),
-            HubError::Tls(_) => false,
+            HubError::Client(_) | HubError::InvalidToken => false,
             HubError::Unreachable(_)
             | HubError::Timeout
             | HubError::SpawnFailed(_)
@@ -94,14 +95,13 @@ impl HubError {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// A JupyterHub API client bound to one hub and one token.
 #[derive(Clone)]
 pub struct HubClient {
-    client: HttpsClient,
+    client: reqwest::Client,
     api: String,
-    token: Secret,
+    /// `token <hub token>`, marked sensitive.
+    authorization: HeaderValue,
     retries: u32,
     retry_delay: Duration,
 }
@@ -123,39 +123,28 @@ pub fn escape_name(name: &str) -> String {
 impl HubClient {
     /// A client for the hub API in `config`.
     pub fn new(config: &WorkerConfig) -> Result<HubClient, HubError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(HubError::Tls)?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let mut authorization =
+            HeaderValue::try_from(format!("token {}", config.hub_api_token.expose()))
+                .map_err(|_| HubError::InvalidToken)?;
+        authorization.set_sensitive(true);
         Ok(HubClient {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: outbound::client().map_err(HubError::Client)?,
             api: config.hub_api_url.clone(),
-            token: config.hub_api_token.clone(),
+            authorization,
             retries: config.hub_retries.max(1),
             retry_delay: config.hub_retry_delay,
         })
     }
 
-    fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Request<Full<Bytes>> {
-        let builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.api))
-            .header("authorization", format!("token {}", self.token.expose()));
-        let built = match body {
-            Some(json) => builder
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(json.to_string()))),
-            None => builder.body(Full::new(Bytes::new())),
-        };
-        // The URI is the configured base plus escaped segments; should it still be refused,
-        // the empty request below fails at send time with a clear connection error.
-        built.unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+    fn request(&self, method: Method, path: &str, body: Option<&Value>) -> reqwest::RequestBuilder {
+        let builder = self
+            .client
+            .request(method, format!("{}{path}", self.api))
+            .header(AUTHORIZATION, self.authorization.clone());
+        match body {
+            Some(json) => builder.json(json),
+            None => builder,
+        }
     }
 
     async fn send_once(
@@ -166,17 +155,14 @@ impl HubClient {
     ) -> Result<(StatusCode, Bytes), HubError> {
         let request = self.request(method, path, body);
         let call = async {
-            let response = self
-                .client
-                .request(request)
+            let response = request
+                .send()
                 .await
                 .map_err(|e| HubError::Unreachable(error_chain(&e)))?;
             let status = response.status();
-            let bytes = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
+            let bytes = read_limited(response, MAX_BODY)
                 .await
-                .map_err(|e| HubError::Unreachable(e.to_string()))?
-                .to_bytes();
+                .map_err(|e| HubError::Unreachable(error_chain(&e)))?;
             Ok((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, call)
@@ -239,31 +225,25 @@ impl HubClient {
         mut on_event: impl FnMut(&HubProgress),
     ) -> Result<HubProgress, HubError> {
         let path = format!("users/{}/server/progress", escape_name(name));
-        let request = self.request(Method::GET, &path, None);
-        let response = self
-            .client
-            .request(request)
+        let mut response = self
+            .request(Method::GET, &path, None)
+            .send()
             .await
             .map_err(|e| HubError::Unreachable(error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            let bytes = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+            let bytes = read_limited(response, MAX_BODY).await.unwrap_or_default();
             return Err(HubError::Status {
                 status: status.as_u16(),
                 message: hub_message(&bytes),
             });
         }
-        let mut body = response.into_body();
         let mut decoder = SseDecoder::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| HubError::Unreachable(e.to_string()))?;
-            let Ok(chunk) = frame.into_data() else {
-                continue;
-            };
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| HubError::Unreachable(error_chain(&e)))?
+        {
             for message in decoder.feed(&chunk) {
                 let SseMessage::Event { data, .. } = message else {
                     continue;
@@ -329,12 +309,8 @@ impl HubClient {
 
     /// Whether the hub API answers (`GET <api>/`, which needs no token), within `timeout`.
     pub async fn healthy(&self, timeout: Duration) -> bool {
-        let request = Request::builder()
-            .uri(self.api.as_str())
-            .body(Full::new(Bytes::new()));
-        let Ok(request) = request else { return false };
         matches!(
-            tokio::time::timeout(timeout, self.client.request(request)).await,
+            tokio::time::timeout(timeout, self.client.get(self.api.as_str()).send()).await,
             Ok(Ok(response)) if response.status().is_success()
         )
     }

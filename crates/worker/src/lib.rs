@@ -38,6 +38,7 @@ mod ids;
 pub mod launcher;
 pub mod logstore;
 pub mod metrics;
+mod outbound;
 pub mod queue;
 pub mod quota;
 pub mod registry;

@@ -1,155 +1,128 @@
 //! The registry re-check before a build: another replica (or an earlier build whose
 //! answer the edge had not cached yet) may have pushed the image already.
 //!
-//! The requests are `bindery_core::registry`'s data; this module only sends them: a `HEAD`
-//! of the manifest with the worker's credentials (none or basic), and on a `401 Bearer`
-//! challenge one token fetch and one retry.
+//! The check is [`bindery_core::registry::ManifestCheck`], the state machine the edge
+//! drives too (so both send the same credentials the same way); this module only sends
+//! its requests with reqwest. The worker keeps no token cache: it checks once per build.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bindery_core::image::split_image;
-use bindery_core::registry::{
-    ManifestAnswer, RegistryAuth, RegistryError, interpret_manifest_response, manifest_request,
-    parse_token_response, token_request,
-};
+use bindery_core::registry::{Credentials, ImagePresence, ManifestCheck, ManifestCheckError, Step};
 use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::Secret;
+use crate::error_chain;
+use crate::outbound::{self, read_limited};
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The longest one registry request may take, its answer included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest registry answer read (a token answer; manifest checks are `HEAD`s).
+const MAX_BODY: usize = 64 * 1024;
 
 /// Why the registry could not say whether an image exists.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    /// A request could not be built, or an answer could not be used.
+    /// The registry's answers gave no presence: refused credentials, an unexpected status,
+    /// a challenge or token answer that cannot be used, or a request that cannot be built.
     #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// The registry could not be reached.
+    Check(#[from] ManifestCheckError),
+    /// The registry could not be reached, or its answer not read.
     #[error("failed to reach the registry: {0}")]
     Unreachable(String),
-    /// The registry refused the credentials.
-    #[error("the registry refused the credentials (http 401)")]
-    Unauthorized,
-    /// The registry answered with an unexpected status.
-    #[error("the registry answered http {0}")]
-    Status(u16),
-    /// TLS roots could not be loaded.
-    #[error("failed to set up TLS for the registry client: {0}")]
-    Tls(String),
+    /// The registry did not answer in time.
+    #[error("the registry did not answer in {}s", CALL_TIMEOUT.as_secs())]
+    Timeout,
+    /// The HTTP client could not be made (TLS roots).
+    #[error("failed to set up the registry client")]
+    Client(#[source] reqwest::Error),
 }
 
 /// Sends manifest checks to one registry.
 pub struct RegistryClient {
-    client: HttpsClient,
+    client: reqwest::Client,
     url: String,
-    username: Option<String>,
-    password: Option<Secret>,
+    credentials: Option<Credentials>,
 }
 
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryClient")
             .field("url", &self.url)
-            .field("username", &self.username)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
 
 impl RegistryClient {
     /// A client for the registry at `url` (`http(s)://host[:port]`), with optional basic
-    /// credentials.
+    /// credentials (a username without a password is sent with an empty one: see
+    /// [`Credentials`]).
     pub fn new(
         url: &str,
         username: Option<String>,
         password: Option<Secret>,
     ) -> Result<RegistryClient, CheckError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| CheckError::Tls(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         Ok(RegistryClient {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: outbound::client().map_err(CheckError::Client)?,
             url: url.trim_end_matches('/').to_owned(),
-            username,
-            password,
+            credentials: Credentials::from_config(
+                username.as_deref(),
+                password.as_ref().map(Secret::expose),
+            ),
         })
     }
 
-    fn basic(&self) -> RegistryAuth {
-        match (&self.username, &self.password) {
-            (Some(username), Some(password)) => RegistryAuth::Basic {
-                username: username.clone(),
-                password: password.expose().to_owned(),
-            },
-            _ => RegistryAuth::Anonymous,
-        }
-    }
-
+    /// Sends one request of the check and returns the answer's status, headers and body.
     async fn send(
         &self,
-        request: Request<Vec<u8>>,
+        request: http::Request<Vec<u8>>,
     ) -> Result<(u16, http::HeaderMap, Bytes), CheckError> {
-        let (parts, body) = request.into_parts();
-        let request = Request::from_parts(parts, Full::new(Bytes::from(body)));
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+        let request = reqwest::Request::try_from(request)
+            .map_err(|e| CheckError::Unreachable(error_chain(&e)))?;
+        let call = async {
+            let response = self
+                .client
+                .execute(request)
+                .await
+                .map_err(|e| CheckError::Unreachable(error_chain(&e)))?;
+            let (status, headers) = (response.status().as_u16(), response.headers().clone());
+            let body = read_limited(response, MAX_BODY)
+                .await
+                .map_err(|e| CheckError::Unreachable(error_chain(&e)))?;
+            Ok((status, headers, body))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call)
             .await
-            .map_err(|_| CheckError::Unreachable("timed out".into()))?
-            .map_err(|e| CheckError::Unreachable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, 64 * 1024)
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-            .unwrap_or_default();
-        Ok((status, parts.headers, bytes))
+            .map_err(|_| CheckError::Timeout)?
     }
 
     /// Whether `image` (`host/repository:tag`) is in the registry.
     pub async fn image_present(&self, image: &str) -> Result<bool, CheckError> {
         let name = split_image(image);
-        let request = manifest_request(&self.url, &name.repository, &name.tag, &self.basic())?;
-        let (status, headers, _) = self.send(request).await?;
-        let challenge = match interpret_manifest_response(status, &headers) {
-            ManifestAnswer::Present { .. } => return Ok(true),
-            ManifestAnswer::Missing => return Ok(false),
-            ManifestAnswer::Unauthorized => return Err(CheckError::Unauthorized),
-            ManifestAnswer::RegistryError { status } => return Err(CheckError::Status(status)),
-            ManifestAnswer::Challenge(challenge) => challenge,
-        };
-        let credentials = match (&self.username, &self.password) {
-            (Some(u), Some(p)) => Some((u.as_str(), p.expose())),
-            _ => None,
-        };
-        let (status, _, body) = self.send(token_request(&challenge, credentials)?).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let token = parse_token_response(status, &body, now)?;
-        let request = manifest_request(
+        let (mut check, mut step) = ManifestCheck::new(
             &self.url,
             &name.repository,
             &name.tag,
-            &RegistryAuth::Bearer(token.token),
-        )?;
-        let (status, headers, _) = self.send(request).await?;
-        match interpret_manifest_response(status, &headers) {
-            ManifestAnswer::Present { .. } => Ok(true),
-            ManifestAnswer::Missing => Ok(false),
-            ManifestAnswer::Unauthorized | ManifestAnswer::Challenge(_) => {
-                Err(CheckError::Unauthorized)
-            }
-            ManifestAnswer::RegistryError { status } => Err(CheckError::Status(status)),
+            self.credentials.clone(),
+            None,
+            now,
+        );
+        loop {
+            step = match step {
+                // Token changes are for a cache; the worker has none.
+                Step::Send { request, .. } => {
+                    let (status, headers, body) = self.send(request).await?;
+                    check.feed(status, &headers, &body)
+                }
+                Step::Done(presence) => {
+                    return Ok(matches!(presence, ImagePresence::Present { .. }));
+                }
+                Step::Failed { error, .. } => return Err(error.into()),
+            };
         }
     }
 }
@@ -160,6 +133,7 @@ mod tests {
     use std::convert::Infallible;
     use std::sync::{Arc, Mutex};
 
+    use http_body_util::Full;
     use hyper::body::Incoming;
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
@@ -253,5 +227,24 @@ mod tests {
             seen[2],
             "HEAD /v2/binder-x/manifests/present [Bearer tok-123]"
         );
+    }
+
+    #[tokio::test]
+    async fn a_username_without_password_is_sent_with_an_empty_password_as_the_edge_does() {
+        let (base, seen) = token_registry().await;
+        let client = RegistryClient::new(&base, Some("user".into()), None).expect("client");
+        assert!(
+            !client
+                .image_present("reg/binder-x:absent")
+                .await
+                .expect("check")
+        );
+        let seen = seen.lock().expect("log").clone();
+        // base64("user:")
+        assert_eq!(
+            seen[0], "HEAD /v2/binder-x/manifests/absent [Basic dXNlcjo=]",
+            "{seen:#?}"
+        );
+        assert!(seen[1].ends_with("[Basic dXNlcjo=]"), "{seen:#?}");
     }
 }

@@ -3,6 +3,8 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
+use crate::provider::Spec;
+
 /// The longest key Spin's key-value store accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
 
@@ -18,6 +20,30 @@ const KEY_PART: &AsciiSet = &NON_ALPHANUMERIC
 /// repository key (e.g. `owner/name`).
 pub fn ref_key(provider: &str, repo_key: &str, unresolved_ref: &str) -> String {
     key("ref", &[provider, repo_key, unresolved_ref])
+}
+
+/// The ref-cache key of a spec: provider, repository key and unresolved ref (empty for
+/// providers whose links carry none).
+pub fn spec_ref_key(spec: &Spec) -> String {
+    repo_ref_key(spec, spec.unresolved_ref().unwrap_or_default())
+}
+
+/// The ref-cache key of another ref (e.g. `HEAD`) of `spec`'s repository.
+pub fn repo_ref_key(spec: &Spec, unresolved_ref: &str) -> String {
+    ref_key(spec.provider().as_str(), &spec.repo_key(), unresolved_ref)
+}
+
+/// The marker of a push webhook found stale: `commit` pushed to `git_ref` of `spec`'s
+/// repository, remembered like a delivery so that the same push sent again cannot write
+/// its old commit once the ref's entries are gone.
+pub fn stale_push_key(spec: &Spec, git_ref: &str, commit: &str) -> String {
+    format!("{}/stale/{commit}", repo_ref_key(spec, git_ref))
+}
+
+/// The edge's last health check (`/health` of the launch component), reused for a few
+/// seconds so that frequent polling does not probe the worker and the registry each time.
+pub fn edge_health_key() -> String {
+    key("health", &["edge"])
 }
 
 /// Whether the full image name (with tag) exists in the registry.
@@ -103,6 +129,27 @@ mod tests {
             "v1/hook/github/72d3162e-cc78-11e3-81ab-4c9367dc0958"
         );
         assert_eq!(rate_key("2001:db8::1"), "v1/rate/2001%3Adb8%3A%3A1");
+        assert_eq!(edge_health_key(), "v1/health/edge");
+    }
+
+    #[test]
+    fn ref_keys_follow_the_spec() {
+        let settings = crate::provider::ProviderSettings::default();
+        let parse = |path| Spec::parse_path(path, &settings).expect("a valid spec");
+        let spec = parse("gh/Owner/repo/feature/x");
+        assert_eq!(spec_ref_key(&spec), "v1/ref/gh/Owner%2Frepo/feature%2Fx");
+        assert_eq!(repo_ref_key(&spec, "HEAD"), "v1/ref/gh/Owner%2Frepo/HEAD");
+        assert_eq!(
+            stale_push_key(&spec, "main", "abc"),
+            "v1/ref/gh/Owner%2Frepo/main/stale/abc"
+        );
+        let spec = parse("gl/group%2Fproject/main");
+        assert_eq!(spec_ref_key(&spec), "v1/ref/gl/group%2Fproject/main");
+        let spec = parse("zenodo/10.5281/zenodo.3242074");
+        assert_eq!(
+            spec_ref_key(&spec),
+            "v1/ref/zenodo/10.5281%2Fzenodo.3242074/"
+        );
     }
 
     #[test]

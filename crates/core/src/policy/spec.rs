@@ -26,6 +26,36 @@ pub struct SpecPolicyConfig {
     pub spec_config: Value,
 }
 
+/// A list of spec patterns, named by the setting it comes from: the error of a pattern
+/// that does not compile carries it, so a caller knows which setting to blame without
+/// reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecList {
+    /// `banned_specs`.
+    Banned,
+    /// `allowed_specs`.
+    Allowed,
+    /// `high_quota_specs`.
+    HighQuota,
+    /// The patterns of `spec_config` entries.
+    SpecConfig,
+    /// The edge's `prebuild_specs` (a [`SpecPatterns`]).
+    Prebuild,
+}
+
+impl SpecList {
+    /// The setting's name, as operators write it.
+    pub const fn setting(self) -> &'static str {
+        match self {
+            Self::Banned => "banned_specs",
+            Self::Allowed => "allowed_specs",
+            Self::HighQuota => "high_quota_specs",
+            Self::SpecConfig => "spec_config",
+            Self::Prebuild => "prebuild_specs",
+        }
+    }
+}
+
 /// A compiled `spec_config` entry: the pattern and the config it merges in.
 type SpecConfigEntry = (Regex, Map<String, Value>);
 
@@ -49,9 +79,9 @@ impl SpecPolicy {
         spec_config: Value,
     ) -> Result<Self, PolicyError> {
         Ok(Self {
-            banned: compile_all("banned_specs", banned_specs)?,
-            allowed: compile_all("allowed_specs", allowed_specs)?,
-            high_quota: compile_all("high_quota_specs", high_quota_specs)?,
+            banned: compile_all(SpecList::Banned, banned_specs)?,
+            allowed: compile_all(SpecList::Allowed, allowed_specs)?,
+            high_quota: compile_all(SpecList::HighQuota, high_quota_specs)?,
             spec_config: parse_spec_config(&spec_config)?,
         })
     }
@@ -141,7 +171,7 @@ pub struct SpecPatterns {
 
 impl SpecPatterns {
     /// Compiles `patterns`; `list` names the setting in the error of a bad pattern.
-    pub fn new(list: &'static str, patterns: &[String]) -> Result<Self, PolicyError> {
+    pub fn new(list: SpecList, patterns: &[String]) -> Result<Self, PolicyError> {
         Ok(Self {
             patterns: compile_all(list, patterns)?,
         })
@@ -174,12 +204,12 @@ fn merge_config(entries: &[SpecConfigEntry], spec: &str, quota: Option<u32>) -> 
     config
 }
 
-fn compile_all(list: &'static str, patterns: &[String]) -> Result<Vec<Regex>, PolicyError> {
+fn compile_all(list: SpecList, patterns: &[String]) -> Result<Vec<Regex>, PolicyError> {
     patterns.iter().map(|p| compile(list, p)).collect()
 }
 
 /// Compiles `pattern` with `re.match` + `IGNORECASE` semantics.
-fn compile(list: &'static str, pattern: &str) -> Result<Regex, PolicyError> {
+fn compile(list: SpecList, pattern: &str) -> Result<Regex, PolicyError> {
     let invalid = |e: regex::Error| PolicyError::InvalidPattern {
         list,
         pattern: crate::validate::shown(pattern),
@@ -223,7 +253,7 @@ fn parse_spec_config(value: &Value) -> Result<Vec<SpecConfigEntry>, PolicyError>
                 Some(_) => return Err(bad("`config` must be an object")),
                 None => return Err(bad("missing `config`")),
             };
-            Ok((compile("spec_config", pattern)?, config))
+            Ok((compile(SpecList::SpecConfig, pattern)?, config))
         })
         .collect()
 }
@@ -242,14 +272,17 @@ mod tests {
 
     #[test]
     fn spec_patterns_match_like_ban_lists() {
-        let p = SpecPatterns::new("prebuild_specs", &["binder-examples/".into(), "a|b".into()])
-            .unwrap();
+        let p = SpecPatterns::new(
+            SpecList::Prebuild,
+            &["binder-examples/".into(), "a|b".into()],
+        )
+        .unwrap();
         assert!(p.matches("Binder-Examples/octave/HEAD"));
         assert!(p.matches("b/x/main"));
         assert!(!p.matches("someone/binder-examples/main"));
         assert!(!p.is_empty());
         assert!(!SpecPatterns::default().matches("anything"));
-        let err = SpecPatterns::new("prebuild_specs", &["a)|(b".into()]).unwrap_err();
+        let err = SpecPatterns::new(SpecList::Prebuild, &["a)|(b".into()]).unwrap_err();
         assert!(err.to_string().contains("prebuild_specs"), "{err}");
     }
 
@@ -407,7 +440,7 @@ mod tests {
             let PolicyError::InvalidPattern { list, .. } = &err else {
                 panic!("{err:?}")
             };
-            assert_eq!(*list, key);
+            assert_eq!(list.setting(), key);
             assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
         }
     }

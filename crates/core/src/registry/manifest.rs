@@ -4,8 +4,8 @@ use http::header::{ACCEPT, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request};
 
 use super::{
-    BearerChallenge, DOCKER_CONTENT_DIGEST, MANIFEST_ACCEPT, MAX_REPOSITORY_LEN, RegistryAuth,
-    RegistryError, parse_http_url, parse_www_authenticate, shown_url,
+    BearerChallenge, ChallengeError, DOCKER_CONTENT_DIGEST, MANIFEST_ACCEPT, MAX_REPOSITORY_LEN,
+    RegistryAuth, RegistryError, parse_http_url, parse_www_authenticate, shown_url,
 };
 
 /// Builds the manifest check: `HEAD <registry_url>/v2/<repository>/manifests/<tag>` with
@@ -62,7 +62,10 @@ pub enum ManifestAnswer {
     /// it treats the second challenge as [`ManifestAnswer::Unauthorized`]
     /// (`challenge.error` then often says `insufficient_scope`).
     Challenge(BearerChallenge),
-    /// 401 without a usable bearer challenge: the basic credentials were rejected.
+    /// 401 with a bearer challenge that does not parse (no usable one beside it): the
+    /// registry wants a token but does not say where to get it.
+    BadChallenge(ChallengeError),
+    /// 401 without a bearer challenge: the basic credentials were rejected.
     Unauthorized,
     /// Any other status: the registry is failing; the caller retries or treats the image
     /// as missing.
@@ -84,14 +87,26 @@ pub fn interpret_manifest_response(status: u16, headers: &HeaderMap) -> Manifest
                 .map(str::to_owned),
         },
         404 => ManifestAnswer::Missing,
-        401 => headers
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| parse_www_authenticate(v).ok())
-            .map_or(ManifestAnswer::Unauthorized, ManifestAnswer::Challenge),
+        401 => interpret_challenges(headers),
         status => ManifestAnswer::RegistryError { status },
     }
+}
+
+/// The meaning of a 401: the first usable bearer challenge, else the first bearer challenge's
+/// parse error, else plain refusal (`Basic`, another scheme, or no header at all).
+fn interpret_challenges(headers: &HeaderMap) -> ManifestAnswer {
+    let mut bad = None;
+    for value in headers.get_all(WWW_AUTHENTICATE) {
+        let Ok(value) = value.to_str() else { continue };
+        match parse_www_authenticate(value) {
+            Ok(challenge) => return ManifestAnswer::Challenge(challenge),
+            Err(ChallengeError::UnsupportedScheme { .. }) => {}
+            Err(err) => {
+                bad.get_or_insert(err);
+            }
+        }
+    }
+    bad.map_or(ManifestAnswer::Unauthorized, ManifestAnswer::BadChallenge)
 }
 
 /// True when `digest` has the OCI digest shape `algorithm:encoded`.
@@ -421,6 +436,35 @@ mod tests {
                 ManifestAnswer::RegistryError { status }
             );
         }
+    }
+
+    #[test]
+    fn a_401_with_a_malformed_bearer_challenge_says_why() {
+        let answer = interpret_manifest_response(
+            401,
+            &headers(&[(
+                "WWW-Authenticate",
+                "Bearer realm=\"https://auth.example.org/token\"",
+            )]),
+        );
+        assert_eq!(
+            answer,
+            ManifestAnswer::BadChallenge(ChallengeError::MissingParameters {
+                missing: vec!["service", "scope"]
+            })
+        );
+        // A usable challenge beside a broken one is followed.
+        let map = headers(&[
+            ("WWW-Authenticate", "Bearer realm=\"r\" garbage"),
+            (
+                "WWW-Authenticate",
+                "Bearer realm=\"https://a.example.org/t\",service=\"s\",scope=\"x\"",
+            ),
+        ]);
+        assert!(matches!(
+            interpret_manifest_response(401, &map),
+            ManifestAnswer::Challenge(_)
+        ));
     }
 
     #[test]

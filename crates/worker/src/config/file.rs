@@ -65,12 +65,9 @@ pub(super) struct KubeFile {
     pub(super) ttl_seconds_after_finished: Option<f64>,
 }
 
-/// Reads `file` (when given) and lays the variables `env` knows over it.
-pub(super) fn read(
-    file: Option<&Path>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<FileConfig, ConfigError> {
-    let mut raw = match file {
+/// Reads `file`, when given; no file is a file without keys.
+pub(super) fn read(file: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    Ok(match file {
         Some(path) => {
             let shown = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -83,7 +80,24 @@ pub(super) fn read(
             })?
         }
         None => FileConfig::default(),
-    };
+    })
+}
+
+/// The settings of a worker file given as a parsed table.
+pub(super) fn from_table(settings: toml::Table) -> Result<FileConfig, ConfigError> {
+    toml::Value::Table(settings)
+        .try_into::<FileConfig>()
+        .map_err(|e| ConfigError::Parse {
+            path: "the worker settings".into(),
+            message: e.to_string(),
+        })
+}
+
+/// Lays the variables `env` knows over `raw`.
+pub(super) fn with_env(
+    mut raw: FileConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<FileConfig, ConfigError> {
     let text = |name: &str, slot: &mut Option<String>| {
         if let Some(v) = env(name).filter(|v| !v.is_empty()) {
             *slot = Some(v);

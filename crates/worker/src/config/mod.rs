@@ -1,14 +1,15 @@
 //! [`WorkerConfig`]: what the worker needs, from a TOML file and/or the environment.
 //!
 //! The environment wins over the file, so a Kubernetes Secret can supply the tokens while
-//! a ConfigMap holds the rest. `file` reads the file's shape and lays the environment over
-//! it; `load` checks those raw values and makes the typed configuration of them. Secrets are wrapped in [`Secret`], whose `Debug` prints
-//! `"<redacted>"`, so logging the configuration never leaks them.
+//! a ConfigMap holds the rest. Secrets are wrapped in [`Secret`], whose `Debug` prints
+//! `Secret(<redacted>)`, so logging the configuration never leaks them.
+//!
+//! `file` reads the file's shape and lays the environment over it; `load` checks those raw
+//! values and makes the typed configuration of them.
 
 mod file;
 mod load;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,27 +18,8 @@ use bindery_core::policy::SpecPolicy;
 
 use crate::executor::ExecutorSettings;
 
-/// A value that must never be logged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
+/// Secrets are `bindery_core`'s, so the edge and the worker redact them the same way.
+pub use bindery_core::Secret;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +189,17 @@ impl WorkerConfig {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<WorkerConfig, ConfigError> {
-        load::from_raw(file::read(file, env)?)
+        load::from_raw(file::with_env(file::read(file)?, env)?)
+    }
+
+    /// The settings of a worker file given as a parsed table (what `bindery up` derives
+    /// from `bindery.toml`), then `env` over them, as [`WorkerConfig::from_sources`] does
+    /// for a file.
+    pub fn from_table(
+        settings: toml::Table,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<WorkerConfig, ConfigError> {
+        load::from_raw(file::with_env(file::from_table(settings)?, env)?)
     }
 }
 

@@ -1,0 +1,64 @@
+//! `bindery.toml`: the one file that configures both parts of `bindery up`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The configuration file read when `--config` is not given.
+pub(super) const DEFAULT_CONFIG: &str = "bindery.toml";
+
+/// The file's shape. Top-level keys are shared by the edge and the worker.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpFile {
+    pub(super) data_dir: Option<PathBuf>,
+    pub(super) registry_url: Option<String>,
+    pub(super) registry_username: Option<String>,
+    pub(super) registry_password: Option<String>,
+    pub(super) image_prefix: Option<String>,
+    pub(super) hub_url: Option<String>,
+    pub(super) hub_api_url: Option<String>,
+    pub(super) hub_api_token: Option<String>,
+    #[serde(default)]
+    pub(super) edge: EdgeFile,
+    /// The worker's own settings (the keys of `bindery worker`'s `worker.toml`).
+    #[serde(default)]
+    pub(super) worker: toml::Table,
+}
+
+/// The `[edge]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EdgeFile {
+    pub(super) listen: Option<String>,
+    pub(super) manifest: Option<PathBuf>,
+    pub(super) memory_kv: Option<bool>,
+    pub(super) request_deadline_seconds: Option<u64>,
+    /// More Spin variables (`github_token`, `public_url`, `extra_outbound_host`, ...).
+    #[serde(default)]
+    pub(super) variables: BTreeMap<String, String>,
+}
+
+/// Reads `path` (or `bindery.toml` when it exists); returns the settings and where they
+/// came from, for the banner.
+pub(super) fn read_file(path: Option<&Path>) -> anyhow::Result<(UpFile, String)> {
+    let (path, required) = match path {
+        Some(path) => (path.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((
+                UpFile::default(),
+                format!("defaults ({DEFAULT_CONFIG} not found)"),
+            ));
+        }
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    };
+    let file = toml::from_str::<UpFile>(&text)
+        .with_context(|| format!("failed to parse {}", path.display()))?;
+    Ok((file, path.display().to_string()))
+}

@@ -1,0 +1,234 @@
+//! The worker's settings under `bindery up`: `[worker]`, the shared keys and `bindery up`'s
+//! defaults, built into the worker's typed configuration; a copy is written to
+//! `<data_dir>/worker/worker.toml` for the operator to read, never read back.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use bindery_worker::{ExecutorSettings, WorkerConfig};
+
+use super::Notes;
+use super::file::UpFile;
+
+/// JupyterHub's own default address: a hub started with no options answers here.
+pub(super) const DEFAULT_HUB_URL: &str = "http://127.0.0.1:8000/";
+/// The registry a plain `docker-registry` (or `registry:2`) listens on.
+pub(super) const DEFAULT_REGISTRY_URL: &str = "http://127.0.0.1:5000";
+/// BinderHub's image prefix for that registry.
+pub(super) const DEFAULT_IMAGE_PREFIX: &str = "127.0.0.1:5000/binder-";
+/// Sent to the hub when no API token is set; the hub refuses it, and the launch says so.
+pub(super) const PLACEHOLDER_HUB_TOKEN: &str = "unset-hub-api-token";
+
+/// The shared keys (the worker's names for them), copied into the worker's settings
+/// unless `[worker]` sets its own.
+const SHARED_KEYS: [&str; 7] = [
+    "registry_url",
+    "registry_username",
+    "registry_password",
+    "image_prefix",
+    "hub_url",
+    "hub_api_url",
+    "hub_api_token",
+];
+
+/// The worker's settings: `[worker]`, the shared keys, `bindery up`'s defaults, then the
+/// worker's own environment variables over all of them (as `bindery worker` reads them).
+pub(super) fn worker_config(
+    file: &UpFile,
+    data_dir: &Path,
+    notes: &mut Notes,
+) -> anyhow::Result<WorkerConfig> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut table = file.worker.clone();
+    let shared = [
+        &file.registry_url,
+        &file.registry_username,
+        &file.registry_password,
+        &file.image_prefix,
+        &file.hub_url,
+        &file.hub_api_url,
+        &file.hub_api_token,
+    ];
+    for (key, value) in SHARED_KEYS.iter().zip(shared) {
+        if let Some(value) = value
+            && !table.contains_key(*key)
+        {
+            table.insert((*key).to_owned(), toml::Value::String(value.clone()));
+        }
+    }
+    let mut defaults = |key: &str, value: String| {
+        table
+            .entry(key)
+            .or_insert_with(|| toml::Value::String(value));
+    };
+    defaults("listen", "127.0.0.1:0".to_owned());
+    defaults("image_prefix", DEFAULT_IMAGE_PREFIX.to_owned());
+    defaults("registry_url", DEFAULT_REGISTRY_URL.to_owned());
+    defaults("hub_url", DEFAULT_HUB_URL.to_owned());
+    defaults(
+        "build_log_path",
+        data_dir
+            .join("worker/build-logs.redb")
+            .display()
+            .to_string(),
+    );
+    // An empty registry_url means "no registry": builds are not pushed.
+    if table
+        .get("registry_url")
+        .and_then(toml::Value::as_str)
+        .is_some_and(str::is_empty)
+    {
+        table.remove("registry_url");
+    }
+    let set = |table: &toml::Table, key: &str| {
+        table
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .is_some_and(|t| !t.is_empty())
+    };
+    if env("BINDERY_HUB_API_TOKEN").is_none() && !set(&table, "hub_api_token") {
+        notes.warn(
+            "hub_api_token is not set: launches will fail until it is (hub_api_token in \
+             bindery.toml or BINDERY_HUB_API_TOKEN: the api_token of JupyterHub's binder service)",
+        );
+        table.insert(
+            "hub_api_token".into(),
+            toml::Value::String(PLACEHOLDER_HUB_TOKEN.into()),
+        );
+    }
+    if env("BINDERY_WORKER_TOKEN").is_none() && !set(&table, "token") {
+        table.insert("token".into(), toml::Value::String(random_token()?));
+    }
+
+    // The operator's copy, written first so that it shows what a refused setting was
+    // refused in; readable by this user only (it may hold secrets).
+    let worker_dir = data_dir.join("worker");
+    std::fs::create_dir_all(&worker_dir)
+        .with_context(|| format!("failed to create {}", worker_dir.display()))?;
+    let path = worker_dir.join("worker.toml");
+    let text = format!(
+        "# Written by `bindery up` at every start from bindery.toml: edit that file instead.\n{}",
+        toml::to_string(&table).context("failed to write the worker's settings")?
+    );
+    write_private(&path, &text)?;
+    let config =
+        WorkerConfig::from_table(table, |name| std::env::var(name).ok()).with_context(|| {
+            format!(
+                "invalid worker settings ([worker] and the shared keys, as written to {})",
+                path.display()
+            )
+        })?;
+    if let ExecutorSettings::Kubernetes(_) = config.builds.executor {
+        notes.warn(
+            "executor = \"kubernetes\": builds run as Jobs in the cluster, not on this machine",
+        );
+    }
+    Ok(config)
+}
+
+/// Writes `text` to `path`, readable by this user only: into a new file created with mode
+/// 0600 beside it, then renamed over it, so the secrets are never in a file that an earlier
+/// run (or an operator) left with looser permissions.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(name);
+    // Left behind by a run that died between writing and renaming.
+    let _ = std::fs::remove_file(&temp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temp).and_then(|mut out| {
+        out.write_all(text.as_bytes())?;
+        out.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e).with_context(|| format!("failed to write {}", path.display()));
+    }
+    Ok(())
+}
+
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("failed to make a token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::super::Notes;
+    use super::super::file::UpFile;
+    use super::super::testing::{parse, scratch};
+    use super::*;
+
+    #[test]
+    fn shared_settings_reach_the_worker_unless_its_section_sets_its_own() {
+        let dir = scratch("shared");
+        let file = parse(
+            "registry_url = \"http://reg:5000\"\nimage_prefix = \"reg:5000/binder-\"\n\
+             hub_url = \"http://hub:8000\"\nhub_api_token = \"hub-secret\"\n\
+             [worker]\nregistry_url = \"http://other:5000\"\nmax_concurrent_builds = 3\n",
+        );
+        let mut notes = Notes::default();
+        let config = worker_config(&file, &dir, &mut notes).unwrap();
+        assert_eq!(
+            config.builds.registry_url.as_deref(),
+            Some("http://other:5000")
+        );
+        assert_eq!(config.image_prefix, "reg:5000/binder-");
+        assert_eq!(config.hub_url, "http://hub:8000/");
+        assert_eq!(config.hub_api_token.expose(), "hub-secret");
+        assert_eq!(config.builds.max_concurrent, 3);
+        assert_eq!(config.listen.port(), 0, "a loopback port chosen at start");
+        assert_eq!(
+            config.builds.log_store,
+            Some(dir.join("worker/build-logs.redb"))
+        );
+        let token = config.token.expose();
+        assert_eq!(token.len(), 48, "a generated token: {token}");
+        assert!(notes.0.is_empty(), "{:?}", notes.0);
+        let again = worker_config(&file, &dir, &mut notes).unwrap();
+        assert_ne!(again.token.expose(), token, "a fresh token at every start");
+    }
+
+    #[test]
+    fn without_a_hub_token_or_registry_the_worker_still_starts_and_the_notes_say_so() {
+        let dir = scratch("missing");
+        let file = parse("registry_url = \"\"\n");
+        let mut notes = Notes::default();
+        let config = worker_config(&file, &dir, &mut notes).unwrap();
+        assert_eq!(config.builds.registry_url, None, "empty means no registry");
+        assert!(!config.builds.executor.local().expect("local builds").push);
+        assert_eq!(config.hub_api_token.expose(), PLACEHOLDER_HUB_TOKEN);
+        assert_eq!(config.hub_url, DEFAULT_HUB_URL);
+        assert_eq!(config.image_prefix, DEFAULT_IMAGE_PREFIX);
+        assert!(
+            notes
+                .0
+                .iter()
+                .any(|n| n.contains("hub_api_token is not set")),
+            "{:?}",
+            notes.0
+        );
+    }
+
+    #[test]
+    fn a_bad_worker_setting_is_refused_naming_it() {
+        let dir = scratch("bad");
+        for (text, named) in [
+            ("[worker]\nexecutor = \"nomad\"\n", "nomad"),
+            ("[worker]\nlisten = \"nowhere\"\n", "listen"),
+            ("hub_url = \"hub:8000\"\n", "hub_url"),
+        ] {
+            let err = worker_config(&parse(text), &dir, &mut Notes::default()).expect_err(text);
+            assert!(format!("{err:#}").contains(named), "{text}: {err:#}");
+        }
+        let err = toml::from_str::<UpFile>("[edge]\nlisen = \"x\"\n").expect_err("typo");
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}
