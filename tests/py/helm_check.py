@@ -110,13 +110,13 @@ def cmd_lint():
 
 def config_rs_keys():
     """The worker's file keys (FileConfig and KubeFile fields) and BINDERY_* variables."""
-    source = (ROOT / "crates/worker/src/config.rs").read_text()
+    source = (ROOT / "crates/worker/src/config/file.rs").read_text()
 
     def fields(struct):
         body = re.search(r"struct " + struct + r" \{(.*?)\n\}", source, re.S)
         if not body:
-            raise SystemExit(f"config.rs has no struct {struct}: update helm_check.py")
-        return set(re.findall(r"^\s+(\w+): Option<", body.group(1), re.M))
+            raise SystemExit(f"config/file.rs has no struct {struct}: update helm_check.py")
+        return set(re.findall(r"^\s+(?:pub(?:\([a-z]+\))? )?(\w+): Option<", body.group(1), re.M))
 
     env = set(re.findall(r'"(BINDERY_[A-Z0-9_]+)"', source))
     return fields("FileConfig"), fields("KubeFile"), env
@@ -253,7 +253,7 @@ def check_config_coverage(keys):
     missing = known - offered - CHART_SETS - FROM_SECRETS - LOCAL_ONLY - {"kubernetes"}
     stale = offered - known
     if missing:
-        fail(f"crates/worker/src/config.rs reads keys the chart does not offer: {sorted(missing)}; "
+        fail(f"crates/worker/src/config/file.rs reads keys the chart does not offer: {sorted(missing)}; "
              "add them to values.yaml, values.schema.json and bindery.workerToml, or to the "
              "deliberate exclusions in tests/py/helm_check.py")
     if stale:
