@@ -392,22 +392,7 @@ impl Launcher {
 
     /// Frees the quota slots of servers the hub no longer runs (culled or stopped).
     pub async fn refresh_quota(&self) {
-        for (id, user) in self.admission.running_users() {
-            let gone = match self.hub.user(&user).await {
-                Ok(None) => true,
-                Ok(Some(model)) => model
-                    .get("servers")
-                    .and_then(serde_json::Value::as_object)
-                    .is_some_and(serde_json::Map::is_empty),
-                Err(err) => {
-                    tracing::debug!(%user, error = %err, "quota refresh: hub check failed");
-                    false
-                }
-            };
-            if gone {
-                self.admission.release(&id);
-            }
-        }
+        self.admission.release_stopped(&self.hub).await;
     }
 }
 

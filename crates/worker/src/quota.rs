@@ -2,12 +2,15 @@
 //!
 //! A slot is taken when a launch is admitted, under one mutex, so concurrent launches can
 //! never overshoot; it is given back when the launch fails, or, for a server that started,
-//! when the hub no longer has that server (`Launcher::refresh_quota`).
+//! when the hub no longer has that server ([`Admission::release_stopped`], run
+//! periodically).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use bindery_core::policy::{QuotaDecision, check_quota, count_running};
+
+use crate::hub::HubClient;
 
 /// One admitted launch: its image, its hub user once named, whether its server runs.
 #[derive(Debug, Clone)]
@@ -66,18 +69,40 @@ impl Admission {
         self.slots().len()
     }
 
+    /// Changes the slot of `launch_id`, when it holds one.
     pub(crate) fn update(&self, launch_id: &str, f: impl FnOnce(&mut Slot)) {
         if let Some(slot) = self.slots().get_mut(launch_id) {
             f(slot);
         }
     }
 
-    pub(crate) fn running_users(&self) -> Vec<(String, String)> {
+    fn running_users(&self) -> Vec<(String, String)> {
         self.slots()
             .iter()
             .filter(|(_, s)| s.running)
             .filter_map(|(id, s)| s.user.clone().map(|u| (id.clone(), u)))
             .collect()
+    }
+
+    /// Frees the slots of the servers `hub` no longer runs (culled or stopped); a user the
+    /// hub cannot be asked about keeps its slot until the next refresh.
+    pub async fn release_stopped(&self, hub: &HubClient) {
+        for (id, user) in self.running_users() {
+            let gone = match hub.user(&user).await {
+                Ok(None) => true,
+                Ok(Some(model)) => model
+                    .get("servers")
+                    .and_then(serde_json::Value::as_object)
+                    .is_some_and(serde_json::Map::is_empty),
+                Err(err) => {
+                    tracing::debug!(%user, error = %err, "quota refresh: hub check failed");
+                    false
+                }
+            };
+            if gone {
+                self.release(&id);
+            }
+        }
     }
 }
 
