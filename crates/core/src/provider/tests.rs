@@ -165,3 +165,46 @@ fn ui_routes_follow_validate_regexes() {
     assert!(ProviderId::Gist.ui_route_matches("user/12345"));
     assert!(!ProviderId::Ckan.ui_route_matches("a/b"));
 }
+
+#[test]
+fn the_table_drives_ids_prefixes_and_the_unknown_prefix_message() {
+    assert_eq!(ProviderId::ALL.len(), PROVIDERS.len());
+    for (id, info) in ProviderId::ALL.into_iter().zip(PROVIDERS) {
+        assert_eq!(id.info(), *info);
+        assert_eq!(ProviderId::parse(info.prefix), Ok(id));
+        assert_eq!(id.to_string(), info.prefix);
+    }
+    let err = ProviderId::parse("svn").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "No provider found for prefix \"svn\" (known: gh, gl, gist, git, zenodo, figshare, hydroshare, dataverse, ckan)"
+    );
+}
+
+#[test]
+fn each_providers_row_agrees_with_what_its_parser_produces() {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    for path in [
+        "gh/a/b/main",
+        "gl/group%2Fp/main",
+        "gist/user/abc",
+        "git/https%3A%2F%2Fexample.org%2Fr/main",
+        "zenodo/10.5281/zenodo.1",
+        "figshare/10.6084/m9.figshare.1",
+        "hydroshare/142c59757ed54de1816777828c9716e7",
+        "dataverse/10.7910/DVN/X",
+        "ckan/https%3A%2F%2Fa.org%2Fdataset%2Fx",
+    ] {
+        let spec = parse(path).unwrap();
+        let info = spec.provider().info();
+        assert!(path.starts_with(&format!("{}/", info.prefix)), "{path}");
+        assert_eq!(info.has_ref, spec.unresolved_ref().is_some(), "{path}");
+        assert!(info.ui_route.matches(spec.raw()), "{path}");
+        if info.resolved_ref == FULL_COMMIT {
+            spec.validate_resolved_ref(sha).unwrap();
+        } else {
+            let err = spec.validate_resolved_ref(sha).unwrap_err().to_string();
+            assert!(err.contains(info.resolved_ref), "{path}: {err}");
+        }
+    }
+}
