@@ -17,7 +17,11 @@
 //! - [`client`]: the one pooled client allowed calls go through;
 //! - [`world`]: the allowed imports (`wit/world.wit`) and the linker that provides them;
 //! - [`engine`]: the engine, the epoch ticker and the precompiled-component cache;
-//! - `state`: one request's store data; `server`: the HTTP server and graceful shutdown.
+//! - `state`: one request's store data; `server`: the HTTP server and graceful shutdown,
+//!   with `server::dispatch` (one request in its component) and `server::spin_request`
+//!   (the request as Spin hands it over).
+
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod engine;
