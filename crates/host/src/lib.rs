@@ -48,7 +48,7 @@ pub use client::OutboundTimeouts;
 pub use engine::{ComponentError, EngineLimits, LoadReport};
 pub use error::HostError;
 pub use kv::{KvBackend, KvError, KvStores};
-pub use manifest::{Manifest, ManifestError};
+pub use manifest::{Manifest, ManifestError, ManifestRule};
 pub use outbound::OutboundError;
 pub use routes::RouteError;
 pub use variables::VariableError;
