@@ -25,6 +25,8 @@
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.
 
+#![warn(missing_docs)]
+
 pub mod badge;
 pub mod cache;
 pub mod escape;
