@@ -9,7 +9,9 @@
 //! provider for each request and reading each answer with it.
 //!
 //! Adding a provider: write its module (spec type, `parse`, `INFO`, `impl Provider`), add
-//! one line to the table, and allow its hosts in `spin.toml`.
+//! one line to the table, and allow its hosts in `spin.toml`. Only a provider whose
+//! endpoint operators (or tests) move needs more: a field of [`ProviderSettings`] and the
+//! edge variable that sets it.
 
 use std::fmt;
 
