@@ -208,3 +208,48 @@ fn each_providers_row_agrees_with_what_its_parser_produces() {
         }
     }
 }
+
+#[test]
+fn a_redirect_repeats_the_providers_request_with_its_credential_but_without_the_etag() {
+    use crate::resolve::{Credentials, Resolver, Revalidation, Step};
+    let spec = parse("gh/a/b/main").unwrap();
+    let credentials = Credentials {
+        github_token: Some("ghp_t".into()),
+        gitlab_token: None,
+    };
+    let revalidation = Revalidation {
+        etag: "\"e1\"".into(),
+        resolved_ref: "0123456789abcdef0123456789abcdef01234567".into(),
+    };
+    let mut resolver = Resolver::new(
+        &spec,
+        &ProviderSettings::default(),
+        &credentials,
+        Some(revalidation),
+    );
+    let Step::Fetch(first) = resolver.start() else {
+        panic!("expected a request");
+    };
+    assert_eq!(first.headers()["if-none-match"], "\"e1\"");
+    let moved = http::Response::builder()
+        .status(301)
+        .header("location", "/repositories/7/commits/main")
+        .body(Vec::new())
+        .unwrap();
+    let Step::Fetch(second) = resolver.on_response(&moved, 0) else {
+        panic!("expected the request again");
+    };
+    assert_eq!(
+        second.uri(),
+        "https://api.github.com/repositories/7/commits/main"
+    );
+    assert_eq!(second.headers()["authorization"], "Bearer ghp_t");
+    let accepts: Vec<_> = second.headers().get_all("accept").iter().collect();
+    assert_eq!(accepts, ["application/json", "application/vnd.github+json"]);
+    assert!(second.headers().get("if-none-match").is_none());
+    // An answer of the wrong kind ends the conversation instead of confusing the provider.
+    assert!(matches!(
+        resolver.on_ls_remote("whatever"),
+        Step::Done(crate::resolve::Outcome::Failed(_))
+    ));
+}
