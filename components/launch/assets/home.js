@@ -1,17 +1,23 @@
 // The home page's link generator: the same rules as bindery_core::launch::launch_link
-// (encoded repository for gl/git/hydroshare/ckan, HEAD by default, a trailing slash for
-// providers without refs, `urlpath=/doc/tree/<file>` in file mode).
+// (an encoded repository where the provider table says so, HEAD by default, a trailing
+// slash for providers without refs, `urlpath=/doc/tree/<file>` in file mode). The menu
+// and each provider's rules come from the provider table in the page's configuration.
 (function () {
   "use strict";
   var config = JSON.parse(document.getElementById("config").textContent);
-  var encodeRepo = { gl: 1, git: 1, hydroshare: 1, ckan: 1 };
-  var hasRef = { gh: 1, gl: 1, gist: 1, git: 1 };
-  var hosts = { gh: "github.com/", gl: "gitlab.com/", gist: "gist.github.com/" };
   var $ = function (id) { return document.getElementById(id); };
+  var providers = {};
+  config.providers.forEach(function (p) {
+    providers[p.id] = p;
+    var option = document.createElement("option");
+    option.value = p.id;
+    option.textContent = p.label;
+    $("provider").appendChild(option);
+  });
 
   function detect(provider, input) {
     var repo = input.trim();
-    var host = hosts[provider];
+    var host = providers[provider].paste_host;
     if (host) {
       ["https://", "http://"].forEach(function (scheme) {
         if (repo.indexOf(scheme + host) === 0) { repo = repo.slice((scheme + host).length); }
@@ -25,8 +31,8 @@
     var repo = detect(provider, $("repo").value);
     if (!repo) { return ""; }
     var base = config.base_url.replace(/\/+$/, "");
-    var part = encodeRepo[provider] ? encodeURIComponent(repo) : repo;
-    var url = base + "/v2/" + provider + "/" + part + "/" + (hasRef[provider] ? ($("ref").value.trim() || "HEAD") : "");
+    var part = providers[provider].encode_repo ? encodeURIComponent(repo) : repo;
+    var url = base + "/v2/" + provider + "/" + part + "/" + (providers[provider].has_ref ? ($("ref").value.trim() || "HEAD") : "");
     var path = $("path").value.trim();
     if (path) {
       var urlpath = $("kind").value === "file" ? "/doc/tree/" + path : path;

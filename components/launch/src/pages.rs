@@ -4,6 +4,7 @@
 //! `<script type="application/json">` block, never as HTML.
 
 use bindery_core::badge::escape_xml as escape_html;
+use bindery_core::provider::PROVIDERS;
 use serde_json::json;
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -101,9 +102,26 @@ pub fn loading(page: &Loading<'_>) -> String {
     )
 }
 
+/// The provider table as the home page's script reads it: the menu, and the rules of
+/// [`bindery_core::launch::launch_link`] and [`bindery_core::launch::detect_repo`].
+fn home_providers() -> serde_json::Value {
+    PROVIDERS
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.prefix,
+                "label": p.menu_label,
+                "has_ref": p.has_ref,
+                "encode_repo": p.url_encodes_repo(),
+                "paste_host": p.paste_host,
+            })
+        })
+        .collect()
+}
+
 /// The home page.
 pub fn home(base_url: &str) -> String {
-    let config = json!({ "base_url": base_url });
+    let config = json!({ "base_url": base_url, "providers": home_providers() });
     fill(
         HOME_HTML,
         &[
@@ -191,6 +209,39 @@ mod tests {
         assert!(!page.contains("<script>alert"));
         assert!(!page.contains("<img src=x"));
         assert!(page.contains("\\u003c/script\\u003e"));
+    }
+
+    #[test]
+    fn the_home_page_menu_and_link_rules_come_from_the_provider_table() {
+        let page = home("/");
+        let start = page
+            .find("<script id=\"config\" type=\"application/json\">")
+            .unwrap();
+        let json = &page[start..];
+        let json = &json[json.find('>').unwrap() + 1..json.find("</script>").unwrap()];
+        let config: serde_json::Value = serde_json::from_str(json).unwrap();
+        let providers = config["providers"].as_array().unwrap();
+        assert_eq!(providers.len(), PROVIDERS.len());
+        for (entry, info) in providers.iter().zip(PROVIDERS) {
+            assert_eq!(entry["id"], info.prefix);
+            assert_eq!(entry["label"], info.menu_label);
+            assert_eq!(entry["has_ref"], info.has_ref);
+            assert_eq!(entry["encode_repo"], info.url_encodes_repo());
+            assert_eq!(entry["paste_host"].as_str(), info.paste_host);
+        }
+        // The script keeps no copy of the table: no provider prefix appears in it as a key
+        // or a string.
+        for info in PROVIDERS {
+            let prefix = info.prefix;
+            for copy in [
+                format!("\"{prefix}\""),
+                format!("{prefix}:"),
+                format!("'{prefix}'"),
+            ] {
+                assert!(!HOME_JS.contains(&copy), "home.js names {copy}");
+            }
+        }
+        assert!(!HOME_HTML.contains("<option value=\"gh\""));
     }
 
     #[test]

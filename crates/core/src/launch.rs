@@ -166,14 +166,8 @@ pub fn legacy_redirect(rest: &str) -> Option<String> {
 /// The repository part of what a user pasted into the home page: a leading
 /// `http(s)://<provider host>/` and trailing slashes are removed.
 pub fn detect_repo(provider: ProviderId, input: &str) -> String {
-    let host = match provider {
-        ProviderId::GitHub => Some("github.com/"),
-        ProviderId::GitLab => Some("gitlab.com/"),
-        ProviderId::Gist => Some("gist.github.com/"),
-        _ => None,
-    };
     let mut repo = input.trim();
-    if let Some(host) = host {
+    if let Some(host) = provider.info().paste_host {
         for scheme in ["https://", "http://"] {
             if let Some(rest) = repo.strip_prefix(scheme).and_then(|r| r.strip_prefix(host)) {
                 repo = rest;

@@ -10,9 +10,10 @@
 //! - [`validate`]: refusal of hostile specs, refs, URLs and launch paths.
 //! - [`escape`]: escapism-compatible escaping, the basis of image names.
 //! - [`image`]: image names, build names and the registry repository/tag split.
-//! - [`provider`]: the repository providers (`gh`, `gl`, `gist`, `git`, `zenodo`,
-//!   `figshare`, `hydroshare`, `dataverse`, `ckan`), one module each behind [`provider::Spec`].
-//! - [`resolve`]: the resolution of an unresolved ref as a sequence of upstream requests.
+//! - [`provider`]: the repository providers, one module each (parsing, metadata, resolution
+//!   steps), listed once in the table [`provider::PROVIDERS`] behind [`provider::Spec`].
+//! - [`resolve`]: the resolution of an unresolved ref as a conversation with upstream
+//!   services, running the provider's steps.
 //! - [`launch`]: what a launch carries (`binder_request`, launch path, hub user name).
 //! - [`registry`]: the manifest check, bearer challenges and token requests.
 //! - [`policy`]: ban and allow lists, per-repo configuration, quotas, IP bans, rate limits.
@@ -24,6 +25,8 @@
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.
+
+#![warn(missing_docs)]
 
 pub mod badge;
 pub mod cache;

@@ -86,7 +86,8 @@ pub enum InputError {
     },
     /// A provider prefix that Bindery does not know.
     #[error(
-        "No provider found for prefix {shown} (known: gh, gl, gist, git, zenodo, figshare, hydroshare, dataverse, ckan)"
+        "No provider found for prefix {shown} (known: {known})",
+        known = crate::provider::KnownPrefixes
     )]
     UnknownProvider {
         /// The prefix, truncated and escaped.

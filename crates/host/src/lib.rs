@@ -17,7 +17,11 @@
 //! - [`client`]: the one pooled client allowed calls go through;
 //! - [`world`]: the allowed imports (`wit/world.wit`) and the linker that provides them;
 //! - [`engine`]: the engine, the epoch ticker and the precompiled-component cache;
-//! - `state`: one request's store data; `server`: the HTTP server and graceful shutdown.
+//! - `state`: one request's store data; `server`: the HTTP server and graceful shutdown,
+//!   with `server::dispatch` (one request in its component) and `server::spin_request`
+//!   (the request as Spin hands it over).
+
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod engine;
@@ -44,7 +48,7 @@ pub use client::OutboundTimeouts;
 pub use engine::{ComponentError, EngineLimits, LoadReport};
 pub use error::HostError;
 pub use kv::{KvBackend, KvError, KvStores};
-pub use manifest::{Manifest, ManifestError};
+pub use manifest::{Manifest, ManifestError, ManifestRule};
 pub use outbound::OutboundError;
 pub use routes::RouteError;
 pub use variables::VariableError;

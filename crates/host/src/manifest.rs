@@ -37,8 +37,49 @@ pub enum ManifestError {
         /// The manifest path.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: ManifestRule,
     },
+}
+
+/// A rule of Spin's that a parsed manifest breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestRule {
+    /// Only manifest version 2 exists for this host.
+    #[error("spin_manifest_version is {0}, and only version 2 is supported")]
+    Version(i64),
+    /// An application variable's name.
+    #[error("variable name `{0}` must be lower_snake_case (a-z, 0-9, _)")]
+    VariableName(String),
+    /// A variable both required and defaulted.
+    #[error("variable `{0}` cannot be both required and have a default")]
+    RequiredWithDefault(String),
+    /// A variable neither required nor defaulted.
+    #[error("variable `{0}` needs a default or `required = true`")]
+    NoDefault(String),
+    /// A component id.
+    #[error("component id `{0}` must be kebab-case (a-z, 0-9, -)")]
+    ComponentId(String),
+    /// A component variable's name.
+    #[error("component `{component}`: variable name `{name}` must be lower_snake_case")]
+    ComponentVariableName {
+        /// The component.
+        component: String,
+        /// The variable.
+        name: String,
+    },
+    /// A route to a component the manifest does not define.
+    #[error(
+        "route `{route}` names component `{component}`, which has no [component.{component}] table"
+    )]
+    UnknownComponent {
+        /// The route.
+        route: String,
+        /// The missing component.
+        component: String,
+    },
+    /// Two triggers on one route.
+    #[error("route `{0}` appears twice")]
+    DuplicateRoute(String),
 }
 
 /// A parsed and checked manifest.
@@ -192,15 +233,12 @@ impl Manifest {
             path: PathBuf::new(),
             source: Box::new(source),
         })?;
-        let invalid = |reason: String| ManifestError::Invalid {
+        let invalid = |reason: ManifestRule| ManifestError::Invalid {
             path: PathBuf::new(),
             reason,
         };
         if raw.spin_manifest_version != 2 {
-            return Err(invalid(format!(
-                "spin_manifest_version is {}, and only version 2 is supported",
-                raw.spin_manifest_version
-            )));
+            return Err(invalid(ManifestRule::Version(raw.spin_manifest_version)));
         }
         let manifest = Manifest {
             base_dir: base_dir.to_owned(),
@@ -218,48 +256,40 @@ impl Manifest {
         self.base_dir.join(&component.source)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Checks the rules Spin enforces beyond the schema.
+    fn check(&self) -> Result<(), ManifestRule> {
         for (name, def) in &self.variables {
             if !is_variable_name(name) {
-                return Err(format!(
-                    "variable name `{name}` must be lower_snake_case (a-z, 0-9, _)"
-                ));
+                return Err(ManifestRule::VariableName(name.clone()));
             }
             if def.required && def.default.is_some() {
-                return Err(format!(
-                    "variable `{name}` cannot be both required and have a default"
-                ));
+                return Err(ManifestRule::RequiredWithDefault(name.clone()));
             }
             if !def.required && def.default.is_none() {
-                return Err(format!(
-                    "variable `{name}` needs a default or `required = true`"
-                ));
+                return Err(ManifestRule::NoDefault(name.clone()));
             }
         }
         for (id, component) in &self.components {
             if !is_component_id(id) {
-                return Err(format!(
-                    "component id `{id}` must be kebab-case (a-z, 0-9, -)"
-                ));
+                return Err(ManifestRule::ComponentId(id.clone()));
             }
-            for name in component.variables.keys() {
-                if !is_variable_name(name) {
-                    return Err(format!(
-                        "component `{id}`: variable name `{name}` must be lower_snake_case"
-                    ));
-                }
+            if let Some(name) = component.variables.keys().find(|n| !is_variable_name(n)) {
+                return Err(ManifestRule::ComponentVariableName {
+                    component: id.clone(),
+                    name: name.clone(),
+                });
             }
         }
         let mut routes = std::collections::BTreeSet::new();
         for trigger in &self.http_triggers {
             if !self.components.contains_key(&trigger.component) {
-                return Err(format!(
-                    "route `{}` names component `{}`, which has no [component.{}] table",
-                    trigger.route, trigger.component, trigger.component
-                ));
+                return Err(ManifestRule::UnknownComponent {
+                    route: trigger.route.clone(),
+                    component: trigger.component.clone(),
+                });
             }
             if !routes.insert(trigger.route.trim_end_matches('/')) {
-                return Err(format!("route `{}` appears twice", trigger.route));
+                return Err(ManifestRule::DuplicateRoute(trigger.route.clone()));
             }
         }
         Ok(())

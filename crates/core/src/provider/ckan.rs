@@ -1,8 +1,26 @@
 //! `ckan/<percent-encoded dataset URL>`: datasets of any CKAN portal, versioned by their
 //! modification time (or by an activity id in the URL).
 
-use super::bad_spec;
+use serde_json::Value;
+
+use super::{
+    Answer, Cx, Fetch, Next, Provider, ProviderInfo, ProviderSettings, RepoEncoding, UiRoute,
+    bad_spec, is_digits, parse_timestamp,
+};
+use crate::resolve::encode_all;
 use crate::validate::{self, InputError};
+
+/// CKAN's row in the provider table.
+pub const INFO: ProviderInfo = ProviderInfo {
+    prefix: "ckan",
+    display_name: "CKAN",
+    menu_label: "CKAN dataset",
+    has_ref: false,
+    repo_encoding: RepoEncoding::Percent,
+    paste_host: None,
+    ui_route: UiRoute::OneSegment,
+    resolved_ref: "<dataset>.v<unix time>",
+};
 
 /// A parsed CKAN spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +39,7 @@ pub struct CkanSpec {
 
 impl CkanSpec {
     /// Parses the spec: decoded once, it must be an http(s) URL with `/dataset/<name>`.
-    pub fn parse(raw: &str) -> Result<Self, InputError> {
+    pub fn parse(raw: &str, _settings: &ProviderSettings) -> Result<Self, InputError> {
         let url = validate::percent_decode("CKAN URL", raw)?;
         let parsed = url::Url::parse(&url).map_err(|e| {
             bad_spec(format!(
@@ -87,24 +105,71 @@ impl CkanSpec {
             activity_id,
         })
     }
+}
+
+impl Provider for CkanSpec {
+    fn raw(&self) -> &str {
+        &self.raw
+    }
 
     /// The dataset URL.
-    pub fn repo_url(&self) -> String {
+    fn repo_url(&self) -> String {
         self.url.clone()
     }
 
     /// `ckan-<dataset>`.
-    pub fn build_slug(&self) -> String {
-        format!("ckan-{}", self.dataset)
+    fn build_slug(&self, _resolved_ref: Option<&str>) -> Option<String> {
+        Some(format!("ckan-{}", self.dataset))
     }
 
     /// The dataset URL.
-    pub fn resolved_spec(&self, _resolved_ref: &str) -> String {
+    fn resolved_spec(&self, _resolved_ref: &str) -> String {
         self.url.clone()
     }
 
     /// The dataset URL.
-    pub fn ref_url(&self, _resolved_ref: &str) -> String {
+    fn ref_url(&self, _resolved_ref: &str) -> String {
         self.url.clone()
+    }
+
+    fn resolved_ref_ok(&self, resolved_ref: &str) -> bool {
+        resolved_ref
+            .strip_prefix(&format!("{}.v", self.dataset))
+            .is_some_and(is_digits)
+    }
+
+    /// The dataset (or the activity the link names) from the portal's action API.
+    fn start(&self, _cx: &mut Cx<'_>) -> Next {
+        let url = match &self.activity_id {
+            Some(a) => format!(
+                "{}/api/3/action/activity_data_show?id={}&object_type=package",
+                self.portal,
+                encode_all(a)
+            ),
+            None => format!(
+                "{}/api/3/action/package_show?id={}",
+                self.portal,
+                encode_all(&self.dataset)
+            ),
+        };
+        Next::Fetch(Fetch::json(url))
+    }
+
+    /// The dataset is versioned by its `metadata_modified` time.
+    fn on_answer(&self, _cx: &mut Cx<'_>, answer: &Answer<'_>) -> Next {
+        if answer.code() != 200 {
+            return Next::NotFound;
+        }
+        let modified = serde_json::from_slice::<Value>(answer.body)
+            .ok()
+            .and_then(|doc| {
+                doc.pointer("/result/metadata_modified")?
+                    .as_str()
+                    .and_then(parse_timestamp)
+            });
+        match modified {
+            Some(epoch) => Next::resolved(format!("{}.v{epoch}", self.dataset)),
+            None => Next::Failed("CKAN's answer has no metadata_modified".into()),
+        }
     }
 }

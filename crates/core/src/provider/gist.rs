@@ -1,7 +1,25 @@
 //! `gist/<user>/<gist id>[/<ref>]`: GitHub gists.
 
-use super::{ProviderSettings, bad_spec, github::check_name};
-use crate::validate::InputError;
+use serde_json::Value;
+
+use super::contract::trim;
+use super::{
+    Accept, Answer, Auth, Cx, FULL_COMMIT, Fetch, Next, Provider, ProviderInfo, ProviderSettings,
+    RepoEncoding, UiRoute, bad_spec, github::check_name,
+};
+use crate::validate::{InputError, is_full_commit};
+
+/// The gist row of the provider table.
+pub const INFO: ProviderInfo = ProviderInfo {
+    prefix: "gist",
+    display_name: "Gist",
+    menu_label: "Gist",
+    has_ref: true,
+    repo_encoding: RepoEncoding::AsTyped,
+    paste_host: Some("gist.github.com/"),
+    ui_route: UiRoute::UserIdOptionalRef,
+    resolved_ref: FULL_COMMIT,
+};
 
 /// A parsed gist spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,27 +71,97 @@ impl GistSpec {
             "" | "HEAD" | "master" | "main"
         )
     }
+}
+
+impl Provider for GistSpec {
+    fn raw(&self) -> &str {
+        &self.raw
+    }
 
     /// `https://gist.github.com/<user>/<id>.git`.
-    pub fn repo_url(&self) -> String {
+    fn repo_url(&self) -> String {
         format!("https://{}/{}/{}.git", self.host, self.user, self.gist_id)
     }
 
+    fn unresolved_ref(&self) -> Option<&str> {
+        Some(&self.unresolved_ref)
+    }
+
     /// The gist id.
-    pub fn build_slug(&self) -> String {
-        self.gist_id.clone()
+    fn build_slug(&self, _resolved_ref: Option<&str>) -> Option<String> {
+        Some(self.gist_id.clone())
     }
 
     /// `<user>/<id>/<revision>`.
-    pub fn resolved_spec(&self, resolved_ref: &str) -> String {
+    fn resolved_spec(&self, resolved_ref: &str) -> String {
         format!("{}/{}/{resolved_ref}", self.user, self.gist_id)
     }
 
     /// `https://gist.github.com/<user>/<id>/<revision>`.
-    pub fn ref_url(&self, resolved_ref: &str) -> String {
+    fn ref_url(&self, resolved_ref: &str) -> String {
         format!(
             "https://{}/{}/{}/{resolved_ref}",
             self.host, self.user, self.gist_id
         )
+    }
+
+    /// The gist id.
+    fn repo_key(&self) -> String {
+        self.gist_id.clone()
+    }
+
+    fn resolved_ref_ok(&self, resolved_ref: &str) -> bool {
+        is_full_commit(resolved_ref)
+    }
+
+    /// `GET /gists/<id>` from GitHub's API.
+    fn start(&self, cx: &mut Cx<'_>) -> Next {
+        Next::Fetch(Fetch {
+            accept: Accept::GitHub,
+            auth: Auth::GitHub,
+            ..Fetch::json(format!(
+                "{}/gists/{}",
+                trim(&cx.settings.github_api),
+                self.gist_id
+            ))
+        })
+    }
+
+    /// The newest revision, or the one the link names, from the gist's history; secret
+    /// gists only where the operator allows them.
+    fn on_answer(&self, cx: &mut Cx<'_>, answer: &Answer<'_>) -> Next {
+        match answer.code() {
+            200 => {}
+            404 => return Next::NotFound,
+            code => return Next::Failed(format!("GitHub answered {code}")),
+        }
+        let Ok(doc) = serde_json::from_slice::<Value>(answer.body) else {
+            return Next::Failed("GitHub's gist answer is not JSON".into());
+        };
+        if doc.get("public").and_then(Value::as_bool) != Some(true)
+            && !cx.settings.allow_secret_gist
+        {
+            return Next::Failed(
+                "Cannot use private gist: secret gists are not allowed on this Binder".into(),
+            );
+        }
+        let versions: Vec<&str> = doc
+            .get("history")
+            .and_then(Value::as_array)
+            .map(|h| {
+                h.iter()
+                    .filter_map(|e| e.get("version").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let found = if self.wants_latest() {
+            versions.first().copied()
+        } else {
+            versions.iter().copied().find(|v| *v == cx.progress.git_ref)
+        };
+        match found {
+            Some(v) => Next::resolved(v.to_string()),
+            None => Next::NotFound,
+        }
     }
 }

@@ -1,7 +1,24 @@
 //! `gh/<user>/<repo>/<ref>`: GitHub repositories.
 
-use super::{ProviderSettings, bad_spec, strip_suffix};
-use crate::validate::InputError;
+use super::contract::{json_str, trim};
+use super::{
+    Accept, Answer, Auth, Cx, FULL_COMMIT, Fetch, Next, Provider, ProviderInfo, ProviderSettings,
+    RepoEncoding, UiRoute, bad_spec, strip_suffix,
+};
+use crate::resolve::REF_SET;
+use crate::validate::{InputError, is_full_commit};
+
+/// GitHub's row in the provider table.
+pub const INFO: ProviderInfo = ProviderInfo {
+    prefix: "gh",
+    display_name: "GitHub",
+    menu_label: "GitHub",
+    has_ref: true,
+    repo_encoding: RepoEncoding::AsTyped,
+    paste_host: Some("github.com/"),
+    ui_route: UiRoute::UserRepoRef,
+    resolved_ref: FULL_COMMIT,
+};
 
 /// A parsed GitHub spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,23 +88,119 @@ impl GitHubSpec {
         })
     }
 
+    /// The commits API request for the ref being looked up, conditional on a cached
+    /// ETag unless this is the `HEAD` retry.
+    fn commits_request(&self, cx: &Cx<'_>) -> Next {
+        let url = format!(
+            "{}/repos/{}/{}/commits/{}",
+            trim(&cx.settings.github_api),
+            self.user,
+            self.repo,
+            percent_encoding::utf8_percent_encode(&cx.progress.git_ref, REF_SET)
+        );
+        let if_none_match = match (cx.revalidation, cx.progress.fell_back) {
+            (Some(r), false) => Some(r.etag.clone()),
+            _ => None,
+        };
+        Next::Fetch(Fetch {
+            url,
+            accept: Accept::GitHub,
+            auth: Auth::GitHub,
+            if_none_match,
+        })
+    }
+}
+
+impl Provider for GitHubSpec {
+    fn raw(&self) -> &str {
+        &self.raw
+    }
+
     /// `https://github.com/<user>/<repo>`.
-    pub fn repo_url(&self) -> String {
+    fn repo_url(&self) -> String {
         format!("https://{}/{}/{}", self.host, self.user, self.repo)
     }
 
+    fn unresolved_ref(&self) -> Option<&str> {
+        Some(&self.unresolved_ref)
+    }
+
     /// `<user>-<repo>`, case preserved.
-    pub fn build_slug(&self) -> String {
-        format!("{}-{}", self.user, self.repo)
+    fn build_slug(&self, _resolved_ref: Option<&str>) -> Option<String> {
+        Some(format!("{}-{}", self.user, self.repo))
     }
 
     /// `<user>/<repo>/<sha>`.
-    pub fn resolved_spec(&self, resolved_ref: &str) -> String {
+    fn resolved_spec(&self, resolved_ref: &str) -> String {
         format!("{}/{}/{resolved_ref}", self.user, self.repo)
     }
 
     /// `https://github.com/<user>/<repo>/tree/<sha>`.
-    pub fn ref_url(&self, resolved_ref: &str) -> String {
+    fn ref_url(&self, resolved_ref: &str) -> String {
         format!("{}/tree/{resolved_ref}", self.repo_url())
+    }
+
+    /// `<user>/<repo>`.
+    fn repo_key(&self) -> String {
+        format!("{}/{}", self.user, self.repo)
+    }
+
+    fn resolved_ref_ok(&self, resolved_ref: &str) -> bool {
+        is_full_commit(resolved_ref)
+    }
+
+    /// `GET /repos/<user>/<repo>/commits/<ref>`.
+    fn start(&self, cx: &mut Cx<'_>) -> Next {
+        self.commits_request(cx)
+    }
+
+    /// The commit's `sha`; a 304 confirms the cached one. A missing `master` or `main` is
+    /// retried as `HEAD`, as BinderHub does for renamed default branches.
+    fn on_answer(&self, cx: &mut Cx<'_>, answer: &Answer<'_>) -> Next {
+        cx.progress.rate_remaining = answer
+            .header("x-ratelimit-remaining")
+            .and_then(|v| v.parse().ok());
+        match answer.code() {
+            200 => match json_str(answer.body, "/sha") {
+                Some(sha) => Next::Resolved {
+                    resolved_ref: sha,
+                    etag: answer.header("etag").map(String::from),
+                },
+                None => Next::Failed("GitHub's answer has no commit sha".into()),
+            },
+            304 => match cx.revalidation {
+                Some(r) => Next::Resolved {
+                    resolved_ref: r.resolved_ref.clone(),
+                    etag: Some(r.etag.clone()),
+                },
+                None => Next::Failed("GitHub answered 304 to an unconditional request".into()),
+            },
+            404 | 422 => {
+                if !cx.progress.fell_back
+                    && matches!(cx.progress.git_ref.as_str(), "master" | "main")
+                {
+                    cx.progress.fell_back = true;
+                    cx.progress.git_ref = "HEAD".into();
+                    return self.commits_request(cx);
+                }
+                Next::NotFound
+            }
+            403 | 429 if cx.progress.rate_remaining == Some(0) || answer.code() == 429 => {
+                let reset_at = answer
+                    .header("x-ratelimit-reset")
+                    .and_then(|v| v.parse::<u64>().ok());
+                let minutes = reset_at.map_or(60, |r| r.saturating_sub(answer.now).div_ceil(60));
+                let minutes = (minutes.div_ceil(5) * 5).max(5);
+                Next::RateLimited {
+                    reset_at,
+                    message: format!("GitHub rate limit exceeded. Try again in {minutes} minutes."),
+                }
+            }
+            401 | 403 => Next::Failed(format!(
+                "GitHub refused access ({}); check the GitHub token of this Binder",
+                answer.code()
+            )),
+            _ => Next::Failed(format!("GitHub answered {}", answer.code())),
+        }
     }
 }

@@ -1,7 +1,24 @@
 //! `gl/<percent-encoded namespace>/<ref>`: GitLab projects.
 
-use super::{ProviderSettings, bad_spec};
-use crate::validate::{self, InputError};
+use super::contract::{json_field, trim};
+use super::{
+    Answer, Auth, Cx, FULL_COMMIT, Fetch, Next, Provider, ProviderInfo, ProviderSettings,
+    RepoEncoding, UiRoute, bad_spec,
+};
+use crate::resolve::encode_all;
+use crate::validate::{self, InputError, is_full_commit};
+
+/// GitLab's row in the provider table.
+pub const INFO: ProviderInfo = ProviderInfo {
+    prefix: "gl",
+    display_name: "GitLab",
+    menu_label: "GitLab.com",
+    has_ref: true,
+    repo_encoding: RepoEncoding::Percent,
+    paste_host: Some("gitlab.com/"),
+    ui_route: UiRoute::RepoRef,
+    resolved_ref: FULL_COMMIT,
+};
 
 /// A parsed GitLab spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,31 +68,71 @@ impl GitLabSpec {
             host: settings.gitlab_host.clone(),
         })
     }
+}
+
+impl Provider for GitLabSpec {
+    fn raw(&self) -> &str {
+        &self.raw
+    }
 
     /// `https://gitlab.com/<namespace>.git`.
-    pub fn repo_url(&self) -> String {
+    fn repo_url(&self) -> String {
         format!("https://{}/{}.git", self.host, self.namespace)
     }
 
+    fn unresolved_ref(&self) -> Option<&str> {
+        Some(&self.unresolved_ref)
+    }
+
     /// Namespace parts with `-` written as `_-`, joined by `-`.
-    pub fn build_slug(&self) -> String {
-        self.namespace
-            .split('/')
-            .map(|p| p.replace('-', "_-"))
-            .collect::<Vec<_>>()
-            .join("-")
+    fn build_slug(&self, _resolved_ref: Option<&str>) -> Option<String> {
+        Some(
+            self.namespace
+                .split('/')
+                .map(|p| p.replace('-', "_-"))
+                .collect::<Vec<_>>()
+                .join("-"),
+        )
     }
 
     /// `<namespace as written>/<sha>`.
-    pub fn resolved_spec(&self, resolved_ref: &str) -> String {
+    fn resolved_spec(&self, resolved_ref: &str) -> String {
         format!("{}/{resolved_ref}", self.quoted_namespace)
     }
 
     /// `https://gitlab.com/<namespace>/tree/<sha>`.
-    pub fn ref_url(&self, resolved_ref: &str) -> String {
+    fn ref_url(&self, resolved_ref: &str) -> String {
         format!(
             "https://{}/{}/tree/{resolved_ref}",
             self.host, self.namespace
         )
+    }
+
+    /// The decoded namespace.
+    fn repo_key(&self) -> String {
+        self.namespace.clone()
+    }
+
+    fn resolved_ref_ok(&self, resolved_ref: &str) -> bool {
+        is_full_commit(resolved_ref)
+    }
+
+    /// `GET /projects/<namespace>/repository/commits/<ref>`, both encoded whole.
+    fn start(&self, cx: &mut Cx<'_>) -> Next {
+        let url = format!(
+            "{}/projects/{}/repository/commits/{}",
+            trim(&cx.settings.gitlab_api),
+            encode_all(&self.namespace),
+            encode_all(&self.unresolved_ref)
+        );
+        Next::Fetch(Fetch {
+            auth: Auth::GitLab,
+            ..Fetch::json(url)
+        })
+    }
+
+    /// The commit's `id`.
+    fn on_answer(&self, cx: &mut Cx<'_>, answer: &Answer<'_>) -> Next {
+        json_field(cx, answer, "/id")
     }
 }

@@ -1,8 +1,25 @@
 //! `hydroshare/<anything holding a 32-hex resource id>`: HydroShare resources, versioned
 //! by their modification time.
 
-use super::{ProviderSettings, bad_spec};
+use serde_json::Value;
+
+use super::{
+    Answer, Cx, Fetch, Next, Provider, ProviderInfo, ProviderSettings, RepoEncoding, UiRoute,
+    bad_spec, is_digits, parse_timestamp,
+};
 use crate::validate::{self, InputError};
+
+/// HydroShare's row in the provider table.
+pub const INFO: ProviderInfo = ProviderInfo {
+    prefix: "hydroshare",
+    display_name: "Hydroshare",
+    menu_label: "HydroShare",
+    has_ref: false,
+    repo_encoding: RepoEncoding::Percent,
+    paste_host: None,
+    ui_route: UiRoute::OneSegment,
+    resolved_ref: "<32-hex resource id>.v<unix time>",
+};
 
 /// A parsed HydroShare spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,19 +62,68 @@ impl HydroshareSpec {
             base: settings.hydroshare_base.trim_end_matches('/').to_string(),
         })
     }
+}
+
+impl Provider for HydroshareSpec {
+    fn raw(&self) -> &str {
+        &self.raw
+    }
 
     /// `https://www.hydroshare.org/resource/<id>`.
-    pub fn repo_url(&self) -> String {
+    fn repo_url(&self) -> String {
         format!("{}/resource/{}", self.base, self.resource_id)
     }
 
+    /// `hydroshare-<resource id>.v<unix time>`.
+    fn build_slug(&self, resolved_ref: Option<&str>) -> Option<String> {
+        resolved_ref.map(|r| format!("{}-{r}", INFO.prefix))
+    }
+
     /// The resource URL.
-    pub fn resolved_spec(&self, _resolved_ref: &str) -> String {
+    fn resolved_spec(&self, _resolved_ref: &str) -> String {
         self.repo_url()
     }
 
     /// The resource URL.
-    pub fn ref_url(&self, _resolved_ref: &str) -> String {
+    fn ref_url(&self, _resolved_ref: &str) -> String {
         self.repo_url()
+    }
+
+    fn resolved_ref_ok(&self, resolved_ref: &str) -> bool {
+        resolved_ref.split_once(".v").is_some_and(|(a, b)| {
+            a.len() == 32 && a.bytes().all(|c| c.is_ascii_hexdigit()) && is_digits(b)
+        })
+    }
+
+    /// The resource's science metadata.
+    fn start(&self, _cx: &mut Cx<'_>) -> Next {
+        Next::Fetch(Fetch::json(format!(
+            "{}/hsapi/resource/{}/scimeta/elements",
+            self.base, self.resource_id
+        )))
+    }
+
+    /// The resource is versioned by its modification date.
+    fn on_answer(&self, _cx: &mut Cx<'_>, answer: &Answer<'_>) -> Next {
+        match answer.code() {
+            200 => {}
+            404 => return Next::NotFound,
+            code => return Next::Failed(format!("HydroShare answered {code}")),
+        }
+        let modified = serde_json::from_slice::<Value>(answer.body)
+            .ok()
+            .and_then(|doc| {
+                doc.get("dates")?
+                    .as_array()?
+                    .iter()
+                    .find(|d| d.get("type").and_then(Value::as_str) == Some("modified"))?
+                    .get("start_date")?
+                    .as_str()
+                    .and_then(parse_timestamp)
+            });
+        match modified {
+            Some(epoch) => Next::resolved(format!("{}.v{epoch}", self.resource_id)),
+            None => Next::Failed("HydroShare's answer has no modification date".into()),
+        }
     }
 }

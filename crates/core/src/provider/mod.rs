@@ -1,15 +1,24 @@
 //! Repository providers: how a `<provider>/<spec>` link names a repository and a ref.
 //!
-//! One module per provider, each a parsed spec type; [`Spec`] dispatches over them. The
-//! syntax and rules are BinderHub's (BINDERHUB.md §2), so existing links keep working and
-//! produce the same image names. Parsing does no I/O; [`crate::resolve`] turns an
-//! unresolved ref into an immutable one.
+//! A provider is one module: its parsed spec type, its [`ProviderInfo`] (`INFO`) and its
+//! [`Provider`] implementation, which holds its derived names and its steps of a
+//! resolution. The table below lists the modules once; from it come [`ProviderId`],
+//! [`Spec`], [`PROVIDERS`] and every dispatch between them. The syntax and rules are
+//! BinderHub's (BINDERHUB.md §2), so existing links keep working and produce the same
+//! image names. Parsing does no I/O; [`crate::resolve`] runs a resolution, asking the
+//! provider for each request and reading each answer with it.
+//!
+//! Adding a provider: write its module (spec type, `parse`, `INFO`, `impl Provider`), add
+//! one line to the table, and allow its hosts in `spin.toml`. Only a provider whose
+//! endpoint operators (or tests) move needs more: a field of [`ProviderSettings`] and the
+//! edge variable that sets it.
 
 use std::fmt;
 
 use crate::validate::{self, InputError};
 
 pub mod ckan;
+mod contract;
 pub mod dataverse;
 pub mod figshare;
 pub mod gist;
@@ -17,73 +26,107 @@ pub mod git;
 pub mod github;
 pub mod gitlab;
 pub mod hydroshare;
+mod info;
 pub mod zenodo;
 
-/// The providers Bindery knows, by their URL prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderId {
-    /// `gh`: GitHub.
-    GitHub,
-    /// `gl`: GitLab.
-    GitLab,
-    /// `gist`: GitHub gists.
-    Gist,
-    /// `git`: any git repository by URL.
-    Git,
-    /// `zenodo`: Zenodo records by DOI.
-    Zenodo,
-    /// `figshare`: Figshare articles by DOI.
-    Figshare,
-    /// `hydroshare`: HydroShare resources.
-    Hydroshare,
-    /// `dataverse`: Dataverse datasets by DOI.
-    Dataverse,
-    /// `ckan`: CKAN datasets by URL.
-    Ckan,
+pub(crate) use contract::host_of;
+pub use contract::{
+    Accept, Answer, Auth, Cx, FULL_COMMIT, Fetch, Next, Progress, Provider, parse_timestamp,
+};
+pub use git::{AdvertisedRef, AdvertisementError, parse_advertisement};
+pub use info::{KnownPrefixes, ProviderInfo, RepoEncoding, UiRoute};
+
+/// Generates, from one list of `Variant => module::SpecType`, the provider id enum, the
+/// parsed spec enum, the table of [`ProviderInfo`]s and the dispatch between them.
+macro_rules! providers {
+    ($($(#[doc = $doc:literal])* $variant:ident => $module:ident::$spec:ident,)*) => {
+        /// The providers Bindery knows, one per row of the provider table.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ProviderId {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        /// A parsed `<provider>/<spec>`: one variant per provider, holding its module's type.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Spec {
+            $($(#[doc = $doc])* $variant($module::$spec),)*
+        }
+
+        /// The provider table: every provider's metadata, in the order the home page and
+        /// error messages list them.
+        pub const PROVIDERS: &[&ProviderInfo] = &[$(&$module::INFO,)*];
+
+        impl ProviderId {
+            /// Every provider, in table order.
+            pub const ALL: [ProviderId; PROVIDERS.len()] = [$(ProviderId::$variant,)*];
+
+            /// The provider's row in the table.
+            pub fn info(self) -> &'static ProviderInfo {
+                match self {
+                    $(ProviderId::$variant => &$module::INFO,)*
+                }
+            }
+        }
+
+        impl Spec {
+            /// Runs the provider's own parser.
+            fn parse_as(
+                provider: ProviderId,
+                raw: &str,
+                settings: &ProviderSettings,
+            ) -> Result<Spec, InputError> {
+                match provider {
+                    $(ProviderId::$variant => $module::$spec::parse(raw, settings).map(Spec::$variant),)*
+                }
+            }
+
+            /// The provider of this spec.
+            pub fn provider(&self) -> ProviderId {
+                match self {
+                    $(Spec::$variant(_) => ProviderId::$variant,)*
+                }
+            }
+
+            /// The provider module's view of this spec.
+            pub fn as_provider(&self) -> &dyn Provider {
+                match self {
+                    $(Spec::$variant(s) => s,)*
+                }
+            }
+        }
+    };
+}
+
+providers! {
+    /// `gh/<user>/<repo>/<ref>`: GitHub.
+    GitHub => github::GitHubSpec,
+    /// `gl/<encoded namespace>/<ref>`: GitLab.
+    GitLab => gitlab::GitLabSpec,
+    /// `gist/<user>/<id>[/<ref>]`: GitHub gists.
+    Gist => gist::GistSpec,
+    /// `git/<encoded url>/<encoded ref>`: any git repository by URL.
+    Git => git::GitSpec,
+    /// `zenodo/<doi>`: Zenodo records.
+    Zenodo => zenodo::ZenodoSpec,
+    /// `figshare/<doi>`: Figshare articles.
+    Figshare => figshare::FigshareSpec,
+    /// `hydroshare/<url or doi holding a resource id>`: HydroShare resources.
+    Hydroshare => hydroshare::HydroshareSpec,
+    /// `dataverse/<doi>`: Dataverse datasets.
+    Dataverse => dataverse::DataverseSpec,
+    /// `ckan/<encoded dataset url>`: CKAN datasets.
+    Ckan => ckan::CkanSpec,
 }
 
 impl ProviderId {
-    /// Every provider, in BinderHub's order.
-    pub const ALL: [ProviderId; 9] = [
-        ProviderId::GitHub,
-        ProviderId::Gist,
-        ProviderId::Git,
-        ProviderId::GitLab,
-        ProviderId::Zenodo,
-        ProviderId::Figshare,
-        ProviderId::Hydroshare,
-        ProviderId::Dataverse,
-        ProviderId::Ckan,
-    ];
-
     /// The URL prefix (`gh`, `gl`, ...).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderId::GitHub => "gh",
-            ProviderId::GitLab => "gl",
-            ProviderId::Gist => "gist",
-            ProviderId::Git => "git",
-            ProviderId::Zenodo => "zenodo",
-            ProviderId::Figshare => "figshare",
-            ProviderId::Hydroshare => "hydroshare",
-            ProviderId::Dataverse => "dataverse",
-            ProviderId::Ckan => "ckan",
-        }
+        self.info().prefix
     }
 
     /// The name shown to people (and used as the metrics `provider` label).
     pub fn display_name(self) -> &'static str {
-        match self {
-            ProviderId::GitHub => "GitHub",
-            ProviderId::GitLab => "GitLab",
-            ProviderId::Gist => "Gist",
-            ProviderId::Git => "Git",
-            ProviderId::Zenodo => "Zenodo",
-            ProviderId::Figshare => "Figshare",
-            ProviderId::Hydroshare => "Hydroshare",
-            ProviderId::Dataverse => "Dataverse",
-            ProviderId::Ckan => "CKAN",
-        }
+        self.info().display_name
     }
 
     /// Parses a URL prefix.
@@ -98,47 +141,18 @@ impl ProviderId {
 
     /// Whether links for this provider carry a ref (data providers are versioned by record).
     pub fn has_ref(self) -> bool {
-        matches!(
-            self,
-            ProviderId::GitHub | ProviderId::GitLab | ProviderId::Gist | ProviderId::Git
-        )
+        self.info().has_ref
     }
 
     /// Whether the home page percent-encodes the repository part of a link.
     pub fn url_encodes_repo(self) -> bool {
-        matches!(
-            self,
-            ProviderId::GitLab | ProviderId::Git | ProviderId::Hydroshare | ProviderId::Ckan
-        )
+        self.info().url_encodes_repo()
     }
 
     /// Whether `spec` matches the provider's UI route (BinderHub's `validateRegex`), after
     /// trailing slashes are removed.
     pub fn ui_route_matches(self, spec: &str) -> bool {
-        let spec = spec.trim_end_matches('/');
-        let parts: Vec<&str> = spec.split('/').collect();
-        let nonempty = |s: &&str| !s.is_empty();
-        match self {
-            ProviderId::GitHub => {
-                parts.len() >= 3
-                    && parts[..2].iter().all(nonempty)
-                    && !parts[2..].join("/").is_empty()
-            }
-            ProviderId::GitLab | ProviderId::Git => {
-                parts.len() >= 2 && nonempty(&parts[0]) && !parts[1..].join("/").is_empty()
-            }
-            ProviderId::Gist => (2..=3).contains(&parts.len()) && parts.iter().all(nonempty),
-            ProviderId::Zenodo | ProviderId::Figshare | ProviderId::Dataverse => {
-                let Some((prefix, rest)) = spec.split_once('/') else {
-                    return false;
-                };
-                prefix.len() > 3
-                    && prefix.starts_with("10.")
-                    && prefix[3..].bytes().all(|b| b.is_ascii_digit())
-                    && !rest.is_empty()
-            }
-            ProviderId::Hydroshare | ProviderId::Ckan => parts.len() == 1 && !spec.is_empty(),
-        }
+        self.info().ui_route.matches(spec)
     }
 }
 
@@ -192,45 +206,6 @@ impl Default for ProviderSettings {
     }
 }
 
-/// A parsed `<provider>/<spec>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Spec {
-    /// `gh/<user>/<repo>/<ref>`.
-    GitHub(github::GitHubSpec),
-    /// `gl/<encoded namespace>/<ref>`.
-    GitLab(gitlab::GitLabSpec),
-    /// `gist/<user>/<id>[/<ref>]`.
-    Gist(gist::GistSpec),
-    /// `git/<encoded url>/<encoded ref>`.
-    Git(git::GitSpec),
-    /// `zenodo/<doi>`.
-    Zenodo(zenodo::ZenodoSpec),
-    /// `figshare/<doi>`.
-    Figshare(figshare::FigshareSpec),
-    /// `hydroshare/<url or doi holding a resource id>`.
-    Hydroshare(hydroshare::HydroshareSpec),
-    /// `dataverse/<doi>`.
-    Dataverse(dataverse::DataverseSpec),
-    /// `ckan/<encoded dataset url>`.
-    Ckan(ckan::CkanSpec),
-}
-
-macro_rules! each {
-    ($self:expr, $s:ident => $body:expr) => {
-        match $self {
-            Spec::GitHub($s) => $body,
-            Spec::GitLab($s) => $body,
-            Spec::Gist($s) => $body,
-            Spec::Git($s) => $body,
-            Spec::Zenodo($s) => $body,
-            Spec::Figshare($s) => $body,
-            Spec::Hydroshare($s) => $body,
-            Spec::Dataverse($s) => $body,
-            Spec::Ckan($s) => $body,
-        }
-    };
-}
-
 impl Spec {
     /// Parses `<provider>/<spec>` as it appears in a URL path.
     pub fn parse_path(path: &str, settings: &ProviderSettings) -> Result<Spec, InputError> {
@@ -247,19 +222,7 @@ impl Spec {
     ) -> Result<Spec, InputError> {
         let raw = raw.trim_end_matches('/');
         validate::validate_spec_text(raw)?;
-        let spec = match provider {
-            ProviderId::GitHub => Spec::GitHub(github::GitHubSpec::parse(raw, settings)?),
-            ProviderId::GitLab => Spec::GitLab(gitlab::GitLabSpec::parse(raw, settings)?),
-            ProviderId::Gist => Spec::Gist(gist::GistSpec::parse(raw, settings)?),
-            ProviderId::Git => Spec::Git(git::GitSpec::parse(raw, settings)?),
-            ProviderId::Zenodo => Spec::Zenodo(zenodo::ZenodoSpec::parse(raw)?),
-            ProviderId::Figshare => Spec::Figshare(figshare::FigshareSpec::parse(raw)?),
-            ProviderId::Hydroshare => {
-                Spec::Hydroshare(hydroshare::HydroshareSpec::parse(raw, settings)?)
-            }
-            ProviderId::Dataverse => Spec::Dataverse(dataverse::DataverseSpec::parse(raw)?),
-            ProviderId::Ckan => Spec::Ckan(ckan::CkanSpec::parse(raw)?),
-        };
+        let spec = Spec::parse_as(provider, raw, settings)?;
         validate::validate_repo_url("repository URL", &spec.repo_url())?;
         if let Some(r) = spec.unresolved_ref().filter(|r| !r.is_empty()) {
             validate::validate_ref("ref", r)?;
@@ -267,67 +230,36 @@ impl Spec {
         Ok(spec)
     }
 
-    /// The provider of this spec.
-    pub fn provider(&self) -> ProviderId {
-        match self {
-            Spec::GitHub(_) => ProviderId::GitHub,
-            Spec::GitLab(_) => ProviderId::GitLab,
-            Spec::Gist(_) => ProviderId::Gist,
-            Spec::Git(_) => ProviderId::Git,
-            Spec::Zenodo(_) => ProviderId::Zenodo,
-            Spec::Figshare(_) => ProviderId::Figshare,
-            Spec::Hydroshare(_) => ProviderId::Hydroshare,
-            Spec::Dataverse(_) => ProviderId::Dataverse,
-            Spec::Ckan(_) => ProviderId::Ckan,
-        }
-    }
-
     /// The spec text as given (trailing slashes removed): what ban lists match against.
     pub fn raw(&self) -> &str {
-        each!(self, s => &s.raw)
+        self.as_provider().raw()
     }
 
     /// The repository URL (or DOI) as users know it; what repo2docker clones or fetches.
     pub fn repo_url(&self) -> String {
-        each!(self, s => s.repo_url())
+        self.as_provider().repo_url()
     }
 
     /// The ref as written in the link; `None` for providers whose links carry no ref.
     pub fn unresolved_ref(&self) -> Option<&str> {
-        match self {
-            Spec::GitHub(s) => Some(&s.unresolved_ref),
-            Spec::GitLab(s) => Some(&s.unresolved_ref),
-            Spec::Gist(s) => Some(&s.unresolved_ref),
-            Spec::Git(s) => Some(&s.unresolved_ref),
-            _ => None,
-        }
+        self.as_provider().unresolved_ref()
     }
 
     /// The build slug, the input of image naming. Providers whose slug depends on the
     /// resolved record (Zenodo, Figshare, HydroShare) need `resolved_ref`; without it they
     /// give `None`.
     pub fn build_slug(&self, resolved_ref: Option<&str>) -> Option<String> {
-        match self {
-            Spec::GitHub(s) => Some(s.build_slug()),
-            Spec::GitLab(s) => Some(s.build_slug()),
-            Spec::Gist(s) => Some(s.build_slug()),
-            Spec::Git(s) => Some(s.build_slug()),
-            Spec::Dataverse(s) => Some(s.build_slug()),
-            Spec::Ckan(s) => Some(s.build_slug()),
-            Spec::Zenodo(_) | Spec::Figshare(_) | Spec::Hydroshare(_) => {
-                resolved_ref.map(|r| format!("{}-{r}", self.provider()))
-            }
-        }
+        self.as_provider().build_slug(resolved_ref)
     }
 
     /// The spec of the same launch pinned to `resolved_ref`.
     pub fn resolved_spec(&self, resolved_ref: &str) -> String {
-        each!(self, s => s.resolved_spec(resolved_ref))
+        self.as_provider().resolved_spec(resolved_ref)
     }
 
     /// A link a person can open to see the resolved ref.
     pub fn ref_url(&self, resolved_ref: &str) -> String {
-        each!(self, s => s.ref_url(resolved_ref))
+        self.as_provider().ref_url(resolved_ref)
     }
 
     /// The repository argument repo2docker receives (always last on its command line).
@@ -337,13 +269,7 @@ impl Spec {
 
     /// The part of the spec that names the repository without its ref: a cache key.
     pub fn repo_key(&self) -> String {
-        match self {
-            Spec::GitHub(s) => format!("{}/{}", s.user, s.repo),
-            Spec::GitLab(s) => s.namespace.clone(),
-            Spec::Gist(s) => s.gist_id.clone(),
-            Spec::Git(s) => s.url.clone(),
-            _ => self.raw().to_string(),
-        }
+        self.as_provider().repo_key()
     }
 
     /// True when the link already names an immutable ref and needs no resolution.
@@ -356,43 +282,14 @@ impl Spec {
     /// Resolved refs become image tags and reach repo2docker, so an operator's `--ref` or a
     /// cached value of the wrong shape is refused here.
     pub fn validate_resolved_ref(&self, resolved_ref: &str) -> Result<(), InputError> {
-        let provider = self.provider().as_str();
+        let info = self.provider().info();
         let bad = |expected| InputError::BadResolvedRef {
-            provider,
+            provider: info.prefix,
             shown: validate::shown(resolved_ref),
             expected,
         };
-        let ok = match self {
-            Spec::GitHub(_) | Spec::GitLab(_) | Spec::Gist(_) | Spec::Git(_) => {
-                validate::is_full_commit(resolved_ref)
-            }
-            Spec::Zenodo(_) => is_digits(resolved_ref),
-            Spec::Figshare(_) => resolved_ref
-                .split_once(".v")
-                .is_some_and(|(a, b)| is_digits(a) && is_digits(b)),
-            Spec::Hydroshare(_) => resolved_ref.split_once(".v").is_some_and(|(a, b)| {
-                a.len() == 32 && a.bytes().all(|c| c.is_ascii_hexdigit()) && is_digits(b)
-            }),
-            Spec::Dataverse(_) => resolved_ref.split_once(".v").is_some_and(|(a, b)| {
-                is_digits(a)
-                    && b.split_once('.')
-                        .is_some_and(|(x, y)| is_digits(x) && is_digits(y))
-            }),
-            Spec::Ckan(s) => resolved_ref
-                .strip_prefix(&format!("{}.v", s.dataset))
-                .is_some_and(is_digits),
-        };
-        if !ok {
-            return Err(bad(match self {
-                Spec::GitHub(_) | Spec::GitLab(_) | Spec::Gist(_) | Spec::Git(_) => {
-                    "a full commit id (40 lower-case hex digits)"
-                }
-                Spec::Zenodo(_) => "a Zenodo record id (digits)",
-                Spec::Figshare(_) => "<article id>.v<version>",
-                Spec::Hydroshare(_) => "<32-hex resource id>.v<unix time>",
-                Spec::Dataverse(_) => "<dataset id>.v<major>.<minor>",
-                Spec::Ckan(_) => "<dataset>.v<unix time>",
-            }));
+        if !self.as_provider().resolved_ref_ok(resolved_ref) {
+            return Err(bad(info.resolved_ref));
         }
         // Every resolved ref becomes an image tag.
         if resolved_ref.len() > 128 {

@@ -165,3 +165,91 @@ fn ui_routes_follow_validate_regexes() {
     assert!(ProviderId::Gist.ui_route_matches("user/12345"));
     assert!(!ProviderId::Ckan.ui_route_matches("a/b"));
 }
+
+#[test]
+fn the_table_drives_ids_prefixes_and_the_unknown_prefix_message() {
+    assert_eq!(ProviderId::ALL.len(), PROVIDERS.len());
+    for (id, info) in ProviderId::ALL.into_iter().zip(PROVIDERS) {
+        assert_eq!(id.info(), *info);
+        assert_eq!(ProviderId::parse(info.prefix), Ok(id));
+        assert_eq!(id.to_string(), info.prefix);
+    }
+    let err = ProviderId::parse("svn").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "No provider found for prefix \"svn\" (known: gh, gl, gist, git, zenodo, figshare, hydroshare, dataverse, ckan)"
+    );
+}
+
+#[test]
+fn each_providers_row_agrees_with_what_its_parser_produces() {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    for path in [
+        "gh/a/b/main",
+        "gl/group%2Fp/main",
+        "gist/user/abc",
+        "git/https%3A%2F%2Fexample.org%2Fr/main",
+        "zenodo/10.5281/zenodo.1",
+        "figshare/10.6084/m9.figshare.1",
+        "hydroshare/142c59757ed54de1816777828c9716e7",
+        "dataverse/10.7910/DVN/X",
+        "ckan/https%3A%2F%2Fa.org%2Fdataset%2Fx",
+    ] {
+        let spec = parse(path).unwrap();
+        let info = spec.provider().info();
+        assert!(path.starts_with(&format!("{}/", info.prefix)), "{path}");
+        assert_eq!(info.has_ref, spec.unresolved_ref().is_some(), "{path}");
+        assert!(info.ui_route.matches(spec.raw()), "{path}");
+        if info.resolved_ref == FULL_COMMIT {
+            spec.validate_resolved_ref(sha).unwrap();
+        } else {
+            let err = spec.validate_resolved_ref(sha).unwrap_err().to_string();
+            assert!(err.contains(info.resolved_ref), "{path}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_redirect_repeats_the_providers_request_with_its_credential_but_without_the_etag() {
+    use crate::resolve::{Credentials, Resolver, Revalidation, Step};
+    let spec = parse("gh/a/b/main").unwrap();
+    let credentials = Credentials {
+        github_token: Some("ghp_t".into()),
+        gitlab_token: None,
+    };
+    let revalidation = Revalidation {
+        etag: "\"e1\"".into(),
+        resolved_ref: "0123456789abcdef0123456789abcdef01234567".into(),
+    };
+    let mut resolver = Resolver::new(
+        &spec,
+        &ProviderSettings::default(),
+        &credentials,
+        Some(revalidation),
+    );
+    let Step::Fetch(first) = resolver.start() else {
+        panic!("expected a request");
+    };
+    assert_eq!(first.headers()["if-none-match"], "\"e1\"");
+    let moved = http::Response::builder()
+        .status(301)
+        .header("location", "/repositories/7/commits/main")
+        .body(Vec::new())
+        .unwrap();
+    let Step::Fetch(second) = resolver.on_response(&moved, 0) else {
+        panic!("expected the request again");
+    };
+    assert_eq!(
+        second.uri(),
+        "https://api.github.com/repositories/7/commits/main"
+    );
+    assert_eq!(second.headers()["authorization"], "Bearer ghp_t");
+    let accepts: Vec<_> = second.headers().get_all("accept").iter().collect();
+    assert_eq!(accepts, ["application/json", "application/vnd.github+json"]);
+    assert!(second.headers().get("if-none-match").is_none());
+    // An answer of the wrong kind ends the conversation instead of confusing the provider.
+    assert!(matches!(
+        resolver.on_ls_remote("whatever"),
+        Step::Done(crate::resolve::Outcome::Failed(_))
+    ));
+}

@@ -1,0 +1,188 @@
+//! One request in its component: a fresh store with the request deadline and memory
+//! limits, the instance pre-instantiated at start-up, and the response streamed back while
+//! the guest keeps writing its body.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use super::spin_request::{spin_request, strip_hop_by_hop};
+use crate::client::OutboundClient;
+use crate::kv::KvStores;
+use crate::routes::Router;
+use crate::state::{ComponentContext, RequestState};
+
+/// The body of every response the server sends.
+pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A component ready to serve: its settings and its pre-instantiated form.
+pub(crate) struct ServedComponent {
+    pub(crate) context: Arc<ComponentContext>,
+    pub(crate) pre: ProxyPre<RequestState>,
+}
+
+/// Everything a request needs, shared by all of them.
+pub(crate) struct App {
+    pub(crate) engine: Engine,
+    pub(crate) router: Router,
+    /// Indexed by the router's targets.
+    pub(crate) components: Vec<ServedComponent>,
+    pub(crate) kv: KvStores,
+    pub(crate) client: OutboundClient,
+    pub(crate) request_deadline: Duration,
+    pub(crate) max_memory: usize,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("routes", &self.router.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Routes `req` and answers it with its component, or with a plain-text error.
+    pub(super) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client_addr: SocketAddr,
+        in_flight: mpsc::Sender<()>,
+    ) -> Response<ResponseBody> {
+        let path = req.uri().path().to_owned();
+        let Some(route) = self.router.route(&path) else {
+            return text(StatusCode::NOT_FOUND, format!("no route for {path}\n"));
+        };
+        let component = &self.components[route.target];
+        let req = match spin_request(req, &route, client_addr) {
+            Ok(req) => req,
+            Err(err) => return text(StatusCode::BAD_REQUEST, format!("{err}\n")),
+        };
+        self.call(component, req, in_flight).await
+    }
+
+    /// Runs `req` in a fresh instance of `component`.
+    async fn call(
+        &self,
+        component: &ServedComponent,
+        req: Request<Incoming>,
+        in_flight: mpsc::Sender<()>,
+    ) -> Response<ResponseBody> {
+        let id = Arc::clone(&component.context.id);
+        let state = RequestState::new(
+            Arc::clone(&component.context),
+            self.kv.clone(),
+            self.client.clone(),
+            self.max_memory,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(RequestState::limiter);
+        let deadline = Instant::now() + self.request_deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::format_err!("the request deadline passed"))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = (|| -> wasmtime::Result<_> {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        })();
+        let (req, out) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                tracing::error!(component = %id, error = %err, "failed to pass the request to the component");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("component {id} could not receive the request\n"),
+                );
+            }
+        };
+        let pre = component.pre.clone();
+        let request_deadline = self.request_deadline;
+        let task_id = Arc::clone(&id);
+        // The guest runs in its own task so that it can keep writing the body after the
+        // response head has gone out.
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            let result = match tokio::time::timeout(request_deadline, run).await {
+                Ok(result) => result,
+                Err(_) => Err(wasmtime::format_err!(
+                    "the request deadline of {request_deadline:?} passed"
+                )),
+            };
+            if let Err(err) = &result {
+                tracing::error!(component = %task_id, error = ?err, "the component failed");
+            }
+            drop(in_flight);
+            result.is_ok()
+        });
+        match receiver.await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.map_err(|err| Box::new(err) as _).boxed_unsync())
+            }
+            Ok(Err(code)) => {
+                tracing::warn!(component = %id, error = ?code, "the component answered with an error");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("component {id} failed: {code:?}\n"),
+                )
+            }
+            Err(_) => match task.await {
+                Ok(true) => {
+                    tracing::error!(component = %id, "the component set no response");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("component {id} set no response\n"),
+                    )
+                }
+                Ok(false) | Err(_) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("component {id} failed\n"),
+                ),
+            },
+        }
+    }
+}
+
+/// A plain-text answer from the host itself.
+fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
