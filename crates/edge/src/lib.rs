@@ -39,6 +39,8 @@
 //! - `testing` (in the crate's own tests, and for other crates' tests with the `testing`
 //!   feature; never shipped in a component): a scripted HTTP peer and `block_on`.
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod config;
 pub mod fetch;
