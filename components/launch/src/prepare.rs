@@ -139,9 +139,10 @@ impl<'e, 'a, F: Fetch> Prepare<'e, 'a, F> {
 
     /// The client's address, unless it is in a banned network.
     pub fn admit<B>(&self, request: &Request<B>) -> Result<Option<IpAddr>, Refusal> {
-        match client::banned(request, &self.first) {
-            Some(message) => Err(Refusal::Network(message)),
-            None => Ok(client::client_ip(request, &self.first)),
+        let client = client::client_ip(request, &self.first);
+        match client.and_then(|ip| self.first.ban_networks.matching(ip)) {
+            Some(label) => Err(Refusal::Network(policy::ip_banned_message(label))),
+            None => Ok(client),
         }
     }
 
