@@ -137,7 +137,7 @@ pub trait StreamingBody {
 
 /// Sends one request and returns as soon as the status and headers arrive, with the body
 /// to read as it comes ([`StreamingBody`]). No size limit: the caller decides when to
-/// stop. Components pass [`SpinFetch`], native tests [`crate::testing::ScriptedFetch`].
+/// stop. Components pass `SpinFetch`, native tests `testing::ScriptedFetch`.
 pub trait StreamingFetch {
     /// The answer.
     type Response: StreamingBody;
