@@ -107,7 +107,7 @@ pub enum FetchError {
 /// Sends one request and reads the whole answer.
 ///
 /// The edge functions ([`crate::resolve::resolve_spec`], [`crate::registry::check_image`],
-/// [`crate::worker`]) take `&impl Fetch`: components pass [`SpinFetch`], native tests a
+/// [`crate::worker`]) take `&impl Fetch`: components pass `SpinFetch`, native tests a
 /// scripted peer (`bindery_edge::testing::ScriptedFetch`, with the `testing` feature).
 pub trait Fetch {
     /// Sends `request` (an absolute URI) and returns the answer with its whole body.
