@@ -5,7 +5,7 @@
 //! for [`HEALTH_TTL`] seconds: a federation polls `/health` every few seconds, and each
 //! check costs a worker and a registry round trip.
 
-use bindery_core::cache::Expiring;
+use bindery_core::cache::{Expiring, edge_health_key};
 use bindery_core::worker_api::{Health, HealthCheck};
 use bindery_edge::config::{EdgeConfig, LAUNCH_VARIABLES};
 use bindery_edge::respond::{self, CACHE_HEADER};
@@ -17,9 +17,6 @@ use crate::env::Env;
 
 /// How long a health answer is reused, in seconds.
 pub const HEALTH_TTL: u64 = 10;
-
-/// The cache key of the edge's health answer.
-const HEALTH_KEY: &str = "v1/health/edge";
 
 /// A health answer kept in the KV store for [`HEALTH_TTL`] seconds.
 #[derive(Serialize, Deserialize)]
@@ -44,8 +41,8 @@ pub async fn health<F: Fetch>(env: &Env<'_, F>) -> Response<Vec<u8>> {
             return respond::json(health.status_code(), &health);
         }
     };
-    let (cache, now) = (env.cache(), env.now());
-    let (health, source) = match cache.get_fresh::<CachedHealth>(HEALTH_KEY, now) {
+    let (cache, now, key) = (env.cache(), env.now(), edge_health_key());
+    let (health, source) = match cache.get_fresh::<CachedHealth>(&key, now) {
         Some(cached) => (cached.health, "hit"),
         None => {
             let health = check(&cfg, &env.quick).await;
@@ -53,7 +50,7 @@ pub async fn health<F: Fetch>(env: &Env<'_, F>) -> Response<Vec<u8>> {
                 health,
                 expires_at: now + HEALTH_TTL,
             };
-            cache.put(HEALTH_KEY, &entry);
+            cache.put(&key, &entry);
             (entry.health, "miss")
         }
     };

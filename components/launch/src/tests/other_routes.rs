@@ -105,6 +105,12 @@ fn health_asks_the_worker_and_the_registry_then_answers_from_the_cache() {
     assert_eq!(again.headers()["x-bindery-cache"], "hit");
     assert_eq!(again.body(), first.body());
     assert_eq!(world.fetch.calls(), 2);
+    assert!(
+        world
+            .kv
+            .keys()
+            .contains(&bindery_core::cache::edge_health_key())
+    );
     assert_eq!(world.vars.loads.borrow()[0], lists(&[LAUNCH_VARIABLES])[0]);
 }
 
