@@ -9,12 +9,21 @@
 //! - `GET /repo/<user>/<repo>[/<path>]`: Binder 1 links, redirected.
 //! - `GET /health`, `GET /versions`: in BinderHub's shapes.
 //!
-//! [`routes`], [`pages`] and [`ids`] are plain logic, tested natively; the handlers that
-//! talk to Spin are in [`handler`] (wasm only).
+//! Map of the crate: [`routes`] parses the path and answers, one module per route
+//! (`build` and its `relay`, `ui` for the pages, `resolve`, `health`); [`prepare`] is what
+//! `/build` and the resolve API share, from the request to the image name; [`client`]
+//! says who asks; [`pages`] renders HTML; [`env`](mod@env) is the I/O every route goes through,
+//! Spin's in the component and in-memory fakes in the native tests. The Spin entry
+//! (wasm only) reads the request and sends the answer, nothing else.
 
-pub mod ids;
+pub mod client;
+pub mod env;
 pub mod pages;
+pub mod prepare;
 pub mod routes;
 
 #[cfg(target_arch = "wasm32")]
-mod handler;
+mod entry;
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,8 @@
 //! - [`sse`]: the server-sent events encoder and an incremental decoder.
 //! - [`badge`]: launch and live status badges as SVG.
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
-//! - [`worker_api`]: the request and answer types of the internal edge → worker API.
+//! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
+//!   ids, the `/health` answer.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.

@@ -107,8 +107,8 @@ pub enum FetchError {
 /// Sends one request and reads the whole answer.
 ///
 /// The edge functions ([`crate::resolve::resolve_spec`], [`crate::registry::check_image`],
-/// [`crate::worker`]) take `&impl Fetch`: components pass [`SpinFetch`], native tests a
-/// scripted peer ([`crate::testing::ScriptedFetch`]).
+/// [`crate::worker`]) take `&impl Fetch`: components pass `SpinFetch`, native tests a
+/// scripted peer (`bindery_edge::testing::ScriptedFetch`, with the `testing` feature).
 pub trait Fetch {
     /// Sends `request` (an absolute URI) and returns the answer with its whole body.
     fn send(
@@ -123,6 +123,38 @@ impl<F: Fetch + ?Sized> Fetch for &F {
         request: http::Request<Vec<u8>>,
     ) -> impl Future<Output = Result<http::Response<Vec<u8>>, FetchError>> {
         (**self).send(request)
+    }
+}
+
+/// An answer whose body is read chunk by chunk, as it arrives: the worker's event stream,
+/// which lasts as long as the launch.
+pub trait StreamingBody {
+    /// The answer's status code.
+    fn status(&self) -> u16;
+    /// The next chunk of the body as it arrives; `None` at the end.
+    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Vec<u8>, FetchError>>>;
+}
+
+/// Sends one request and returns as soon as the status and headers arrive, with the body
+/// to read as it comes ([`StreamingBody`]). No size limit: the caller decides when to
+/// stop. Components pass `SpinFetch`, native tests `testing::ScriptedFetch`.
+pub trait StreamingFetch {
+    /// The answer.
+    type Response: StreamingBody;
+    /// Sends `request` (an absolute URI).
+    fn send_streaming(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<Self::Response, FetchError>>;
+}
+
+impl<F: StreamingFetch + ?Sized> StreamingFetch for &F {
+    type Response = F::Response;
+    fn send_streaming(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<Self::Response, FetchError>> {
+        (**self).send_streaming(request)
     }
 }
 
@@ -166,7 +198,7 @@ mod spin {
     use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
     use spin_sdk::wit::wasi::http0_2_0::types::{FutureIncomingResponse, RequestOptions};
 
-    use super::{FetchError, Limits, MAX_RESPONSE_BYTES, header_map, origin};
+    use super::{FetchError, Limits, MAX_RESPONSE_BYTES, StreamingBody, header_map, origin};
 
     /// [`super::Fetch`] over wasi-http, within `limits`, reading at most `max_body` bytes.
     #[derive(Debug, Clone, Copy)]
@@ -222,6 +254,16 @@ mod spin {
         }
     }
 
+    impl super::StreamingFetch for SpinFetch {
+        type Response = StreamingResponse;
+        async fn send_streaming(
+            &self,
+            request: http::Request<Vec<u8>>,
+        ) -> Result<StreamingResponse, FetchError> {
+            send_streaming(request, self.limits).await
+        }
+    }
+
     /// Sends `request` with [`SpinFetch::default`]: answers up to [`MAX_RESPONSE_BYTES`].
     pub async fn send(
         request: http::Request<Vec<u8>>,
@@ -262,6 +304,16 @@ mod spin {
                 origin: self.origin.clone(),
                 reason,
             }))
+        }
+    }
+
+    impl StreamingBody for StreamingResponse {
+        fn status(&self) -> u16 {
+            self.status
+        }
+
+        async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, FetchError>> {
+            StreamingResponse::next_chunk(self).await
         }
     }
 

@@ -7,8 +7,9 @@
 //!
 //! The Spin-specific parts exist only on `wasm32` (spin-sdk is a wasm-only dependency).
 //! Everything else is written against two seams, [`fetch::Fetch`] for outbound HTTP and
-//! [`cache::KvBackend`] for the store, so it builds and is tested natively with
-//! [`testing::ScriptedFetch`] and [`cache::MemoryKv`].
+//! [`cache::KvBackend`] for the store (and [`fetch::StreamingFetch`] for an answer read as
+//! it arrives), so it builds and is tested natively with `testing::ScriptedFetch` and
+//! [`cache::MemoryKv`].
 //!
 //! A component's handler typically reads:
 //!
@@ -35,7 +36,10 @@
 //!   `send`, which writes a whole answer to Spin.
 //! - [`incoming`]: the incoming request as `http::Request<Vec<u8>>`: `read_head` (URI and
 //!   named headers) and `read_request` (every header and a body up to a limit).
-//! - [`testing`]: a scripted HTTP peer and `block_on`, for native tests of code on top.
+//! - `testing` (in the crate's own tests, and for other crates' tests with the `testing`
+//!   feature; never shipped in a component): a scripted HTTP peer and `block_on`.
+
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod config;
@@ -44,12 +48,13 @@ pub mod incoming;
 pub mod registry;
 pub mod resolve;
 pub mod respond;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod worker;
 
 pub use cache::Cache;
 pub use config::{ConfigError, EdgeConfig, Secret};
-pub use fetch::{Fetch, FetchError, Limits};
+pub use fetch::{Fetch, FetchError, Limits, StreamingBody, StreamingFetch};
 #[cfg(target_arch = "wasm32")]
 pub use fetch::{SpinFetch, StreamingResponse, send, send_streaming};
 pub use registry::{

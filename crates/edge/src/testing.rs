@@ -3,14 +3,20 @@
 //!
 //! [`ScriptedFetch`] answers each request with the first scripted answer whose method and
 //! URL prefix match, and records every request, so a test asserts both what the edge
-//! answered and exactly which upstream calls it made (and with which headers).
+//! answered and exactly which upstream calls it made (and with which headers). It also
+//! implements [`StreamingFetch`]: an answer scripted with [`ScriptedFetch::stream`]
+//! arrives in the chunks given, as the worker's event stream does.
+//!
+//! Only in this crate's tests and with the `testing` feature, which components enable in
+//! their dev-dependencies.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use crate::fetch::{Fetch, FetchError};
+use crate::fetch::{Fetch, FetchError, StreamingBody, StreamingFetch};
 
 /// Runs a future to completion on the current thread.
 ///
@@ -27,12 +33,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// The chunks a streamed body arrives in.
+type Chunks = Vec<Vec<u8>>;
+
 /// One scripted answer.
 #[derive(Debug)]
 struct Rule {
     method: http::Method,
     url_prefix: String,
     answer: Result<http::Response<Vec<u8>>, FetchError>,
+    /// The chunks the body arrives in when read as a stream; `None`: all at once.
+    chunks: Option<Chunks>,
     /// `None`: answers forever; `Some(n)`: answers `n` more times.
     remaining: Option<usize>,
 }
@@ -61,6 +72,17 @@ impl ScriptedFetch {
         self.push(method, url_prefix, Ok(answer), Some(1))
     }
 
+    /// Answers matching requests with `status` and a body that arrives in `chunks` when
+    /// read with [`StreamingFetch`] (and whole with [`Fetch`]), every time.
+    pub fn stream(&self, method: &str, url_prefix: &str, status: u16, chunks: &[&str]) -> &Self {
+        let body: String = chunks.concat();
+        self.push(method, url_prefix, Ok(response(status, &[], body)), None);
+        if let Some(rule) = self.rules.borrow_mut().last_mut() {
+            rule.chunks = Some(chunks.iter().map(|c| c.as_bytes().to_vec()).collect());
+        }
+        self
+    }
+
     /// Fails matching requests with `error`, every time.
     pub fn fail(&self, method: &str, url_prefix: &str, error: FetchError) -> &Self {
         self.push(method, url_prefix, Err(error), None)
@@ -77,6 +99,7 @@ impl ScriptedFetch {
             method: http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::GET),
             url_prefix: url_prefix.to_owned(),
             answer,
+            chunks: None,
             remaining,
         });
         self
@@ -104,7 +127,7 @@ impl ScriptedFetch {
     fn answer(
         &self,
         request: &http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, FetchError> {
+    ) -> Result<(http::Response<Vec<u8>>, Option<Chunks>), FetchError> {
         let url = request.uri().to_string();
         let mut rules = self.rules.borrow_mut();
         let found = rules.iter_mut().find(|r| {
@@ -124,7 +147,7 @@ impl ScriptedFetch {
                 let mut copy = http::Response::new(response.body().clone());
                 *copy.status_mut() = response.status();
                 *copy.headers_mut() = response.headers().clone();
-                Ok(copy)
+                Ok((copy, rule.chunks.clone()))
             }
             Err(e) => Err(e.clone()),
         }
@@ -138,7 +161,43 @@ impl Fetch for ScriptedFetch {
     ) -> Result<http::Response<Vec<u8>>, FetchError> {
         let answer = self.answer(&request);
         self.requests.borrow_mut().push(request);
-        answer
+        answer.map(|(response, _)| response)
+    }
+}
+
+impl StreamingFetch for ScriptedFetch {
+    type Response = ScriptedStream;
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<ScriptedStream, FetchError> {
+        let answer = self.answer(&request);
+        self.requests.borrow_mut().push(request);
+        let (response, chunks) = answer?;
+        let status = response.status().as_u16();
+        let chunks = chunks.unwrap_or_else(|| vec![response.into_body()]);
+        Ok(ScriptedStream {
+            status,
+            chunks: chunks.into(),
+        })
+    }
+}
+
+/// A scripted answer read as a stream: its chunks, one per [`StreamingBody::next_chunk`].
+#[derive(Debug)]
+pub struct ScriptedStream {
+    status: u16,
+    chunks: VecDeque<Vec<u8>>,
+}
+
+impl StreamingBody for ScriptedStream {
+    fn status(&self) -> u16 {
+        self.status
+    }
+
+    async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, FetchError>> {
+        self.chunks.pop_front().map(Ok)
     }
 }
 

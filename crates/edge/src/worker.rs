@@ -1,7 +1,7 @@
 //! Calls to the worker's internal API (`bindery_core::worker_api`), with its bearer token.
 //!
 //! The request builders are plain functions so a caller can also send them with
-//! [`crate::fetch::send_streaming`] (the event stream); [`request_build`] and
+//! [`crate::fetch::StreamingFetch`] (the event stream); [`request_build`] and
 //! [`request_launch`] send and read the `202 Accepted` answer.
 
 use bindery_core::validate::shown;

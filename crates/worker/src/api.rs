@@ -9,12 +9,10 @@
 mod stream;
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use bindery_core::provider::ProviderSettings;
+use bindery_core::validate;
 use bindery_core::worker_api::{Accepted, BUILDS_PATH, BuildRequest, LAUNCHES_PATH, LaunchRequest};
-use bindery_core::{ProviderId, Spec, image, validate};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -133,7 +131,7 @@ async fn post_launch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<
         Ok(l) => l,
         Err(response) => return response,
     };
-    if let Err(message) = validate_launch(&launch, &state.config.image_prefix) {
+    if let Err(message) = launch.validate(&state.config.image_prefix) {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("invalid launch request: {message}"),
@@ -151,7 +149,7 @@ async fn post_build(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
         Ok(b) => b,
         Err(response) => return response,
     };
-    if let Err(message) = validate_build(&build, &state.config.image_prefix) {
+    if let Err(message) = build.validate(&state.config.image_prefix) {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("invalid build request: {message}"),
@@ -183,98 +181,6 @@ fn build_info(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body> 
         Some(info) => json_response(StatusCode::OK, &json!(info)),
         None => error(StatusCode::NOT_FOUND, "no build of this image"),
     }
-}
-
-/// Checks what both requests share: provider, spec, resolved ref, repo URL, image name.
-fn validate_common(
-    provider: &str,
-    spec: &str,
-    repo_url: &str,
-    resolved_ref: &str,
-    build_slug: &str,
-    image_name: &str,
-    prefix: &str,
-) -> Result<ProviderId, String> {
-    let provider = ProviderId::parse(provider).map_err(|e| e.to_string())?;
-    let parsed =
-        Spec::parse(provider, spec, &ProviderSettings::default()).map_err(|e| e.to_string())?;
-    parsed
-        .validate_resolved_ref(resolved_ref)
-        .map_err(|e| e.to_string())?;
-    validate::validate_repo_url("repo_url", repo_url).map_err(|e| e.to_string())?;
-    if build_slug.is_empty() {
-        return Err("build_slug is empty".into());
-    }
-    let expected = image::image_name(prefix, build_slug, resolved_ref);
-    if image_name != expected {
-        return Err(format!(
-            "image {} is not the image of this build slug and resolved ref under this worker's prefix (expected {})",
-            validate::shown(image_name),
-            validate::shown(&expected)
-        ));
-    }
-    Ok(provider)
-}
-
-fn check_text(what: &str, value: &str) -> Result<(), String> {
-    if value.len() > validate::MAX_URL_LEN {
-        return Err(format!("{what} is too long"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(format!("{what} contains a control character"));
-    }
-    Ok(())
-}
-
-/// Validates a launch request for a worker whose image prefix is `prefix`.
-pub fn validate_launch(launch: &LaunchRequest, prefix: &str) -> Result<(), String> {
-    let provider = validate_common(
-        &launch.provider,
-        &launch.spec,
-        &launch.repo_url,
-        &launch.resolved_ref,
-        &launch.build_slug,
-        &launch.image,
-        prefix,
-    )?;
-    check_text("ref_url", &launch.ref_url)?;
-    check_text("launch_host", &launch.launch_host)?;
-    check_text("binder_request", &launch.binder_request)?;
-    check_text(
-        "binder_persistent_request",
-        &launch.binder_persistent_request,
-    )?;
-    let want = format!("v2/{provider}/");
-    if !launch.binder_request.starts_with(&want)
-        || !launch.binder_persistent_request.starts_with(&want)
-    {
-        return Err(format!(
-            "binder_request and binder_persistent_request must start with {want}"
-        ));
-    }
-    validate::validate_launch_path("launch_path", &launch.launch_path)
-        .map_err(|e| e.to_string())?;
-    if !launch.client_ip.is_empty() && launch.client_ip.parse::<IpAddr>().is_err() {
-        return Err(format!(
-            "client_ip {} is not an IP address",
-            validate::shown(&launch.client_ip)
-        ));
-    }
-    Ok(())
-}
-
-/// Validates a build request for a worker whose image prefix is `prefix`.
-pub fn validate_build(build: &BuildRequest, prefix: &str) -> Result<(), String> {
-    validate_common(
-        &build.provider,
-        &build.spec,
-        &build.repo_url,
-        &build.resolved_ref,
-        &build.build_slug,
-        &build.image,
-        prefix,
-    )
-    .map(drop)
 }
 
 /// `/health` (see [`crate::health`]): `200` when every check that counts passed, `503`

@@ -1,6 +1,20 @@
-//! The launch component's routes, parsed from the raw (still percent-encoded) request path:
-//! specs must be read before any decoding, as BinderHub re-reads the raw path so that
+//! The launch component's routes: [`parse`] reads the raw (still percent-encoded) request
+//! path, [`handle`] answers, one module per route.
+//!
+//! Specs must be read before any decoding, as BinderHub re-reads the raw path so that
 //! `%2F` inside a GitLab namespace stays a part of the spec.
+
+pub mod build;
+pub mod health;
+pub mod relay;
+pub mod resolve;
+pub mod ui;
+
+use bindery_edge::Fetch;
+use bindery_edge::respond;
+use http::{HeaderValue, Method, Request, Response};
+
+use crate::env::Env;
 
 /// A request of the launch component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +53,83 @@ pub enum Route {
     Versions,
     /// Anything else.
     NotFound,
+}
+
+/// The methods every route takes.
+pub const ALLOWED: &str = "GET, HEAD, OPTIONS";
+
+/// What the component sends.
+#[derive(Debug)]
+pub enum Answer {
+    /// A whole answer.
+    Whole(Response<Vec<u8>>),
+    /// The event stream of `GET /build/<provider>/<spec>`: the entry sends
+    /// [`build::STREAM_HEADERS`] and runs [`build::run`], which writes as it goes.
+    Stream {
+        /// Provider prefix.
+        provider: String,
+        /// Raw spec.
+        spec: String,
+    },
+}
+
+/// Answers `request` (its URI, and the headers the component reads).
+pub async fn handle<F: Fetch>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> Answer {
+    let head = request.method() == Method::HEAD;
+    let response = match (request.method(), parse(request.uri().path())) {
+        // BinderHub answers a CORS preflight with an empty 200 on every route.
+        (&Method::OPTIONS, _) => return Answer::Whole(preflight()),
+        (m, _) if m != Method::GET && m != Method::HEAD => {
+            return Answer::Whole(respond::method_not_allowed(ALLOWED));
+        }
+        // A `HEAD` learns what a `GET` would answer; it must not start a launch.
+        (_, Route::Build { .. }) if head => {
+            let mut response = Response::new(Vec::new());
+            for (name, value) in build::STREAM_HEADERS {
+                response
+                    .headers_mut()
+                    .insert(name, HeaderValue::from_static(value));
+            }
+            return Answer::Whole(response);
+        }
+        (_, Route::Build { provider, spec }) => return Answer::Stream { provider, spec },
+        // Banned networks get nothing but `/health` and `/versions`, which federations
+        // poll; `/build` and the resolve API check on their own, with their own answers.
+        (_, Route::Home) => ui::home(request, env),
+        (_, Route::Loading { provider, spec }) => ui::loading(request, &provider, &spec, env),
+        (_, Route::Legacy { rest }) => ui::legacy(request, &rest, env),
+        (_, Route::Resolve { provider, spec }) => {
+            resolve::resolve(request, &provider, &spec, env).await
+        }
+        (_, Route::Health) => health::health(env).await,
+        (_, Route::Versions) => health::versions(),
+        (_, Route::NotFound) => respond::not_found(),
+    };
+    let mut response = if head {
+        respond::for_head(response)
+    } else {
+        response
+    };
+    response.headers_mut().insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("cache-control"),
+    );
+    Answer::Whole(response)
+}
+
+fn preflight() -> Response<Vec<u8>> {
+    let mut preflight = Response::new(Vec::new());
+    let headers = preflight.headers_mut();
+    headers.insert(http::header::ALLOW, HeaderValue::from_static(ALLOWED));
+    for (name, value) in [
+        ("access-control-allow-headers", "cache-control"),
+        ("access-control-allow-methods", ALLOWED),
+        // As the answers of the resolve API and /versions.
+        ("access-control-allow-origin", "*"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    preflight
 }
 
 fn provider_and_spec(rest: &str) -> Option<(String, String)> {

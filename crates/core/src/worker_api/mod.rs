@@ -4,6 +4,11 @@
 //! is missing) or a prebuild from a webhook. Every call carries the worker's bearer token.
 //! Events come back as Server-Sent Events whose `id` is the event's sequence number, so a
 //! client that reconnects with `Last-Event-ID` receives only what it missed.
+//!
+//! The contract lives here once: the request types with their constructor and checks
+//! (`request`: [`LaunchRequest::new`], [`LaunchRequest::validate`]), the shape of ids and
+//! of the event ids the edge relays ([`is_valid_id`], [`relay_id`],
+//! [`parse_last_event_id`]), and the `/health` answer both sides give ([`Health`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -101,3 +106,11 @@ pub struct BuildInfo {
 pub const LAUNCHES_PATH: &str = "/api/v1/launches";
 /// The path of the build API.
 pub const BUILDS_PATH: &str = "/api/v1/builds";
+
+mod health;
+mod ids;
+mod request;
+
+pub use health::{Health, HealthCheck};
+pub use ids::{ID_MAX_LEN, ID_MIN_LEN, is_valid_id, parse_last_event_id, relay_id};
+pub use request::RequestError;

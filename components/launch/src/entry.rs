@@ -1,0 +1,56 @@
+//! The Spin entry: reads the request, answers through [`crate::routes::handle`] with
+//! Spin's variables, store and outbound HTTP, and sends the answer or the event stream.
+
+use bindery_edge::cache::Cache;
+use bindery_edge::fetch::{Limits, SpinFetch};
+use bindery_edge::respond;
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+
+use crate::env::{Env, SpinVariables};
+use crate::routes::{self, Answer, build};
+
+/// The request headers any route reads: the event stream's `Accept` and `Last-Event-ID`,
+/// and the client address Spin passes for the ban rules.
+const HEADERS: [http::HeaderName; 4] = [
+    http::header::ACCEPT,
+    http::HeaderName::from_static("last-event-id"),
+    http::HeaderName::from_static("spin-client-addr"),
+    http::HeaderName::from_static("x-forwarded-for"),
+];
+
+#[spin_sdk::http_component]
+async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
+    // Every route is a `GET` or `HEAD`: no body, and only the headers named here.
+    let request = match bindery_edge::incoming::read_head(&incoming, true, &HEADERS) {
+        Ok(r) => r,
+        Err(e) => return respond::send(out, respond::text(e.status_code(), &e.to_string())),
+    };
+    // An event stream lasts minutes; the request resource is not needed for it.
+    drop(incoming);
+    let mut env = Env::new(
+        &SpinVariables,
+        &Cache::open_default,
+        SpinFetch::default(),
+        respond::now,
+    );
+    env.worker = SpinFetch::within(Limits::WORKER);
+    env.quick = SpinFetch::within(Limits::QUICK);
+    match routes::handle(&request, &env).await {
+        Answer::Whole(response) => respond::send(out, response),
+        Answer::Stream { provider, spec } => {
+            let headers = build::STREAM_HEADERS
+                .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()));
+            let Ok(fields) = Fields::from_list(&headers) else {
+                return;
+            };
+            let outgoing = OutgoingResponse::new(fields);
+            if outgoing.set_status_code(200).is_err() {
+                return;
+            }
+            let sink = outgoing.take_body();
+            out.set(outgoing);
+            let mut stream = build::Stream::new(sink);
+            build::run(&request, &provider, &spec, &env, &mut stream).await;
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Building and checking the requests of the worker API.
+//!
+//! The edge builds a [`LaunchRequest`] with [`LaunchRequest::new`]; the worker checks
+//! every request with `validate` before acting on it: the edge is trusted with the bearer
+//! token, but whatever holds the token must still not be able to make the worker build
+//! an image under a name that is not the spec's, or hand a hostile string to git or
+//! repo2docker.
+
+use std::net::IpAddr;
+
+use thiserror::Error;
+
+use super::{BuildRequest, LaunchRequest};
+use crate::provider::{ProviderId, ProviderSettings, Spec};
+use crate::resolve::Resolved;
+use crate::validate::{self, InputError};
+use crate::{image, launch};
+
+/// Why the worker refuses a launch or build request. The worker answers 400 with this
+/// text after `invalid launch request: ` or `invalid build request: `.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestError {
+    /// The provider, spec, resolved ref, repository URL or launch path is refused.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// No build slug.
+    #[error("build_slug is empty")]
+    EmptyBuildSlug,
+    /// The image is not the one the spec's slug and resolved ref name under the prefix.
+    #[error(
+        "image {image} is not the image of this build slug and resolved ref under this worker's prefix (expected {expected})"
+    )]
+    WrongImage {
+        /// The image asked for, escaped.
+        image: String,
+        /// The image expected, escaped.
+        expected: String,
+    },
+    /// A free-text field is longer than a URL may be.
+    #[error("{what} is too long")]
+    TooLong {
+        /// The field.
+        what: &'static str,
+    },
+    /// A free-text field holds a control character.
+    #[error("{what} contains a control character")]
+    ControlChar {
+        /// The field.
+        what: &'static str,
+    },
+    /// `binder_request` or `binder_persistent_request` names another provider.
+    #[error("binder_request and binder_persistent_request must start with {want}")]
+    OtherProvider {
+        /// The prefix both must start with: `v2/<provider>/`.
+        want: String,
+    },
+    /// `client_ip` is set and is no IP address.
+    #[error("client_ip {shown} is not an IP address")]
+    ClientIp {
+        /// The value, escaped.
+        shown: String,
+    },
+}
+
+impl LaunchRequest {
+    /// The launch of `image` (named from `resolved` under the edge's prefix, `present` in
+    /// the registry or not) for `spec`, asked by `client` through the Binder whose public
+    /// base URL is `launch_host`.
+    pub fn new(
+        spec: &Spec,
+        resolved: &Resolved,
+        image: String,
+        image_present: bool,
+        launch_host: String,
+        client: Option<IpAddr>,
+    ) -> Self {
+        let provider = spec.provider();
+        Self {
+            provider: provider.as_str().to_string(),
+            spec: spec.raw().to_string(),
+            repo_url: spec.repo_url(),
+            resolved_ref: resolved.resolved_ref.clone(),
+            resolved_spec: resolved.resolved_spec.clone(),
+            image,
+            image_present,
+            build_slug: resolved.build_slug.clone(),
+            ref_url: resolved.ref_url.clone(),
+            launch_host,
+            binder_request: launch::binder_request(provider, spec.raw()),
+            binder_persistent_request: launch::binder_persistent_request(
+                provider,
+                &resolved.resolved_spec,
+            ),
+            // The loading page opens the path itself once the server is ready.
+            launch_path: String::new(),
+            client_ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// Checks the request for a worker whose image prefix is `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), RequestError> {
+        let provider = validate_common(
+            &self.provider,
+            &self.spec,
+            &self.repo_url,
+            &self.resolved_ref,
+            &self.build_slug,
+            &self.image,
+            prefix,
+        )?;
+        check_text("ref_url", &self.ref_url)?;
+        check_text("launch_host", &self.launch_host)?;
+        check_text("binder_request", &self.binder_request)?;
+        check_text("binder_persistent_request", &self.binder_persistent_request)?;
+        let want = format!("v2/{provider}/");
+        if !self.binder_request.starts_with(&want)
+            || !self.binder_persistent_request.starts_with(&want)
+        {
+            return Err(RequestError::OtherProvider { want });
+        }
+        validate::validate_launch_path("launch_path", &self.launch_path)?;
+        if !self.client_ip.is_empty() && self.client_ip.parse::<IpAddr>().is_err() {
+            return Err(RequestError::ClientIp {
+                shown: validate::shown(&self.client_ip),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl BuildRequest {
+    /// Checks the request for a worker whose image prefix is `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), RequestError> {
+        validate_common(
+            &self.provider,
+            &self.spec,
+            &self.repo_url,
+            &self.resolved_ref,
+            &self.build_slug,
+            &self.image,
+            prefix,
+        )
+        .map(drop)
+    }
+}
+
+/// Checks what both requests share: provider, spec, resolved ref, repo URL, image name.
+fn validate_common(
+    provider: &str,
+    spec: &str,
+    repo_url: &str,
+    resolved_ref: &str,
+    build_slug: &str,
+    image_name: &str,
+    prefix: &str,
+) -> Result<ProviderId, RequestError> {
+    let provider = ProviderId::parse(provider)?;
+    Spec::parse(provider, spec, &ProviderSettings::default())?
+        .validate_resolved_ref(resolved_ref)?;
+    validate::validate_repo_url("repo_url", repo_url)?;
+    if build_slug.is_empty() {
+        return Err(RequestError::EmptyBuildSlug);
+    }
+    let expected = image::image_name(prefix, build_slug, resolved_ref);
+    if image_name != expected {
+        return Err(RequestError::WrongImage {
+            image: validate::shown(image_name),
+            expected: validate::shown(&expected),
+        });
+    }
+    Ok(provider)
+}
+
+fn check_text(what: &'static str, value: &str) -> Result<(), RequestError> {
+    if value.len() > validate::MAX_URL_LEN {
+        return Err(RequestError::TooLong { what });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(RequestError::ControlChar { what });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &str = "127.0.0.1:5000/binder-";
+    const SHA: &str = "1479e0252b2e648bb755ee913292b79495931717";
+
+    fn launch() -> LaunchRequest {
+        let spec =
+            Spec::parse(ProviderId::GitHub, "o/r/main", &ProviderSettings::default()).unwrap();
+        let resolved = Resolved {
+            resolved_ref: SHA.into(),
+            resolved_spec: format!("o/r/{SHA}"),
+            ref_url: format!("https://github.com/o/r/tree/{SHA}"),
+            build_slug: "o-2dr".into(),
+            etag: None,
+            fell_back_to_head: false,
+        };
+        let image = image::image_name(PREFIX, &resolved.build_slug, SHA);
+        LaunchRequest::new(
+            &spec,
+            &resolved,
+            image,
+            false,
+            "https://binder.example.org/".into(),
+            Some("192.0.2.7".parse().unwrap()),
+        )
+    }
+
+    #[test]
+    fn a_built_launch_request_carries_binderhubs_strings_and_validates() {
+        let l = launch();
+        assert_eq!(l.provider, "gh");
+        assert_eq!(l.repo_url, "https://github.com/o/r");
+        assert_eq!(l.binder_request, "v2/gh/o/r/main");
+        assert_eq!(l.binder_persistent_request, format!("v2/gh/o/r/{SHA}"));
+        assert_eq!(l.client_ip, "192.0.2.7");
+        assert_eq!(l.launch_path, "");
+        assert_eq!(l.validate(PREFIX), Ok(()));
+    }
+
+    #[test]
+    fn hostile_or_inconsistent_launch_requests_are_refused_with_their_reason() {
+        type Change = fn(&mut LaunchRequest);
+        let cases: [(Change, &str); 7] = [
+            (|l| l.provider = "nope".into(), "nope"),
+            (|l| l.build_slug.clear(), "build_slug is empty"),
+            (
+                |l| l.image = format!("elsewhere/x:{SHA}"),
+                "is not the image of",
+            ),
+            (
+                |l| l.ref_url = "a\nb".into(),
+                "ref_url contains a control character",
+            ),
+            (
+                |l| l.launch_host = "x".repeat(3000),
+                "launch_host is too long",
+            ),
+            (
+                |l| l.binder_request = "v2/gl/o/r/main".into(),
+                "must start with v2/gh/",
+            ),
+            (
+                |l| l.client_ip = "not-an-ip".into(),
+                "client_ip \"not-an-ip\" is not",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut l = launch();
+            change(&mut l);
+            let err = l.validate(PREFIX).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        let mut l = launch();
+        l.launch_path = "../../etc".into();
+        assert!(matches!(l.validate(PREFIX), Err(RequestError::Input(_))));
+    }
+
+    #[test]
+    fn build_requests_share_the_image_check() {
+        let l = launch();
+        let build = BuildRequest {
+            provider: l.provider.clone(),
+            spec: l.spec.clone(),
+            repo_url: l.repo_url.clone(),
+            resolved_ref: l.resolved_ref.clone(),
+            image: l.image.clone(),
+            build_slug: l.build_slug.clone(),
+        };
+        assert_eq!(build.validate(PREFIX), Ok(()));
+        assert!(matches!(
+            build.validate("other:5000/p-"),
+            Err(RequestError::WrongImage { .. })
+        ));
+    }
+}
