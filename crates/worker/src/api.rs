@@ -192,8 +192,8 @@ async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
         &state.config.image_prefix,
         state.config.total_quota,
     );
-    let report = state.health.answer(state.config.health_cache, checks).await;
-    let status = if report.ok {
+    let health = state.health.answer(state.config.health_cache, checks).await;
+    let status = if health.ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -203,7 +203,7 @@ async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
         *response.status_mut() = status;
         return response;
     }
-    json_response(status, &report.body)
+    json_response(status, &json!(health))
 }
 
 fn accepted(events_url: String, id: String) -> Response<Body> {

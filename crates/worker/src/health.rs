@@ -1,4 +1,5 @@
-//! `/health`, BinderHub's shape: `{"ok": ..., "checks": [{"service": ..., "ok": ...}, ...]}`.
+//! `/health`, BinderHub's shape ([`Health`], the core's type the edge answers with too):
+//! `{"ok": ..., "checks": [{"service": ..., "ok": ...}, ...]}`.
 //!
 //! The checks, all run concurrently: `JupyterHub API`; the executor's own (`Container
 //! engine`, or `Kubernetes API`); BinderHub's informational `Pod quota` when the executor
@@ -14,7 +15,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use bindery_core::worker_api::{Health, HealthCheck};
 
 use crate::builds::Builds;
 use crate::error_chain;
@@ -24,40 +25,31 @@ use crate::hub::HubClient;
 /// How long one health check may take before it counts as failed.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One `/health` answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    /// Whether every check that counts passed (the answer is then `200`, else `503`).
-    pub ok: bool,
-    /// The body: `{"ok": ..., "checks": [...]}`.
-    pub body: Value,
-}
-
 /// The last answer and when it was made.
 #[derive(Debug, Default)]
 pub struct HealthCache {
     /// Held while the checks run: one refresh at a time, the others wait for it and reuse
     /// its answer.
-    last: tokio::sync::Mutex<Option<(Instant, Report)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Health)>>,
 }
 
 impl HealthCache {
     /// The cached answer while it is younger than `max_age`, else the answer of `checks`,
     /// run by one caller at a time.
-    pub async fn answer(&self, max_age: Duration, checks: impl Future<Output = Report>) -> Report {
+    pub async fn answer(&self, max_age: Duration, checks: impl Future<Output = Health>) -> Health {
         let asked = Instant::now();
         let mut last = self.last.lock().await;
         // An answer made while this request waited for the lock is newer than the
         // question, whatever `max_age` says.
-        if let Some((_, report)) = last
+        if let Some((_, health)) = last
             .as_ref()
             .filter(|(at, _)| *at >= asked || at.elapsed() < max_age)
         {
-            return report.clone();
+            return health.clone();
         }
-        let report = checks.await;
-        *last = Some((Instant::now(), report.clone()));
-        report
+        let health = checks.await;
+        *last = Some((Instant::now(), health.clone()));
+        health
     }
 }
 
@@ -67,11 +59,8 @@ pub async fn run_checks(
     builds: &Builds,
     image_prefix: &str,
     total_quota: Option<u32>,
-) -> Report {
-    let hub = async {
-        let ok = hub.healthy(HEALTH_TIMEOUT).await;
-        json!({"service": "JupyterHub API", "ok": ok})
-    };
+) -> Health {
+    let hub = async { HealthCheck::new("JupyterHub API", hub.healthy(HEALTH_TIMEOUT).await) };
     let executor = builds.executor();
     let pods = async {
         match executor.pod_counts() {
@@ -86,18 +75,12 @@ pub async fn run_checks(
     checks.extend(own);
     checks.extend(pods);
     checks.extend(registry);
-    let ok = checks
-        .iter()
-        .all(|check| check["_ignore_failure"] == json!(true) || check["ok"] == json!(true));
-    Report {
-        ok,
-        body: json!({"ok": ok, "checks": checks}),
-    }
+    Health::of(checks)
 }
 
 /// BinderHub's `Docker registry` check, when a registry is configured: a manifest request
 /// for a made-up image under `image_prefix`; only an answer matters, a 404 is healthy.
-async fn registry_check(builds: &Builds, image_prefix: &str) -> Option<Value> {
+async fn registry_check(builds: &Builds, image_prefix: &str) -> Option<HealthCheck> {
     let registry = builds.registry()?;
     let probe = format!("{image_prefix}some-image-name:12345");
     let check = registry.image_present(&probe);
@@ -112,7 +95,7 @@ async fn registry_check(builds: &Builds, image_prefix: &str) -> Option<Value> {
             false
         }
     };
-    Some(json!({"service": "Docker registry", "ok": ok}))
+    Some(HealthCheck::new("Docker registry", ok))
 }
 
 /// BinderHub's `Pod quota` check: informational (`_ignore_failure`), so it never makes
@@ -120,30 +103,30 @@ async fn registry_check(builds: &Builds, image_prefix: &str) -> Option<Value> {
 pub fn pod_quota_check(
     counts: Result<PodCounts, ExecutorError>,
     total_quota: Option<u32>,
-) -> Value {
+) -> HealthCheck {
     match counts {
         Ok(counts) => {
             let total = counts.build_pods + counts.user_pods;
-            json!({
-                "service": "Pod quota",
-                "ok": total_quota.is_none_or(|quota| total <= quota as usize),
-                "total_pods": total,
-                "build_pods": counts.build_pods,
-                "user_pods": counts.user_pods,
-                "quota": total_quota,
-                "_ignore_failure": true,
-            })
+            let ok = total_quota.is_none_or(|quota| total <= quota as usize);
+            HealthCheck::new("Pod quota", ok)
+                .informational()
+                .with("total_pods", total)
+                .with("build_pods", counts.build_pods)
+                .with("user_pods", counts.user_pods)
+                .with("quota", total_quota)
         }
         Err(error) => {
             let error = error_chain(&error);
             tracing::warn!(%error, "health: failed to count pods");
-            json!({"service": "Pod quota", "ok": false, "_ignore_failure": true})
+            HealthCheck::new("Pod quota", false).informational()
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -154,26 +137,23 @@ mod tests {
         };
         let over = pod_quota_check(Ok(counts), Some(3));
         assert_eq!(
-            over,
+            serde_json::to_value(over).expect("json"),
             json!({
                 "service": "Pod quota", "ok": false, "total_pods": 4, "build_pods": 1,
                 "user_pods": 3, "quota": 3, "_ignore_failure": true,
             })
         );
-        assert_eq!(pod_quota_check(Ok(counts), Some(4))["ok"], true);
-        assert_eq!(pod_quota_check(Ok(counts), None)["ok"], true);
+        assert!(pod_quota_check(Ok(counts), Some(4)).ok);
+        assert!(pod_quota_check(Ok(counts), None).ok);
         let failed = pod_quota_check(Err(ExecutorError::ApiTimeout), Some(4));
         assert_eq!(
-            failed,
+            serde_json::to_value(failed).expect("json"),
             json!({"service": "Pod quota", "ok": false, "_ignore_failure": true})
         );
     }
 
-    fn report(ok: bool) -> Report {
-        Report {
-            ok,
-            body: json!({ "ok": ok }),
-        }
+    fn report(ok: bool) -> Health {
+        Health::of(vec![HealthCheck::new("Test", ok)])
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bindery_core::events::Phase;
+use bindery_core::worker_api::HealthCheck;
 use bindery_worker::executor::{ExecutorSettings, LocalSettings};
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -483,13 +484,13 @@ impl bindery_worker::executor::Executor for CountingHealth {
         unreachable!("no builds in this test")
     }
 
-    fn health(&self) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+    fn health(&self) -> futures::future::BoxFuture<'_, Vec<HealthCheck>> {
         self.checks
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut release = self.release.subscribe();
         Box::pin(async move {
             let _ = release.wait_for(|r| *r).await;
-            vec![serde_json::json!({"service": "Counting", "ok": true})]
+            vec![HealthCheck::new("Counting", true)]
         })
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bindery_core::events::{Event, from_repo2docker_line};
 use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
+use bindery_core::worker_api::HealthCheck;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
@@ -161,22 +162,16 @@ impl LocalExecutor {
 }
 
 impl Executor for LocalExecutor {
-    fn health(&self) -> futures::future::BoxFuture<'_, Vec<serde_json::Value>> {
+    fn health(&self) -> futures::future::BoxFuture<'_, Vec<HealthCheck>> {
         Box::pin(async move {
-            let mut check = serde_json::json!({
-                "service": "Container engine",
-                "engine": self.engine(),
-            });
-            match self.engine_answers().await {
-                Ok(()) => check["ok"] = true.into(),
-                Err(error) => {
-                    let error = error_chain(&error);
-                    tracing::warn!(%error, "health: the container engine does not answer");
-                    // The reason goes to the log only: `/health` is public.
-                    check["ok"] = false.into();
-                }
+            let answers = self.engine_answers().await;
+            if let Err(error) = &answers {
+                let error = error_chain(error);
+                // The reason goes to the log only: `/health` is public.
+                tracing::warn!(%error, "health: the container engine does not answer");
             }
-            vec![check]
+            let check = HealthCheck::new("Container engine", answers.is_ok());
+            vec![check.with("engine", self.engine())]
         })
     }
 

@@ -18,6 +18,7 @@ pub mod local;
 use std::sync::Arc;
 
 use bindery_core::events::Event;
+use bindery_core::worker_api::HealthCheck;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -254,9 +255,9 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    /// The executor's entries of `/health` (BinderHub's `{"service": ..., "ok": ...}`
-    /// objects): whether what runs builds answers. The default: none.
-    fn health(&self) -> BoxFuture<'_, Vec<serde_json::Value>> {
+    /// The executor's entries of `/health`: whether what runs builds answers. The
+    /// default: none.
+    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
         Box::pin(async { Vec::new() })
     }
 

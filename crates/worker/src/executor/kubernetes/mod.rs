@@ -22,6 +22,7 @@ pub mod job;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bindery_core::worker_api::HealthCheck;
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -258,14 +259,14 @@ impl Executor for KubernetesExecutor {
         })
     }
 
-    fn health(&self) -> BoxFuture<'_, Vec<serde_json::Value>> {
+    fn health(&self) -> BoxFuture<'_, Vec<HealthCheck>> {
         Box::pin(async move {
             let api = self.api_answers().await;
             if let Err(error) = &api {
                 let error = error_chain(error);
                 tracing::warn!(%error, "health: the Kubernetes API does not answer");
             }
-            vec![serde_json::json!({"service": "Kubernetes API", "ok": api.is_ok()})]
+            vec![HealthCheck::new("Kubernetes API", api.is_ok())]
         })
     }
 
