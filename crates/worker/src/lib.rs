@@ -24,6 +24,7 @@
 //! - [`logstore`]: finished build logs in an embedded redb database.
 //! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
 //! - `ids`: random launch ids, hub user suffixes and server tokens.
+//! - `outbound`: how the hub and registry clients are made and read bounded answers.
 
 #![warn(missing_docs)]
 
