@@ -22,22 +22,32 @@ const LAUNCH_ID: &str = "launch0123456789";
 const WORKER_TOKEN: &str = "worker-secret-token";
 const HOOK_SECRET: &str = "hook-secret";
 
-/// A recorded GitHub commits API: `main` and `HEAD` are SHA with an ETag; `gone` is 422.
-async fn github() -> Peer {
-    Peer::start(|seen: &Seen| {
+/// A recorded GitHub commits API: `main` and `HEAD` are at the commit `main_at` holds
+/// (SHA unless a test moves it), with an ETag naming it; `gone` is 422. The same peer
+/// answers GitLab's commits API for `group/project` (`gitlab_api` = `<url>/api/v4`).
+async fn github(main_at: Arc<Mutex<String>>) -> Peer {
+    Peer::start(move |seen: &Seen| {
         let path = seen.uri.as_str();
+        let sha = main_at.lock().unwrap().clone();
+        let etag = format!("\"etag-{sha}\"");
+        if let Some(name) =
+            path.strip_prefix("/api/v4/projects/group%2Fproject/repository/commits/")
+            && matches!(name, "main" | "HEAD")
+        {
+            return Answer::json(200, &json!({"id": sha}));
+        }
         if path.ends_with("/commits/main") || path.ends_with("/commits/HEAD") {
-            if seen.header("if-none-match") == Some("\"etag-main\"") {
-                return Answer::with(304, &[("etag", "\"etag-main\"")], "");
+            if seen.header("if-none-match") == Some(etag.as_str()) {
+                return Answer::with(304, &[("etag", etag.as_str())], "");
             }
             return Answer::Whole(
                 200,
                 vec![
                     ("content-type".into(), "application/json".into()),
-                    ("etag".into(), "\"etag-main\"".into()),
+                    ("etag".into(), etag.clone()),
                     ("x-ratelimit-remaining".into(), "4999".into()),
                 ],
-                json!({"sha": SHA}).to_string().into_bytes(),
+                json!({"sha": sha}).to_string().into_bytes(),
             );
         }
         Answer::json(422, &json!({"message": "No commit found for SHA"}))
@@ -103,6 +113,8 @@ impl Worker {
 /// Everything an edge test needs: providers, a registry, a worker, the edge itself.
 struct World {
     github: Peer,
+    /// Where GitHub's `main` is: move it to push a new commit.
+    main_at: Arc<Mutex<String>>,
     worker: Worker,
     registry: Registry,
     script: Arc<Mutex<Vec<Value>>>,
@@ -114,7 +126,8 @@ struct World {
 impl World {
     async fn start(name: &str, extra: &[(&'static str, &str)]) -> World {
         let dir = scratch(name);
-        let github = github().await;
+        let main_at = Arc::new(Mutex::new(SHA.to_owned()));
+        let github = github(main_at.clone()).await;
         let script = Arc::new(Mutex::new(Vec::new()));
         let worker = Worker::start(script.clone()).await;
         std::fs::create_dir_all(dir.join("registry")).unwrap();
@@ -126,6 +139,7 @@ impl World {
             ("registry_url", registry.url.clone()),
             ("image_prefix", prefix.clone()),
             ("github_api", github.url()),
+            ("gitlab_api", format!("{}/api/v4", github.url())),
             ("extra_outbound_host", "http://127.0.0.1:*".into()),
             ("github_webhook_secret", HOOK_SECRET.into()),
         ];
@@ -136,6 +150,7 @@ impl World {
         let edge = Edge::start(&dir.join("edge"), &vars).await;
         World {
             github,
+            main_at,
             worker,
             registry,
             script,
@@ -728,6 +743,8 @@ async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries
     assert_eq!(before.json()["resolved_ref"], SHA, "{}", before.text());
     assert_eq!(world.github.count("/repos/"), 1);
 
+    // The branch moves on GitHub, and GitHub sends the push.
+    *world.main_at.lock().unwrap() = NEW_SHA.to_owned();
     let mut valid = vec![
         ("x-github-delivery", "d-2"),
         ("x-hub-signature-256", signature.as_str()),
@@ -764,9 +781,110 @@ async fn webhooks_need_a_valid_signature_refresh_the_ref_and_ignore_redeliveries
     );
     assert_eq!(
         world.github.count("/repos/"),
-        1,
-        "without asking GitHub again"
+        3,
+        "the push asked GitHub for main and HEAD (a push is a hint), the launch asked nothing"
     );
+}
+
+/// A push signed under `key` about `org/repo`'s `main`, moved from `before` to `after`.
+fn signed_push(
+    key: &[u8],
+    delivery: &str,
+    before: &str,
+    after: &str,
+) -> (Vec<u8>, Vec<(&'static str, String)>) {
+    let mut body: Value = serde_json::from_slice(&push_body(after)).unwrap();
+    body["before"] = json!(before);
+    let body = body.to_string().into_bytes();
+    let headers = vec![
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", delivery.to_owned()),
+        ("x-hub-signature-256", sign_with(key, &body)),
+    ];
+    (body, headers)
+}
+
+/// Issue 12: with the shared secret, which every repository owner who set the hook up
+/// knows, a push could set any repository's branch to any commit for an hour. Now a push
+/// only makes the edge ask GitHub; the cache and the prebuild follow GitHub's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_or_forged_push_cannot_move_a_branch_and_prebuilds_what_github_says() {
+    const FORGED: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
+    let world = World::start("webhook-hint", &[("prebuild_specs", "^org/.*")]).await;
+    let hook = format!("{}/hooks/github", world.edge.url);
+    let resolve = format!("{}/api/v1/resolve/gh/org/repo/main", world.edge.url);
+    let shared = HOOK_SECRET.as_bytes();
+    let own = bindery_core::webhook::RepoScope::parse("gh/org/repo")
+        .unwrap()
+        .secret(shared);
+    let others = bindery_core::webhook::RepoScope::parse("gh/org/other")
+        .unwrap()
+        .secret(shared);
+    // GitHub has main at NEW_SHA. Every push below is signed; none names NEW_SHA but
+    // the true one.
+    *world.main_at.lock().unwrap() = NEW_SHA.to_owned();
+    let cases: [(&str, &[u8], &str, &str, u16); 5] = [
+        ("a forged push to another commit", shared, SHA, FORGED, 202),
+        (
+            "a replay of an old push, under a new id",
+            shared,
+            FORGED,
+            SHA,
+            202,
+        ),
+        (
+            "the true push, with the repository's own secret",
+            own.as_bytes(),
+            SHA,
+            NEW_SHA,
+            202,
+        ),
+        (
+            "a forged push with the repository's own secret",
+            own.as_bytes(),
+            NEW_SHA,
+            FORGED,
+            202,
+        ),
+        (
+            "another repository's secret",
+            others.as_bytes(),
+            SHA,
+            FORGED,
+            401,
+        ),
+    ];
+    for (i, (case, key, before, after, status)) in cases.into_iter().enumerate() {
+        let (body, headers) = signed_push(key, &format!("hint-{i}"), before, after);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = send("POST", &hook, &headers, body).await;
+        assert_eq!(answer.status, status, "{case}: {}", answer.text());
+        let resolved = get(&resolve, &[]).await;
+        assert_eq!(
+            resolved.json()["resolved_ref"],
+            NEW_SHA,
+            "{case}: {}",
+            resolved.text()
+        );
+        assert_eq!(resolved.header("x-bindery-cache"), Some("hit"), "{case}");
+    }
+    let built: Vec<Value> = world
+        .worker
+        .peer
+        .seen()
+        .iter()
+        .filter(|s| s.uri == "/api/v1/builds")
+        .map(|s| serde_json::from_slice::<Value>(&s.body).unwrap()["resolved_ref"].clone())
+        .collect();
+    assert_eq!(built, [json!(NEW_SHA)], "one prebuild, of GitHub's commit");
+
+    // GitHub moves on: any push, even one naming an old commit, is followed to it.
+    const NEXT: &str = "abcdefabcdefabcdefabcdefabcdefabcdefabcd";
+    *world.main_at.lock().unwrap() = NEXT.to_owned();
+    let (body, headers) = signed_push(shared, "hint-next", SHA, FORGED);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(send("POST", &hook, &headers, body).await.status, 202);
+    assert_eq!(get(&resolve, &[]).await.json()["resolved_ref"], NEXT);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -969,6 +1087,8 @@ async fn legacy_links_versions_and_health_answer_in_binderhubs_shapes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gitlab_push_hooks_need_the_token_and_refresh_the_ref() {
     let world = World::start("webhook-gitlab", &[("gitlab_webhook_secret", "gl-secret")]).await;
+    // The branch moved on GitLab; the push says so, and the edge asks GitLab.
+    *world.main_at.lock().unwrap() = NEW_SHA.to_owned();
     let hook = format!("{}/hooks/gitlab", world.edge.url);
     let body = json!({
         "object_kind": "push", "ref": "refs/heads/main", "before": SHA, "after": NEW_SHA, "checkout_sha": NEW_SHA,

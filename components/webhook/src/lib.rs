@@ -2,49 +2,55 @@
 //! prebuild images before anyone clicks.
 //!
 //! - `POST /hooks/github`: events `ping` and `push`, authenticated by
-//!   `X-Hub-Signature-256` (HMAC of the body with `github_webhook_secret`); the delivery
-//!   id is `X-GitHub-Delivery`.
+//!   `X-Hub-Signature-256` (HMAC of the body with `github_webhook_secret`, or with the
+//!   repository's own secret derived from it, see `bindery_core::webhook::RepoScope`); the
+//!   delivery id is `X-GitHub-Delivery`.
 //! - `POST /hooks/gitlab`: push and tag push hooks, authenticated by `X-Gitlab-Token`
-//!   (`gitlab_webhook_secret`); the delivery id is `X-Gitlab-Event-UUID`, else
-//!   `Idempotency-Key`.
+//!   (`gitlab_webhook_secret`, or the repository's derived secret); the delivery id is
+//!   `X-Gitlab-Event-UUID`, else `Idempotency-Key`.
 //!
 //! Order of checks: route (404), method (405), body size (413), configuration (500),
 //! authenticity (401; 403 when the secret is not configured, so an endpoint deployed
 //! before its secret is set never accepts anything), delivery id (400 when malformed; a
 //! redelivery of a handled id answers `202 already processed` and does nothing), JSON
-//! (400 with the core's message). Nothing is written before authenticity is established.
+//! (400 with the core's message), and a derived secret must be the pushed repository's
+//! (401). Nothing is written before authenticity is established.
 //!
-//! A valid push to a branch or tag writes the new commit into the ref cache for that ref,
-//! and for `HEAD` when it is the default branch, as a `webhook` entry (kept an hour; the
-//! next push replaces it), with exactly the keys, resolved spec, ref URL and build slug
-//! the launch path derives from the link `gh/<owner>/<repo>/<ref>` or
-//! `gl/<encoded namespace>/<encoded ref>`. A deleted ref drops its entry. A push that an
-//! entry contradicts (the entry holds neither its `before` nor its `after`: a late or
-//! replayed delivery) drops the ref's entries instead, prebuilds nothing, and is
-//! remembered for a day as stale. Then, when the
-//! image for the new commit is not known to be present and the spec matches
-//! `prebuild_specs` (matched like the ban lists) and is not banned, the worker is asked
-//! for a prebuild and the image's status becomes "building" for the live badge. The
-//! component may reach only the worker: it never asks the registry, so "present" means
-//! present in the KV presence cache.
+//! A push is a hint, not a fact. The shared secret is known to every repository owner
+//! who set the hook up, and the delivery id is not signed, so the commit a push names is
+//! never stored: a valid push to a branch or tag makes the edge ask the provider where
+//! that ref (and `HEAD`, when the push says it went to the default branch) points now,
+//! through the launch's own resolution, which stores the provider's answer in the ref
+//! cache exactly as a launch would. A ref the provider does not know has its entry
+//! dropped. The most a forged or replayed push can do is make the edge ask the provider
+//! again. When the provider does not answer (down, rate limit, time limit), nothing is
+//! changed, the answer is still `202` (status `provider unreachable`, with a log line),
+//! and the delivery is not remembered, so a redelivery tries again.
+//!
+//! Then, when the image for the commit the provider named is not known to be present and
+//! the spec matches `prebuild_specs` (matched like the ban lists) and is not banned, the
+//! worker is asked for a prebuild and the image's status becomes "building" for the live
+//! badge. The component reaches the provider APIs and the worker; it never asks the
+//! registry, so "present" means present in the KV presence cache.
 //!
 //! The answer is `202` with a short JSON summary of what was done. A failed prebuild
 //! request answers `502` and the delivery is not remembered, so a redelivery retries.
 
-use bindery_core::cache::{CachedRef, LastStatus, Lookup, RefSource, stale_push_key};
-use bindery_core::provider::ProviderId;
-use bindery_core::resolve::encode_all;
+use bindery_core::cache::{LastStatus, Lookup};
+use bindery_core::resolve::{Outcome, Resolved, encode_all, ref_cache};
 use bindery_core::webhook::{
     GithubEvent, GitlabEvent, MAX_BODY_BYTES, PushEvent, PushProvider, WebhookError, delivery_key,
-    parse_github, parse_gitlab, verify_github_signature, verify_gitlab_token,
+    parse_github, parse_gitlab, verify_delivery,
 };
 use bindery_core::worker_api::BuildRequest;
 use bindery_core::{Spec, image_name};
-use bindery_edge::cache::{Cache, repo_ref_key, spec_ref_key};
+use bindery_edge::cache::{Cache, spec_ref_key};
 use bindery_edge::config::{EdgeConfig, GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_SECRET};
 use bindery_edge::fetch::Fetch;
+use bindery_edge::resolve::resolve_upstream;
 use bindery_edge::respond;
 use bindery_edge::worker::request_build;
+use futures::future::join_all;
 use http::{Method, Request, Response};
 use serde_json::{Value, json};
 
@@ -115,13 +121,12 @@ async fn deliver(
         PushProvider::GitLab => (&cfg.gitlab_webhook_secret, GITLAB_WEBHOOK_SECRET),
     };
     let secret = secret.as_ref().map_or(&b""[..], |s| s.expose().as_bytes());
-    let verified = match provider {
-        PushProvider::GitHub => {
-            verify_github_signature(secret, body, header("x-hub-signature-256"))
-        }
-        PushProvider::GitLab => verify_gitlab_token(secret, header("x-gitlab-token")),
+    let credential = match provider {
+        PushProvider::GitHub => header("x-hub-signature-256"),
+        PushProvider::GitLab => header("x-gitlab-token"),
     };
-    verified.map_err(|e| refuse(e, variable))?;
+    let verified =
+        verify_delivery(provider, secret, body, credential).map_err(|e| refuse(e, variable))?;
 
     let delivery = match provider {
         PushProvider::GitHub => header("x-github-delivery"),
@@ -169,10 +174,23 @@ async fn deliver(
         remember(cache, delivery_key.as_deref(), cfg, now);
         return Ok((200, json!({ "status": "pong" })));
     };
-    let mut summary = on_push(&push, cfg, cache, fetch, now).await?;
+    if !verified.covers(provider, &push.repo) {
+        return Err(refuse(mismatch(provider), variable));
+    }
+    let (mut summary, handled) = on_push(&push, cfg, cache, fetch, now).await?;
     summary["delivery"] = json!(delivery);
-    remember(cache, delivery_key.as_deref(), cfg, now);
+    if handled {
+        remember(cache, delivery_key.as_deref(), cfg, now);
+    }
     Ok((202, summary))
+}
+
+/// The refusal of a credential that does not fit the delivery.
+fn mismatch(provider: PushProvider) -> WebhookError {
+    match provider {
+        PushProvider::GitHub => WebhookError::SignatureMismatch,
+        PushProvider::GitLab => WebhookError::TokenMismatch,
+    }
 }
 
 fn remember(cache: &Cache<'_>, key: Option<&str>, cfg: &EdgeConfig, now: u64) {
@@ -184,33 +202,73 @@ fn remember(cache: &Cache<'_>, key: Option<&str>, cfg: &EdgeConfig, now: u64) {
 /// The spec a launch link for the pushed ref would carry: `gh/<owner>/<repo>/<ref>` or
 /// `gl/<encoded namespace>/<encoded ref>`.
 pub fn push_spec(push: &PushEvent, git_ref: &str, cfg: &EdgeConfig) -> Result<Spec, Refusal> {
-    let (provider, raw) = match push.provider {
-        PushProvider::GitHub => (ProviderId::GitHub, format!("{}/{git_ref}", push.repo)),
-        PushProvider::GitLab => (
-            ProviderId::GitLab,
-            format!("{}/{}", encode_all(&push.repo), encode_all(git_ref)),
-        ),
+    let raw = match push.provider {
+        PushProvider::GitHub => format!("{}/{git_ref}", push.repo),
+        PushProvider::GitLab => format!("{}/{}", encode_all(&push.repo), encode_all(git_ref)),
     };
-    Spec::parse(provider, &raw, &cfg.providers).map_err(|e| (400, e.to_string()))
+    Spec::parse(push.provider.provider_id(), &raw, &cfg.providers).map_err(|e| (400, e.to_string()))
 }
 
-/// Refreshes the ref cache for a validated push and prebuilds when configured; returns
-/// the summary to answer with.
+/// What the provider said about one ref a push names.
+enum Refresh {
+    /// The ref resolved (and the ref cache now holds this answer).
+    Resolved(Resolved),
+    /// The provider says the ref does not exist: its entry was dropped.
+    Gone,
+    /// The provider could not be asked or refused to answer: nothing was changed.
+    Unanswered(String),
+}
+
+/// Asks the provider where `spec`'s ref points now, through the launch's own resolution
+/// (which caches the answer), revalidating the held entry's ETag when it has one.
+async fn refresh(
+    spec: &Spec,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+) -> Refresh {
+    let held = cache
+        .cached_ref(spec, now)
+        .and_then(Lookup::any)
+        .filter(|entry| ref_cache::from_cache(spec, entry).is_some());
+    match resolve_upstream(spec, cfg, cache, fetch, now, held)
+        .await
+        .outcome
+    {
+        Outcome::Resolved(resolved) => Refresh::Resolved(resolved),
+        Outcome::NotFound(_) => {
+            cache.delete(&spec_ref_key(spec));
+            Refresh::Gone
+        }
+        Outcome::RateLimited { message, .. } | Outcome::Failed(message) => {
+            Refresh::Unanswered(message)
+        }
+    }
+}
+
+/// Re-resolves the pushed ref (and `HEAD` for the default branch) from the provider and
+/// prebuilds the commit the provider names when configured; returns the summary to answer
+/// with and whether the delivery was handled (false when the provider did not answer, so
+/// that a redelivery tries again).
 pub async fn on_push(
     push: &PushEvent,
     cfg: &EdgeConfig,
     cache: &Cache<'_>,
     fetch: &impl Fetch,
     now: u64,
-) -> Result<Value, Refusal> {
+) -> Result<(Value, bool), Refusal> {
     let Some(git_ref) = push.branch.as_deref().or(push.tag.as_deref()) else {
-        return Ok(json!({ "status": "ignored", "reason": "the push names no branch or tag" }));
+        return Ok((
+            json!({ "status": "ignored", "reason": "the push names no branch or tag" }),
+            true,
+        ));
     };
     let spec = push_spec(push, git_ref, cfg)?;
     let spec_text = format!("{}/{}", spec.provider(), spec.raw());
 
     // A push signed with our secret but about another host (GitHub Enterprise, a
-    // self-hosted GitLab) must not overwrite the cache of the public repository.
+    // self-hosted GitLab) is not about the repositories the configured API serves.
     let expected_host = match push.provider {
         PushProvider::GitHub => &cfg.providers.github_host,
         PushProvider::GitLab => &cfg.providers.gitlab_host,
@@ -221,86 +279,59 @@ pub async fn on_push(
         .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default())
         .unwrap_or_default();
     if !host.eq_ignore_ascii_case(expected_host) {
-        return Ok(json!({
-            "status": "ignored",
-            "reason": format!("the repository is on {host}, not on {expected_host}"),
-        }));
+        return Ok((
+            json!({
+                "status": "ignored",
+                "reason": format!("the repository is on {host}, not on {expected_host}"),
+            }),
+            true,
+        ));
     }
 
-    let mut refs = vec![git_ref.to_owned()];
+    // The push's own commit is never stored: anyone holding the shared secret could send
+    // any commit for any repository, and a captured delivery can come again under a new
+    // id. It only says "ask the provider now"; both refs are asked at once, so that a
+    // default-branch push stays within the provider's delivery timeout.
+    let mut refs = vec![(git_ref.to_owned(), spec.clone())];
     if push.is_default_branch() {
-        refs.push("HEAD".to_owned());
+        refs.push(("HEAD".to_owned(), push_spec(push, "HEAD", cfg)?));
     }
-    let keys: Vec<String> = refs.iter().map(|r| repo_ref_key(&spec, r)).collect();
-    debug_assert_eq!(keys[0], spec_ref_key(&spec));
+    let answers = join_all(
+        refs.iter()
+            .map(|(_, spec)| refresh(spec, cfg, cache, fetch, now)),
+    )
+    .await;
 
-    let Some(commit) = push.commit.as_deref() else {
-        for key in &keys {
-            cache.delete(key);
+    let mut summary = json!({ "status": "accepted", "spec": spec_text, "pushed": push.commit });
+    let (mut refreshed, mut deleted, mut unanswered) = (Vec::new(), Vec::new(), None);
+    for ((name, _), answer) in refs.iter().zip(&answers) {
+        match answer {
+            Refresh::Resolved(_) => refreshed.push(name.as_str()),
+            Refresh::Gone => deleted.push(name.as_str()),
+            Refresh::Unanswered(message) => {
+                eprintln!(
+                    "bindery-webhook: the push to {spec_text} was not followed: the provider did not answer for {name}, the cached ref is left as it was: {message}"
+                );
+                unanswered.get_or_insert(message.as_str());
+            }
         }
-        return Ok(json!({ "status": "accepted", "spec": spec_text, "deleted": refs }));
-    };
-    spec.validate_resolved_ref(commit)
-        .map_err(|e| (400, e.to_string()))?;
-    let Some(build_slug) = spec.build_slug(Some(commit)) else {
-        return Err((400, format!("no build slug for {spec_text}")));
-    };
-    let entry = CachedRef {
-        resolved_ref: commit.to_owned(),
-        resolved_spec: spec.resolved_spec(commit),
-        ref_url: spec.ref_url(commit),
-        build_slug: build_slug.clone(),
-        etag: None,
-        source: RefSource::Webhook,
-        stored_at: now,
-        expires_at: cfg.ttl.ref_expires_at(RefSource::Webhook, now),
-    };
-    // A push moves a ref from `previous` to `commit`, and the delivery id is not signed:
-    // a captured push can come again under a new id, and deliveries can come late. An
-    // entry holding a third commit means this push is stale (or the cache missed pushes):
-    // every key of the ref is dropped, so the next launch asks the provider, and the push
-    // is remembered as stale for a day, so that sending it again once the entries are gone
-    // cannot write its old commit either.
-    let stale_marker = stale_push_key(&spec, git_ref, commit);
-    let held: Vec<Option<String>> = keys
-        .iter()
-        .map(|key| {
-            cache
-                .get::<CachedRef>(key, now)
-                .and_then(Lookup::any)
-                .map(|held| held.resolved_ref)
-        })
-        .collect();
-    let contradicted = held
-        .iter()
-        .flatten()
-        .any(|held| held != commit && Some(held.as_str()) != push.previous.as_deref());
-    if contradicted || cache.delivery_seen(&stale_marker, now) {
-        for key in &keys {
-            cache.delete(key);
-        }
-        cache.remember_delivery(&stale_marker, now, &cfg.ttl);
-        return Ok(json!({
-            "status": "accepted",
-            "spec": spec_text,
-            "commit": commit,
-            "dropped": refs,
-            "prebuild": "skipped: the push does not follow the cached ref",
-        }));
     }
-    for key in &keys {
-        cache.put(key, &entry);
+    summary["refreshed"] = json!(refreshed);
+    summary["deleted"] = json!(deleted);
+    if let Some(message) = unanswered {
+        summary["status"] = json!("provider unreachable");
+        summary["message"] = json!(message);
     }
+    let handled = unanswered.is_none();
+    let Some(Refresh::Resolved(resolved)) = answers.first() else {
+        return Ok((summary, handled));
+    };
+    let commit = resolved.resolved_ref.as_str();
+    summary["commit"] = json!(commit);
 
     let prefix = cfg.image_prefix().map_err(|e| (500, e.to_string()))?;
-    let image = image_name(prefix, &build_slug, commit);
-    let mut summary = json!({
-        "status": "accepted",
-        "spec": spec_text,
-        "commit": commit,
-        "refreshed": refs,
-        "image": image,
-    });
+    let image = image_name(prefix, &resolved.build_slug, commit);
+    summary["image"] = json!(image);
     let present = matches!(
         cache.image_presence(&image, now),
         Some(Lookup::Fresh(p)) if p.present
@@ -318,7 +349,7 @@ pub async fn on_push(
     };
     if let Some(reason) = skipped {
         summary["prebuild"] = json!(format!("skipped: {reason}"));
-        return Ok(summary);
+        return Ok((summary, handled));
     }
 
     let worker = cfg.worker().map_err(|e| (500, e.to_string()))?;
@@ -328,7 +359,7 @@ pub async fn on_push(
         repo_url: spec.repo_url(),
         resolved_ref: commit.to_owned(),
         image: image.clone(),
-        build_slug,
+        build_slug: resolved.build_slug.clone(),
     };
     let accepted = request_build(worker, &build, fetch)
         .await
@@ -336,7 +367,7 @@ pub async fn on_push(
     cache.put_status(&image, LastStatus::Building, now, &cfg.ttl);
     summary["prebuild"] = json!("queued");
     summary["build_id"] = json!(accepted.id);
-    Ok(summary)
+    Ok((summary, handled))
 }
 
 #[cfg(target_arch = "wasm32")]

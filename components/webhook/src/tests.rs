@@ -1,12 +1,14 @@
 #![allow(clippy::unwrap_used)]
 
-use bindery_core::cache::{CacheTtl, CachedRef};
+use bindery_core::cache::{CacheTtl, CachedRef, RefSource};
 use bindery_core::provider::ProviderSettings;
+use bindery_core::webhook::RepoScope;
 use bindery_edge::cache::MemoryKv;
 use bindery_edge::config::{
     BANNED_SPECS, GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_SECRET, IMAGE_PREFIX, PREBUILD_SPECS,
     WORKER_TOKEN, WORKER_URL,
 };
+use bindery_edge::fetch::FetchError;
 use bindery_edge::resolve::{ResolveSource, resolve_spec};
 use bindery_edge::testing::{ScriptedFetch, block_on, response};
 use hmac::{Hmac, Mac};
@@ -69,6 +71,18 @@ fn sign(body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+fn sign_with(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
 fn github(event: &str, delivery: &str, body: Vec<u8>) -> Request<Vec<u8>> {
     Request::post("http://127.0.0.1:3000/hooks/github")
         .header("x-github-event", event)
@@ -76,6 +90,50 @@ fn github(event: &str, delivery: &str, body: Vec<u8>) -> Request<Vec<u8>> {
         .header("x-hub-signature-256", sign(&body))
         .body(body)
         .unwrap()
+}
+
+const GITHUB_COMMITS: &str = "https://api.github.com/repos/o/r/commits/";
+
+/// A GitHub whose `o/r` has each `(ref, commit)` of `refs` (with an ETag naming the
+/// commit) and no other ref, and a worker that accepts builds.
+fn github_at(refs: &[(&str, &str)]) -> ScriptedFetch {
+    let fetch = worker_accepts();
+    for (name, sha) in refs {
+        fetch.on(
+            "GET",
+            &format!("{GITHUB_COMMITS}{name}"),
+            response(
+                200,
+                &[("etag", &format!("\"{sha}\""))],
+                format!(r#"{{"sha":"{sha}"}}"#),
+            ),
+        );
+    }
+    fetch.on(
+        "GET",
+        GITHUB_COMMITS,
+        response(422, &[], r#"{"message":"No commit found for SHA"}"#),
+    );
+    fetch
+}
+
+/// `main` and `HEAD` at SHA, `dev` at SHA too.
+fn provider() -> ScriptedFetch {
+    github_at(&[("main", SHA), ("HEAD", SHA), ("dev", SHA)])
+}
+
+/// How many prebuilds were asked of the worker.
+fn builds(fetch: &ScriptedFetch) -> usize {
+    fetch
+        .log()
+        .iter()
+        .filter(|line| line.ends_with("/api/v1/builds"))
+        .count()
+}
+
+/// How many calls went to a provider.
+fn provider_calls(fetch: &ScriptedFetch) -> usize {
+    fetch.calls() - builds(fetch)
 }
 
 fn worker_accepts() -> ScriptedFetch {
@@ -109,86 +167,262 @@ fn github_push_from(branch: &str, before: &str, after: &str) -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
-#[test]
-fn a_push_that_does_not_follow_the_cached_ref_drops_it_instead_of_setting_it_back() {
-    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-    let kv = MemoryKv::default();
-    let cache = Cache::new(&kv);
-    let fetch = worker_accepts();
-    let cached = |cache: &Cache<'_>| {
-        let spec = Spec::parse_path("gh/o/r/feature", &ProviderSettings::default()).unwrap();
-        cache
-            .cached_ref(&spec, NOW)
-            .and_then(Lookup::any)
-            .map(|e| e.resolved_ref)
-    };
+/// The commit the ref cache holds for a link, fresh or not.
+fn held(cache: &Cache<'_>, link: &str) -> Option<String> {
+    let spec = Spec::parse_path(link, &ProviderSettings::default()).unwrap();
+    cache
+        .cached_ref(&spec, NOW)
+        .and_then(Lookup::any)
+        .map(|e| e.resolved_ref)
+}
 
-    // A → B on a branch the cache holds at A: the ref moves to B.
-    let first = github("push", "d1", github_push_from("feature", SHA, A));
-    block_on(handle(&first, cfg, &cache, &fetch, NOW));
-    assert_eq!(cached(&cache).as_deref(), Some(A), "no entry: written");
-    let next = github("push", "d2", github_push_from("feature", A, B));
-    let (_, body) = answer(&block_on(handle(&next, cfg, &cache, &fetch, NOW)));
-    assert_eq!(body["refreshed"], json!(["feature"]), "{body}");
-    assert_eq!(cached(&cache).as_deref(), Some(B));
-
-    // The first push again, under a new delivery id (a replay, or a late delivery): it
-    // moves SHA → A, but the cache is at B. The entry goes, and is not set back to A.
-    let builds = fetch.calls();
-    let replay = github("push", "d3", github_push_from("feature", SHA, A));
-    let (status, body) = answer(&block_on(handle(&replay, cfg, &cache, &fetch, NOW)));
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["dropped"], json!(["feature"]), "{body}");
-    assert_eq!(cached(&cache), None);
-    assert_eq!(fetch.calls(), builds, "no prebuild of the old commit");
-    // Sent once more, now that no entry is left: still not written.
-    let again = github("push", "d4", github_push_from("feature", SHA, A));
-    let (_, body) = answer(&block_on(handle(&again, cfg, &cache, &fetch, NOW + 10)));
-    assert_eq!(body["dropped"], json!(["feature"]), "{body}");
-    assert_eq!(cached(&cache), None);
-    // The branch moving on from where it really is gets written again.
-    const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
-    let moves_on = github("push", "d5", github_push_from("feature", B, C));
-    block_on(handle(&moves_on, cfg, &cache, &fetch, NOW + 20));
-    assert_eq!(cached(&cache).as_deref(), Some(C));
-    assert_eq!(fetch.calls(), builds + 1, "a prebuild of the new commit");
+/// The commits of the prebuilds asked of the worker, in order.
+fn built(fetch: &ScriptedFetch) -> Vec<String> {
+    fetch
+        .requests()
+        .iter()
+        .filter(|r| r.uri().path() == "/api/v1/builds")
+        .map(|r| {
+            serde_json::from_slice::<BuildRequest>(r.body())
+                .unwrap()
+                .resolved_ref
+        })
+        .collect()
 }
 
 #[test]
-fn a_stale_push_to_the_default_branch_drops_head_too() {
+fn a_replayed_or_forged_push_cannot_move_a_branch() {
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    // GitHub says `feature` is at B. Every push below is validly signed with the shared
+    // secret (which every repository owner who set the hook up knows), under a new
+    // delivery id; whatever its `after`, the cache ends up holding what GitHub says.
+    let cases: &[(&str, Vec<u8>)] = &[
+        (
+            "a forged push to a commit that is not the branch's",
+            github_push("feature", A),
+        ),
+        (
+            "a replayed old push (SHA -> A)",
+            github_push_from("feature", SHA, A),
+        ),
+        (
+            "a forged push that deletes the branch",
+            github_push("feature", &"0".repeat(40)),
+        ),
+        ("the true push (A -> B)", github_push_from("feature", A, B)),
+        ("the true push, replayed", github_push_from("feature", A, B)),
+    ];
+    for (i, (case, body)) in cases.iter().enumerate() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = github_at(&[("feature", B)]);
+        let delivery = format!("d{i}");
+        let (status, summary) = answer(&block_on(handle(
+            &github("push", &delivery, body.clone()),
+            cfg,
+            &cache,
+            &fetch,
+            NOW,
+        )));
+        assert_eq!(status, 202, "{case}: {summary}");
+        assert_eq!(held(&cache, "gh/o/r/feature").as_deref(), Some(B), "{case}");
+        assert_eq!(summary["commit"], B, "{case}: {summary}");
+        assert_eq!(
+            summary["refreshed"],
+            json!(["feature"]),
+            "{case}: {summary}"
+        );
+        assert_eq!(
+            built(&fetch),
+            [B],
+            "{case}: only the provider's commit is built"
+        );
+        let entry: CachedRef = cache.get_fresh("v1/ref/gh/o%2Fr/feature", NOW).unwrap();
+        assert_eq!(
+            entry.source,
+            RefSource::Api,
+            "{case}: the provider's answer"
+        );
+    }
+
+    // Replays against a cache that already holds the provider's answer: the entry stays,
+    // nothing is built twice.
     let kv = MemoryKv::default();
     let cache = Cache::new(&kv);
-    let fetch = worker_accepts();
-    let current = github("push", "d1", github_push_from("main", A, SHA));
-    block_on(handle(&current, cfg, &cache, &fetch, NOW));
-    let builds = fetch.calls();
-    let held = |link: &str| {
-        let spec = Spec::parse_path(link, &ProviderSettings::default()).unwrap();
-        cache
-            .cached_ref(&spec, NOW)
-            .and_then(Lookup::any)
-            .map(|e| e.resolved_ref)
-    };
-    assert_eq!(held("gh/o/r/HEAD").as_deref(), Some(SHA));
-    // An old push of main (… → A) while the cache holds SHA.
-    let old = github(
-        "push",
-        "d2",
-        github_push_from("main", "1".repeat(40).as_str(), A),
+    let fetch = github_at(&[("feature", B)]);
+    for (i, (case, body)) in cases.iter().enumerate() {
+        let delivery = format!("again{i}");
+        block_on(handle(
+            &github("push", &delivery, body.clone()),
+            cfg,
+            &cache,
+            &fetch,
+            NOW + 1,
+        ));
+        assert_eq!(held(&cache, "gh/o/r/feature").as_deref(), Some(B), "{case}");
+    }
+    assert_eq!(built(&fetch), [B], "one prebuild, then `already building`");
+}
+
+#[test]
+fn a_push_prebuilds_the_commit_the_provider_names_not_the_pushed_one() {
+    const PUSHED: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let kv = MemoryKv::default();
+    let cache = Cache::new(&kv);
+    let fetch = github_at(&[("dev", SHA)]);
+    let request = github("push", "d1", github_push("dev", PUSHED));
+    let (status, body) = answer(&block_on(handle(&request, cfg, &cache, &fetch, NOW)));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["pushed"].as_str(), body["commit"].as_str()),
+        (Some(PUSHED), Some(SHA))
     );
-    let (_, body) = answer(&block_on(handle(&old, cfg, &cache, &fetch, NOW)));
-    assert_eq!(body["dropped"], json!(["main", "HEAD"]), "{body}");
-    assert_eq!((held("gh/o/r/main"), held("gh/o/r/HEAD")), (None, None));
-    assert_eq!(fetch.calls(), builds, "no prebuild of the old commit");
+    assert_eq!(body["image"], image());
+    assert_eq!(body["prebuild"], "queued");
+    assert_eq!(built(&fetch), [SHA]);
+    assert_eq!(
+        cache.status(&image(), NOW).unwrap().status,
+        LastStatus::Building
+    );
+    assert_eq!(
+        cache.status(&image_name(PREFIX, "o-r", PUSHED), NOW),
+        None,
+        "nothing is known about the pushed commit"
+    );
+}
+
+#[test]
+fn an_unreachable_provider_changes_nothing_and_a_redelivery_retries() {
+    let kv = MemoryKv::default();
+    let cache = Cache::new(&kv);
+    // The cache holds `main` at SHA from an earlier launch.
+    let earlier = provider();
+    let spec = Spec::parse_path("gh/o/r/main", &ProviderSettings::default()).unwrap();
+    block_on(resolve_spec(&spec, &cfg().unwrap(), &cache, &earlier, NOW));
+    assert_eq!(held(&cache, "gh/o/r/main").as_deref(), Some(SHA));
+
+    const NEW: &str = "cccccccccccccccccccccccccccccccccccccccc";
+    let request = github("push", "d1", github_push("main", NEW));
+    for down in [
+        {
+            let unreachable = worker_accepts();
+            unreachable.fail(
+                "GET",
+                GITHUB_COMMITS,
+                FetchError::Unreachable {
+                    origin: "https://api.github.com".into(),
+                    reason: "connection refused".into(),
+                },
+            );
+            unreachable
+        },
+        {
+            let limited = worker_accepts();
+            limited.on(
+                "GET",
+                GITHUB_COMMITS,
+                response(403, &[("x-ratelimit-remaining", "0")], "{}"),
+            );
+            limited
+        },
+    ] {
+        let (status, body) = answer(&block_on(handle(&request, cfg, &cache, &down, NOW + 1)));
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (202, Some("provider unreachable")),
+            "{body}"
+        );
+        assert_eq!(
+            held(&cache, "gh/o/r/main").as_deref(),
+            Some(SHA),
+            "nothing dropped or set"
+        );
+        assert_eq!(builds(&down), 0);
+    }
+    // The delivery was not remembered: the provider's redelivery is followed.
+    let up = github_at(&[("main", NEW), ("HEAD", NEW)]);
+    let (_, body) = answer(&block_on(handle(&request, cfg, &cache, &up, NOW + 2)));
+    assert_eq!(body["refreshed"], json!(["main", "HEAD"]), "{body}");
+    assert_eq!(held(&cache, "gh/o/r/main").as_deref(), Some(NEW));
+    assert_eq!(built(&up), [NEW]);
+}
+
+#[test]
+fn a_per_repository_secret_verifies_for_its_repository_and_no_other() {
+    let own = RepoScope::parse("gh/o/r")
+        .unwrap()
+        .secret(SECRET.as_bytes());
+    let others = RepoScope::parse("gh/o/other")
+        .unwrap()
+        .secret(SECRET.as_bytes());
+    let body = github_push("dev", SHA);
+    let other_body = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("o/r", "o/other")
+        .into_bytes();
+    let cases: &[(&str, &[u8], &str, u16)] = &[
+        ("the repository's own secret", &body, &own, 202),
+        ("the shared secret", &body, SECRET, 202),
+        ("another repository's secret", &body, &others, 401),
+        (
+            "o/r's secret on a push about o/other",
+            &other_body,
+            &own,
+            401,
+        ),
+        ("the derived secret of nothing", &body, "0000", 401),
+    ];
+    for (i, (case, body, key, expected)) in cases.iter().enumerate() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = provider();
+        let mut request = github("push", &format!("d{i}"), body.to_vec());
+        request.headers_mut().insert(
+            "x-hub-signature-256",
+            sign_with(key.as_bytes(), body).parse().unwrap(),
+        );
+        let (status, answer_body) = answer(&block_on(handle(&request, cfg, &cache, &fetch, NOW)));
+        assert_eq!(status, *expected, "{case}: {answer_body}");
+        if *expected != 202 {
+            assert!(kv.keys().is_empty(), "{case}");
+            assert_eq!(fetch.calls(), 0, "{case}");
+        }
+    }
+    // GitLab: the derived secret is the token.
+    let token = RepoScope::parse("gl/group/project")
+        .unwrap()
+        .secret(SECRET.as_bytes());
+    let body = json!({
+        "object_kind": "push", "ref": "refs/heads/main", "after": SHA, "checkout_sha": SHA,
+        "project": {"path_with_namespace": "Group/Project", "web_url": "https://gitlab.com/Group/Project"},
+    })
+    .to_string()
+    .into_bytes();
+    for (key, expected) in [(token.as_str(), 202), (own.as_str(), 401)] {
+        let request = Request::post("http://h/hooks/gitlab")
+            .header("x-gitlab-token", key)
+            .header("x-gitlab-event", "Push Hook")
+            .body(body.clone())
+            .unwrap();
+        let kv = MemoryKv::default();
+        let status = block_on(handle(
+            &request,
+            cfg,
+            &Cache::new(&kv),
+            &ScriptedFetch::new(),
+            NOW,
+        ))
+        .status();
+        assert_eq!(status, expected);
+    }
 }
 
 #[test]
 fn a_push_to_the_default_branch_refreshes_branch_and_head_and_prebuilds() {
     let kv = MemoryKv::default();
     let cache = Cache::new(&kv);
-    let fetch = worker_accepts();
+    let fetch = provider();
     let request = github("push", "d1", github_push("main", SHA));
     let (status, body) = answer(&block_on(handle(&request, cfg, &cache, &fetch, NOW)));
     assert_eq!(status, 202, "{body}");
@@ -199,9 +433,14 @@ fn a_push_to_the_default_branch_refreshes_branch_and_head_and_prebuilds() {
     assert_eq!(body["delivery"], "d1");
     assert_eq!(body["image"], image());
 
-    let sent = &fetch.requests()[0];
-    assert_eq!(sent.headers()["authorization"], "Bearer worker-token");
-    let build: BuildRequest = serde_json::from_slice(sent.body()).unwrap();
+    let sent = fetch
+        .requests()
+        .iter()
+        .find(|r| r.uri().path() == "/api/v1/builds")
+        .map(|r| (r.headers().clone(), r.body().clone()))
+        .unwrap();
+    assert_eq!(sent.0["authorization"], "Bearer worker-token");
+    let build: BuildRequest = serde_json::from_slice(&sent.1).unwrap();
     assert_eq!(
         (
             build.spec.as_str(),
@@ -221,40 +460,65 @@ fn a_push_to_the_default_branch_refreshes_branch_and_head_and_prebuilds() {
     let nobody = ScriptedFetch::new();
     for link in ["gh/o/r/main", "gh/o/r/HEAD"] {
         let spec = Spec::parse_path(link, &ProviderSettings::default()).unwrap();
-        let result = block_on(resolve_spec(&spec, &edge, &cache, &nobody, NOW + 60));
+        let result = block_on(resolve_spec(&spec, &edge, &cache, &nobody, NOW + 30));
         assert_eq!(result.source, ResolveSource::Cache, "{link}");
         let resolved = result.resolved().unwrap();
         assert_eq!(resolved.resolved_ref, SHA);
         assert_eq!(resolved.build_slug, "o-r");
     }
     assert_eq!(nobody.calls(), 0);
+    // It is the provider's answer, kept as long as any resolved branch.
     let entry: CachedRef = cache
         .get_fresh(
             &spec_ref_key(&Spec::parse_path("gh/o/r/main", &ProviderSettings::default()).unwrap()),
             NOW,
         )
         .unwrap();
-    assert_eq!(entry.source, RefSource::Webhook);
-    assert_eq!(entry.expires_at, NOW + 3600);
+    assert_eq!(entry.source, RefSource::Api);
+    assert_eq!(entry.expires_at, NOW + 60);
+
+    // The next push revalidates with the ETag: the provider's 304 keeps the entry.
+    let revalidating = worker_accepts();
+    revalidating.on("GET", GITHUB_COMMITS, response(304, &[], ""));
+    let again = github("push", "d2", github_push("main", SHA));
+    let (_, body) = answer(&block_on(handle(
+        &again,
+        cfg,
+        &cache,
+        &revalidating,
+        NOW + 10,
+    )));
+    assert_eq!(body["refreshed"], json!(["main", "HEAD"]), "{body}");
+    assert!(
+        revalidating
+            .requests()
+            .iter()
+            .any(|r| r.headers().get("if-none-match").is_some()),
+        "{:?}",
+        revalidating.log()
+    );
+    assert_eq!(held(&cache, "gh/o/r/main").as_deref(), Some(SHA));
 }
 
 #[test]
 fn a_redelivery_does_nothing_twice() {
     let kv = MemoryKv::default();
     let cache = Cache::new(&kv);
-    let fetch = worker_accepts();
+    let fetch = provider();
     let request = github("push", "d1", github_push("dev", SHA));
     assert_eq!(
         block_on(handle(&request, cfg, &cache, &fetch, NOW)).status(),
         202
     );
+    let asked = provider_calls(&fetch);
     let keys = kv.keys();
     let (status, body) = answer(&block_on(handle(&request, cfg, &cache, &fetch, NOW + 5)));
     assert_eq!(
         (status, body["status"].as_str()),
         (202, Some("already processed"))
     );
-    assert_eq!(fetch.calls(), 1);
+    assert_eq!(builds(&fetch), 1);
+    assert_eq!(provider_calls(&fetch), asked, "not even a refresh");
     assert_eq!(kv.keys(), keys);
 }
 
@@ -371,7 +635,7 @@ fn routes_and_methods() {
 
 #[test]
 fn prebuilds_are_skipped_when_present_unlisted_banned_or_building() {
-    let fetch = worker_accepts();
+    let fetch = provider();
     let ttl = CacheTtl::default();
     let prebuild =
         |cfg: Result<EdgeConfig, bindery_edge::ConfigError>, kv: &MemoryKv, branch: &str| {
@@ -402,14 +666,20 @@ fn prebuilds_are_skipped_when_present_unlisted_banned_or_building() {
     );
     Cache::new(&kv).put_status(&image(), LastStatus::Building, NOW, &ttl);
     assert_eq!(prebuild(cfg(), &kv, "main"), "skipped: already building");
-    assert_eq!(fetch.calls(), 0);
+    assert_eq!(builds(&fetch), 0);
 }
 
 #[test]
 fn a_failed_prebuild_request_is_a_502_and_a_redelivery_retries() {
     let kv = MemoryKv::default();
     let cache = Cache::new(&kv);
+    // GitHub answers; the worker does not.
     let down = ScriptedFetch::new();
+    down.on(
+        "GET",
+        GITHUB_COMMITS,
+        response(200, &[], format!(r#"{{"sha":"{SHA}"}}"#)),
+    );
     let request = github("push", "d1", github_push("main", SHA));
     let (status, body) = answer(&block_on(handle(&request, cfg, &cache, &down, NOW)));
     assert_eq!(status, 502);
@@ -421,7 +691,7 @@ fn a_failed_prebuild_request_is_a_502_and_a_redelivery_retries() {
         "{body}"
     );
     assert_eq!(cache.status(&image(), NOW), None);
-    let up = worker_accepts();
+    let up = provider();
     let (status, body) = answer(&block_on(handle(&request, cfg, &cache, &up, NOW + 1)));
     assert_eq!((status, body["prebuild"].as_str()), (202, Some("queued")));
 }
@@ -430,7 +700,7 @@ fn a_failed_prebuild_request_is_a_502_and_a_redelivery_retries() {
 fn a_deleted_branch_drops_its_entry() {
     let kv = MemoryKv::default();
     let cache = Cache::new(&kv);
-    let fetch = worker_accepts();
+    let fetch = provider();
     block_on(handle(
         &github("push", "d1", github_push("dev", SHA)),
         cfg,
@@ -439,6 +709,8 @@ fn a_deleted_branch_drops_its_entry() {
         NOW,
     ));
     assert!(kv.keys().contains(&"v1/ref/gh/o%2Fr/dev".to_owned()));
+    // The provider confirms: `dev` is gone.
+    let fetch = github_at(&[]);
     let deleted = github("push", "d2", github_push("dev", &"0".repeat(40)));
     let (status, body) = answer(&block_on(handle(&deleted, cfg, &cache, &fetch, NOW + 1)));
     assert_eq!((status, &body["deleted"]), (202, &json!(["dev"])));
@@ -474,6 +746,11 @@ fn a_gitlab_push_writes_the_keys_the_gl_launch_link_reads() {
     let kv = MemoryKv::default();
     let cache = Cache::new(&kv);
     let fetch = worker_accepts();
+    fetch.on(
+        "GET",
+        "https://gitlab.com/api/v4/projects/group%2Fsub-group%2Fproject/repository/commits/feature%2Fx",
+        response(200, &[], format!(r#"{{"id":"{SHA}"}}"#)),
+    );
     let body = json!({
         "object_kind": "push",
         "ref": "refs/heads/feature/x",

@@ -14,6 +14,7 @@ mod edge;
 mod service;
 mod spec;
 mod up;
+mod webhook_secret;
 mod worker;
 
 /// Bindery: a link to a code repository becomes a running Jupyter server.
@@ -34,6 +35,8 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Run all of Bindery on this machine: the edge and the worker in one process.
     Up(up::UpArgs),
+    /// Print the push webhook secret of one repository, derived from the configured one.
+    WebhookSecret(webhook_secret::WebhookSecretArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Edge(args) => edge::run(&args),
         Command::Worker(args) => worker::run(&args),
         Command::Up(args) => up::run(&args),
+        Command::WebhookSecret(args) => webhook_secret::run(&args),
     };
     match result {
         Ok(output) => {

@@ -8,11 +8,18 @@
 //! [`parse_gitlab`] read the JSON, and they return only fields that passed the same checks
 //! as user input (no ref that could reach git as an option or a path traversal).
 //! [`delivery_key`] gives the cache key that makes redeliveries idempotent.
+//! [`verify_delivery`] also accepts per-repository secrets derived from the configured one
+//! ([`RepoScope`]), so an operator can give each repository owner a secret of their own.
+//!
+//! A push is a hint, not a fact: the delivery id is not signed, a captured push can be sent
+//! again, and the shared secret is known to every repository owner who set the hook up. The
+//! webhook component therefore never stores the commit a push names; it asks the provider.
 //!
 //! Nothing here panics on any body or header, and no secret appears in an error message.
 
 mod github;
 mod gitlab;
+mod repo_secret;
 mod signature;
 
 use serde_json::{Map, Value};
@@ -20,6 +27,7 @@ use thiserror::Error;
 
 pub use github::{GithubEvent, parse_github};
 pub use gitlab::{GitlabEvent, parse_gitlab};
+pub use repo_secret::{RepoScope, Verified, verify_delivery};
 pub use signature::{verify_github_signature, verify_gitlab_token};
 
 /// The largest body accepted: GitHub caps webhook payloads at 25 MiB.
@@ -78,6 +86,12 @@ pub enum WebhookError {
     /// A delivery id that cannot be part of a cache key.
     #[error("invalid webhook delivery id: expected 1 to 128 characters of A-Z a-z 0-9 - _ .")]
     InvalidDeliveryId,
+    /// A repository that cannot have a per-repository secret.
+    #[error("invalid repository {given}: expected `gh/<owner>/<name>` or `gl/<group>/<project>`")]
+    InvalidRepository {
+        /// What was given, quoted and shortened for display.
+        given: String,
+    },
 }
 
 impl WebhookError {
@@ -95,7 +109,8 @@ impl WebhookError {
             Self::InvalidJson { .. }
             | Self::MissingField { .. }
             | Self::InvalidField { .. }
-            | Self::InvalidDeliveryId => 400,
+            | Self::InvalidDeliveryId
+            | Self::InvalidRepository { .. } => 400,
         }
     }
 }
@@ -115,6 +130,19 @@ impl PushProvider {
         match self {
             Self::GitHub => "github",
             Self::GitLab => "gitlab",
+        }
+    }
+
+    /// The provider's prefix in launch specs: `gh` or `gl`.
+    pub fn spec_prefix(self) -> &'static str {
+        self.provider_id().as_str()
+    }
+
+    /// The launch provider whose specs this webhook's pushes are about.
+    pub fn provider_id(self) -> crate::provider::ProviderId {
+        match self {
+            Self::GitHub => crate::provider::ProviderId::GitHub,
+            Self::GitLab => crate::provider::ProviderId::GitLab,
         }
     }
 }
@@ -139,9 +167,6 @@ pub struct PushEvent {
     pub default_branch: Option<String>,
     /// True when the push deleted the ref.
     pub deleted: bool,
-    /// The commit the ref pointed to before the push (`before`); `None` for a new ref or
-    /// when the payload does not say.
-    pub previous: Option<String>,
 }
 
 impl PushEvent {
@@ -223,12 +248,7 @@ fn push_event(
     if let Some(default_branch) = default_branch {
         check_ref_name(fields.default_branch, default_branch)?;
     }
-    let previous = match optional_str(object, "before")? {
-        Some(before) => check_commit("before", before)?,
-        None => None,
-    };
     Ok(PushEvent {
-        previous,
         provider,
         repo: repo.to_owned(),
         repo_url,
@@ -485,7 +505,6 @@ mod tests {
             commit: None,
             default_branch: Some("main".into()),
             deleted: false,
-            previous: None,
         };
         assert!(e.is_default_branch());
         e.default_branch = None;

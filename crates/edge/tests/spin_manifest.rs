@@ -339,9 +339,16 @@ fn components_are_wired_to_their_packages_and_hosts() {
         }
     }
     assert!(strings(table(components, "badge").get("allowed_outbound_hosts")).is_empty());
+    // The webhook re-resolves a pushed ref with the provider (a push is a hint, not a
+    // fact) and prebuilds through the worker; nothing else.
     assert_eq!(
         strings(table(components, "webhook").get("allowed_outbound_hosts")),
-        ["{{ worker_url }}"]
+        [
+            "{{ worker_url }}",
+            "https://api.github.com",
+            "https://gitlab.com",
+            "{{ extra_outbound_host }}"
+        ]
     );
 }
 

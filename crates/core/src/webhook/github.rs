@@ -161,7 +161,6 @@ mod tests {
                 commit: Some(SHA.into()),
                 default_branch: Some("main".into()),
                 deleted: false,
-                previous: None,
             }
         );
         assert!(event.is_default_branch());

@@ -159,7 +159,6 @@ mod tests {
                 commit: Some(SHA.into()),
                 default_branch: Some("master".into()),
                 deleted: false,
-                previous: Some("95790bf891e76fee5e1747ab589903a6a1f80f22".into()),
             }
         );
         assert!(event.is_default_branch());

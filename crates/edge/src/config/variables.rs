@@ -88,6 +88,9 @@ const fn secret(name: &'static str, readers: &'static [Reader]) -> Var {
 
 /// A resolve that asks the provider reads everything the answer depends on.
 const RESOLVING: &[Reader] = &[Launch, Resolve];
+/// What a provider resolution needs, read also by the webhook, which re-resolves a
+/// pushed ref instead of trusting the push.
+const PROVIDER_RESOLVING: &[Reader] = &[Launch, Resolve, Webhook];
 /// What a cached resolve needs (the ban rules, the image prefix, and the one provider
 /// endpoint a parsed spec keeps: HydroShare's base, in its repository URL), so a cached
 /// answer comes out the same as a resolved one.
@@ -105,8 +108,8 @@ pub const VARIABLES: &[Var] = &[
         IMAGE_PREFIX,
         &[Launch, Resolve, CachedResolve, Badge, Webhook],
     ),
-    secret(GITHUB_TOKEN, RESOLVING),
-    secret(GITLAB_TOKEN, RESOLVING),
+    secret(GITHUB_TOKEN, PROVIDER_RESOLVING),
+    secret(GITLAB_TOKEN, PROVIDER_RESOLVING),
     secret(GITHUB_WEBHOOK_SECRET, &[Webhook]),
     secret(GITLAB_WEBHOOK_SECRET, &[Webhook]),
     var(PREBUILD_SPECS, &[Webhook]),
@@ -116,12 +119,12 @@ pub const VARIABLES: &[Var] = &[
     var(BAN_NETWORKS, CACHED),
     var(TRUSTED_PROXIES, CACHED),
     var(PUBLIC_URL, &[Launch]),
-    var(GITHUB_API, RESOLVING),
-    var(GITLAB_API, RESOLVING),
+    var(GITHUB_API, PROVIDER_RESOLVING),
+    var(GITLAB_API, PROVIDER_RESOLVING),
     var(DOI_RESOLVER, RESOLVING),
     var(FIGSHARE_API, RESOLVING),
     var(HYDROSHARE_BASE, CACHED),
-    var(REF_TTL_SECONDS, RESOLVING),
+    var(REF_TTL_SECONDS, PROVIDER_RESOLVING),
     var(IMAGE_PRESENT_TTL_SECONDS, RESOLVING),
     var(IMAGE_MISSING_TTL_SECONDS, RESOLVING),
 ];
@@ -239,11 +242,17 @@ mod tests {
                 WORKER_URL,
                 WORKER_TOKEN,
                 IMAGE_PREFIX,
+                // The webhook re-resolves a pushed ref with the provider (issue 12).
+                GITHUB_TOKEN,
+                GITLAB_TOKEN,
                 GITHUB_WEBHOOK_SECRET,
                 GITLAB_WEBHOOK_SECRET,
                 PREBUILD_SPECS,
                 BANNED_SPECS,
                 ALLOWED_SPECS,
+                GITHUB_API,
+                GITLAB_API,
+                REF_TTL_SECONDS,
             ]
         );
         assert_eq!(LAUNCH_VARIABLES.len(), 22);
