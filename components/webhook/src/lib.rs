@@ -371,27 +371,7 @@ pub async fn on_push(
 }
 
 #[cfg(target_arch = "wasm32")]
-#[spin_sdk::http_component]
-async fn serve(request: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
-    let request = match bindery_edge::incoming::read_request(request, MAX_BODY).await {
-        Ok(request) => request,
-        Err(e) => return respond::send(out, respond::json_error(e.status_code(), &e.to_string())),
-    };
-    let cache = Cache::open_default();
-    // The webhook reaches only the worker, and must answer the provider within seconds.
-    let fetch = bindery_edge::SpinFetch::within(bindery_edge::fetch::Limits::QUICK);
-    respond::send(
-        out,
-        handle(
-            &request,
-            || EdgeConfig::load_declared(bindery_edge::config::WEBHOOK_VARIABLES),
-            &cache,
-            &fetch,
-            respond::now(),
-        )
-        .await,
-    );
-}
+mod entry;
 
 #[cfg(test)]
 mod tests;
