@@ -135,10 +135,197 @@ fn github_rate_limit_says_when_to_try_again() {
     }
 }
 
+/// How a pinned-commit lookup ended, for the table below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pin {
+    Found,
+    NotFound,
+    RateLimited,
+    Failed,
+}
+
+fn pin_kind(outcome: &Outcome) -> Pin {
+    match outcome {
+        Outcome::Resolved(r) => {
+            assert_eq!(r.resolved_ref, SHA, "the commit the link names");
+            Pin::Found
+        }
+        Outcome::NotFound(_) => Pin::NotFound,
+        Outcome::RateLimited { .. } => Pin::RateLimited,
+        Outcome::Failed(_) => Pin::Failed,
+    }
+}
+
+/// Issue 12: a link that names a full commit is looked up with GitHub, GitLab or the gist
+/// API before anything else; a made-up commit is "not found", a rate limit is not.
 #[test]
-fn a_full_sha_needs_no_request() {
-    let mut r = resolver(&format!("gh/org/repo/{SHA}"));
+fn pinned_commits_are_checked_with_their_provider() {
+    let limited = [
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", "1000"),
+    ];
+    let gh = format!(r#"{{"sha": "{SHA}"}}"#);
+    let gl = format!(r#"{{"id": "{SHA}"}}"#);
+    let gist = format!(r#"{{"public": true, "history": [{{"version": "{SHA}"}}]}}"#);
+    let other = format!(r#"{{"sha": "{}"}}"#, "1".repeat(40));
+    // (spec, the request it makes, status, headers, body, outcome)
+    type Case<'a> = (String, String, u16, &'a [(&'a str, &'a str)], &'a str, Pin);
+    let gh_url = format!("https://api.github.com/repos/o/r/commits/{SHA}");
+    let gl_url = format!("https://gitlab.com/api/v4/projects/g%2Fp/repository/commits/{SHA}");
+    let gist_url = format!("https://api.github.com/gists/abc123/{SHA}");
+    let (gh_spec, gl_spec, gist_spec) = (
+        format!("gh/o/r/{SHA}"),
+        format!("gl/g%2Fp/{SHA}"),
+        format!("gist/u/abc123/{SHA}"),
+    );
+    let cases: Vec<Case> = vec![
+        (gh_spec.clone(), gh_url.clone(), 200, &[], &gh, Pin::Found),
+        (
+            gh_spec.clone(),
+            gh_url.clone(),
+            404,
+            &[],
+            "{}",
+            Pin::NotFound,
+        ),
+        (
+            gh_spec.clone(),
+            gh_url.clone(),
+            422,
+            &[],
+            r#"{"message":"No commit found for SHA"}"#,
+            Pin::NotFound,
+        ),
+        (
+            gh_spec.clone(),
+            gh_url.clone(),
+            403,
+            &limited,
+            "{}",
+            Pin::RateLimited,
+        ),
+        (
+            gh_spec.clone(),
+            gh_url.clone(),
+            429,
+            &[],
+            "{}",
+            Pin::RateLimited,
+        ),
+        (
+            gh_spec.clone(),
+            gh_url.clone(),
+            502,
+            &[],
+            "bad gateway",
+            Pin::Failed,
+        ),
+        (
+            gh_spec.clone(),
+            gh_url.clone(),
+            200,
+            &[],
+            &other,
+            Pin::Failed,
+        ),
+        (gl_spec.clone(), gl_url.clone(), 200, &[], &gl, Pin::Found),
+        (
+            gl_spec.clone(),
+            gl_url.clone(),
+            404,
+            &[],
+            r#"{"message":"404 Commit Not Found"}"#,
+            Pin::NotFound,
+        ),
+        (
+            gl_spec.clone(),
+            gl_url.clone(),
+            422,
+            &[],
+            "{}",
+            Pin::NotFound,
+        ),
+        (
+            gl_spec.clone(),
+            gl_url.clone(),
+            429,
+            &[("retry-after", "120")],
+            "Retry later",
+            Pin::RateLimited,
+        ),
+        (
+            gl_spec.clone(),
+            gl_url.clone(),
+            503,
+            &[],
+            "down",
+            Pin::Failed,
+        ),
+        (
+            gist_spec.clone(),
+            gist_url.clone(),
+            200,
+            &[],
+            &gist,
+            Pin::Found,
+        ),
+        (
+            gist_spec.clone(),
+            gist_url.clone(),
+            404,
+            &[],
+            "{}",
+            Pin::NotFound,
+        ),
+        (
+            gist_spec.clone(),
+            gist_url.clone(),
+            422,
+            &[],
+            "{}",
+            Pin::NotFound,
+        ),
+        (
+            gist_spec.clone(),
+            gist_url.clone(),
+            403,
+            &limited,
+            "{}",
+            Pin::RateLimited,
+        ),
+        (
+            gist_spec.clone(),
+            gist_url.clone(),
+            500,
+            &[],
+            "oops",
+            Pin::Failed,
+        ),
+    ];
+    for (spec, url, status, headers, body, expected) in cases {
+        let mut r = resolver(&spec);
+        let req = fetch(r.start());
+        assert_eq!(req.uri(), url.as_str(), "{spec}");
+        let outcome = done(r.on_response(&answer(status, headers, body), 0));
+        assert_eq!(
+            pin_kind(&outcome),
+            expected,
+            "{spec} answered {status}: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn a_git_commit_is_taken_as_given_without_a_request() {
+    let spec = format!("git/https%3A%2F%2Fexample.org%2Frepo.git/{SHA}");
+    let mut r = resolver(&spec);
     assert_eq!(resolved(r.start()).resolved_ref, SHA);
+    let table: Vec<_> = crate::provider::PROVIDERS
+        .iter()
+        .filter(|p| p.checks_pinned_commits)
+        .map(|p| p.prefix)
+        .collect();
+    assert_eq!(table, ["gh", "gl", "gist"]);
 }
 
 #[test]
@@ -175,7 +362,10 @@ fn gist_resolves_latest_or_named_revision_and_refuses_secret_gists() {
     );
 
     let mut r = resolver(&format!("gist/user/abc/{}", "1".repeat(40)));
-    assert_eq!(resolved(r.start()).resolved_ref, "1".repeat(40));
+    assert_eq!(
+        fetch(r.start()).uri().to_string(),
+        format!("https://api.github.com/gists/abc/{}", "1".repeat(40))
+    );
 
     let mut r = resolver("gist/user/abc/HEAD");
     fetch(r.start());
