@@ -38,6 +38,13 @@ pub enum ResolveSource {
 }
 
 impl ResolveSource {
+    /// Whether the provider resolved or confirmed the ref: false only for a commit taken
+    /// as given ([`ResolveSource::Pinned`]), about which nothing but what exists (a
+    /// present image) may be stored, since anyone can make such links up.
+    pub fn is_checked(self) -> bool {
+        self != Self::Pinned
+    }
+
     /// `hit` for answers that needed no upstream call, `miss` otherwise: the value of the
     /// `x-bindery-cache` header.
     pub fn cache_header(self) -> &'static str {
@@ -320,6 +327,8 @@ mod tests {
 
     #[test]
     fn cache_headers_say_hit_only_without_a_call() {
+        assert!(!ResolveSource::Pinned.is_checked());
+        assert!(ResolveSource::Cache.is_checked() && ResolveSource::Upstream.is_checked());
         assert_eq!(ResolveSource::Pinned.cache_header(), "hit");
         assert_eq!(ResolveSource::Cache.cache_header(), "hit");
         assert_eq!(ResolveSource::Revalidated.cache_header(), "revalidated");
