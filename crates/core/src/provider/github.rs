@@ -113,21 +113,30 @@ impl GitHubSpec {
 }
 
 /// Whether a `403` or `429` from GitHub's API is its rate limit (`x-ratelimit-remaining:
-/// 0`, or any `429`) rather than a refusal: then the ref is not known to be missing.
+/// 0`, a secondary limit's `retry-after`, or any `429`) rather than a refusal: then the
+/// ref is not known to be missing.
 pub(crate) fn rate_limited(answer: &Answer<'_>) -> bool {
     answer.code() == 429
+        || answer.header("retry-after").is_some()
         || answer
             .header("x-ratelimit-remaining")
             .and_then(|v| v.parse::<i64>().ok())
             == Some(0)
 }
 
-/// BinderHub's answer to GitHub's rate limit: when it resets (`x-ratelimit-reset`), in
-/// minutes rounded up to a multiple of five.
+/// BinderHub's answer to GitHub's rate limit: when it resets (`x-ratelimit-reset`, else
+/// `retry-after` seconds from now), in minutes rounded up to a multiple of five.
 pub(crate) fn rate_limit(answer: &Answer<'_>) -> Next {
+    let retry_at = || {
+        answer
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|s| answer.now.saturating_add(s))
+    };
     let reset_at = answer
         .header("x-ratelimit-reset")
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(retry_at);
     let minutes = reset_at.map_or(60, |r| r.saturating_sub(answer.now).div_ceil(60));
     let minutes = (minutes.div_ceil(5) * 5).max(5);
     Next::RateLimited {

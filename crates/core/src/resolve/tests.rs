@@ -160,158 +160,80 @@ fn pin_kind(outcome: &Outcome) -> Pin {
 /// API before anything else; a made-up commit is "not found", a rate limit is not.
 #[test]
 fn pinned_commits_are_checked_with_their_provider() {
-    let limited = [
+    type Answer<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, Pin);
+    let limited: &[(&str, &str)] = &[
         ("x-ratelimit-remaining", "0"),
         ("x-ratelimit-reset", "1000"),
     ];
-    let gh = format!(r#"{{"sha": "{SHA}"}}"#);
-    let gl = format!(r#"{{"id": "{SHA}"}}"#);
+    let no_commit = r#"{"message":"No commit found for SHA"}"#;
+    let (gh, gl) = (
+        format!(r#"{{"sha": "{SHA}"}}"#),
+        format!(r#"{{"id": "{SHA}"}}"#),
+    );
     let gist = format!(r#"{{"public": true, "history": [{{"version": "{SHA}"}}]}}"#);
     let other = format!(r#"{{"sha": "{}"}}"#, "1".repeat(40));
-    // (spec, the request it makes, status, headers, body, outcome)
-    type Case<'a> = (String, String, u16, &'a [(&'a str, &'a str)], &'a str, Pin);
-    let gh_url = format!("https://api.github.com/repos/o/r/commits/{SHA}");
-    let gl_url = format!("https://gitlab.com/api/v4/projects/g%2Fp/repository/commits/{SHA}");
-    let gist_url = format!("https://api.github.com/gists/abc123/{SHA}");
-    let (gh_spec, gl_spec, gist_spec) = (
-        format!("gh/o/r/{SHA}"),
-        format!("gl/g%2Fp/{SHA}"),
-        format!("gist/u/abc123/{SHA}"),
-    );
-    let cases: Vec<Case> = vec![
-        (gh_spec.clone(), gh_url.clone(), 200, &[], &gh, Pin::Found),
+    let github: Vec<Answer> = vec![
+        (200, &[], &gh, Pin::Found),
+        (404, &[], "{}", Pin::NotFound),
+        (422, &[], no_commit, Pin::NotFound),
+        (403, limited, "{}", Pin::RateLimited),
+        (403, &[("retry-after", "60")], "{}", Pin::RateLimited),
+        (429, &[], "{}", Pin::RateLimited),
+        (403, &[], r#"{"message":"Forbidden"}"#, Pin::Failed),
+        (502, &[], "bad gateway", Pin::Failed),
+        (200, &[], &other, Pin::Failed),
+    ];
+    let gitlab: Vec<Answer> = vec![
+        (200, &[], &gl, Pin::Found),
         (
-            gh_spec.clone(),
-            gh_url.clone(),
-            404,
-            &[],
-            "{}",
-            Pin::NotFound,
-        ),
-        (
-            gh_spec.clone(),
-            gh_url.clone(),
-            422,
-            &[],
-            r#"{"message":"No commit found for SHA"}"#,
-            Pin::NotFound,
-        ),
-        (
-            gh_spec.clone(),
-            gh_url.clone(),
-            403,
-            &limited,
-            "{}",
-            Pin::RateLimited,
-        ),
-        (
-            gh_spec.clone(),
-            gh_url.clone(),
-            429,
-            &[],
-            "{}",
-            Pin::RateLimited,
-        ),
-        (
-            gh_spec.clone(),
-            gh_url.clone(),
-            502,
-            &[],
-            "bad gateway",
-            Pin::Failed,
-        ),
-        (
-            gh_spec.clone(),
-            gh_url.clone(),
-            200,
-            &[],
-            &other,
-            Pin::Failed,
-        ),
-        (gl_spec.clone(), gl_url.clone(), 200, &[], &gl, Pin::Found),
-        (
-            gl_spec.clone(),
-            gl_url.clone(),
             404,
             &[],
             r#"{"message":"404 Commit Not Found"}"#,
             Pin::NotFound,
         ),
+        (422, &[], "{}", Pin::NotFound),
         (
-            gl_spec.clone(),
-            gl_url.clone(),
-            422,
-            &[],
-            "{}",
-            Pin::NotFound,
-        ),
-        (
-            gl_spec.clone(),
-            gl_url.clone(),
             429,
             &[("retry-after", "120")],
             "Retry later",
             Pin::RateLimited,
         ),
+        (503, &[], "down", Pin::Failed),
+    ];
+    let gists: Vec<Answer> = vec![
+        (200, &[], &gist, Pin::Found),
+        (404, &[], "{}", Pin::NotFound),
+        (422, &[], "{}", Pin::NotFound),
+        (403, limited, "{}", Pin::RateLimited),
+        (500, &[], "oops", Pin::Failed),
+    ];
+    // (spec, the request it makes, the answers tried)
+    let providers = [
         (
-            gl_spec.clone(),
-            gl_url.clone(),
-            503,
-            &[],
-            "down",
-            Pin::Failed,
+            format!("gh/o/r/{SHA}"),
+            format!("https://api.github.com/repos/o/r/commits/{SHA}"),
+            github,
         ),
         (
-            gist_spec.clone(),
-            gist_url.clone(),
-            200,
-            &[],
-            &gist,
-            Pin::Found,
+            format!("gl/g%2Fp/{SHA}"),
+            format!("https://gitlab.com/api/v4/projects/g%2Fp/repository/commits/{SHA}"),
+            gitlab,
         ),
         (
-            gist_spec.clone(),
-            gist_url.clone(),
-            404,
-            &[],
-            "{}",
-            Pin::NotFound,
-        ),
-        (
-            gist_spec.clone(),
-            gist_url.clone(),
-            422,
-            &[],
-            "{}",
-            Pin::NotFound,
-        ),
-        (
-            gist_spec.clone(),
-            gist_url.clone(),
-            403,
-            &limited,
-            "{}",
-            Pin::RateLimited,
-        ),
-        (
-            gist_spec.clone(),
-            gist_url.clone(),
-            500,
-            &[],
-            "oops",
-            Pin::Failed,
+            format!("gist/u/abc123/{SHA}"),
+            format!("https://api.github.com/gists/abc123/{SHA}"),
+            gists,
         ),
     ];
-    for (spec, url, status, headers, body, expected) in cases {
-        let mut r = resolver(&spec);
-        let req = fetch(r.start());
-        assert_eq!(req.uri(), url.as_str(), "{spec}");
-        let outcome = done(r.on_response(&answer(status, headers, body), 0));
-        assert_eq!(
-            pin_kind(&outcome),
-            expected,
-            "{spec} answered {status}: {outcome:?}"
-        );
+    for (spec, url, answers) in providers {
+        for (status, headers, body, expected) in answers {
+            let mut r = resolver(&spec);
+            let req = fetch(r.start());
+            assert_eq!(req.uri(), url.as_str(), "{spec}");
+            let outcome = done(r.on_response(&answer(status, headers, body), 0));
+            let got = pin_kind(&outcome);
+            assert_eq!(got, expected, "{spec} answered {status}: {outcome:?}");
+        }
     }
 }
 
