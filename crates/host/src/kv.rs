@@ -97,7 +97,12 @@ impl KvStores {
         };
         std::fs::create_dir_all(data_dir)
             .map_err(|e| open_error(redb::StorageError::from(e).into()))?;
-        let db = redb::Database::create(&path).map_err(|e| open_error(e.into()))?;
+        let mut db = redb::Database::create(&path).map_err(|e| open_error(e.into()))?;
+        // The sweep frees pages for reuse but cannot shrink the file while requests use it:
+        // at open, nothing does, so the space of what was swept goes back to the system.
+        if let Err(err) = db.compact() {
+            tracing::warn!(path = %path.display(), error = %err, "failed to compact the key-value database");
+        }
         Ok(Self {
             backend: Arc::new(Backend::Redb(Arc::new(db))),
         })
