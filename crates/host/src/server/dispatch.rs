@@ -170,6 +170,8 @@ impl App {
             if let Err(err) = &result {
                 tracing::error!(component = %task_id, error = ?err, "the component failed");
             }
+            // The store holds the pool slot: free it before the permit says it is free.
+            drop(store);
             drop((held, instance));
             result.is_ok()
         });
