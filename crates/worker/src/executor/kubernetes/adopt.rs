@@ -6,14 +6,20 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, PostParams};
 
 use super::Cluster;
-use super::job::{self, build_job, build_of};
+use super::job::{self, build_job_on, build_of};
+use super::placement::Placement;
 use crate::executor::{BuildOutcome, BuildSpec, ExecutorError};
 
 impl Cluster {
     /// Creates the build's Job; `Ok(false)` when one of that name exists and is not a
-    /// failed one. A failed Job of that name is deleted and created again.
+    /// failed one. A failed Job of that name is deleted and created again. With a builder
+    /// DaemonSet the pod is placed on the nodes its pods run on, listed now.
     pub(super) async fn create_or_attach(&self, build: &BuildSpec) -> Result<bool, ExecutorError> {
-        let manifest = build_job(&self.settings.job, build)?;
+        let builders = self.builder_nodes().await?;
+        let placement = builders
+            .as_deref()
+            .map_or(Placement::Anywhere, Placement::Builders);
+        let manifest = build_job_on(&self.settings.job, build, placement)?;
         if self.create(build, &manifest).await? {
             return Ok(true);
         }
