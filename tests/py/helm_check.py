@@ -143,16 +143,20 @@ EXPECTED_RULES = [
 # service's link-local range, loopback (IPv4 and IPv6).
 MUST_BLOCK = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
               "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"}
-BUILD_POD_LABELS = {"component": "bindery-build", "app.kubernetes.io/managed-by": "bindery"}
+def build_pod_labels():
+    """The labels the worker puts on every build pod (job.rs), which the policy selects."""
+    source = (ROOT / "crates/worker/src/executor/kubernetes/job.rs").read_text()
+
+    def const(name):
+        match = re.search(r"pub const " + name + r': &str = "([^"]+)";', source)
+        if not match:
+            raise SystemExit(f"job.rs has no {name}: update helm_check.py")
+        return match.group(1)
+
+    return {"component": const("COMPONENT"), const("MANAGED_BY_LABEL"): const("MANAGED_BY")}
 
 
-def chart_default(values, key):
-    """`values[key]` over the chart's default of it (one level deep)."""
-    default = yaml.safe_load((CHART / "values.yaml").read_text())[key]
-    given = (values or {}).get(key)
-    if isinstance(default, dict):
-        return {**default, **(given or {})}
-    return default if given is None else given
+BUILD_POD_LABELS = build_pod_labels()
 
 
 def selects(selector, labels):
@@ -213,7 +217,8 @@ def check_builders(name, docs, toml, values):
             fail(f"{name}: worker.toml docker_socket {kube.get('docker_socket')!r} is in none of the DaemonSet's hostPaths {sorted(host_dirs)}")
         if ds["metadata"].get("namespace") != kube.get("namespace"):
             fail(f"{name}: the builder DaemonSet is not in the build namespace {kube.get('namespace')!r}")
-    if not chart_default(values, "buildNetworkPolicy")["enabled"]:
+    # On unless the values switch it off: the chart's default must fence builds.
+    if ((values or {}).get("buildNetworkPolicy") or {}).get("enabled", True) is False:
         return problems
     policies = [d for _, d in docs if d.get("kind") == "NetworkPolicy"
                 and d["metadata"].get("namespace") == kube.get("namespace")]
