@@ -1,7 +1,8 @@
 //! Build pods on any cluster, against the fake API server: each `builder_type` mounts its
 //! daemon's socket; with a builder DaemonSet (`dind`, `pink`) the executor lists its pods,
 //! requires a node that runs one and prefers the node rendezvous hashing picks (BinderHub's
-//! sticky builds); no builder running fails the build at once, with no Job made; a static
+//! sticky builds); no builder running fails a new build at once, with no Job made (a running
+//! build is still attached to); a static
 //! `builder_nodes` list overrides the discovery; the build pod settings reach the Job; and
 //! no build pod gets a service account token.
 
@@ -169,6 +170,20 @@ async fn with_no_builder_running_the_build_fails_at_once_and_makes_no_job() {
         other => panic!("expected a failure, got {other:?}"),
     }
     assert_eq!(fake.job_creates(), 0);
+
+    // A build whose Job runs already is attached to, builders or not.
+    fake.add_pod(NS, "dind-b", BUILDER_LABELS, "node-b", "Running");
+    let running = build("https://github.com/org/running");
+    let first = executor.start_job(&running).await.expect("created");
+    assert!(first.created);
+    // The only builder pod ends (no Job owns it, so no Job ends with it).
+    fake.set_phase(NS, "dind-b", "dind-b", "Failed");
+    let again = executor
+        .start_job(&running)
+        .await
+        .expect("attached without builders");
+    assert!(!again.created);
+    assert_eq!(fake.job_creates(), 1);
 }
 
 #[tokio::test]

@@ -15,7 +15,17 @@ impl Cluster {
     /// failed one. A failed Job of that name is deleted and created again. With a builder
     /// DaemonSet the pod is placed on the nodes its pods run on, listed now.
     pub(super) async fn create_or_attach(&self, build: &BuildSpec) -> Result<bool, ExecutorError> {
-        let builders = self.builder_nodes().await?;
+        let builders = match self.builder_nodes().await {
+            Ok(builders) => builders,
+            // A build already running needs no builder to be found now: attach to it.
+            Err(error @ ExecutorError::NoBuilders { .. }) => {
+                return match self.jobs.get_opt(&build.build_name).await {
+                    Ok(Some(existing)) if job::outcome_of(&existing).is_none() => Ok(false),
+                    _ => Err(error),
+                };
+            }
+            Err(error) => return Err(error),
+        };
         let placement = builders
             .as_deref()
             .map_or(Placement::Anywhere, Placement::Builders);

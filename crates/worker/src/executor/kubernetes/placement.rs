@@ -8,8 +8,8 @@
 //! new Job: the pod is *required* to land on one of their nodes (a node without a builder
 //! would leave it waiting for a socket that never appears) and *prefers* the one that
 //! rendezvous hashing of the repository picks, reusing its layer cache. When no builder pod
-//! runs, the build fails at once with a message naming the selector, rather than a pod that
-//! cannot start. A static `builder_nodes` list overrides the discovery: the operator's word.
+//! runs, a new build fails at once with a message naming the selector, rather than a pod
+//! that cannot start (a build whose Job exists already is attached to as always). A static `builder_nodes` list overrides the discovery: the operator's word.
 
 use k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
