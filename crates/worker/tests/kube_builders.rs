@@ -2,9 +2,8 @@
 //! daemon's socket; with a builder DaemonSet (`dind`, `pink`) the executor lists its pods,
 //! requires a node that runs one and prefers the node rendezvous hashing picks (BinderHub's
 //! sticky builds); no builder running fails a new build at once, with no Job made (a running
-//! build is still attached to); a static
-//! `builder_nodes` list overrides the discovery; the build pod settings reach the Job; and
-//! no build pod gets a service account token.
+//! build is still attached to); a static `builder_nodes` list overrides the discovery; the
+//! build pod settings reach the Job; and no build pod gets a service account token.
 
 #![allow(clippy::unwrap_used)]
 
