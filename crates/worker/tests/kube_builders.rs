@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bindery_worker::executor::kubernetes::{
     BuilderType, DEFAULT_BUILDER_SELECTOR, JobSettings, KubernetesExecutor, KubernetesSettings,
-    sticky_node,
+    Placement, build_job_on, sticky_node,
 };
 use bindery_worker::executor::{BuildOutcome, BuildSpec, Executor, ExecutorError};
 use fake_kube::FakeKube;
@@ -203,9 +203,8 @@ async fn a_static_builder_nodes_list_overrides_the_discovery() {
     );
 }
 
-#[tokio::test]
-async fn the_build_pod_settings_reach_the_job() {
-    let fake = FakeKube::start().await;
+/// Every build pod setting, as an operator might give them.
+fn full_settings() -> KubernetesSettings {
     let mut settings = settings(BuilderType::Host);
     let job_settings = &mut settings.job;
     job_settings.extra_args = vec!["--Repo2Docker.default_buildpack=None".into()];
@@ -225,7 +224,59 @@ async fn the_build_pod_settings_reach_the_job() {
         toleration_seconds: None,
     }];
     job_settings.node_selector = BTreeMap::from([("purpose".into(), "build".into())]);
-    let job = job_of(&fake, settings, &build("https://github.com/org/repo")).await;
+    settings
+}
+
+#[test]
+fn a_job_on_builder_nodes_with_every_setting_passes_kubernetes_validate_strict() {
+    let python = std::env::var_os("BINDERY_PYTHON").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/pyenv/bin/python")
+        },
+        std::path::PathBuf::from,
+    );
+    let validate = python.with_file_name("kubernetes-validate");
+    let nodes: Vec<String> = vec!["node-a".into(), "node-b".into()];
+    let settings = full_settings();
+    let job = build_job_on(
+        &settings.job,
+        &build("https://github.com/org/repo"),
+        Placement::Builders(&nodes),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.json");
+    let run = |value: &Value| {
+        std::fs::write(&path, value.to_string()).unwrap();
+        std::process::Command::new(&validate)
+            .arg("--strict")
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask test`)", validate.display()))
+    };
+    let value = serde_json::to_value(&job).unwrap();
+    let output = run(&value);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    // The check can fail: a misspelt affinity field is refused under --strict.
+    let mut broken = value;
+    let affinity = &mut broken["spec"]["template"]["spec"]["affinity"]["nodeAffinity"];
+    affinity["requiredDuringScheduling"] =
+        affinity["requiredDuringSchedulingIgnoredDuringExecution"].take();
+    assert!(!run(&broken).status.success());
+}
+
+#[tokio::test]
+async fn the_build_pod_settings_reach_the_job() {
+    let fake = FakeKube::start().await;
+    let job = job_of(
+        &fake,
+        full_settings(),
+        &build("https://github.com/org/repo"),
+    )
+    .await;
     let pod = pod_spec(&job);
     let container = &pod["containers"][0];
     let args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
