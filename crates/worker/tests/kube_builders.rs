@@ -186,6 +186,30 @@ async fn with_no_builder_running_the_build_fails_at_once_and_makes_no_job() {
 }
 
 #[tokio::test]
+async fn health_reports_whether_an_image_builder_runs() {
+    let fake = FakeKube::start().await;
+    let checks = |executor: KubernetesExecutor| async move {
+        let checks = Executor::health(&executor).await;
+        checks.into_iter().find(|c| c.service == "Image builders")
+    };
+    let host = KubernetesExecutor::new(fake.client(NS), settings(BuilderType::Host));
+    assert!(checks(host).await.is_none(), "any node builds with host");
+    let dind = || KubernetesExecutor::new(fake.client(NS), settings(BuilderType::Dind));
+    let none = checks(dind()).await.expect("a builders check");
+    assert!(
+        !none.ok
+            && none
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("no dind image builder"))
+    );
+    fake.add_pod(NS, "dind-a", BUILDER_LABELS, "node-a", "Running");
+    let one = checks(dind()).await.expect("a builders check");
+    assert!(one.ok, "{one:?}");
+    assert_eq!(one.details["nodes"], json!(["node-a"]));
+}
+
+#[tokio::test]
 async fn a_static_builder_nodes_list_overrides_the_discovery() {
     let fake = FakeKube::start().await;
     fake.add_pod(NS, "dind-a", BUILDER_LABELS, "node-a", "Running");

@@ -219,6 +219,29 @@ impl KubernetesExecutor {
         }
     }
 
+    /// With a builder DaemonSet (and no static `builder_nodes`), whether a builder pod runs:
+    /// `Image builders`, with their nodes; `None` when builds may run on any node.
+    pub async fn builders_health(&self) -> Option<HealthCheck> {
+        let settings = &self.cluster.settings;
+        if !settings.builder_type.is_daemonset() || !settings.job.builder_nodes.is_empty() {
+            return None;
+        }
+        let nodes = tokio::time::timeout(HEALTH_TIMEOUT, self.cluster.builder_nodes()).await;
+        let mut check = HealthCheck::new("Image builders", false);
+        match nodes {
+            Ok(Ok(nodes)) => {
+                let nodes = nodes.unwrap_or_default();
+                check.ok = !nodes.is_empty();
+                check
+                    .details
+                    .insert("nodes".into(), serde_json::json!(nodes));
+            }
+            Ok(Err(error)) => check.error = Some(error_chain(&error)),
+            Err(_) => check.error = Some(error_chain(&ExecutorError::ApiTimeout)),
+        }
+        Some(check)
+    }
+
     /// The build and user pods in the build namespace that have not ended (a finished
     /// build's pod lingers until its Job's TTL, and holds no resources).
     pub async fn pod_counts(&self) -> Result<PodCounts, ExecutorError> {
@@ -286,7 +309,11 @@ impl Executor for KubernetesExecutor {
                 let error = error_chain(error);
                 tracing::warn!(%error, "health: the Kubernetes API does not answer");
             }
-            vec![HealthCheck::new("Kubernetes API", api.is_ok())]
+            let mut checks = vec![HealthCheck::new("Kubernetes API", api.is_ok())];
+            if let Some(builders) = self.builders_health().await {
+                checks.push(builders);
+            }
+            checks
         })
     }
 
