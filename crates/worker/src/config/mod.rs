@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bindery_core::policy::SpecPolicy;
 
+use crate::build_hosts::BuildHosts;
 use crate::executor::ExecutorSettings;
 
 /// Secrets are `bindery_core`'s, so the edge and the worker redact them the same way.
@@ -124,6 +125,9 @@ pub struct BuildSettings {
     pub log_store: Option<PathBuf>,
     /// How long finished build logs are kept.
     pub log_ttl: Duration,
+    /// Which repository hosts builds may reach (`allowed_build_hosts`, `cluster_networks`,
+    /// `build_host_lookup_timeout_seconds`); checked when a launch or build is admitted.
+    pub hosts: BuildHosts,
 }
 
 impl Default for BuildSettings {
@@ -136,6 +140,7 @@ impl Default for BuildSettings {
             registry_password: None,
             log_store: None,
             log_ttl: Duration::from_secs(7 * 24 * 3600),
+            hosts: BuildHosts::default(),
         }
     }
 }
