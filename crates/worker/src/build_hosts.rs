@@ -341,27 +341,35 @@ impl BuildHosts {
     }
 
     async fn resolve(&self, name: &str, port: u16) -> Result<Vec<IpAddr>, BuildHostError> {
-        let lookup = tokio::net::lookup_host((name, port));
-        match tokio::time::timeout(self.dns_timeout, lookup).await {
-            Err(_) => Err(BuildHostError::LookupTimeout {
-                host: name.to_owned(),
-                seconds: self.dns_timeout.as_secs_f64(),
-            }),
-            Ok(Err(e)) => Err(BuildHostError::Lookup {
-                host: name.to_owned(),
-                reason: e.to_string(),
-            }),
-            Ok(Ok(addrs)) => {
-                let addrs: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-                if addrs.is_empty() {
-                    return Err(BuildHostError::Lookup {
-                        host: name.to_owned(),
-                        reason: "no addresses".into(),
-                    });
-                }
-                Ok(addrs)
-            }
-        }
+        let lookup = async {
+            tokio::net::lookup_host((name, port))
+                .await
+                .map(|addrs| addrs.map(|a| a.ip()).collect())
+        };
+        bounded(name, self.dns_timeout, lookup).await
+    }
+}
+
+/// The answer of `lookup` for `name`, or a timeout after `limit`; no address is an error.
+async fn bounded(
+    name: &str,
+    limit: Duration,
+    lookup: impl std::future::Future<Output = std::io::Result<Vec<IpAddr>>>,
+) -> Result<Vec<IpAddr>, BuildHostError> {
+    match tokio::time::timeout(limit, lookup).await {
+        Err(_) => Err(BuildHostError::LookupTimeout {
+            host: name.to_owned(),
+            seconds: limit.as_secs_f64(),
+        }),
+        Ok(Err(e)) => Err(BuildHostError::Lookup {
+            host: name.to_owned(),
+            reason: e.to_string(),
+        }),
+        Ok(Ok(addrs)) if addrs.is_empty() => Err(BuildHostError::Lookup {
+            host: name.to_owned(),
+            reason: "no addresses".into(),
+        }),
+        Ok(Ok(addrs)) => Ok(addrs),
     }
 }
 
@@ -459,6 +467,7 @@ mod tests {
             // http only where allowed: refused before any lookup.
             ("http://github.com/o/r", "http"),
             ("http://2130706433/", "http"),
+            ("http://0x7f.1/", "http"),
             // Public addresses pass.
             ("https://172.32.0.1/r", "ok"),
             ("https://93.184.216.34/r", "ok"),
@@ -487,6 +496,8 @@ mod tests {
             ("http://127.0.0.1:4321/r.git", "ok"),
             ("https://127.0.0.1/r.git", "ok"),
             ("http://2130706433/r.git", "ok"),
+            ("http://0x7f.1:4321/r.git", "ok"),
+            ("http://0177.0.0.1/r.git", "ok"),
             ("http://[::1]:80/r", "ok"),
             ("http://localhost:4321/r.git", "ok"),
             ("https://127.0.0.2/r", "loopback"),
@@ -564,8 +575,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_lookup_is_cut_at_its_limit_and_a_refusal_names_the_setting() {
-        let hosts = BuildHosts::new(&[], &[], Duration::ZERO).unwrap();
-        let err = hosts.check("https://example.invalid/r").await.unwrap_err();
+        // A resolver that never answers: the check gives up at the limit.
+        let never = std::future::pending::<std::io::Result<Vec<IpAddr>>>();
+        let err = bounded("slow.example", Duration::from_millis(50), never)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, BuildHostError::LookupTimeout { .. }),
             "{err:?}"
