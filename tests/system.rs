@@ -176,6 +176,7 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
          [edge]\nlisten = \"127.0.0.1:{edge_port}\"\n\
          [edge.variables]\nextra_outbound_host = \"http://127.0.0.1:*\"\nref_ttl_seconds = \"3600\"\n\
          [worker]\nlisten = \"127.0.0.1:{worker_port}\"\ntoken = \"{WORKER_TOKEN}\"\n\
+         allowed_build_hosts = [\"127.0.0.1\"]\n\
          repo2docker = \"{r2d}\"\nrepo2docker_config = \"{offline}\"\n\
          build_timeout_seconds = 300\nbuild_idle_timeout_seconds = 120\nlaunch_timeout_seconds = 120\n\
          [worker.build_env]\n",

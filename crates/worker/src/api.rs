@@ -137,6 +137,12 @@ async fn post_launch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<
             &format!("invalid launch request: {message}"),
         );
     }
+    // Only a launch of a missing image builds (the launcher trusts `image_present`).
+    if !launch.image_present
+        && let Err(refused) = build_host_allowed(state, &launch.repo_url).await
+    {
+        return refused;
+    }
     let id = ids::new_id();
     let log = state.launches.create(&id);
     state.launcher.start(id.clone(), launch, log);
@@ -155,6 +161,9 @@ async fn post_build(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
             &format!("invalid build request: {message}"),
         );
     }
+    if let Err(refused) = build_host_allowed(state, &build.repo_url).await {
+        return refused;
+    }
     let attached = state.builds.request(BuildSpec::new(
         &build.build_slug,
         &build.repo_url,
@@ -162,6 +171,22 @@ async fn post_build(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
         &build.image,
     ));
     accepted(format!("{BUILDS_PATH}/{}/events", attached.id), attached.id)
+}
+
+/// Whether builds may fetch `repo_url` ([`crate::build_hosts`]); the refusal names the
+/// setting that allows it.
+async fn build_host_allowed(state: &AppState, repo_url: &str) -> Result<(), Response<Body>> {
+    state
+        .config
+        .builds
+        .hosts
+        .check(repo_url)
+        .await
+        .map_err(|refused| {
+            tracing::info!(%refused, "build host refused");
+            let status = StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::FORBIDDEN);
+            error(status, &refused.to_string())
+        })
 }
 
 fn build_info(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body> {

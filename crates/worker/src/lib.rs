@@ -10,6 +10,7 @@
 //! - [`config`]: [`WorkerConfig`], from a TOML file and the environment; secrets redacted.
 //! - [`server`]: the shared state, the accept loop with its drain, housekeeping, shutdown.
 //! - [`api`]: the routes: bearer-token check, request validation, SSE event streams.
+//! - [`build_hosts`]: which repository hosts builds may reach (`allowed_build_hosts`).
 //! - [`health`]: `/health`: the checks, BinderHub's shape, the single-flight cache.
 //! - [`events`]: the in-memory, bounded, replayable event log of each launch and build.
 //! - [`hub`]: the JupyterHub REST client (create user, spawn, follow progress, delete).
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod build_hosts;
 pub mod builds;
 pub mod config;
 pub mod events;

@@ -380,6 +380,7 @@ async fn with_a_registry_configured_the_build_job_pushes_with_the_push_secret_mo
         format!(
             "token = \"{}\"\nhub_url = \"http://127.0.0.1:9/\"\nhub_api_token = \"t\"\n\
              image_prefix = \"{}\"\nexecutor = \"kubernetes\"\nregistry_url = \"http://127.0.0.1:9\"\n\
+             allowed_build_hosts = [\"github.com\"]\n\
              [kubernetes]\napi_url = \"{}\"\nnamespace = \"{NS}\"\n",
             support::TOKEN,
             support::PREFIX,

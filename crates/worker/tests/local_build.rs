@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/git_http.rs"]
+mod git_http;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -14,9 +16,11 @@ use std::time::{Duration, Instant};
 use bindery_core::events::{Event, Phase};
 use bindery_core::worker_api::{Accepted, BuildRequest};
 use bindery_worker::WorkerConfig;
+use bindery_worker::build_hosts::BuildHosts;
 use bindery_worker::executor::{
     BuildOutcome, BuildSpec, Executor, ExecutorSettings, LocalExecutor, LocalSettings,
 };
+use git_http::{GitHttp, bare_repository};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use support::{Registry, authed, follow, launch_request, start_registry, worker};
@@ -628,30 +632,16 @@ fn podman_env(dir: &Path, registry: &str) -> Vec<(String, String)> {
     env
 }
 
-/// A git repository under `dir` whose Dockerfile ends with `run`; returns its URL and commit.
-fn git_repo(dir: &Path, run: &str) -> (String, String) {
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::write(
-        repo.join("Dockerfile"),
-        format!("FROM {BASE_IMAGE}\nRUN {run}\n"),
-    )
-    .unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    git(&["init", "-q"]);
-    git(&["add", "Dockerfile"]);
-    git(&["commit", "-qm", "a dockerfile"]);
-    let sha = git(&["rev-parse", "HEAD"]);
-    (format!("file://{}", repo.display()), sha)
+/// A git repository whose Dockerfile ends with `run`, served over HTTP on loopback; returns
+/// the server, the repository URL and the commit.
+async fn git_repo(dir: &Path, run: &str) -> (GitHttp, String, String) {
+    let root = dir.join("git");
+    std::fs::create_dir_all(&root).unwrap();
+    let dockerfile = format!("FROM {BASE_IMAGE}\nRUN {run}\n");
+    let sha = bare_repository(&root, &[("Dockerfile", &dockerfile)]);
+    let server = GitHttp::start(root).await;
+    let url = format!("{}/repo.git", server.url);
+    (server, url, sha)
 }
 
 fn real_config(dir: &Path, registry: &Registry) -> WorkerConfig {
@@ -673,22 +663,22 @@ fn real_config(dir: &Path, registry: &Registry) -> WorkerConfig {
         idle_timeout: Duration::from_secs(60),
         ..LocalSettings::default()
     });
+    // The repository is served on loopback, which builds reach only when allowed.
+    config.builds.hosts =
+        BuildHosts::new(&["127.0.0.1".into()], &[], Duration::from_secs(5)).unwrap();
     config
 }
 
-fn real_build_request(
-    config: &WorkerConfig,
-    repo_url: &str,
-    sha: &str,
-    slug: &str,
-) -> BuildRequest {
+/// The prebuild of the `git` link to `repo_url` at `sha` (the build slug of a `git` link is
+/// its URL).
+fn real_build_request(config: &WorkerConfig, repo_url: &str, sha: &str) -> BuildRequest {
     BuildRequest {
-        provider: "gh".into(),
-        spec: format!("org/{slug}/main"),
+        provider: "git".into(),
+        spec: format!("{}/main", bindery_core::resolve::encode_all(repo_url)),
         repo_url: repo_url.into(),
         resolved_ref: sha.into(),
-        image: bindery_core::image_name(&config.image_prefix, slug, sha),
-        build_slug: slug.into(),
+        image: bindery_core::image_name(&config.image_prefix, repo_url, sha),
+        build_slug: repo_url.into(),
     }
 }
 
@@ -708,9 +698,9 @@ async fn manifest_status(registry: &Registry, image: &str) -> StatusCode {
 async fn a_real_repo2docker_build_through_podman_pushes_the_image_and_a_second_request_finds_it() {
     let dir = scratch("real-ok");
     let registry = start_registry(&dir);
-    let (repo_url, sha) = git_repo(&dir, "echo built > /built.txt");
+    let (git, repo_url, sha) = git_repo(&dir, "echo built > /built.txt").await;
     let config = real_config(&dir, &registry);
-    let request = real_build_request(&config, &repo_url, &sha, "org-dfrepo");
+    let request = real_build_request(&config, &repo_url, &sha);
     assert!(request.image.starts_with(&registry.addr));
     assert_eq!(
         manifest_status(&registry, &request.image).await,
@@ -747,6 +737,7 @@ async fn a_real_repo2docker_build_through_podman_pushes_the_image_and_a_second_r
         manifest_status(&registry, &request.image).await,
         StatusCode::OK
     );
+    assert!(git.connections() > 0, "repo2docker cloned over HTTP");
 
     // Another request for the image finds it in the registry and does not build again.
     let again = post_build(&worker.base, &request).await;
@@ -771,9 +762,9 @@ async fn a_real_repo2docker_build_through_podman_pushes_the_image_and_a_second_r
 async fn a_real_build_whose_dockerfile_fails_ends_in_failed() {
     let dir = scratch("real-fail");
     let registry = start_registry(&dir);
-    let (repo_url, sha) = git_repo(&dir, "false");
+    let (_git, repo_url, sha) = git_repo(&dir, "false").await;
     let config = real_config(&dir, &registry);
-    let request = real_build_request(&config, &repo_url, &sha, "org-broken");
+    let request = real_build_request(&config, &repo_url, &sha);
     let worker = worker(config).await;
     let accepted = post_build(&worker.base, &request).await;
     let stream = follow(

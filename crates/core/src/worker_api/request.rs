@@ -36,6 +36,23 @@ pub enum RequestError {
         /// The image expected, escaped.
         expected: String,
     },
+    /// `repo_url` is not the repository URL the provider derives from the spec: whatever
+    /// holds the token must not build another repository under the spec's image name.
+    #[error("repo_url {repo_url} is not the repository of this spec (expected {expected})")]
+    WrongRepoUrl {
+        /// The repository URL asked for, escaped.
+        repo_url: String,
+        /// The repository URL of the spec, escaped.
+        expected: String,
+    },
+    /// `build_slug` is not the slug the provider derives from the spec and resolved ref.
+    #[error("build_slug {build_slug} is not the build slug of this spec (expected {expected})")]
+    WrongBuildSlug {
+        /// The slug asked for, escaped.
+        build_slug: String,
+        /// The slug of the spec, escaped (empty when the provider gives none).
+        expected: String,
+    },
     /// A free-text field is longer than a URL may be.
     #[error("{what} is too long")]
     TooLong {
@@ -144,7 +161,10 @@ impl BuildRequest {
     }
 }
 
-/// Checks what both requests share: provider, spec, resolved ref, repo URL, image name.
+/// Checks what both requests share: provider, spec, resolved ref, repo URL, image name,
+/// and that the repo URL and the build slug are the ones the spec gives (the image name
+/// derives from the slug, so a request that could name another repository could build it
+/// under a popular image's name).
 fn validate_common(
     provider: &str,
     spec: &str,
@@ -155,8 +175,10 @@ fn validate_common(
     prefix: &str,
 ) -> Result<ProviderId, RequestError> {
     let provider = ProviderId::parse(provider)?;
-    Spec::parse(provider, spec, &ProviderSettings::default())?
-        .validate_resolved_ref(resolved_ref)?;
+    // The edge changes only API bases and the DOI resolver, never repository hosts (but
+    // `hydroshare_base`), so the default settings give the repository URLs the edge sends.
+    let parsed = Spec::parse(provider, spec, &ProviderSettings::default())?;
+    parsed.validate_resolved_ref(resolved_ref)?;
     validate::validate_repo_url("repo_url", repo_url)?;
     if build_slug.is_empty() {
         return Err(RequestError::EmptyBuildSlug);
@@ -166,6 +188,20 @@ fn validate_common(
         return Err(RequestError::WrongImage {
             image: validate::shown(image_name),
             expected: validate::shown(&expected),
+        });
+    }
+    let expected_slug = parsed.build_slug(Some(resolved_ref)).unwrap_or_default();
+    if build_slug != expected_slug {
+        return Err(RequestError::WrongBuildSlug {
+            build_slug: validate::shown(build_slug),
+            expected: validate::shown(&expected_slug),
+        });
+    }
+    let expected_url = parsed.repo_url();
+    if repo_url != expected_url {
+        return Err(RequestError::WrongRepoUrl {
+            repo_url: validate::shown(repo_url),
+            expected: validate::shown(&expected_url),
         });
     }
     Ok(provider)
@@ -195,7 +231,7 @@ mod tests {
             resolved_ref: SHA.into(),
             resolved_spec: format!("o/r/{SHA}"),
             ref_url: format!("https://github.com/o/r/tree/{SHA}"),
-            build_slug: "o-2dr".into(),
+            build_slug: "o-r".into(),
             etag: None,
             fell_back_to_head: false,
         };
@@ -225,7 +261,7 @@ mod tests {
     #[test]
     fn hostile_or_inconsistent_launch_requests_are_refused_with_their_reason() {
         type Change = fn(&mut LaunchRequest);
-        let cases: [(Change, &str); 7] = [
+        let cases: [(Change, &str); 9] = [
             (|l| l.provider = "nope".into(), "nope"),
             (|l| l.build_slug.clear(), "build_slug is empty"),
             (
@@ -247,6 +283,19 @@ mod tests {
             (
                 |l| l.client_ip = "not-an-ip".into(),
                 "client_ip \"not-an-ip\" is not",
+            ),
+            // A token holder builds another repository under this spec's image name.
+            (
+                |l| l.repo_url = "https://github.com/evil/r".into(),
+                "repo_url \"https://github.com/evil/r\" is not the repository of this spec",
+            ),
+            // ... or names the slug of a popular image while the spec names its own.
+            (
+                |l| {
+                    l.build_slug = "popular-image".into();
+                    l.image = image::image_name(PREFIX, "popular-image", SHA);
+                },
+                "build_slug \"popular-image\" is not the build slug of this spec",
             ),
         ];
         for (change, expected) in cases {

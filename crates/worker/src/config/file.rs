@@ -37,6 +37,9 @@ pub(super) struct FileConfig {
     pub(super) build_engine: Option<String>,
     pub(super) repo2docker_config: Option<String>,
     pub(super) build_env: Option<BTreeMap<String, String>>,
+    pub(super) allowed_build_hosts: Option<Vec<String>>,
+    pub(super) cluster_networks: Option<Vec<String>>,
+    pub(super) build_host_lookup_timeout_seconds: Option<f64>,
     pub(super) max_concurrent_builds: Option<usize>,
     pub(super) build_timeout_seconds: Option<f64>,
     pub(super) build_idle_timeout_seconds: Option<f64>,
@@ -160,6 +163,20 @@ pub(super) fn with_env(
     text("BINDERY_REGISTRY_PASSWORD", &mut raw.registry_password);
     text("BINDERY_BUILD_LOG_PATH", &mut raw.build_log_path);
     text("BINDERY_EXECUTOR", &mut raw.executor);
+    // Lists in one variable: comma-separated, as the edge's list variables.
+    let list = |name: &str, slot: &mut Option<Vec<String>>| {
+        if let Some(v) = env(name).filter(|v| !v.trim().is_empty()) {
+            *slot = Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        }
+    };
+    list("BINDERY_ALLOWED_BUILD_HOSTS", &mut raw.allowed_build_hosts);
+    list("BINDERY_CLUSTER_NETWORKS", &mut raw.cluster_networks);
     let kube_file = raw.kubernetes.get_or_insert_default();
     text("BINDERY_KUBERNETES_API_URL", &mut kube_file.api_url);
     text("BINDERY_KUBERNETES_NAMESPACE", &mut kube_file.namespace);

@@ -10,6 +10,7 @@ use bindery_core::policy::{SpecPolicy, quota_from_repo_config};
 use super::file::{FileConfig, KubeFile};
 use super::pod;
 use super::{BuildSettings, ConfigError, Secret, WorkerConfig, with_slash};
+use crate::build_hosts::BuildHosts;
 use crate::executor::kubernetes::BuilderType;
 use crate::executor::kubernetes::job::DEFAULT_PUSH_SECRET;
 use crate::executor::{ExecutorSettings, KubernetesSettings, LocalSettings};
@@ -144,6 +145,21 @@ fn build_settings(raw: &mut FileConfig) -> Result<BuildSettings, ConfigError> {
         local.engine = Some(engine);
     }
     local.config_file = raw.repo2docker_config.take().map(PathBuf::from);
+    let mut lookup_timeout = crate::build_hosts::DEFAULT_DNS_TIMEOUT;
+    seconds(
+        "build_host_lookup_timeout_seconds",
+        raw.build_host_lookup_timeout_seconds,
+        &mut lookup_timeout,
+    )?;
+    builds.hosts = BuildHosts::new(
+        &raw.allowed_build_hosts.take().unwrap_or_default(),
+        &raw.cluster_networks.take().unwrap_or_default(),
+        lookup_timeout,
+    )
+    .map_err(|e| ConfigError::Invalid {
+        what: "allowed_build_hosts or cluster_networks".into(),
+        message: e.to_string(),
+    })?;
     local.env = raw
         .build_env
         .take()

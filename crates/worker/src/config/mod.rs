@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bindery_core::policy::SpecPolicy;
 
+use crate::build_hosts::BuildHosts;
 use crate::executor::ExecutorSettings;
 
 /// Secrets are `bindery_core`'s, so the edge and the worker redact them the same way.
@@ -125,6 +126,9 @@ pub struct BuildSettings {
     pub log_store: Option<PathBuf>,
     /// How long finished build logs are kept.
     pub log_ttl: Duration,
+    /// Which repository hosts builds may reach (`allowed_build_hosts`, `cluster_networks`,
+    /// `build_host_lookup_timeout_seconds`); checked when a launch or build is admitted.
+    pub hosts: BuildHosts,
 }
 
 impl Default for BuildSettings {
@@ -137,6 +141,7 @@ impl Default for BuildSettings {
             registry_password: None,
             log_store: None,
             log_ttl: Duration::from_secs(7 * 24 * 3600),
+            hosts: BuildHosts::default(),
         }
     }
 }
@@ -304,6 +309,51 @@ mod tests {
             job.push && job.push_secret.is_none(),
             "push without credentials"
         );
+    }
+
+    #[tokio::test]
+    async fn build_hosts_come_from_the_file_or_the_environment_and_bad_entries_stop_the_load() {
+        let required = "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        let load = |extra: &str, env: &'static [(&'static str, &'static str)]| {
+            std::fs::write(&path, format!("{required}{extra}")).expect("write");
+            WorkerConfig::from_sources(Some(&path), env_of(env))
+        };
+        let loopback = "http://127.0.0.1:8080/r.git";
+        let hosts = load("", &[]).expect("config").builds.hosts;
+        assert!(
+            hosts.check(loopback).await.is_err(),
+            "nothing allowed by default"
+        );
+        let hosts = load("allowed_build_hosts = [\"127.0.0.1:8080\"]\n", &[])
+            .expect("config")
+            .builds
+            .hosts;
+        assert_eq!(hosts.check(loopback).await, Ok(()));
+        let config = load(
+            "build_host_lookup_timeout_seconds = 0.5\n",
+            &[
+                ("BINDERY_ALLOWED_BUILD_HOSTS", "git.local, 127.0.0.1"),
+                ("BINDERY_CLUSTER_NETWORKS", "93.184.216.0/24"),
+            ],
+        )
+        .expect("config");
+        let hosts = config.builds.hosts;
+        assert_eq!(hosts.check(loopback).await, Ok(()));
+        assert_eq!(hosts.dns_timeout(), Duration::from_millis(500));
+        let err = hosts.check("https://93.184.216.34/r").await.unwrap_err();
+        assert!(err.to_string().contains("cluster_networks"), "{err}");
+        for bad in [
+            "allowed_build_hosts = [\"*\"]\n",
+            "cluster_networks = [\"10.0.0.0/40\"]\n",
+        ] {
+            let err = load(bad, &[]).expect_err(bad).to_string();
+            assert!(
+                err.contains("allowed_build_hosts or cluster_networks"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

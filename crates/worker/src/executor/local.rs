@@ -9,6 +9,11 @@
 //! one `kill -KILL -- -<pgid>`. The group is killed after every build, whatever the
 //! outcome, and the child is always waited for: this machine's PID 1 reaps nothing, so a
 //! child that is not waited for stays a zombie.
+//!
+//! The child gets a cleared environment ([`build_environment`]): a build runs code from the
+//! repository, so nothing of the worker's own environment (its tokens, the operator's
+//! `SSH_AUTH_SOCK` or cloud credentials) may reach it, and a fresh `HOME` that is removed
+//! after the build keeps one build's files (git credentials, docker config) from the next.
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -28,6 +33,11 @@ use super::{BuildHandle, BuildOutcome, BuildSpec, Executor, ExecutorError};
 use crate::error_chain;
 use crate::health::HEALTH_TIMEOUT;
 
+mod env;
+
+use env::clean_environment;
+pub use env::{ENGINE_VARIABLES, build_environment};
+
 /// How the local executor runs repo2docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalSettings {
@@ -39,7 +49,9 @@ pub struct LocalSettings {
     pub push: bool,
     /// `--config <file>`, when set (for example to limit the content providers offline).
     pub config_file: Option<PathBuf>,
-    /// Environment variables for the child (`DOCKER_HOST`, `CONTAINERS_CONF`, `PATH`, ...).
+    /// The operator's `[build_env]`: laid over the cleared environment of the child
+    /// (`DOCKER_HOST`, `CONTAINERS_CONF`, `PATH`, `DOCKER_CONFIG`, ...); see
+    /// [`build_environment`].
     pub env: Vec<(String, String)>,
     /// The longest a build may run.
     pub build_timeout: Duration,
@@ -121,15 +133,22 @@ impl LocalExecutor {
         self.settings.engine.as_deref().unwrap_or("docker")
     }
 
-    /// Whether `<engine> version` succeeds within [`HEALTH_TIMEOUT`], with the build
-    /// environment (`DOCKER_HOST`, `CONTAINERS_CONF`, ...): for docker that means the daemon
-    /// answers too.
+    /// Whether `<engine> version` succeeds within [`HEALTH_TIMEOUT`], with the environment
+    /// of a build ([`build_environment`]): for docker that means the daemon answers too.
     pub async fn engine_answers(&self) -> Result<(), ExecutorError> {
         let engine = || self.engine().to_owned();
+        // The probe sees what a build sees, so a healthy engine is one builds can reach.
+        let (home, env) =
+            clean_environment(&self.settings).map_err(|source| ExecutorError::EngineSpawn {
+                engine: engine(),
+                source,
+            })?;
         let mut command = Command::new(self.engine());
         command
             .arg("version")
-            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
+            .env_clear()
+            .envs(env)
+            .current_dir(home.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -244,10 +263,20 @@ async fn run(
         // A queued build that got its slot while the worker stops: start nothing.
         return BuildOutcome::Failed("the worker is shutting down".to_owned());
     }
+    // Lives until the build ends; dropping it removes the build's HOME.
+    let (home, env) = match clean_environment(settings) {
+        Ok(clean) => clean,
+        Err(err) => {
+            return BuildOutcome::Failed(format!("failed to make a home for {program}: {err}"));
+        }
+    };
     let mut command = Command::new(&settings.repo2docker);
     command
         .args(args)
-        .envs(settings.env.iter().map(|(k, v)| (k, v)))
+        .env_clear()
+        .envs(env)
+        // A relative path would otherwise resolve in the worker's directory.
+        .current_dir(home.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
