@@ -20,6 +20,7 @@
 //! - [`events`]: BinderHub's build and launch events and repo2docker log mapping.
 //! - [`sse`]: the server-sent events encoder and an incremental decoder.
 //! - [`badge`]: launch and live status badges as SVG.
+//! - [`csp`]: Content Security Policy pieces of the pages: script hashes, `frame-ancestors`.
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
 //! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
 //!   ids, the `/health` answer.
@@ -31,6 +32,7 @@
 
 pub mod badge;
 pub mod cache;
+pub mod csp;
 pub mod escape;
 pub mod events;
 pub mod image;

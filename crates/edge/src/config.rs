@@ -24,6 +24,7 @@ pub mod variables;
 
 pub use bindery_core::Secret;
 use bindery_core::cache::CacheTtl;
+use bindery_core::csp::FrameAncestors;
 use bindery_core::policy::{BanNetworks, SpecList, SpecPatterns, SpecPolicy};
 use bindery_core::provider::ProviderSettings;
 use bindery_core::resolve::Credentials;
@@ -32,7 +33,8 @@ use bindery_core::validate::shown;
 use thiserror::Error;
 
 pub use parse::{
-    parse_ban_networks, parse_base_url, parse_seconds, parse_trusted_proxies, split_list,
+    parse_ban_networks, parse_base_url, parse_frame_ancestors, parse_seconds,
+    parse_trusted_proxies, split_list,
 };
 use parse::{parse_image_prefix, policy_error};
 pub use variables::*;
@@ -130,6 +132,8 @@ pub struct EdgeConfig {
     pub public_url: Option<String>,
     /// Cache lifetimes: the defaults with the `*_ttl_seconds` variables applied.
     pub ttl: CacheTtl,
+    /// `frame_ancestors`, validated; `'self'` when unset.
+    pub frame_ancestors: FrameAncestors,
 }
 
 impl EdgeConfig {
@@ -240,6 +244,10 @@ impl EdgeConfig {
                 .map(|raw| parse_base_url(PUBLIC_URL, &raw))
                 .transpose()?,
             ttl,
+            frame_ancestors: value(FRAME_ANCESTORS)?
+                .map(|raw| parse_frame_ancestors(&raw))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
