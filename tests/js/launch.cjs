@@ -7,7 +7,11 @@
 // mid-build), then creates GATE (a file the build waits for after MARK, so the build is
 // still running at the screenshot however slow the machine), follows the page's redirect
 // to the Jupyter server under HUB_URL, and asks the server's API with the launch token from
-// that redirect. Prints one JSON object.
+// that redirect. Before that it opens the home page (same origin) and makes a link with its
+// form. Both pages run under their Content-Security-Policy: every violation reported on
+// Bindery's origin is collected (`securitypolicyviolation`), and one inline script injected into the home page on purpose must be blocked
+// and reported, which shows the policy is enforced and the collection works. Prints one
+// JSON object.
 "use strict";
 const path = require("path");
 const modules = process.env.BINDERY_NODE_PATH;
@@ -37,9 +41,51 @@ async function main() {
     headless: true,
     args: FLAGS,
   });
-  const result = { phases: [], log: "", screenshot: false, navigations: [], statuses: [] };
+  const result = {
+    phases: [], log: "", screenshot: false, navigations: [], statuses: [],
+    cspViolations: [], cspHeaders: {},
+  };
+  const origin = new URL(launchUrl).origin;
   try {
+    // Injected by the browser (DevTools protocol), not by the page: no policy applies to it.
+    await context.addInitScript(() => {
+      document.addEventListener("securitypolicyviolation", (e) => {
+        console.error("bindery-csp-violation " + JSON.stringify({
+          document: e.documentURI, directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample,
+        }));
+      });
+    });
     const page = context.pages()[0] || (await context.newPage());
+    page.on("console", (m) => {
+      const text = m.text();
+      if (text.startsWith("bindery-csp-violation ")) {
+        const v = JSON.parse(text.slice("bindery-csp-violation ".length));
+        if (v.document.startsWith(origin)) { result.cspViolations.push(v); }
+      }
+    });
+    page.on("response", (r) => {
+      if (r.request().isNavigationRequest() && r.url().startsWith(origin)) {
+        result.cspHeaders[r.url()] = r.headers()["content-security-policy"] || null;
+      }
+    });
+
+    // The home page: its script fills the menu and makes the link as one types.
+    await page.goto(origin + "/", { waitUntil: "load" });
+    await page.selectOption("#provider", "gh");
+    await page.fill("#repo", "binder-examples/requirements");
+    result.homeLink = await page.inputValue("#link");
+    // An inline script the policy does not list: blocked, and reported.
+    result.probeRan = await page.evaluate(() => {
+      const s = document.createElement("script");
+      s.textContent = "window.__binderyProbe = 1;";
+      document.body.appendChild(s);
+      return window.__binderyProbe === 1;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const probe = (v) => v.directive === "script-src-elem" && v.blocked === "inline" && v.document.startsWith(origin + "/");
+    result.probeReported = result.cspViolations.some(probe);
+    result.cspViolations = result.cspViolations.filter((v) => !probe(v));
+
     page.on("request", (r) => {
       if (r.isNavigationRequest() && r.frame() === page.mainFrame()) {
         result.navigations.push(r.url());
