@@ -20,10 +20,10 @@
 //! - [`events`]: BinderHub's build and launch events and repo2docker log mapping.
 //! - [`sse`]: the server-sent events encoder and an incremental decoder.
 //! - [`badge`]: launch and live status badges as SVG.
-//! - [`csp`]: Content Security Policy pieces of the pages: script hashes, `frame-ancestors`.
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
 //! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
 //!   ids, the `/health` answer.
+//! - [`csp`]: Content Security Policy pieces of the pages: script hashes, `frame-ancestors`.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.
