@@ -242,6 +242,15 @@ fn every_page_carries_a_policy_that_allows_exactly_its_own_script() {
             Kind::Error,
             "'self'",
         ),
+        // A broken public_url leaves the page on the request's origin, as the page does,
+        // and frame_ancestors still applies.
+        (
+            "/v2/gh/o/r/main",
+            &[(PUBLIC_URL, "not a url"), (FRAME_ANCESTORS, "'none'")],
+            200,
+            Kind::Loading,
+            "'none'",
+        ),
         // A broken frame_ancestors is a configuration error naming the variable, and the
         // error page still carries a policy, with the default.
         (
