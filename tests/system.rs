@@ -210,6 +210,32 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
         &dir.join("chromium-profile"),
         &gate.join("open"),
     );
+    // Both pages ran under their Content-Security-Policy (issue 12, point 8): the home
+    // page's script made a link, the loading page streamed and redirected (below), and the
+    // browser refused nothing but the inline script injected into the home page on purpose,
+    // which shows the policy is enforced and that refusals are seen.
+    assert_eq!(
+        seen["homeLink"],
+        format!("{}v2/gh/binder-examples/requirements/HEAD", up.url),
+        "{seen:#}"
+    );
+    assert_eq!(
+        seen["probeRan"], false,
+        "an unlisted inline script ran: {seen:#}"
+    );
+    assert_eq!(seen["probeReported"], true, "{seen:#}");
+    assert_eq!(
+        seen["cspViolations"],
+        serde_json::json!([]),
+        "the pages broke their own policy: {seen:#}"
+    );
+    for page in [up.url.clone(), format!("{}v2/{spec}", up.url)] {
+        let policy = seen["cspHeaders"][&page].as_str().unwrap_or_default();
+        assert!(
+            policy.contains("script-src 'sha256-") && policy.contains("frame-ancestors 'self'"),
+            "{page}: {seen:#}"
+        );
+    }
     let phases: Vec<&str> = seen["phases"]
         .as_array()
         .unwrap()

@@ -39,7 +39,53 @@ async function main() {
   });
   const result = { phases: [], log: "", screenshot: false, navigations: [], statuses: [] };
   try {
+    // Content-Security-Policy (issue 12): before the launch, the home page (same origin)
+    // makes a link with its form. Both pages run under their policy: every violation
+    // reported on Bindery's origin is collected (`securitypolicyviolation`), and one inline
+    // script injected into the home page on purpose must be refused and reported, which
+    // shows that the policy is enforced and that the collection works.
+    const origin = new URL(launchUrl).origin;
+    result.cspViolations = [];
+    result.cspHeaders = {};
+    // Injected by the browser (DevTools protocol), not by the page: no policy applies to it.
+    await context.addInitScript(() => {
+      document.addEventListener("securitypolicyviolation", (e) => {
+        console.error("bindery-csp-violation " + JSON.stringify({
+          document: e.documentURI, directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample,
+        }));
+      });
+    });
     const page = context.pages()[0] || (await context.newPage());
+    page.on("console", (m) => {
+      const text = m.text();
+      if (text.startsWith("bindery-csp-violation ")) {
+        const v = JSON.parse(text.slice("bindery-csp-violation ".length));
+        if (v.document.startsWith(origin)) { result.cspViolations.push(v); }
+      }
+    });
+    page.on("response", (r) => {
+      if (r.request().isNavigationRequest() && r.url().startsWith(origin)) {
+        result.cspHeaders[r.url()] = r.headers()["content-security-policy"] || null;
+      }
+    });
+
+    // The home page: its script fills the menu and makes the link as one types.
+    await page.goto(origin + "/", { waitUntil: "load" });
+    await page.selectOption("#provider", "gh");
+    await page.fill("#repo", "binder-examples/requirements");
+    result.homeLink = await page.inputValue("#link");
+    // An inline script the policy does not list: blocked, and reported.
+    result.probeRan = await page.evaluate(() => {
+      const s = document.createElement("script");
+      s.textContent = "window.__binderyProbe = 1;";
+      document.body.appendChild(s);
+      return window.__binderyProbe === 1;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const probe = (v) => v.directive === "script-src-elem" && v.blocked === "inline" && v.document.startsWith(origin + "/");
+    result.probeReported = result.cspViolations.some(probe);
+    result.cspViolations = result.cspViolations.filter((v) => !probe(v));
+
     page.on("request", (r) => {
       if (r.isNavigationRequest() && r.frame() === page.mainFrame()) {
         result.navigations.push(r.url());

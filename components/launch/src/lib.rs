@@ -14,10 +14,12 @@
 //! `/build` and the resolve API share, from the request to the image name; [`client`]
 //! says who asks; [`pages`] renders HTML; [`env`](mod@env) is the I/O every route goes through,
 //! Spin's in the component and in-memory fakes in the native tests. The Spin entry
-//! (wasm only) reads the request and sends the answer, nothing else.
+//! (wasm only) reads the request and sends the answer, nothing else. Every page leaves
+//! through [`headers`], which adds its Content-Security-Policy (scripts by hash).
 
 pub mod client;
 pub mod env;
+pub mod headers;
 pub mod pages;
 pub mod prepare;
 pub mod routes;

@@ -23,6 +23,7 @@
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
 //! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
 //!   ids, the `/health` answer.
+//! - [`csp`]: Content Security Policy pieces of the pages: script hashes, `frame-ancestors`.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.
@@ -31,6 +32,7 @@
 
 pub mod badge;
 pub mod cache;
+pub mod csp;
 pub mod escape;
 pub mod events;
 pub mod image;

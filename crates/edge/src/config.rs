@@ -24,6 +24,7 @@ pub mod variables;
 
 pub use bindery_core::Secret;
 use bindery_core::cache::CacheTtl;
+use bindery_core::csp::FrameAncestors;
 use bindery_core::policy::{BanNetworks, SpecList, SpecPatterns, SpecPolicy};
 use bindery_core::provider::ProviderSettings;
 use bindery_core::resolve::Credentials;
@@ -34,7 +35,7 @@ use thiserror::Error;
 pub use parse::{
     parse_ban_networks, parse_base_url, parse_seconds, parse_trusted_proxies, split_list,
 };
-use parse::{parse_image_prefix, policy_error};
+use parse::{parse_frame_ancestors, parse_image_prefix, policy_error};
 pub use variables::*;
 
 /// Why the configuration cannot serve a request. The component answers 500 with this text.
@@ -126,6 +127,8 @@ pub struct EdgeConfig {
     pub ban_networks: BanNetworks,
     /// `trusted_proxies`, parsed (the networks carry no labels).
     pub trusted_proxies: BanNetworks,
+    /// `frame_ancestors`, validated; `'self'` when unset.
+    pub frame_ancestors: FrameAncestors,
     /// `public_url`, validated, without a trailing `/`; `None`: derive from the request.
     pub public_url: Option<String>,
     /// Cache lifetimes: the defaults with the `*_ttl_seconds` variables applied.
@@ -236,6 +239,10 @@ impl EdgeConfig {
             policy,
             ban_networks,
             trusted_proxies,
+            frame_ancestors: value(FRAME_ANCESTORS)?
+                .map(|raw| parse_frame_ancestors(&raw))
+                .transpose()?
+                .unwrap_or_default(),
             public_url: value(PUBLIC_URL)?
                 .map(|raw| parse_base_url(PUBLIC_URL, &raw))
                 .transpose()?,

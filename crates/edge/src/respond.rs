@@ -21,7 +21,9 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// An answer with `status`, `content-type` and `body`.
+/// An answer with `status`, `content-type` and `body`, and `x-content-type-options:
+/// nosniff`: every body says what it is (JSON holding a repository's name, a badge, a
+/// page), and no browser may read it as something else.
 pub fn with_body(
     status: u16,
     content_type: &'static str,
@@ -30,11 +32,17 @@ pub fn with_body(
     let mut response = Response::new(body.into());
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(NOSNIFF.0, HeaderValue::from_static(NOSNIFF.1));
     response
 }
+
+/// `x-content-type-options: nosniff`, on every answer with a body.
+pub const NOSNIFF: (http::HeaderName, &str) = (
+    http::HeaderName::from_static("x-content-type-options"),
+    "nosniff",
+);
 
 /// A `text/plain` answer; a newline is added when the text has none.
 pub fn text(status: u16, message: &str) -> Response<Vec<u8>> {
@@ -235,5 +243,12 @@ mod tests {
         assert_eq!(r.body(), br#"{"message":"no"}"#);
         assert!(for_head(text(200, "x")).body().is_empty());
         assert!(now() > 1_600_000_000);
+        for r in [
+            text(404, "x"),
+            json_error(400, "x"),
+            svg("<svg/>".into(), "\"t\"", IMMUTABLE, None),
+        ] {
+            assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        }
     }
 }

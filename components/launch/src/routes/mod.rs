@@ -15,6 +15,7 @@ use bindery_edge::respond;
 use http::{HeaderValue, Method, Request, Response};
 
 use crate::env::Env;
+use crate::headers;
 
 /// A request of the launch component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +96,15 @@ pub async fn handle<F: Fetch>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> A
         (_, Route::Build { provider, spec }) => return Answer::Stream { provider, spec },
         // Banned networks get nothing but `/health` and `/versions`, which federations
         // poll; `/build` and the resolve API check on their own, with their own answers.
-        (_, Route::Home) => ui::home(request, env),
-        (_, Route::Loading { provider, spec }) => ui::loading(request, &provider, &spec, env),
-        (_, Route::Legacy { rest }) => ui::legacy(request, &rest, env),
+        // The pages (and their error pages) carry the page headers; nothing else does.
+        (_, Route::Home) => headers::protect(ui::home(request, env), true, request, env),
+        (_, Route::Loading { provider, spec }) => {
+            let page = ui::loading(request, &provider, &spec, env);
+            headers::protect(page, false, request, env)
+        }
+        (_, Route::Legacy { rest }) => {
+            headers::protect(ui::legacy(request, &rest, env), false, request, env)
+        }
         (_, Route::Resolve { provider, spec }) => {
             resolve::resolve(request, &provider, &spec, env).await
         }

@@ -22,6 +22,7 @@ use crate::routes::{self, Answer, build};
 
 mod build_stream;
 mod other_routes;
+mod page_headers;
 
 const NOW: u64 = 1_700_000_000;
 const SHA: &str = "1479e0252b2e648bb755ee913292b79495931717";

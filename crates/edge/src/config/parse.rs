@@ -2,11 +2,12 @@
 //! Every error names the variable and never quotes a secret (a URL with credentials is
 //! refused without being shown).
 
+use bindery_core::csp::FrameAncestors;
 use bindery_core::policy::{BanNetworks, PolicyError};
 use bindery_core::validate::shown;
 
 use super::ConfigError;
-use super::variables::{BAN_NETWORKS, IMAGE_PREFIX, TRUSTED_PROXIES};
+use super::variables::{BAN_NETWORKS, FRAME_ANCESTORS, IMAGE_PREFIX, TRUSTED_PROXIES};
 
 /// Splits a list variable: one item per line when the value has a newline, otherwise
 /// comma-separated; items are trimmed and empty ones dropped.
@@ -141,6 +142,16 @@ fn plain_base_url(raw: &str) -> bool {
         && path
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
+}
+
+/// Parses `frame_ancestors`: a space-separated CSP source list (`'self'`,
+/// `https://*.example.org`, ...), refused when it holds anything that could end the
+/// directive (`;`, `,`, a line break).
+pub fn parse_frame_ancestors(raw: &str) -> Result<FrameAncestors, ConfigError> {
+    FrameAncestors::parse(raw).map_err(|e| ConfigError::Invalid {
+        name: FRAME_ANCESTORS,
+        reason: e.to_string(),
+    })
 }
 
 /// Parses a number of seconds.

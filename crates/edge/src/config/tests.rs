@@ -116,6 +116,7 @@ fn nothing_declared_loads_with_defaults() {
     assert!(!cfg.policy.is_banned("a/b/c"));
     assert!(cfg.ban_networks.is_empty());
     assert!(cfg.public_url.is_none());
+    assert_eq!(cfg.frame_ancestors.as_str(), "'self'");
 }
 
 #[test]
@@ -153,6 +154,7 @@ fn values_are_parsed() {
         (TRUSTED_PROXIES, "172.16.0.0/12, 192.0.2.1"),
         (PUBLIC_URL, "https://binder.example.org/"),
         (GITHUB_TOKEN, "ghp"),
+        (FRAME_ANCESTORS, "'self'  https://*.jupyter.org"),
     ])
     .unwrap();
     assert_eq!(
@@ -188,6 +190,7 @@ fn values_are_parsed() {
         cfg.public_url.as_deref(),
         Some("https://binder.example.org")
     );
+    assert_eq!(cfg.frame_ancestors.as_str(), "'self' https://*.jupyter.org");
     assert_eq!(
         cfg.credentials.github_token.as_ref().map(Secret::expose),
         Some("ghp")
@@ -220,6 +223,9 @@ fn malformed_values_name_their_variable() {
         (TRUSTED_PROXIES, "10.0.0.0/33"),
         (IMAGE_PREFIX, "binder-"),
         (PUBLIC_URL, "binder.example.org"),
+        (FRAME_ANCESTORS, "'self'; script-src *"),
+        (FRAME_ANCESTORS, "'self'\nx-evil: 1"),
+        (FRAME_ANCESTORS, "'unsafe-inline'"),
     ];
     for (name, raw) in cases {
         let err = load(&[(name, raw)]).unwrap_err();
@@ -281,7 +287,10 @@ fn every_variable_is_listed_once_and_component_lists_are_known() {
         .copied()
         .filter(|name| !RESOLVE_VARIABLES.contains(name))
         .collect();
-    assert_eq!(left_out, [WORKER_URL, WORKER_TOKEN, PUBLIC_URL]);
+    assert_eq!(
+        left_out,
+        [WORKER_URL, WORKER_TOKEN, PUBLIC_URL, FRAME_ANCESTORS]
+    );
     assert!(
         RESOLVE_VARIABLES
             .iter()

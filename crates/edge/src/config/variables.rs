@@ -119,6 +119,8 @@ pub const VARIABLES: &[Var] = &[
     var(BAN_NETWORKS, CACHED),
     var(TRUSTED_PROXIES, CACHED),
     var(PUBLIC_URL, &[Launch]),
+    // Read by the page routes alone (not the resolve API), with the ban rules.
+    var(FRAME_ANCESTORS, &[Launch]),
     var(GITHUB_API, PROVIDER_RESOLVING),
     var(GITLAB_API, PROVIDER_RESOLVING),
     var(DOI_RESOLVER, RESOLVING),
@@ -212,6 +214,9 @@ pub const BAN_NETWORKS: &str = "ban_networks";
 pub const TRUSTED_PROXIES: &str = "trusted_proxies";
 /// The Binder's public base URL (`binder_launch_host`).
 pub const PUBLIC_URL: &str = "public_url";
+/// Who may show the pages in a frame: the `frame-ancestors` source list of their
+/// Content Security Policy (`'self'` when unset).
+pub const FRAME_ANCESTORS: &str = "frame_ancestors";
 /// GitHub's API base URL.
 pub const GITHUB_API: &str = "github_api";
 /// GitLab's API base URL.
@@ -255,7 +260,7 @@ mod tests {
                 REF_TTL_SECONDS,
             ]
         );
-        assert_eq!(LAUNCH_VARIABLES.len(), 22);
+        assert_eq!(LAUNCH_VARIABLES.len(), 23);
         assert_eq!(RESOLVE_VARIABLES.len(), 19);
         // The cached resolve is the hot path: each variable is a host call per request.
         assert_eq!(
