@@ -109,7 +109,7 @@ pub fn request_origin(origin_header: Option<&str>, host: Option<&str>) -> Option
 /// The secret's bytes from its hex text.
 pub fn parse_secret(hex: &str) -> Result<Vec<u8>, SecretError> {
     let hex = hex.trim().as_bytes();
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(SecretError::NotHex);
     }
     let digit = |c: u8| (c as char).to_digit(16).ok_or(SecretError::NotHex);

@@ -51,7 +51,9 @@ fn bad_tokens_are_refused_with_their_reason() {
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
         token.split('.').nth(1).unwrap_or_default()
     );
-    let cases: Vec<(&str, String, &[u8], &str, u64, BuildTokenError)> = vec![
+    /// Name, token, secret, audience asked for, clock, reason.
+    type Case<'a> = (&'a str, String, &'a [u8], &'a str, u64, BuildTokenError);
+    let cases: Vec<Case<'_>> = vec![
         (
             "empty",
             String::new(),
