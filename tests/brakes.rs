@@ -202,7 +202,9 @@ async fn forged_expired_foreign_spec_and_foreign_origin_tokens_are_refused() {
     let page = world.page_token("o/r/main").await;
     let invalid = (403, "Invalid build token\n".to_owned());
     let banned = (403, BANNED.to_owned());
-    let cases: Vec<(&str, String, Option<&str>, (u64, String))> = vec![
+    /// Name, token, `Origin` header, the failure expected.
+    type Case<'a> = (&'a str, String, Option<&'a str>, (u64, String));
+    let cases: Vec<Case<'_>> = vec![
         ("the page's", page.clone(), None, banned.clone()),
         (
             "minted here with the secret",
