@@ -104,7 +104,12 @@ fn build_tokens_from_the_page_pass_and_forged_expired_foreign_ones_are_refused()
         .expect("the page carries a token");
     let other_secret = "ff".repeat(32);
     let q = |token: &str| format!("{PATH}?build_token={token}");
-    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, (Option<u16>, String));
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        (Option<u16>, String),
+    );
     let cases: Vec<Case<'_>> = vec![
         ("the page's token", q(&page), vec![SSE], banned()),
         ("no token, no limit", PATH.into(), vec![SSE], banned()),
