@@ -23,12 +23,18 @@ const WORKER_TOKEN: &str = "worker-secret-token";
 const HOOK_SECRET: &str = "hook-secret";
 
 /// A recorded GitHub commits API: `main` and `HEAD` are at the commit `main_at` holds
-/// (SHA unless a test moves it), with an ETag naming it; `gone` is 422. The same peer
-/// answers GitLab's commits API for `group/project` (`gitlab_api` = `<url>/api/v4`).
+/// (SHA unless a test moves it), the commit SHA itself is SHA, each with an ETag naming
+/// it; every other ref (`gone`, any other commit) is 422. The same peer answers GitLab's
+/// commits API for `group/project` (`gitlab_api` = `<url>/api/v4`).
 async fn github(main_at: Arc<Mutex<String>>) -> Peer {
     Peer::start(move |seen: &Seen| {
         let path = seen.uri.as_str();
-        let sha = main_at.lock().unwrap().clone();
+        let pinned = path.ends_with(&format!("/commits/{SHA}"));
+        let sha = if pinned {
+            SHA.to_owned()
+        } else {
+            main_at.lock().unwrap().clone()
+        };
         let etag = format!("\"etag-{sha}\"");
         if let Some(name) =
             path.strip_prefix("/api/v4/projects/group%2Fproject/repository/commits/")
@@ -36,7 +42,7 @@ async fn github(main_at: Arc<Mutex<String>>) -> Peer {
         {
             return Answer::json(200, &json!({"id": sha}));
         }
-        if path.ends_with("/commits/main") || path.ends_with("/commits/HEAD") {
+        if path.ends_with("/commits/main") || path.ends_with("/commits/HEAD") || pinned {
             if seen.header("if-none-match") == Some(etag.as_str()) {
                 return Answer::with(304, &[("etag", etag.as_str())], "");
             }
@@ -1134,4 +1140,134 @@ async fn gitlab_push_hooks_need_the_token_and_refresh_the_ref() {
         "the hook refreshed the cached ref"
     );
     assert_eq!(resolved.header("x-bindery-cache"), Some("hit"));
+}
+
+/// A commit id nobody has seen: 40 hex digits from the clock and the process.
+fn random_commit(salt: &str) -> String {
+    use sha2::Digest;
+    let seed = format!(
+        "{salt}-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    Sha256::digest(seed.as_bytes())
+        .iter()
+        .take(20)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Issue 12: a link pinned to a made-up commit is refused with 404 after one question to
+/// GitHub, and neither the registry nor the worker hears of it; a real commit is checked
+/// once and then answered from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn random_pinned_commits_fail_404_and_reach_no_registry_or_worker() {
+    let world = World::start("random-pins", &[]).await;
+    let (first, second) = (random_commit("a"), random_commit("b"));
+    for random in [&first, &second, &first] {
+        let (status, got, _) = events(
+            &world.build_url(&format!("org/repo/{random}")),
+            &[SSE],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let event = &got[0].event;
+        assert_eq!(event.phase.as_str(), "failed");
+        assert_eq!(event.status_code, Some(404), "{}", event.message);
+        assert!(
+            event.message.contains("Could not resolve ref"),
+            "{}",
+            event.message
+        );
+        let api = get(
+            &format!("{}/api/v1/resolve/gh/org/repo/{random}", world.edge.url),
+            &[],
+        )
+        .await;
+        assert_eq!(api.status, 404, "{}", api.text());
+    }
+    // Each request asked GitHub about its commit: nothing was cached for a made-up one.
+    assert_eq!(
+        world
+            .github
+            .count(&format!("/repos/org/repo/commits/{first}")),
+        4
+    );
+    assert_eq!(
+        world
+            .github
+            .count(&format!("/repos/org/repo/commits/{second}")),
+        2
+    );
+    assert_eq!(
+        world.worker.peer.count("/api/v1/"),
+        0,
+        "the worker saw nothing"
+    );
+    assert_eq!(
+        registry_manifest_calls(&world),
+        0,
+        "the registry saw nothing"
+    );
+
+    // A commit that exists is checked once, then cached for good; only then does the
+    // registry hear of its image.
+    let url = format!("{}/api/v1/resolve/gh/org/repo/{SHA}", world.edge.url);
+    let checked = get(&url, &[]).await;
+    assert_eq!(checked.status, 200, "{}", checked.text());
+    assert_eq!(checked.json()["resolved_ref"], SHA);
+    assert_eq!(checked.header("x-bindery-cache"), Some("miss"));
+    let again = get(&url, &[]).await;
+    assert_eq!(again.header("x-bindery-cache"), Some("hit"));
+    assert_eq!(
+        world
+            .github
+            .count(&format!("/repos/org/repo/commits/{SHA}")),
+        1
+    );
+    assert!(
+        registry_manifest_calls(&world) >= 1,
+        "the real commit's image was looked up"
+    );
+}
+
+/// Issue 12: every spelling of a dot segment in `urlpath`, `labpath` or `filepath` gets
+/// the `/v2` page's 400 with a message that says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn launch_paths_that_decode_to_dot_segments_are_refused() {
+    let world = World::start("dot-segments", &[]).await;
+    let spellings = [
+        "%252e./%252e./user/x/",
+        "%2E%252e/user/x/",
+        "%25252e%25252e/hub",
+        "a/..%252fhub",
+        "a/%252e%252e%255chub",
+        "%252e/x",
+    ];
+    for param in ["urlpath", "labpath", "filepath"] {
+        for spelling in spellings {
+            let page = get(
+                &format!("{}/v2/gh/org/repo/main?{param}={spelling}", world.edge.url),
+                &[],
+            )
+            .await;
+            assert_eq!(page.status, 400, "{param}={spelling}: {}", page.text());
+            assert!(
+                page.text().contains("or &apos;..&apos; once decoded"),
+                "{param}={spelling}: {}",
+                page.text()
+            );
+        }
+    }
+    let fine = get(
+        &format!(
+            "{}/v2/gh/org/repo/main?urlpath=lab/tree/x.ipynb",
+            world.edge.url
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(fine.status, 200);
 }

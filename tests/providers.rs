@@ -37,7 +37,22 @@ fn providers(seen: &Seen, me: &str) -> Answer {
                 json!({"sha": SHA}).to_string(),
             )
         }
-        "/gh/repos/org/limited/commits/main" => Answer::with(
+        // Pinned commits, as the commits and gist revision APIs answer for ones that exist.
+        u if u == format!("/gh/repos/org/repo/commits/{SHA}") => {
+            Answer::json(200, &json!({"sha": SHA}))
+        }
+        u if u
+            == format!(
+                "/gl/api/v4/projects/gitlab-org%2Fgitlab-foss/repository/commits/{GL_SHA}"
+            ) =>
+        {
+            Answer::json(200, &json!({"id": GL_SHA}))
+        }
+        u if u == format!("/gh/gists/8a658f7f63b13768d1e75fa2464f5092/{GIST_SHA}") => Answer::json(
+            200,
+            &json!({"public": true, "history": [{"version": GIST_SHA}]}),
+        ),
+        u if u.starts_with("/gh/repos/org/limited/commits/") => Answer::with(
             403,
             &[
                 ("x-ratelimit-remaining", "0"),
@@ -421,4 +436,73 @@ async fn the_registry_check_follows_a_bearer_challenge_and_caches_the_token() {
             .any(|l| l.contains("GET /token") && l.contains(" 401 ")),
         "the wrong password reached the token server:\n{tokens}"
     );
+}
+
+/// Issue 12: a link pinned to a commit is checked with its provider (GitHub's commits
+/// API, GitLab's, the gist revision API) through the real edge: one that exists resolves
+/// once and is then answered from the cache, a made-up one is a 404, a rate limit a 429.
+#[tokio::test(flavor = "multi_thread")]
+async fn pinned_commits_are_checked_with_each_provider() {
+    let peer = provider_peer().await;
+    let registry = Registry::start(&scratch("pins-registry"), Auth::None).await;
+    let edge = edge_for("pins", &peer, &registry, &[]).await;
+    let made_up = "5e2f0c9a7b3d4e1f8a6b0c2d4e6f8a0b1c3d5e7f";
+    let gist = "gist/mariusvniekerk/8a658f7f63b13768d1e75fa2464f5092";
+    let gitlab = "gl/gitlab-org%2Fgitlab-foss";
+    // (spec, status, the provider request it makes)
+    let cases = [
+        (
+            format!("gh/org/repo/{SHA}"),
+            200,
+            format!("/gh/repos/org/repo/commits/{SHA}"),
+        ),
+        (
+            format!("gh/org/repo/{made_up}"),
+            404,
+            format!("/gh/repos/org/repo/commits/{made_up}"),
+        ),
+        (
+            format!("gh/org/limited/{made_up}"),
+            429,
+            format!("/gh/repos/org/limited/commits/{made_up}"),
+        ),
+        (
+            format!("{gitlab}/{GL_SHA}"),
+            200,
+            format!("/gl/api/v4/projects/gitlab-org%2Fgitlab-foss/repository/commits/{GL_SHA}"),
+        ),
+        (
+            format!("{gitlab}/{made_up}"),
+            404,
+            format!("/gl/api/v4/projects/gitlab-org%2Fgitlab-foss/repository/commits/{made_up}"),
+        ),
+        (
+            format!("{gist}/{GIST_SHA}"),
+            200,
+            format!("/gh/gists/8a658f7f63b13768d1e75fa2464f5092/{GIST_SHA}"),
+        ),
+        (
+            format!("{gist}/{made_up}"),
+            404,
+            format!("/gh/gists/8a658f7f63b13768d1e75fa2464f5092/{made_up}"),
+        ),
+    ];
+    for (spec, status, upstream) in &cases {
+        let url = format!("{}/api/v1/resolve/{spec}", edge.url);
+        let got = get(&url, &[]).await;
+        assert_eq!(got.status, *status, "{spec}: {}", got.text());
+        assert_eq!(peer.count(upstream), 1, "{spec}");
+        let again = get(&url, &[]).await;
+        assert_eq!(again.status, *status, "{spec}");
+        if *status == 200 {
+            assert_eq!(again.header("x-bindery-cache"), Some("hit"), "{spec}");
+            assert_eq!(
+                peer.count(upstream),
+                1,
+                "{spec}: checked once, cached for good"
+            );
+        } else {
+            assert_eq!(peer.count(upstream), 2, "{spec}: nothing cached");
+        }
+    }
 }

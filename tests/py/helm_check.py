@@ -5,7 +5,9 @@
                               SpinApp against ci/spinapp-v1alpha1.schema.json), and check
                               the worker.toml keys and values, env names and edge
                               variables against the worker's config.rs and spin.toml;
-                              every setting config.rs reads is offered or excluded on purpose
+                              every setting config.rs reads is offered or excluded on purpose;
+                              the image builder (host, dind, pink) agrees with worker.toml
+                              and the build NetworkPolicy fences build and builder pods
     helm_check.py bad-values  every ci/bad/*.yaml must fail to render with its `# expect:`
     helm_check.py snapshots   fresh renders equal ci/snapshots/<name>.yaml
                               (BINDERY_UPDATE_SNAPSHOTS=1 rewrites them)
@@ -137,6 +139,100 @@ EXPECTED_RULES = [
 ]
 
 
+# What a build NetworkPolicy must keep build pods from: private ranges, the metadata
+# service's link-local range, loopback (IPv4 and IPv6).
+MUST_BLOCK = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+              "127.0.0.0/8", "fc00::/7", "fe80::/10", "::1/128"}
+def build_pod_labels():
+    """The labels the worker puts on every build pod (job.rs), which the policy selects."""
+    source = (ROOT / "crates/worker/src/executor/kubernetes/job.rs").read_text()
+
+    def const(name):
+        match = re.search(r"pub const " + name + r': &str = "([^"]+)";', source)
+        if not match:
+            raise SystemExit(f"job.rs has no {name}: update helm_check.py")
+        return match.group(1)
+
+    return {"component": const("COMPONENT"), const("MANAGED_BY_LABEL"): const("MANAGED_BY")}
+
+
+BUILD_POD_LABELS = build_pod_labels()
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def fence_problems(where, policy):
+    """Why `policy` does not fence build pods: no egress policy type, any ingress, or an
+    ipBlock that lets a private, link-local or loopback range through."""
+    spec = policy["spec"]
+    problems = []
+    if sorted(spec.get("policyTypes", [])) != ["Egress", "Ingress"]:
+        problems.append(f"{where}: build NetworkPolicy policyTypes are {spec.get('policyTypes')}")
+    if spec.get("ingress"):
+        problems.append(f"{where}: the build NetworkPolicy lets ingress in")
+    blocked = set()
+    for rule in spec.get("egress", []):
+        for peer in rule.get("to", []):
+            block = peer.get("ipBlock")
+            if block and block["cidr"] in ("0.0.0.0/0", "::/0"):
+                blocked |= set(block.get("except", []))
+    if MUST_BLOCK - blocked:
+        problems.append(f"{where}: the build NetworkPolicy lets build pods reach {sorted(MUST_BLOCK - blocked)}")
+    dns = [r for r in spec.get("egress", []) if {p.get("port") for p in r.get("ports", [])} == {53}]
+    if not dns or not all("podSelector" in p for r in dns for p in r.get("to", [{}])):
+        problems.append(f"{where}: the build NetworkPolicy has no DNS rule limited to kube-dns")
+    return problems
+
+
+def check_builders(name, docs, toml, values):
+    """The image builder the values ask for: worker.toml's builder_type, socket and selector
+    match the DaemonSet (its socket's directory is a hostPath it mounts, its pods carry the
+    selector's labels), and the build NetworkPolicy fences build and builder pods."""
+    problems = []
+    fail = problems.append
+    builder = (values or {}).get("imageBuilderType", "host")
+    kube = toml.get("kubernetes", {})
+    if kube.get("builder_type") != builder:
+        fail(f"{name}: worker.toml builder_type is {kube.get('builder_type')!r}, not {builder!r}")
+    daemonsets = [d for _, d in docs if d.get("kind") == "DaemonSet"]
+    builder_labels = {}
+    if builder == "host":
+        if daemonsets or "builder_selector" in kube:
+            fail(f"{name}: imageBuilderType host renders a builder DaemonSet or selector")
+    elif len(daemonsets) != 1:
+        fail(f"{name}: imageBuilderType {builder} renders {len(daemonsets)} DaemonSets, not 1")
+    else:
+        ds = daemonsets[0]
+        pod = ds["spec"]["template"]
+        builder_labels = pod["metadata"]["labels"]
+        selector = dict(t.split("=", 1) for t in kube.get("builder_selector", "").split(",") if t)
+        if not selector or any(builder_labels.get(k) != v for k, v in selector.items()):
+            fail(f"{name}: builder_selector {kube.get('builder_selector')!r} does not select the DaemonSet's pods {builder_labels}")
+        socket_dir = kube.get("docker_socket", "").rsplit("/", 1)[0]
+        host_dirs = {v["hostPath"]["path"] for v in pod["spec"].get("volumes", []) if "hostPath" in v}
+        override = ((values or {}).get("config", {}).get("kubernetes") or {}).get("docker_socket")
+        if socket_dir not in host_dirs and not override:
+            fail(f"{name}: worker.toml docker_socket {kube.get('docker_socket')!r} is in none of the DaemonSet's hostPaths {sorted(host_dirs)}")
+        if ds["metadata"].get("namespace") != kube.get("namespace"):
+            fail(f"{name}: the builder DaemonSet is not in the build namespace {kube.get('namespace')!r}")
+    # On unless the values switch it off: the chart's default must fence builds.
+    if ((values or {}).get("buildNetworkPolicy") or {}).get("enabled", True) is False:
+        return problems
+    policies = [d for _, d in docs if d.get("kind") == "NetworkPolicy"
+                and d["metadata"].get("namespace") == kube.get("namespace")]
+    for what, labels in [("build pods", BUILD_POD_LABELS), ("builder pods", builder_labels)]:
+        if not labels:
+            continue
+        fencing = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
+        if not fencing:
+            fail(f"{name}: no NetworkPolicy selects the {what} ({labels})")
+        for policy in fencing:
+            problems.extend(fence_problems(f"{name}: {policy['metadata']['name']}", policy))
+    return problems
+
+
 def check_semantics(name, docs, keys=None, values=None):
     """What kubernetes-validate cannot see: the rendered worker.toml reads as the worker's
     config (every key one config.rs knows), env names the worker reads, least-privilege
@@ -161,6 +257,7 @@ def check_semantics(name, docs, keys=None, values=None):
                 fail(f"{where}: worker.toml keys config.rs does not read: {sorted(unknown)}")
             if toml.get("executor") != "kubernetes":
                 fail(f"{where}: worker.toml must select the kubernetes executor")
+            problems.extend(check_builders(name, docs, toml, values))
             # Every value set in `config` reads back from worker.toml as written.
             config = (values or {}).get("config", {})
             for key, value in config.items():
@@ -237,7 +334,7 @@ def split_kinds(docs):
 # worker.toml keys the chart does not take from values: the ones it sets itself, the
 # secrets (environment from Secrets) and the local executor's.
 CHART_SETS = {"listen", "executor", "build_log_path", "kubernetes.push_secret",
-              "kubernetes.api_url"}
+              "kubernetes.api_url", "kubernetes.builder_type", "kubernetes.builder_selector"}
 FROM_SECRETS = {"token", "hub_api_token", "registry_username", "registry_password"}
 LOCAL_ONLY = {"repo2docker", "build_engine", "repo2docker_config", "build_env"}
 
@@ -427,6 +524,35 @@ def cmd_selftest():
             print(f"ok: the semantic check refuses {what}")
         else:
             fail(f"selftest: the semantic check accepted {what}")
+
+    # The builder and the build NetworkPolicy checks catch a policy that lets the metadata
+    # service through, a socket outside the DaemonSet's hostPaths, a selector that misses
+    # its pods, and a missing policy.
+    values = load_values(path)
+    for mutate, needle, what in [
+        (lambda d: d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-builds") and d["spec"]["egress"][1]["to"][0]["ipBlock"]["except"].remove("169.254.0.0/16"),
+         "169.254.0.0/16", "a build NetworkPolicy open to the metadata service"),
+        (lambda d: d["kind"] == "ConfigMap" and d["data"].__setitem__(
+            "worker.toml", d["data"]["worker.toml"].replace("component=image-builder", "component=builder")),
+         "does not select the DaemonSet", "a builder_selector that misses the DaemonSet"),
+        (lambda d: d["kind"] == "DaemonSet" and d["spec"]["template"]["spec"]["volumes"][1]["hostPath"].__setitem__("path", "/elsewhere"),
+         "none of the DaemonSet's hostPaths", "a socket the DaemonSet does not make"),
+    ]:
+        broken = copy.deepcopy(docs)
+        for _, doc in broken:
+            mutate(doc)
+        no_override = copy.deepcopy(values)
+        no_override["config"]["kubernetes"].pop("docker_socket", None)
+        caught = check_semantics("selftest", broken, values=no_override)
+        if any(needle in f for f in caught):
+            print(f"ok: the builder check refuses {what}")
+        else:
+            fail(f"selftest: the builder check accepted {what}: {caught}")
+    unfenced = [(t, d) for t, d in docs if d["kind"] != "NetworkPolicy" or "builds" not in d["metadata"]["name"]]
+    if any("no NetworkPolicy selects the build pods" in f for f in check_semantics("selftest", unfenced, values=values)):
+        print("ok: the builder check refuses build pods without a NetworkPolicy")
+    else:
+        fail("selftest: the builder check accepted build pods without a NetworkPolicy")
 
     fresh = snapshot_text(render(load_values(path)))
     if snapshot_drift("selftest", fresh, fresh.replace("replicas: 1", "replicas: 2")):

@@ -31,11 +31,25 @@
     bar.className = phase === "failed" || phase === "ready" ? phase : "";
   }
 
+  // Where the token goes: the launch path on the server, or null when the URL the
+  // browser makes of it leaves the server's path. The edge refuses such paths already;
+  // this is the last check before the token leaves, done by the parser that will follow
+  // the URL (browsers read `%2e.` as `..`).
   function redirectUrl(ev) {
     var server = new URL(ev.url.replace(/\/?$/, "/"), window.location.href);
     var target = new URL(config.launch_path, server);
+    if (target.origin !== server.origin || target.pathname.indexOf(server.pathname) !== 0) {
+      return null;
+    }
     target.searchParams.set("token", ev.token);
     return target.toString();
+  }
+
+  function fail(text) {
+    setPhase("failed");
+    message.className = "error";
+    message.textContent = text;
+    showLog(true);
   }
 
   var finished = false;
@@ -54,14 +68,17 @@
     if (phase === "ready") {
       finished = true;
       source.close();
+      var url = redirectUrl(ev);
+      if (url === null) {
+        fail("The launch path leads outside your server; not opening it.");
+        return;
+      }
       message.textContent = "Server ready, redirecting…";
-      window.location.href = redirectUrl(ev);
+      window.location.href = url;
     } else if (phase === "failed") {
       finished = true;
       source.close();
-      message.className = "error";
-      message.textContent = ev.message || "The launch failed.";
-      showLog(true);
+      fail(ev.message || "The launch failed.");
     } else if (ev.message) {
       message.textContent = ev.message.split("\n")[0];
     }

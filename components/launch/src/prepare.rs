@@ -16,8 +16,9 @@ use bindery_core::provider::{ProviderId, Spec};
 use bindery_core::resolve::{Outcome, Resolved};
 use bindery_core::{InputError, image, policy};
 use bindery_edge::config::EdgeConfig;
+use bindery_edge::registry::{Remember, check_registry_remembering};
 use bindery_edge::{
-    ConfigError, Fetch, FromCache, Presence, ResolveSource, check_registry, presence_from_cache,
+    ConfigError, Fetch, FromCache, Presence, ResolveSource, presence_from_cache,
     resolve_from_cache, resolve_upstream,
 };
 use http::Request;
@@ -187,16 +188,20 @@ impl<'e, 'a, F: Fetch> Prepare<'e, 'a, F> {
         })
     }
 
-    /// Whether `image` is in the registry, from the cache when it can. `None` when the
-    /// registry did not say (logged): BinderHub treats that as missing after its retries,
-    /// and the worker checks again before it builds.
-    pub async fn presence(&mut self, image: &str) -> Result<Option<Presence>, Refusal> {
+    /// Whether the prepared image is in the registry, from the cache when it can. `None`
+    /// when the registry did not say (logged): BinderHub treats that as missing after its
+    /// retries, and the worker checks again before it builds. The image of a commit nobody
+    /// checked (a `git` link's) leaves only a "present" entry behind ([`Remember::after`]).
+    pub async fn presence(&mut self, prepared: &Prepared) -> Result<Option<Presence>, Refusal> {
         let (env, now) = (self.env, self.env.now());
+        let (image, remember) = (&prepared.image, Remember::after(prepared.source));
         if let Some(presence) = presence_from_cache(image, env.cache(), now) {
             return Ok(Some(presence));
         }
         let full = self.full()?;
-        match check_registry(image, full, env.cache(), &env.upstream, now).await {
+        match check_registry_remembering(image, remember, full, env.cache(), &env.upstream, now)
+            .await
+        {
             Ok(presence) => Ok(Some(presence)),
             Err(e) => {
                 eprintln!("bindery-launch: registry check for {image} failed: {e}");

@@ -96,6 +96,21 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
     if let Some(seconds) = file.edge.request_deadline_seconds {
         host_config.request_deadline = Duration::from_secs(seconds);
     }
+    if let Some(seconds) = file.edge.body_deadline_seconds {
+        host_config.requests.body_deadline = Duration::from_secs(seconds);
+    }
+    if let Some(n) = file.edge.max_requests_per_client {
+        host_config.requests.max_requests_per_client = n;
+    }
+    if let Some(n) = file.edge.reserved_instances {
+        host_config.requests.reserved_instances = n;
+    }
+    if let Some(seconds) = file.edge.kv_sweep_interval_seconds {
+        host_config.kv_sweep.interval = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = file.edge.kv_sweep_grace_seconds {
+        host_config.kv_sweep.grace = Duration::from_secs(seconds);
+    }
 
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     let result = runtime.block_on(async move {

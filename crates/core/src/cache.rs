@@ -19,8 +19,9 @@
 //! Lifetimes ([`CacheTtl`]) follow the design rules: an image that exists is remembered
 //! for hours but the entry is deleted as soon as a launch finds the image gone; a missing
 //! image for seconds (a build may be pushing it); a branch's ref for about a minute, longer
-//! when a verified webhook wrote it; a full commit SHA is never resolved, so never cached;
-//! registry tokens until just before they expire.
+//! when a verified webhook wrote it; a full commit SHA that its provider confirmed never
+//! expires ([`NEVER`]: commits do not change), and one that was not confirmed is never
+//! cached; registry tokens until just before they expire.
 
 mod entries;
 mod keys;
@@ -34,8 +35,13 @@ pub use entries::{
 pub(crate) use keys::delivery_key;
 pub use keys::{
     MAX_KEY_BYTES, build_token_secret_key, edge_health_key, image_key, rate_key, ref_key,
-    repo_ref_key, spec_ref_key, stale_push_key, status_key, token_key,
+    repo_ref_key, spec_ref_key, status_key, token_key,
 };
+
+/// The `expires_at` of an entry that stays fresh for good: a commit its provider
+/// confirmed. Each such entry cost one successful provider call for a commit that exists,
+/// so their number is bounded by the provider's rate limit, not by what clients send.
+pub const NEVER: u64 = u64::MAX;
 
 /// How long each kind of entry lives, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

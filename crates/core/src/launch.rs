@@ -39,6 +39,50 @@ pub fn launch_path(
     Ok(url.trim_start_matches('/').to_string())
 }
 
+/// How many times a launch path is percent-decoded looking for dot segments; a path
+/// still changing after that many rounds is refused (no real path is encoded so deep).
+const MAX_DECODES: usize = 8;
+
+/// Whether `path` (a launch path without its query and fragment) has a segment that
+/// reads as `.` or `..` once percent-decoded, once or repeatedly.
+///
+/// Browsers read `%2e` as `.` in a path, and the proxies and servers behind the hub may
+/// decode again (`%252e`), split on an encoded `/` (`..%2f`) or on `\`, or stop a segment
+/// at `;` or a NUL. So the path is decoded until it stops changing, and after each round
+/// every part between `/` and `\` is checked, cut at `;`, `?`, `#` and NUL; the dots of
+/// Unicode that normalise to `.` (fullwidth, small, one- and two-dot leaders) count as
+/// dots. Issue 12: `urlpath=%2e./%2e./user/x/` sent a fresh server token to another path.
+pub fn has_dot_segment(path: &str) -> bool {
+    let mut text = path.to_owned();
+    for _ in 0..MAX_DECODES {
+        if text.split(['/', '\\']).any(is_dot_part) {
+            return true;
+        }
+        let decoded = percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == text {
+            return false;
+        }
+        text = decoded;
+    }
+    true
+}
+
+/// Whether one decoded part of a path is `.` or `..`.
+fn is_dot_part(part: &str) -> bool {
+    let part = part.split([';', '?', '#', '\0']).next().unwrap_or_default();
+    let dots = part
+        .chars()
+        .map(|c| match c {
+            '.' | '\u{FF0E}' | '\u{FE52}' | '\u{2024}' => Some(1),
+            '\u{2025}' => Some(2),
+            _ => None,
+        })
+        .sum::<Option<usize>>();
+    matches!(dots, Some(1 | 2))
+}
+
 /// JavaScript's `encodeURI`: escapes what cannot appear in a URL, keeps URL syntax.
 pub fn encode_uri(s: &str) -> String {
     const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -256,6 +300,68 @@ mod tests {
         assert_eq!(launch_path(None, None, None).unwrap(), "");
         assert!(launch_path(Some("https://evil.example/"), None, None).is_err());
         assert!(launch_path(None, Some("../../hub/token"), None).is_err());
+    }
+
+    /// Issue 12: every spelling of a dot segment is refused, in each of the three
+    /// parameters; look-alikes that are not dot segments are not.
+    #[test]
+    fn dot_segments_are_refused_however_they_are_spelled() {
+        let refused = [
+            "..",
+            ".",
+            "a/../b",
+            "a/./b",
+            "%2e./%2e./user/x/",
+            ".%2E/x",
+            "%2E%2e/x",
+            "%2e",
+            "x/%2E",
+            "%252e%252e/hub",
+            "%25252e%25252e/hub",
+            "a/..%2fhub",
+            "a/..%2Fhub",
+            "a/%2e%2e%2fhub",
+            "a/..%5chub",
+            "a/%2e%2e%5C..%5Chub",
+            "..%3bx/hub",
+            "..;/hub",
+            "..%00/hub",
+            "a/%2e%2e?x=1",
+            "\u{FF0E}\u{FF0E}/hub",
+            "%EF%BC%8E%EF%BC%8E/hub",
+            "\u{2025}/hub",
+            "%25%32%65%25%32%65/hub",
+        ];
+        for bad in refused {
+            let path = bad.split(['?', '#']).next().unwrap_or_default();
+            assert!(has_dot_segment(path), "{bad}");
+            for (u, l, f) in [
+                (Some(bad), None, None),
+                (None, Some(bad), None),
+                (None, None, Some(bad)),
+            ] {
+                let err = launch_path(u, l, f).expect_err(bad).to_string();
+                assert!(
+                    err.contains("'..'") || err.contains("'.' or '..'"),
+                    "{bad}: {err}"
+                );
+            }
+        }
+        for ok in [
+            "lab/tree/x.ipynb",
+            "...",
+            "a/.../b",
+            ".hidden/x",
+            "x./y",
+            "%2e%2e%2e/x",
+            "a%2fb",
+            "doc/tree/%E2%80%A6",
+            "..x/y",
+            "",
+        ] {
+            assert!(!has_dot_segment(ok), "{ok}");
+            assert!(launch_path(Some(ok), None, None).is_ok(), "{ok}");
+        }
     }
 
     #[test]

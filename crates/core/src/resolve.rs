@@ -8,6 +8,11 @@
 //! implements [`Provider`]'s steps, and this module runs them. The edge and the worker
 //! each run it with their own HTTP client. [`ref_cache`] decides what a cached ref
 //! answers and what is stored after a resolution.
+//!
+//! A link that names a full commit is resolved too, where the provider can check it
+//! (GitHub, GitLab, gists: [`crate::provider::ProviderInfo::checks_pinned_commits`]): a
+//! commit that does not exist is [`Outcome::NotFound`], so a made-up commit never reaches
+//! the registry or a build. Only `git` links take a pinned commit as given.
 
 use http::{HeaderMap, Request, Response, StatusCode};
 
@@ -156,7 +161,10 @@ impl Resolver {
         if self.state != State::Start {
             return self.fail("resolver started twice");
         }
-        if self.spec.is_pinned() {
+        // A pinned commit is looked up like any ref where the provider can check it (the
+        // commits APIs answer 404/422 for a commit that does not exist); elsewhere it is
+        // taken as given.
+        if self.spec.is_pinned_unchecked() {
             return self.finish_with(self.progress.git_ref.clone(), None);
         }
         self.provider_step(|provider, cx| provider.start(cx))
@@ -252,6 +260,11 @@ impl Resolver {
         self.state = State::Finished;
         if let Err(e) = self.spec.validate_resolved_ref(&resolved_ref) {
             return self.fail(&format!("the provider answered with an unusable ref: {e}"));
+        }
+        // A checked commit is cached for good under the commit the link names: the
+        // answer must be that commit, not one the provider chose instead.
+        if self.spec.is_pinned() && self.spec.unresolved_ref() != Some(resolved_ref.as_str()) {
+            return self.fail("the provider answered with another commit than the link names");
         }
         let Some(build_slug) = self.spec.build_slug(Some(&resolved_ref)) else {
             return self.fail("no build slug");

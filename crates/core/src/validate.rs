@@ -68,6 +68,15 @@ pub enum InputError {
         /// The value, truncated and escaped.
         shown: String,
     },
+    /// A launch path segment that reads as `.` or `..` once percent-decoded (once or
+    /// more), which a browser or a proxy may resolve to leave the user's server.
+    #[error("{what} has a path segment that reads as '.' or '..' once decoded: {shown}")]
+    DotSegment {
+        /// Which part of the input.
+        what: &'static str,
+        /// The value, truncated and escaped.
+        shown: String,
+    },
     /// A launch path that is not a relative path on the user's server.
     #[error("{what} must be a relative path on the server, not {shown}")]
     NotRelative {
@@ -249,11 +258,14 @@ pub fn validate_launch_path(what: &'static str, value: &str) -> Result<(), Input
         return Err(not_relative());
     }
     let path = trimmed.split(['?', '#']).next().unwrap_or("");
-    if path
-        .split('/')
-        .any(|seg| seg == ".." || seg.eq_ignore_ascii_case("%2e%2e"))
-    {
+    if path.split('/').any(|seg| seg == "..") {
         return Err(InputError::Traversal {
+            what,
+            shown: shown(value),
+        });
+    }
+    if crate::launch::has_dot_segment(path) {
+        return Err(InputError::DotSegment {
             what,
             shown: shown(value),
         });

@@ -23,6 +23,11 @@ pub use bindery_core::cache::{repo_ref_key, spec_ref_key};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// How long past its expiry an entry is kept: an expired ref still names the latest known
+/// commit for the live badge, and still revalidates with its ETag. The host's sweep keeps
+/// entries as long by default (`bindery_host::KvSweep`).
+pub const EXPIRED_KEPT_SECONDS: u64 = 3600;
+
 /// The raw store: string keys to bytes. Errors are messages for the log.
 pub trait KvBackend {
     /// The value under `key`, if any.
@@ -145,6 +150,13 @@ impl<'a> Cache<'a> {
         let lookup = decode::<T>(&bytes, now);
         if matches!(lookup, Lookup::Corrupt) {
             eprintln!("bindery-edge: cache entry {key} is corrupt, treated as a miss");
+        }
+        // Spin's stores (Redis, Valkey, SQLite) never expire anything: an entry read more
+        // than EXPIRED_KEPT_SECONDS past its expiry is deleted. The caller still gets it.
+        if let Lookup::Expired(entry) = &lookup
+            && now.saturating_sub(entry.expires_at()) >= EXPIRED_KEPT_SECONDS
+        {
+            self.delete(key);
         }
         Some(lookup)
     }
@@ -284,6 +296,28 @@ mod tests {
             cache.image_presence("r/i:t", 110),
             Some(Lookup::Expired(_))
         ));
+    }
+
+    #[test]
+    fn an_expired_entry_is_deleted_when_read_and_still_returned() {
+        let ttl = CacheTtl::default();
+        // (read at, whether the entry is left in the store); it expires at 110.
+        let kept_until = 110 + EXPIRED_KEPT_SECONDS;
+        let cases = [
+            (100, true),
+            (110, true),
+            (kept_until - 1, true),
+            (kept_until, false),
+            (kept_until + 5000, false),
+        ];
+        for (now, left) in cases {
+            let kv = MemoryKv::default();
+            let cache = Cache::new(&kv);
+            cache.put_missing("r/i:t", 100, &ttl);
+            let lookup = cache.image_presence("r/i:t", now);
+            assert!(lookup.is_some(), "read at {now}: the entry is returned");
+            assert_eq!(kv.keys().len(), usize::from(left), "read at {now}");
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! `registry_username` is set; a `401` bearer challenge is answered with a token from the
 //! challenge's realm and one retry. This module only sends its requests and keeps what it
 //! says to keep: tokens until just before they expire (dropped when the registry refuses
-//! them), and the answer. Registry errors are not cached.
+//! them), and the answer. Registry errors are not cached. For the image of a commit
+//! nobody checked (a `git` link's), only a present image is kept
+//! ([`Remember::PresentOnly`]); a made-up `gh`, `gl` or `gist` commit never gets here,
+//! since the launch resolves (and so checks the commit) before it asks the registry.
 //!
 //! The repository asked for is the image name without its first `/` segment (BinderHub's
 //! split, [`bindery_core::split_image`]), on the registry at `registry_url`: see
@@ -21,6 +24,7 @@ use thiserror::Error;
 use crate::cache::Cache;
 use crate::config::{ConfigError, EdgeConfig};
 use crate::fetch::{Fetch, FetchError};
+use crate::resolve::ResolveSource;
 
 /// Whether an image exists, and how that was learnt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +83,29 @@ pub async fn check_image(
     }
 }
 
+/// What a registry check may write to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remember {
+    /// The answer, present or missing, and the registry's tokens: the image's ref was
+    /// resolved or confirmed by its provider, so these entries follow real commits.
+    Everything,
+    /// Only that the image is present. For a ref nobody checked (a `git` link's commit,
+    /// taken as given): a "missing" entry or a token for a repository anyone can make up
+    /// would let a loop of made-up links grow the store without bound.
+    PresentOnly,
+}
+
+impl Remember {
+    /// What to remember about the image of a ref resolved from `source`.
+    pub fn after(source: ResolveSource) -> Self {
+        if source.is_checked() {
+            Self::Everything
+        } else {
+            Self::PresentOnly
+        }
+    }
+}
+
 /// [`check_image`] past the cache: asks the registry for `image`'s manifest (with the
 /// configured credentials or a cached token) and caches the answer.
 pub async fn check_registry(
@@ -88,18 +115,32 @@ pub async fn check_registry(
     fetch: &impl Fetch,
     now: u64,
 ) -> Result<Presence, RegistryCheckError> {
+    check_registry_remembering(image, Remember::Everything, cfg, cache, fetch, now).await
+}
+
+/// [`check_registry`] writing only what `remember` allows: a launch passes
+/// [`Remember::after`] its resolution's source.
+pub async fn check_registry_remembering(
+    image: &str,
+    remember: Remember,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+) -> Result<Presence, RegistryCheckError> {
+    let everything = remember == Remember::Everything;
     let registry = cfg.registry()?;
     let name = split_image(image);
     let repository = name.repository.as_str();
     let cached_token = cache.token(registry.url, repository, now).map(|t| t.token);
     let apply = |change: Option<TokenChange>| match change {
-        Some(TokenChange::Store(token)) => {
+        Some(TokenChange::Store(token)) if everything => {
             if let Some(entry) = CachedToken::from_registry_token(&token, now, &cfg.ttl) {
                 cache.put_token(registry.url, repository, &entry);
             }
         }
         Some(TokenChange::Forget) => cache.forget_token(registry.url, repository),
-        None => {}
+        Some(TokenChange::Store(_)) | None => {}
     };
     let (mut check, mut step) = ManifestCheck::new(
         registry.url,
@@ -123,7 +164,7 @@ pub async fn check_registry(
                 };
                 if present {
                     cache.put_present(image, digest.clone(), now, &cfg.ttl);
-                } else {
+                } else if everything {
                     cache.put_missing(image, now, &cfg.ttl);
                 }
                 return Ok(Presence {
@@ -350,6 +391,51 @@ mod tests {
             kv.keys().iter().all(|k| !k.starts_with("v1/image/")),
             "errors are not cached"
         );
+    }
+
+    /// Issue 12: the image of a commit nobody checked leaves no "missing" entry and no
+    /// token behind; a present one is still remembered.
+    #[test]
+    fn an_unchecked_commit_leaves_only_a_present_image_behind() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.once("HEAD", MANIFEST, challenge());
+        fetch.on(
+            "GET",
+            "http://127.0.0.1:5001/token",
+            response(200, &[], r#"{"token":"t","expires_in":300}"#),
+        );
+        fetch.once("HEAD", MANIFEST, response(404, &[], ""));
+        fetch.once("HEAD", MANIFEST, response(200, &[], ""));
+        let remember = Remember::after(ResolveSource::Pinned);
+        assert_eq!(remember, Remember::PresentOnly);
+        assert_eq!(
+            Remember::after(ResolveSource::Upstream),
+            Remember::Everything
+        );
+        let missing = block_on(check_registry_remembering(
+            IMAGE,
+            remember,
+            &cfg(None),
+            &cache,
+            &fetch,
+            NOW,
+        ))
+        .unwrap();
+        assert!(!missing.present);
+        assert!(kv.keys().is_empty(), "{:?}", kv.keys());
+        let present = block_on(check_registry_remembering(
+            IMAGE,
+            remember,
+            &cfg(None),
+            &cache,
+            &fetch,
+            NOW + 1,
+        ))
+        .unwrap();
+        assert!(present.present);
+        assert_eq!(kv.keys(), [bindery_core::cache::image_key(IMAGE)]);
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! this module reads and writes the store and sends the resolver's requests with the
 //! given [`Fetch`]. ssh and `git://` repositories need `git ls-remote`, which a component
 //! cannot run: they fail with a clear message.
+//!
+//! A link that names a full commit of GitHub, GitLab or a gist is looked up once with the
+//! provider like a branch: a commit that does not exist is [`Outcome::NotFound`] and
+//! writes nothing, so the launch (which resolves before it asks the registry) refuses a
+//! made-up commit before any registry check, "missing" entry or worker call; a confirmed
+//! one is cached for good and later answered from the cache.
 
 use bindery_core::Spec;
 use bindery_core::cache::CachedRef;
@@ -62,10 +68,11 @@ impl FromCache {
     }
 }
 
-/// What [`resolve_spec`] answers without asking the provider: a link that names a full
-/// commit, or a fresh ref-cache entry that fits `spec`. It uses none of `cfg`'s
-/// endpoints, tokens or lifetimes (a commit link asks nothing, and `spec` carries the
-/// settings it was parsed with), so a caller may pass a configuration loaded with only
+/// What [`resolve_spec`] answers without asking the provider: a `git` link that names a
+/// full commit (taken as given), or a fresh ref-cache entry that fits `spec` (a confirmed
+/// commit's entry is always fresh). It uses none of `cfg`'s endpoints, tokens or
+/// lifetimes (an unchecked commit asks nothing, and `spec` carries the settings it was
+/// parsed with), so a caller may pass a configuration loaded with only
 /// [`crate::config::CACHED_RESOLVE_VARIABLES`].
 pub fn resolve_from_cache(spec: &Spec, cfg: &EdgeConfig, cache: &Cache<'_>, now: u64) -> FromCache {
     let done = |outcome, source| ResolveResult {
@@ -251,10 +258,16 @@ mod tests {
             other => panic!("expected an entry to revalidate, got {other:?}"),
         }
 
-        let pinned = resolve_from_cache(&spec(&format!("gh/o/r/{SHA}")), &bare, &cache, NOW);
+        let git = spec(&format!("git/https%3A%2F%2Fexample.org%2Fr.git/{SHA}"));
+        let pinned = resolve_from_cache(&git, &bare, &cache, NOW);
         let pinned = pinned.answer().unwrap();
         assert_eq!(pinned.source, ResolveSource::Pinned);
         assert_eq!(pinned.resolved().unwrap().resolved_ref, SHA);
+        assert_eq!(
+            resolve_from_cache(&spec(&format!("gh/o/r/{SHA}")), &bare, &cache, NOW),
+            FromCache::Ask(None),
+            "a GitHub commit is checked first"
+        );
         assert_eq!(fetch.calls(), 1, "only resolve_spec asked GitHub");
     }
 
@@ -294,12 +307,12 @@ mod tests {
     }
 
     #[test]
-    fn a_pinned_commit_needs_no_call_and_no_cache_write() {
+    fn a_git_commit_needs_no_call_and_no_cache_write() {
         let kv = MemoryKv::default();
         let cache = Cache::new(&kv);
         let fetch = ScriptedFetch::new();
         let result = block_on(resolve_spec(
-            &spec(&format!("gh/o/r/{SHA}")),
+            &spec(&format!("git/https%3A%2F%2Fexample.org%2Fr.git/{SHA}")),
             &cfg(),
             &cache,
             &fetch,
@@ -309,6 +322,91 @@ mod tests {
         assert_eq!(result.resolved().unwrap().resolved_ref, SHA);
         assert_eq!(fetch.calls(), 0);
         assert!(kv.keys().is_empty());
+    }
+
+    /// Issue 12: a GitHub commit is checked once, then answered from a cache entry that
+    /// never expires.
+    #[test]
+    fn a_pinned_commit_is_checked_once_and_then_cached_for_good() {
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/r/commits/{SHA}"),
+            commit(SHA, "\"c\""),
+        );
+        let pinned = spec(&format!("gh/o/r/{SHA}"));
+        let first = block_on(resolve_spec(&pinned, &cfg(), &cache, &fetch, NOW));
+        assert_eq!(first.source, ResolveSource::Upstream);
+        assert_eq!(first.resolved().unwrap().resolved_ref, SHA);
+        assert_eq!(kv.keys(), [format!("v1/ref/gh/o%2Fr/{SHA}")]);
+        // Years later, still from the cache: commits never change.
+        let later = block_on(resolve_spec(&pinned, &cfg(), &cache, &fetch, u64::MAX - 1));
+        assert_eq!(later.source, ResolveSource::Cache);
+        assert_eq!(later.resolved(), first.resolved());
+        assert_eq!(fetch.calls(), 1);
+    }
+
+    /// Issue 12: made-up commits, on every provider that can check them, are "not found"
+    /// and leave the store empty, so a loop of random pins cannot grow it; a rate limit or
+    /// a provider that is down says so and writes nothing either.
+    #[test]
+    fn a_random_pin_writes_no_kv_entry() {
+        const GL: &str = "http://127.0.0.1:9/gl/";
+        let random = "5e2f0c9a7b3d4e1f8a6b0c2d4e6f8a0b1c3d5e7f";
+        let mut cfg = cfg();
+        cfg.providers.gitlab_api = GL.trim_end_matches('/').into();
+        let fetch = ScriptedFetch::new();
+        let no_commit = r#"{"message":"No commit found for SHA"}"#;
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/r/commits/{random}"),
+            response(422, &[], no_commit),
+        );
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/gone/commits/{random}"),
+            response(404, &[], "{}"),
+        );
+        fetch.on(
+            "GET",
+            &format!("{GL}projects/g%2Fp/repository/commits/{random}"),
+            response(404, &[], r#"{"message":"404 Commit Not Found"}"#),
+        );
+        fetch.on(
+            "GET",
+            &format!("{API}gists/abc/{random}"),
+            response(404, &[], "{}"),
+        );
+        fetch.on(
+            "GET",
+            &format!("{API}repos/o/limited/commits/{random}"),
+            response(403, &[("x-ratelimit-remaining", "0")], "{}"),
+        );
+        let cases = [
+            ("gh/o/r", "not found"),
+            ("gh/o/gone", "not found"),
+            ("gl/g%2Fp", "not found"),
+            ("gist/u/abc", "not found"),
+            ("gh/o/limited", "rate limited"),
+            ("gh/o/down", "failed"),
+        ];
+        for (repo, expected) in cases {
+            let kv = MemoryKv::default();
+            let cache = Cache::new(&kv);
+            let pinned = spec(&format!("{repo}/{random}"));
+            let result = block_on(resolve_spec(&pinned, &cfg, &cache, &fetch, NOW));
+            let got = match result.outcome {
+                Outcome::NotFound(_) => "not found",
+                Outcome::RateLimited { .. } => "rate limited",
+                Outcome::Failed(_) => "failed",
+                Outcome::Resolved(_) => "resolved",
+            };
+            assert_eq!(got, expected, "{repo}: {result:?}");
+            assert_eq!(result.upstream_calls, 1, "{repo}");
+            assert!(kv.keys().is_empty(), "{repo}: {:?}", kv.keys());
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! By default the stores live in one embedded `redb` database file in the data directory,
 //! one table per store label, so values survive a restart and there is no server to run.
 //! An in-memory backend serves tests. A component may open only the labels its manifest
-//! entry lists in `key_value_stores`; any other label is `access-denied`.
+//! entry lists in `key_value_stores`; any other label is `access-denied`. Expired entries
+//! are swept in the background (see [`KvSweep`] for the convention that says when an
+//! entry expires).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,6 +16,11 @@ use wasmtime::component::Resource;
 
 use crate::state::RequestState;
 use crate::world::spin::fermyon::spin::key_value::{self as wit, Error as WitError};
+
+mod sweep;
+
+pub(crate) use sweep::Sweeper;
+pub use sweep::{KvSweep, SweepReport, expires_at};
 
 /// Where key-value data lives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,7 +97,12 @@ impl KvStores {
         };
         std::fs::create_dir_all(data_dir)
             .map_err(|e| open_error(redb::StorageError::from(e).into()))?;
-        let db = redb::Database::create(&path).map_err(|e| open_error(e.into()))?;
+        let mut db = redb::Database::create(&path).map_err(|e| open_error(e.into()))?;
+        // The sweep frees pages for reuse but cannot shrink the file while requests use it:
+        // at open, nothing does, so the space of what was swept goes back to the system.
+        if let Err(err) = db.compact() {
+            tracing::warn!(path = %path.display(), error = %err, "failed to compact the key-value database");
+        }
         Ok(Self {
             backend: Arc::new(Backend::Redb(Arc::new(db))),
         })

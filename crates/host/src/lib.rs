@@ -12,14 +12,15 @@
 //! - [`manifest`]: the subset of Spin's manifest v2 the host runs;
 //! - [`routes`]: Spin's routing rules and the values of the `spin-*` headers;
 //! - [`variables`]: application and component variables, secrets redacted;
-//! - [`kv`]: `fermyon:spin/key-value` on redb (or memory, for tests);
+//! - [`kv`]: `fermyon:spin/key-value` on redb (or memory, for tests), swept of expired entries;
 //! - [`outbound`]: the allow-list checked in `wasi:http/outgoing-handler`;
 //! - [`client`]: the one pooled client allowed calls go through;
 //! - [`world`]: the allowed imports (`wit/world.wit`) and the linker that provides them;
 //! - [`engine`]: the engine, the epoch ticker and the precompiled-component cache;
 //! - `state`: one request's store data; `server`: the HTTP server and graceful shutdown,
-//!   with `server::dispatch` (one request in its component) and `server::spin_request`
-//!   (the request as Spin hands it over).
+//!   with `server::dispatch` (one request in its component), `server::spin_request`
+//!   (the request as Spin hands it over) and `server::guard` ([`RequestLimits`]: body
+//!   deadline, requests per client, instances reserved per component).
 
 #![warn(missing_docs)]
 
@@ -47,17 +48,18 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub use client::OutboundTimeouts;
 pub use engine::{ComponentError, EngineLimits, LoadReport};
 pub use error::HostError;
-pub use kv::{KvBackend, KvError, KvStores};
+pub use kv::{KvBackend, KvError, KvStores, KvSweep, SweepReport};
 pub use manifest::{Manifest, ManifestError, ManifestRule};
 pub use outbound::OutboundError;
 pub use routes::RouteError;
+pub use server::RequestLimits;
 pub use variables::VariableError;
 
 use crate::client::OutboundClient;
 use crate::engine::EpochTicker;
 use crate::outbound::AllowedHosts;
 use crate::routes::Router;
-use crate::server::{App, ServedComponent, ServingThreads};
+use crate::server::{App, ClientLimiter, InstancePool, ServedComponent, ServingThreads};
 use crate::state::ComponentContext;
 use crate::variables::Variables;
 
@@ -80,6 +82,11 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Pool sizes and per-instance memory.
     pub limits: EngineLimits,
+    /// What one client or one route can make the host hold: body time, requests in flight
+    /// per client address, instances reserved per component.
+    pub requests: RequestLimits,
+    /// How often expired key-value entries are swept, and how long past expiry they stay.
+    pub kv_sweep: KvSweep,
     /// Outbound timeouts used when a component sets none.
     pub outbound: OutboundTimeouts,
     /// The environment `SPIN_VARIABLE_*` values are read from; `None` means the process's.
@@ -106,6 +113,8 @@ impl HostConfig {
             drain_deadline: Duration::from_secs(30),
             cache_dir: None,
             limits: EngineLimits::default(),
+            requests: RequestLimits::default(),
+            kv_sweep: KvSweep::default(),
             outbound: OutboundTimeouts::default(),
             env: None,
             serving_threads: 0,
@@ -133,6 +142,8 @@ impl std::fmt::Debug for HostConfig {
             .field("drain_deadline", &self.drain_deadline)
             .field("cache_dir", &self.cache_dir)
             .field("limits", &self.limits)
+            .field("requests", &self.requests)
+            .field("kv_sweep", &self.kv_sweep)
             .field("outbound", &self.outbound)
             .field("env", &env_names)
             .field("serving_threads", &self.serving_threads)
@@ -149,6 +160,7 @@ pub struct BoundHost {
     serving_threads: ServingThreads,
     loads: Vec<LoadReport>,
     _ticker: EpochTicker,
+    _sweeper: Option<kv::Sweeper>,
 }
 
 impl BoundHost {
@@ -169,6 +181,7 @@ impl BoundHost {
             drain_deadline,
             serving_threads,
             _ticker,
+            _sweeper,
             ..
         } = self;
         server::serve(listener, shutdown, drain_deadline, serving_threads).await;
@@ -200,8 +213,9 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
 
     // One served component per trigger, so a router target is an index; a component
     // behind several routes is loaded once.
-    let mut loaded: BTreeMap<&str, (Arc<ComponentContext>, ProxyPre<state::RequestState>)> =
-        BTreeMap::new();
+    // Each component also gets a slot in the instance pool, numbered in load order.
+    type Loaded = (Arc<ComponentContext>, ProxyPre<state::RequestState>, usize);
+    let mut loaded: BTreeMap<&str, Loaded> = BTreeMap::new();
     let mut loads = Vec::new();
     let mut components = Vec::with_capacity(manifest.http_triggers.len());
     for trigger in &manifest.http_triggers {
@@ -222,12 +236,14 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
             let (pre, report) = prepare(&engine, &linker, id, &source, &cache_dir)?;
             tracing::info!(component = id, compiled = report.compiled, elapsed = ?report.elapsed, "component loaded");
             loads.push(report);
-            loaded.insert(id, (Arc::new(context), pre));
+            let slot = loaded.len();
+            loaded.insert(id, (Arc::new(context), pre, slot));
         }
-        let (context, pre) = &loaded[id];
+        let (context, pre, slot) = &loaded[id];
         components.push(ServedComponent {
             context: Arc::clone(context),
             pre: pre.clone(),
+            slot: *slot,
         });
     }
 
@@ -235,6 +251,7 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
         KvBackend::Redb => KvStores::open_redb(&config.data_dir)?,
         KvBackend::Memory => KvStores::in_memory(),
     };
+    let sweeper = kv.start_sweeping(config.kv_sweep);
     let client = OutboundClient::new(config.outbound).map_err(HostError::Tls)?;
     let ticker = EpochTicker::start(&engine).map_err(HostError::Ticker)?;
     let listener = TcpListener::bind(config.listen)
@@ -262,6 +279,13 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
         client,
         request_deadline: config.request_deadline,
         max_memory: config.limits.max_memory,
+        body_deadline: config.requests.body_deadline,
+        clients: ClientLimiter::new(config.requests.max_requests_per_client),
+        pool: InstancePool::new(
+            config.limits.max_instances,
+            loaded.len(),
+            config.requests.reserved_instances,
+        ),
     };
     let app = Arc::new(app);
     let count = match config.serving_threads {
@@ -276,6 +300,7 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
         serving_threads,
         loads,
         _ticker: ticker,
+        _sweeper: sweeper,
     })
 }
 

@@ -183,6 +183,49 @@ async fn key_value_data_survives_a_host_restart() {
 }
 
 #[tokio::test]
+async fn the_host_sweeps_expired_entries_a_component_wrote_in_the_background() {
+    let mut app = TestApp::new(&probe_manifest("key_value_stores = [\"default\"]", ""));
+    app.config.kv = KvBackend::Redb;
+    app.config.kv_sweep = bindery_host::KvSweep {
+        interval: Duration::from_millis(200),
+        grace: Duration::ZERO,
+    };
+    let host = app.start().await;
+    // (key, value, whether the sweep leaves it)
+    let entries = [
+        ("expired", r#"{"present":false,"expires_at":1}"#, false),
+        (
+            "fresh",
+            r#"{"present":false,"expires_at":99999999999}"#,
+            true,
+        ),
+        ("opaque", "an app's own format", true),
+    ];
+    for (key, value, _) in entries {
+        let response = send(host.addr, "PUT", &format!("/probe/kv/{key}"), value, &[]).await;
+        assert_eq!(support::read(response).await.0, 200);
+    }
+    let started = Instant::now();
+    while !get_json(host.addr, "/probe/kv/expired").await.1["value"].is_null() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the expired entry is swept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (key, value, kept) in entries {
+        let json = get_json(host.addr, &format!("/probe/kv/{key}")).await.1;
+        let expected = if kept {
+            serde_json::json!(value)
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(json["value"], expected, "{key}");
+    }
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn outbound_calls_reach_allowed_hosts_and_refused_ones_fail_in_the_guest() {
     let allowed = Upstream::start("hello from upstream").await;
     let other = Upstream::start("must not be reached").await;

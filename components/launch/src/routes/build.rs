@@ -267,7 +267,10 @@ where
             .await;
     }
     let image = prepared.image.clone();
-    let present = prepare.presence(&image).await?.is_some_and(|p| p.present);
+    let present = prepare
+        .presence(&prepared)
+        .await?
+        .is_some_and(|p| p.present);
     if present {
         stream.event(&Event::built(image.clone(), true), None).await;
     } else {

@@ -57,7 +57,7 @@ async fn answer<F: Fetch>(
     prepare.admit(request)?;
     let spec = prepare.spec(provider, raw_spec)?;
     let prepared = prepare.resolve(&spec).await?;
-    let presence = prepare.presence(&prepared.image).await?;
+    let presence = prepare.presence(&prepared).await?;
     let (present, image_cache) = match &presence {
         Some(p) => (Some(p.present), if p.from_cache { "hit" } else { "miss" }),
         None => (None, "error"),

@@ -1,6 +1,6 @@
 //! `/build`: refusals, worker failures and the relay, natively.
 
-use bindery_core::cache::{CacheTtl, LastStatus, Lookup};
+use bindery_core::cache::{LastStatus, Lookup};
 use bindery_core::events::{Phase, ReadyInfo};
 use bindery_core::launch::MISSING_ACCEPT;
 use bindery_core::policy;
@@ -287,4 +287,49 @@ fn a_head_of_the_stream_answers_its_headers_without_launching() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_eq!(world.fetch.calls(), 0);
+}
+
+#[test]
+fn a_pinned_commit_is_checked_with_github_once_and_a_made_up_one_fails_404() {
+    let commit = format!("https://api.github.com/repos/o/r/commits/{SHA}");
+    // Made up: GitHub's 422, and nothing else is asked or remembered.
+    let world = World::unconfirmed(&[]);
+    world.fetch.on(
+        "GET",
+        &commit,
+        response(422, &[], r#"{"message":"No commit found for SHA"}"#),
+    );
+    let (status, _) = refusal(&world.stream(&pinned_path(), &[SSE]));
+    assert_eq!(status, Some(404));
+    assert_eq!(world.fetch.log(), [format!("GET {commit}")]);
+    assert!(world.kv.keys().is_empty(), "{:?}", world.kv.keys());
+    // Real: confirmed once, then the launch goes on; the next launch asks GitHub nothing.
+    let world = World::unconfirmed(&[]);
+    world.fetch.once(
+        "GET",
+        &commit,
+        response(200, &[], format!(r#"{{"sha":"{SHA}"}}"#)),
+    );
+    world
+        .cache()
+        .put_missing(&pinned_image(), NOW, &CacheTtl::default());
+    world.fetch.on(
+        "POST",
+        &format!("{WORKER}/api/v1/launches"),
+        response(500, &[], "down"),
+    );
+    for _ in 0..2 {
+        let text = world.stream(&pinned_path(), &[SSE]);
+        assert_eq!(
+            events(&text).last().unwrap().1.status_code,
+            Some(503),
+            "{text}"
+        );
+    }
+    let asked: Vec<String> = world.fetch.log();
+    assert_eq!(
+        asked.iter().filter(|l| l.contains("/commits/")).count(),
+        1,
+        "{asked:?}"
+    );
 }

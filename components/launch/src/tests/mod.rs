@@ -5,9 +5,11 @@
 
 use std::cell::RefCell;
 
+use bindery_core::cache::{CacheTtl, CachedRef, NEVER, RefSource};
 use bindery_core::events::Event;
 use bindery_core::image;
 use bindery_core::provider::{ProviderId, ProviderSettings, Spec};
+use bindery_core::resolve::{Outcome, ref_cache};
 use bindery_core::sse::{SseDecoder, SseMessage};
 use bindery_edge::ConfigError;
 use bindery_edge::cache::{Cache, MemoryKv};
@@ -60,7 +62,35 @@ struct World {
 }
 
 impl World {
+    /// A world in which GitHub already confirmed `gh/o/r/<SHA>` (the entry a first launch
+    /// of that link leaves behind): the tests of the launch flow start after that check.
     fn new(extra: &[(&'static str, &str)]) -> Self {
+        let world = Self::unconfirmed(extra);
+        let spec = pinned_spec();
+        let resolved = ref_cache::from_cache(
+            &spec,
+            &CachedRef {
+                resolved_ref: SHA.into(),
+                resolved_spec: String::new(),
+                ref_url: String::new(),
+                build_slug: String::new(),
+                etag: None,
+                source: RefSource::Api,
+                stored_at: NOW,
+                expires_at: NEVER,
+            },
+        )
+        .unwrap();
+        let outcome = Outcome::Resolved(resolved);
+        let (_, write) =
+            ref_cache::after_upstream(&spec, &outcome, None, NOW, &CacheTtl::default());
+        let write = write.unwrap();
+        world.cache().put(&write.key, &write.entry);
+        world
+    }
+
+    /// A world whose store knows nothing yet.
+    fn unconfirmed(extra: &[(&'static str, &str)]) -> Self {
         let mut values: Vec<(&'static str, String)> =
             extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         // Extras come first and win. The rate limit is off unless a test is about it: the
@@ -144,14 +174,19 @@ fn events(text: &str) -> Vec<(Option<String>, Event)> {
         .collect()
 }
 
-/// The image of `gh/o/r/<SHA>`.
-fn pinned_image() -> String {
-    let spec = Spec::parse(
+/// `gh/o/r/<SHA>`.
+fn pinned_spec() -> Spec {
+    Spec::parse(
         ProviderId::GitHub,
         &format!("o/r/{SHA}"),
         &ProviderSettings::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The image of `gh/o/r/<SHA>`.
+fn pinned_image() -> String {
+    let spec = pinned_spec();
     image::image_name(PREFIX, &spec.build_slug(Some(SHA)).unwrap(), SHA)
 }
 

@@ -36,6 +36,11 @@ pub(super) struct EdgeFile {
     pub(super) manifest: Option<PathBuf>,
     pub(super) memory_kv: Option<bool>,
     pub(super) request_deadline_seconds: Option<u64>,
+    pub(super) body_deadline_seconds: Option<u64>,
+    pub(super) max_requests_per_client: Option<u32>,
+    pub(super) reserved_instances: Option<u32>,
+    pub(super) kv_sweep_interval_seconds: Option<u64>,
+    pub(super) kv_sweep_grace_seconds: Option<u64>,
     /// More Spin variables (`github_token`, `public_url`, `extra_outbound_host`, ...).
     #[serde(default)]
     pub(super) variables: BTreeMap<String, String>,
@@ -61,4 +66,32 @@ pub(super) fn read_file(path: Option<&Path>) -> anyhow::Result<(UpFile, String)>
     let file = toml::from_str::<UpFile>(&text)
         .with_context(|| format!("failed to parse {}", path.display()))?;
     Ok((file, path.display().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_bindery_toml_parses_and_shows_the_hosts_default_bounds() {
+        let text = include_str!("../../../../bindery.toml");
+        let file = toml::from_str::<UpFile>(text).expect("bindery.toml parses");
+        let edge = &file.edge;
+        let limits = bindery_host::RequestLimits::default();
+        let sweep = bindery_host::KvSweep::default();
+        assert_eq!(
+            edge.body_deadline_seconds,
+            Some(limits.body_deadline.as_secs())
+        );
+        assert_eq!(
+            edge.max_requests_per_client,
+            Some(limits.max_requests_per_client)
+        );
+        assert_eq!(edge.reserved_instances, Some(limits.reserved_instances));
+        assert_eq!(
+            edge.kv_sweep_interval_seconds,
+            Some(sweep.interval.as_secs())
+        );
+        assert_eq!(edge.kv_sweep_grace_seconds, Some(sweep.grace.as_secs()));
+    }
 }

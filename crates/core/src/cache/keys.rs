@@ -33,13 +33,6 @@ pub fn repo_ref_key(spec: &Spec, unresolved_ref: &str) -> String {
     ref_key(spec.provider().as_str(), &spec.repo_key(), unresolved_ref)
 }
 
-/// The marker of a push webhook found stale: `commit` pushed to `git_ref` of `spec`'s
-/// repository, remembered like a delivery so that the same push sent again cannot write
-/// its old commit once the ref's entries are gone.
-pub fn stale_push_key(spec: &Spec, git_ref: &str, commit: &str) -> String {
-    format!("{}/stale/{commit}", repo_ref_key(spec, git_ref))
-}
-
 /// The edge's last health check (`/health` of the launch component), reused for a few
 /// seconds so that frequent polling does not probe the worker and the registry each time.
 pub fn edge_health_key() -> String {
@@ -145,10 +138,6 @@ mod tests {
         let spec = parse("gh/Owner/repo/feature/x");
         assert_eq!(spec_ref_key(&spec), "v1/ref/gh/Owner%2Frepo/feature%2Fx");
         assert_eq!(repo_ref_key(&spec, "HEAD"), "v1/ref/gh/Owner%2Frepo/HEAD");
-        assert_eq!(
-            stale_push_key(&spec, "main", "abc"),
-            "v1/ref/gh/Owner%2Frepo/main/stale/abc"
-        );
         let spec = parse("gl/group%2Fproject/main");
         assert_eq!(spec_ref_key(&spec), "v1/ref/gl/group%2Fproject/main");
         let spec = parse("zenodo/10.5281/zenodo.3242074");

@@ -20,6 +20,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: None,
     ui_route: UiRoute::OneSegment,
     resolved_ref: "<dataset>.v<unix time>",
+    checks_pinned_commits: false,
 };
 
 /// A parsed CKAN spec.

@@ -21,6 +21,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: None,
     ui_route: UiRoute::Doi,
     resolved_ref: "<dataset id>.v<major>.<minor>",
+    checks_pinned_commits: false,
 };
 
 /// Waiting for the DOI resolver, which names the installation.

@@ -20,6 +20,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: None,
     ui_route: UiRoute::Doi,
     resolved_ref: "<article id>.v<version>",
+    checks_pinned_commits: false,
 };
 
 /// Waiting for the DOI resolver.

@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::contract::trim;
 use super::{
     Accept, Answer, Auth, Cx, FULL_COMMIT, Fetch, Next, Provider, ProviderInfo, ProviderSettings,
-    RepoEncoding, UiRoute, bad_spec, github::check_name,
+    RepoEncoding, UiRoute, bad_spec, github, github::check_name,
 };
 use crate::validate::{InputError, is_full_commit};
 
@@ -19,6 +19,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: Some("gist.github.com/"),
     ui_route: UiRoute::UserIdOptionalRef,
     resolved_ref: FULL_COMMIT,
+    checks_pinned_commits: true,
 };
 
 /// A parsed gist spec.
@@ -114,25 +115,31 @@ impl Provider for GistSpec {
         is_full_commit(resolved_ref)
     }
 
-    /// `GET /gists/<id>` from GitHub's API.
+    /// `GET /gists/<id>` from GitHub's API; for a link that names a full revision, that
+    /// revision's own `GET /gists/<id>/<sha>`, which answers 404 for one the gist never
+    /// had (the gist's `history` may be cut short, the revision API is not).
     fn start(&self, cx: &mut Cx<'_>) -> Next {
+        let api = trim(&cx.settings.github_api);
+        let url = if is_full_commit(&self.unresolved_ref) {
+            format!("{api}/gists/{}/{}", self.gist_id, self.unresolved_ref)
+        } else {
+            format!("{api}/gists/{}", self.gist_id)
+        };
         Next::Fetch(Fetch {
             accept: Accept::GitHub,
             auth: Auth::GitHub,
-            ..Fetch::json(format!(
-                "{}/gists/{}",
-                trim(&cx.settings.github_api),
-                self.gist_id
-            ))
+            ..Fetch::json(url)
         })
     }
 
-    /// The newest revision, or the one the link names, from the gist's history; secret
-    /// gists only where the operator allows them.
+    /// The newest revision, or the one the link names, from the gist's history (a full
+    /// revision is confirmed by the revision API's `200`); secret gists only where the
+    /// operator allows them. GitHub's rate limit is not "not found".
     fn on_answer(&self, cx: &mut Cx<'_>, answer: &Answer<'_>) -> Next {
         match answer.code() {
             200 => {}
-            404 => return Next::NotFound,
+            404 | 422 => return Next::NotFound,
+            403 | 429 if github::rate_limited(answer) => return github::rate_limit(answer),
             code => return Next::Failed(format!("GitHub answered {code}")),
         }
         let Ok(doc) = serde_json::from_slice::<Value>(answer.body) else {
@@ -144,6 +151,9 @@ impl Provider for GistSpec {
             return Next::Failed(
                 "Cannot use private gist: secret gists are not allowed on this Binder".into(),
             );
+        }
+        if is_full_commit(&self.unresolved_ref) {
+            return Next::resolved(self.unresolved_ref.clone());
         }
         let versions: Vec<&str> = doc
             .get("history")

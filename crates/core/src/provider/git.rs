@@ -19,6 +19,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: None,
     ui_route: UiRoute::RepoRef,
     resolved_ref: FULL_COMMIT,
+    checks_pinned_commits: false,
 };
 
 /// A parsed git spec.

@@ -18,6 +18,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: Some("github.com/"),
     ui_route: UiRoute::UserRepoRef,
     resolved_ref: FULL_COMMIT,
+    checks_pinned_commits: true,
 };
 
 /// A parsed GitHub spec.
@@ -111,6 +112,39 @@ impl GitHubSpec {
     }
 }
 
+/// Whether a `403` or `429` from GitHub's API is its rate limit (`x-ratelimit-remaining:
+/// 0`, a secondary limit's `retry-after`, or any `429`) rather than a refusal: then the
+/// ref is not known to be missing.
+pub(crate) fn rate_limited(answer: &Answer<'_>) -> bool {
+    answer.code() == 429
+        || answer.header("retry-after").is_some()
+        || answer
+            .header("x-ratelimit-remaining")
+            .and_then(|v| v.parse::<i64>().ok())
+            == Some(0)
+}
+
+/// BinderHub's answer to GitHub's rate limit: when it resets (`x-ratelimit-reset`, else
+/// `retry-after` seconds from now), in minutes rounded up to a multiple of five.
+pub(crate) fn rate_limit(answer: &Answer<'_>) -> Next {
+    let retry_at = || {
+        answer
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|s| answer.now.saturating_add(s))
+    };
+    let reset_at = answer
+        .header("x-ratelimit-reset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(retry_at);
+    let minutes = reset_at.map_or(60, |r| r.saturating_sub(answer.now).div_ceil(60));
+    let minutes = (minutes.div_ceil(5) * 5).max(5);
+    Next::RateLimited {
+        reset_at,
+        message: format!("GitHub rate limit exceeded. Try again in {minutes} minutes."),
+    }
+}
+
 impl Provider for GitHubSpec {
     fn raw(&self) -> &str {
         &self.raw
@@ -149,7 +183,8 @@ impl Provider for GitHubSpec {
         is_full_commit(resolved_ref)
     }
 
-    /// `GET /repos/<user>/<repo>/commits/<ref>`.
+    /// `GET /repos/<user>/<repo>/commits/<ref>`, for a pinned commit too: GitHub answers
+    /// 404 or 422 for one that does not exist.
     fn start(&self, cx: &mut Cx<'_>) -> Next {
         self.commits_request(cx)
     }
@@ -185,17 +220,7 @@ impl Provider for GitHubSpec {
                 }
                 Next::NotFound
             }
-            403 | 429 if cx.progress.rate_remaining == Some(0) || answer.code() == 429 => {
-                let reset_at = answer
-                    .header("x-ratelimit-reset")
-                    .and_then(|v| v.parse::<u64>().ok());
-                let minutes = reset_at.map_or(60, |r| r.saturating_sub(answer.now).div_ceil(60));
-                let minutes = (minutes.div_ceil(5) * 5).max(5);
-                Next::RateLimited {
-                    reset_at,
-                    message: format!("GitHub rate limit exceeded. Try again in {minutes} minutes."),
-                }
-            }
+            403 | 429 if rate_limited(answer) => rate_limit(answer),
             401 | 403 => Next::Failed(format!(
                 "GitHub refused access ({}); check the GitHub token of this Binder",
                 answer.code()

@@ -18,6 +18,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: Some("gitlab.com/"),
     ui_route: UiRoute::RepoRef,
     resolved_ref: FULL_COMMIT,
+    checks_pinned_commits: true,
 };
 
 /// A parsed GitLab spec.
@@ -117,7 +118,8 @@ impl Provider for GitLabSpec {
         is_full_commit(resolved_ref)
     }
 
-    /// `GET /projects/<namespace>/repository/commits/<ref>`, both encoded whole.
+    /// `GET /projects/<namespace>/repository/commits/<ref>`, both encoded whole, for a
+    /// pinned commit too.
     fn start(&self, cx: &mut Cx<'_>) -> Next {
         let url = format!(
             "{}/projects/{}/repository/commits/{}",
@@ -131,8 +133,31 @@ impl Provider for GitLabSpec {
         })
     }
 
-    /// The commit's `id`.
+    /// The commit's `id` (for a pinned commit too: GitLab answers 404 for one that does
+    /// not exist). A `429` is GitLab's rate limit, not a missing commit; 401, 403 and 404
+    /// are "not found" (GitLab hides private projects that way).
     fn on_answer(&self, cx: &mut Cx<'_>, answer: &Answer<'_>) -> Next {
+        if answer.code() == 429 {
+            let reset_at = answer
+                .header("ratelimit-reset")
+                .and_then(|v| v.parse::<u64>().ok());
+            let seconds = answer
+                .header("retry-after")
+                .and_then(|v| v.parse::<u64>().ok())
+                .or_else(|| reset_at.map(|r| r.saturating_sub(answer.now)))
+                .unwrap_or(60);
+            return Next::RateLimited {
+                reset_at: reset_at.or(Some(answer.now.saturating_add(seconds))),
+                message: format!(
+                    "GitLab rate limit exceeded. Try again in {} minutes.",
+                    seconds.div_ceil(60).max(1)
+                ),
+            };
+        }
+        // 422: GitLab could not use the ref as a commit; it names none.
+        if answer.code() == 422 {
+            return Next::NotFound;
+        }
         json_field(cx, answer, "/id")
     }
 }

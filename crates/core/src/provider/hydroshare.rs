@@ -19,6 +19,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: None,
     ui_route: UiRoute::OneSegment,
     resolved_ref: "<32-hex resource id>.v<unix time>",
+    checks_pinned_commits: false,
 };
 
 /// A parsed HydroShare spec.

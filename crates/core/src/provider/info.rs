@@ -25,6 +25,12 @@ pub struct ProviderInfo {
     pub ui_route: UiRoute,
     /// What a resolved ref of this provider looks like, in words for error messages.
     pub resolved_ref: &'static str,
+    /// Whether a link that names a full commit is looked up with the provider before it
+    /// is used (once: the answer is cached for good, commits never change). Only
+    /// providers with an API that answers for any commit check (GitHub, GitLab, gists);
+    /// a plain git server lists only its branch and tag tips, so `git` takes a pinned
+    /// commit as given, as BinderHub does. Meaningless without `has_ref`.
+    pub checks_pinned_commits: bool,
 }
 
 impl ProviderInfo {

@@ -272,9 +272,17 @@ impl Spec {
         self.as_provider().repo_key()
     }
 
-    /// True when the link already names an immutable ref and needs no resolution.
+    /// True when the link already names a full commit.
     pub fn is_pinned(&self) -> bool {
         self.unresolved_ref().is_some_and(validate::is_full_commit)
+    }
+
+    /// True when the link names a full commit that is used as given, without asking the
+    /// provider: only for providers that cannot check one
+    /// ([`ProviderInfo::checks_pinned_commits`]). Every other pinned link is looked up
+    /// once, so a made-up commit is "not found" before it reaches the registry or a build.
+    pub fn is_pinned_unchecked(&self) -> bool {
+        self.is_pinned() && !self.provider().info().checks_pinned_commits
     }
 
     /// Checks that `resolved_ref` has the shape this provider's resolution produces.

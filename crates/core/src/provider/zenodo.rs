@@ -18,6 +18,7 @@ pub const INFO: ProviderInfo = ProviderInfo {
     paste_host: None,
     ui_route: UiRoute::Doi,
     resolved_ref: "a Zenodo record id (digits)",
+    checks_pinned_commits: false,
 };
 
 /// A parsed Zenodo spec.

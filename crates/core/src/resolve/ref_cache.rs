@@ -3,8 +3,12 @@
 //! The caller reads and writes the store; these functions only decide, so the edge and a
 //! test decide alike:
 //!
-//! - A link that already names a full commit needs no resolution: no call, no cache write
-//!   ([`pinned`]).
+//! - A link that names a full commit of a provider that can check it (GitHub, GitLab,
+//!   gists) is resolved like a branch, once: the provider's confirmation is cached under the
+//!   commit and never expires ([`crate::cache::NEVER`]), and a commit that does not exist
+//!   is "not found" and caches nothing. So a loop of made-up commits writes no entry and
+//!   never reaches the registry or a build. A `git` link's commit cannot be checked
+//!   without cloning: it is taken as given, with no call and no cache write ([`pinned`]).
 //! - A fresh cached ref that fits the spec answers with no upstream call ([`consult`]).
 //! - An expired entry with an ETag is revalidated with `If-None-Match`
 //!   ([`revalidation`]): a `304` costs nothing against GitHub's rate limit and extends the
@@ -16,13 +20,14 @@
 //!   going through the fallback, so it keeps getting the "please update your links" notice.
 
 use super::{Outcome, Resolved, Resolver, Revalidation, Step};
-use crate::cache::{CacheTtl, CachedRef, Lookup, RefSource, repo_ref_key, spec_ref_key};
+use crate::cache::{CacheTtl, CachedRef, Lookup, NEVER, RefSource, repo_ref_key, spec_ref_key};
 use crate::provider::{ProviderSettings, Spec};
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolveSource {
-    /// The link named a full commit: nothing to resolve.
+    /// The link named a full commit that its provider cannot check (`git`): taken as
+    /// given, not verified.
     Pinned,
     /// A fresh cache entry.
     Cache,
@@ -33,6 +38,13 @@ pub enum ResolveSource {
 }
 
 impl ResolveSource {
+    /// Whether the provider resolved or confirmed the ref: false only for a commit taken
+    /// as given ([`ResolveSource::Pinned`]), about which nothing but what exists (a
+    /// present image) may be stored, since anyone can make such links up.
+    pub fn is_checked(self) -> bool {
+        self != Self::Pinned
+    }
+
     /// `hit` for answers that needed no upstream call, `miss` otherwise: the value of the
     /// `x-bindery-cache` header.
     pub fn cache_header(self) -> &'static str {
@@ -44,13 +56,14 @@ impl ResolveSource {
     }
 }
 
-/// The answer for a link that names a full commit, without reading the cache; `None`
-/// when `spec` is not pinned. `settings` are those `spec` was parsed with.
+/// The answer for a link that names a full commit its provider cannot check, without
+/// reading the cache; `None` for every other spec (a checkable commit goes through the
+/// cache and the provider like a branch). `settings` are those `spec` was parsed with.
 pub fn pinned(spec: &Spec, settings: &ProviderSettings) -> Option<Outcome> {
-    if !spec.is_pinned() {
+    if !spec.is_pinned_unchecked() {
         return None;
     }
-    // No token is sent for a pinned ref: the resolver answers without a request.
+    // No token is sent for an unchecked commit: the resolver answers without a request.
     let mut resolver = Resolver::new(spec, settings, &Default::default(), None);
     Some(match resolver.start() {
         Step::Done(outcome) => outcome,
@@ -143,7 +156,12 @@ pub fn after_upstream(
                 etag: resolved.etag.clone(),
                 source: RefSource::Api,
                 stored_at: now,
-                expires_at: ttl.ref_expires_at(RefSource::Api, now),
+                // The provider confirmed the commit the link names: that never changes.
+                expires_at: if spec.is_pinned() {
+                    NEVER
+                } else {
+                    ttl.ref_expires_at(RefSource::Api, now)
+                },
             };
             (ResolveSource::Upstream, Some(RefWrite { key, entry }))
         }
@@ -201,14 +219,43 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_link_is_answered_without_the_cache_and_a_branch_is_not() {
+    fn only_an_uncheckable_commit_link_is_answered_without_the_cache() {
         let settings = ProviderSettings::default();
-        let outcome = pinned(&spec(&format!("gh/o/r/{SHA}")), &settings).unwrap();
+        let git = spec(&format!("git/https%3A%2F%2Fexample.org%2Fr.git/{SHA}"));
+        let outcome = pinned(&git, &settings).unwrap();
         assert!(
             matches!(&outcome, Outcome::Resolved(r) if r.resolved_ref == SHA),
             "{outcome:?}"
         );
-        assert_eq!(pinned(&spec("gh/o/r/main"), &settings), None);
+        for checked in [
+            format!("gh/o/r/{SHA}"),
+            format!("gl/g%2Fp/{SHA}"),
+            format!("gist/u/abc/{SHA}"),
+            "gh/o/r/main".into(),
+        ] {
+            assert_eq!(pinned(&spec(&checked), &settings), None, "{checked}");
+        }
+    }
+
+    #[test]
+    fn a_confirmed_commit_is_cached_for_good_and_a_missing_one_not_at_all() {
+        let spec = spec(&format!("gh/o/r/{SHA}"));
+        let ttl = CacheTtl::default();
+        let found = Outcome::Resolved(from_cache(&spec, &entry(SHA, None, 0)).unwrap());
+        let (source, write) = after_upstream(&spec, &found, None, NOW, &ttl);
+        let write = write.unwrap();
+        assert_eq!(source, ResolveSource::Upstream);
+        assert_eq!(write.key, format!("v1/ref/gh/o%2Fr/{SHA}"));
+        assert_eq!(write.entry.expires_at, NEVER);
+        assert!(matches!(
+            consult(&spec, Some(crate::cache::decode(&crate::cache::encode(&write.entry), u64::MAX - 1))),
+            Consulted::Fresh(r) if r.resolved_ref == SHA
+        ));
+        let gone = Outcome::NotFound("no such commit".into());
+        assert_eq!(
+            after_upstream(&spec, &gone, None, NOW, &ttl),
+            (ResolveSource::Upstream, None)
+        );
     }
 
     #[test]
@@ -280,6 +327,8 @@ mod tests {
 
     #[test]
     fn cache_headers_say_hit_only_without_a_call() {
+        assert!(!ResolveSource::Pinned.is_checked());
+        assert!(ResolveSource::Cache.is_checked() && ResolveSource::Upstream.is_checked());
         assert_eq!(ResolveSource::Pinned.cache_header(), "hit");
         assert_eq!(ResolveSource::Cache.cache_header(), "hit");
         assert_eq!(ResolveSource::Revalidated.cache_header(), "revalidated");

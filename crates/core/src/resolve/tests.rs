@@ -135,10 +135,119 @@ fn github_rate_limit_says_when_to_try_again() {
     }
 }
 
+/// How a pinned-commit lookup ended, for the table below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pin {
+    Found,
+    NotFound,
+    RateLimited,
+    Failed,
+}
+
+fn pin_kind(outcome: &Outcome) -> Pin {
+    match outcome {
+        Outcome::Resolved(r) => {
+            assert_eq!(r.resolved_ref, SHA, "the commit the link names");
+            Pin::Found
+        }
+        Outcome::NotFound(_) => Pin::NotFound,
+        Outcome::RateLimited { .. } => Pin::RateLimited,
+        Outcome::Failed(_) => Pin::Failed,
+    }
+}
+
+/// Issue 12: a link that names a full commit is looked up with GitHub, GitLab or the gist
+/// API before anything else; a made-up commit is "not found", a rate limit is not.
 #[test]
-fn a_full_sha_needs_no_request() {
-    let mut r = resolver(&format!("gh/org/repo/{SHA}"));
+fn pinned_commits_are_checked_with_their_provider() {
+    type Answer<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, Pin);
+    let limited: &[(&str, &str)] = &[
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", "1000"),
+    ];
+    let no_commit = r#"{"message":"No commit found for SHA"}"#;
+    let (gh, gl) = (
+        format!(r#"{{"sha": "{SHA}"}}"#),
+        format!(r#"{{"id": "{SHA}"}}"#),
+    );
+    let gist = format!(r#"{{"public": true, "history": [{{"version": "{SHA}"}}]}}"#);
+    let other = format!(r#"{{"sha": "{}"}}"#, "1".repeat(40));
+    let github: Vec<Answer> = vec![
+        (200, &[], &gh, Pin::Found),
+        (404, &[], "{}", Pin::NotFound),
+        (422, &[], no_commit, Pin::NotFound),
+        (403, limited, "{}", Pin::RateLimited),
+        (403, &[("retry-after", "60")], "{}", Pin::RateLimited),
+        (429, &[], "{}", Pin::RateLimited),
+        (403, &[], r#"{"message":"Forbidden"}"#, Pin::Failed),
+        (502, &[], "bad gateway", Pin::Failed),
+        (200, &[], &other, Pin::Failed),
+    ];
+    let gitlab: Vec<Answer> = vec![
+        (200, &[], &gl, Pin::Found),
+        (
+            404,
+            &[],
+            r#"{"message":"404 Commit Not Found"}"#,
+            Pin::NotFound,
+        ),
+        (422, &[], "{}", Pin::NotFound),
+        (
+            429,
+            &[("retry-after", "120")],
+            "Retry later",
+            Pin::RateLimited,
+        ),
+        (503, &[], "down", Pin::Failed),
+    ];
+    let gists: Vec<Answer> = vec![
+        (200, &[], &gist, Pin::Found),
+        (404, &[], "{}", Pin::NotFound),
+        (422, &[], "{}", Pin::NotFound),
+        (403, limited, "{}", Pin::RateLimited),
+        (500, &[], "oops", Pin::Failed),
+    ];
+    // (spec, the request it makes, the answers tried)
+    let providers = [
+        (
+            format!("gh/o/r/{SHA}"),
+            format!("https://api.github.com/repos/o/r/commits/{SHA}"),
+            github,
+        ),
+        (
+            format!("gl/g%2Fp/{SHA}"),
+            format!("https://gitlab.com/api/v4/projects/g%2Fp/repository/commits/{SHA}"),
+            gitlab,
+        ),
+        (
+            format!("gist/u/abc123/{SHA}"),
+            format!("https://api.github.com/gists/abc123/{SHA}"),
+            gists,
+        ),
+    ];
+    for (spec, url, answers) in providers {
+        for (status, headers, body, expected) in answers {
+            let mut r = resolver(&spec);
+            let req = fetch(r.start());
+            assert_eq!(req.uri(), url.as_str(), "{spec}");
+            let outcome = done(r.on_response(&answer(status, headers, body), 0));
+            let got = pin_kind(&outcome);
+            assert_eq!(got, expected, "{spec} answered {status}: {outcome:?}");
+        }
+    }
+}
+
+#[test]
+fn a_git_commit_is_taken_as_given_without_a_request() {
+    let spec = format!("git/https%3A%2F%2Fexample.org%2Frepo.git/{SHA}");
+    let mut r = resolver(&spec);
     assert_eq!(resolved(r.start()).resolved_ref, SHA);
+    let table: Vec<_> = crate::provider::PROVIDERS
+        .iter()
+        .filter(|p| p.checks_pinned_commits)
+        .map(|p| p.prefix)
+        .collect();
+    assert_eq!(table, ["gh", "gl", "gist"]);
 }
 
 #[test]
@@ -175,7 +284,10 @@ fn gist_resolves_latest_or_named_revision_and_refuses_secret_gists() {
     );
 
     let mut r = resolver(&format!("gist/user/abc/{}", "1".repeat(40)));
-    assert_eq!(resolved(r.start()).resolved_ref, "1".repeat(40));
+    assert_eq!(
+        fetch(r.start()).uri().to_string(),
+        format!("https://api.github.com/gists/abc/{}", "1".repeat(40))
+    );
 
     let mut r = resolver("gist/user/abc/HEAD");
     fetch(r.start());

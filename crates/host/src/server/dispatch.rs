@@ -1,6 +1,7 @@
 //! One request in its component: a fresh store with the request deadline and memory
 //! limits, the instance pre-instantiated at start-up, and the response streamed back while
-//! the guest keeps writing its body.
+//! the guest keeps writing its body. The bounds of [`super::guard`] are checked here: the
+//! client's share first, then the component's instances, then the body's deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use super::guard::{ClientLimiter, ClientPermit, DeadlineBody, InstancePool};
 use super::spin_request::{spin_request, strip_hop_by_hop};
 use crate::client::OutboundClient;
 use crate::kv::KvStores;
@@ -31,6 +33,8 @@ pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + 
 pub(crate) struct ServedComponent {
     pub(crate) context: Arc<ComponentContext>,
     pub(crate) pre: ProxyPre<RequestState>,
+    /// The component's place in the [`InstancePool`] (one per component, not per route).
+    pub(crate) slot: usize,
 }
 
 /// Everything a request needs, shared by all of them.
@@ -43,6 +47,10 @@ pub(crate) struct App {
     pub(crate) client: OutboundClient,
     pub(crate) request_deadline: Duration,
     pub(crate) max_memory: usize,
+    /// The longest a request body may take to arrive (zero: no bound).
+    pub(crate) body_deadline: Duration,
+    pub(crate) clients: Arc<ClientLimiter>,
+    pub(crate) pool: Arc<InstancePool>,
 }
 
 impl std::fmt::Debug for App {
@@ -61,6 +69,17 @@ impl App {
         client_addr: SocketAddr,
         in_flight: mpsc::Sender<()>,
     ) -> Response<ResponseBody> {
+        let Some(client) = self.clients.admit(client_addr.ip()) else {
+            tracing::debug!(client = %client_addr, "too many requests in flight from one client");
+            return text_retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many requests in flight from {}: at most {} at once; try again when one has finished\n",
+                    client_addr.ip(),
+                    self.clients.max()
+                ),
+            );
+        };
         let path = req.uri().path().to_owned();
         let Some(route) = self.router.route(&path) else {
             return text(StatusCode::NOT_FOUND, format!("no route for {path}\n"));
@@ -70,17 +89,29 @@ impl App {
             Ok(req) => req,
             Err(err) => return text(StatusCode::BAD_REQUEST, format!("{err}\n")),
         };
-        self.call(component, req, in_flight).await
+        self.call(component, req, (in_flight, client)).await
     }
 
-    /// Runs `req` in a fresh instance of `component`.
+    /// Runs `req` in a fresh instance of `component`; `held` lives as long as the guest.
     async fn call(
         &self,
         component: &ServedComponent,
         req: Request<Incoming>,
-        in_flight: mpsc::Sender<()>,
+        held: (mpsc::Sender<()>, ClientPermit),
     ) -> Response<ResponseBody> {
         let id = Arc::clone(&component.context.id);
+        let Some(instance) = self.pool.take(component.slot) else {
+            tracing::warn!(component = %id, "every instance the component may use is busy");
+            return text_retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "component {id} is busy: every instance it may use is taken; try again shortly\n"
+                ),
+            );
+        };
+        let (parts, body) = req.into_parts();
+        let (body, body_deadline) = DeadlineBody::new(body, self.body_deadline);
+        let req = Request::from_parts(parts, body);
         let state = RequestState::new(
             Arc::clone(&component.context),
             self.kv.clone(),
@@ -98,7 +129,7 @@ impl App {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store
                 .data_mut()
@@ -139,10 +170,27 @@ impl App {
             if let Err(err) = &result {
                 tracing::error!(component = %task_id, error = ?err, "the component failed");
             }
-            drop(in_flight);
+            // The store holds the pool slot: free it before the permit says it is free.
+            drop(store);
+            drop((held, instance));
             result.is_ok()
         });
-        match receiver.await {
+        let answer = tokio::select! {
+            biased;
+            () = body_deadline.passed() => {
+                // Dropping the guest's task drops its store: the instance goes back to the pool.
+                task.abort();
+                tracing::info!(component = %id, deadline = ?self.body_deadline, "a request body did not arrive in time");
+                let mut response = text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {:?}\n", self.body_deadline),
+                );
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
+            answer = &mut receiver => answer,
+        };
+        match answer {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -170,6 +218,15 @@ impl App {
             },
         }
     }
+}
+
+/// A plain-text refusal the client may retry in a second.
+fn text_retry(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = text(status, body);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// A plain-text answer from the host itself.

@@ -7,7 +7,7 @@
 //!
 //! This module accepts connections and spreads them over the serving threads;
 //! [`dispatch`] runs one request in its component; [`spin_request`] shapes the request the
-//! way Spin hands it to a component.
+//! way Spin hands it to a component; [`guard`] bounds what one client or route can hold.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,9 +22,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 mod dispatch;
+mod guard;
 mod spin_request;
 
 pub(crate) use dispatch::{App, ServedComponent};
+pub use guard::RequestLimits;
+pub(crate) use guard::{ClientLimiter, InstancePool};
 
 /// A connection handed from the accept loop to a serving thread.
 type Handoff = (std::net::TcpStream, SocketAddr, Watcher, mpsc::Sender<()>);

@@ -56,13 +56,41 @@ pub(super) struct KubeFile {
     pub(super) api_url: Option<String>,
     pub(super) namespace: Option<String>,
     pub(super) builder_image: Option<String>,
+    pub(super) builder_type: Option<String>,
+    pub(super) builder_selector: Option<String>,
     pub(super) docker_socket: Option<String>,
     pub(super) push_secret: Option<String>,
     pub(super) node_selector: Option<BTreeMap<String, String>>,
     pub(super) builder_nodes: Option<Vec<String>>,
+    pub(super) resources: Option<ResourcesFile>,
+    pub(super) repo2docker_extra_args: Option<Vec<String>>,
+    pub(super) appendix: Option<String>,
+    pub(super) extra_env: Option<BTreeMap<String, String>>,
+    pub(super) image_pull_secrets: Option<Vec<String>>,
+    pub(super) tolerations: Option<Vec<TolerationFile>>,
     pub(super) build_timeout_seconds: Option<f64>,
     pub(super) idle_timeout_seconds: Option<f64>,
     pub(super) ttl_seconds_after_finished: Option<f64>,
+}
+
+/// `kubernetes.resources`: Kubernetes' shape, quantities as strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResourcesFile {
+    pub(super) requests: Option<BTreeMap<String, String>>,
+    pub(super) limits: Option<BTreeMap<String, String>>,
+}
+
+/// One of `kubernetes.tolerations`: Kubernetes' field names, so the chart passes its
+/// values through unchanged; a misspelt field is refused rather than ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct TolerationFile {
+    pub(super) key: Option<String>,
+    pub(super) operator: Option<String>,
+    pub(super) value: Option<String>,
+    pub(super) effect: Option<String>,
+    pub(super) toleration_seconds: Option<i64>,
 }
 
 /// Reads `file`, when given; no file is a file without keys.

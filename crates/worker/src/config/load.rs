@@ -8,7 +8,9 @@ use std::time::Duration;
 use bindery_core::policy::{SpecPolicy, quota_from_repo_config};
 
 use super::file::{FileConfig, KubeFile};
+use super::pod;
 use super::{BuildSettings, ConfigError, Secret, WorkerConfig, with_slash};
+use crate::executor::kubernetes::BuilderType;
 use crate::executor::kubernetes::job::DEFAULT_PUSH_SECRET;
 use crate::executor::{ExecutorSettings, KubernetesSettings, LocalSettings};
 
@@ -215,9 +217,26 @@ fn kubernetes_settings(
     if let Some(v) = file.builder_image {
         job.builder_image = v;
     }
-    if let Some(v) = file.docker_socket {
-        job.docker_socket = v;
+    if let Some(name) = file.builder_type {
+        kube.builder_type = BuilderType::from_name(&name).ok_or_else(|| ConfigError::Invalid {
+            what: "kubernetes.builder_type".into(),
+            message: format!("{name:?} is none of \"host\", \"dind\", \"pink\""),
+        })?;
     }
+    job.docker_socket = file
+        .docker_socket
+        .unwrap_or_else(|| kube.builder_type.default_socket().into());
+    if let Some(v) = file.builder_selector {
+        kube.builder_selector = v;
+    }
+    if let Some(resources) = file.resources {
+        job.resources = Some(pod::resources(resources)?);
+    }
+    job.extra_args = file.repo2docker_extra_args.unwrap_or_default();
+    job.appendix = file.appendix.filter(|a| !a.is_empty());
+    job.env = pod::env(file.extra_env.unwrap_or_default())?;
+    job.image_pull_secrets = file.image_pull_secrets.unwrap_or_default();
+    job.tolerations = pod::tolerations(file.tolerations.unwrap_or_default())?;
     job.push = registry_configured;
     job.push_secret = match file.push_secret {
         Some(name) if name.is_empty() => None,

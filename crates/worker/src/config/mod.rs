@@ -5,10 +5,11 @@
 //! `Secret(<redacted>)`, so logging the configuration never leaks them.
 //!
 //! `file` reads the file's shape and lays the environment over it; `load` checks those raw
-//! values and makes the typed configuration of them.
+//! values and makes the typed configuration of them; `pod` checks the build pod's settings.
 
 mod file;
 mod load;
+mod pod;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -399,5 +400,90 @@ mod tests {
         let err = WorkerConfig::from_sources(Some(&path), env_of(&[("BINDERY_EXECUTOR", "nomad")]))
             .expect_err("unknown executor");
         assert!(err.to_string().contains("BINDERY_EXECUTOR"), "{err}");
+    }
+
+    #[test]
+    fn the_builder_type_and_the_build_pod_settings_are_read_and_checked() {
+        let required = "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\nexecutor = \"kubernetes\"\n[kubernetes]\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        let load = |extra: &str| {
+            std::fs::write(&path, format!("{required}{extra}")).expect("write");
+            WorkerConfig::from_sources(Some(&path), env_of(&[])).map(|config| {
+                match config.builds.executor {
+                    ExecutorSettings::Kubernetes(kube) => kube,
+                    other => panic!("not the Kubernetes executor: {other:?}"),
+                }
+            })
+        };
+        use crate::executor::kubernetes::BuilderType;
+        let kube = load("").expect("defaults");
+        assert_eq!(kube.builder_type, BuilderType::Host);
+        assert_eq!(kube.job.docker_socket, "/var/run/docker.sock");
+        // (settings, builder type, socket)
+        let types = [
+            (
+                "builder_type = \"dind\"\n",
+                BuilderType::Dind,
+                "/var/run/dind/docker.sock",
+            ),
+            (
+                "builder_type = \"pink\"\n",
+                BuilderType::Pink,
+                "/var/run/pink/podman.sock",
+            ),
+            (
+                "builder_type = \"pink\"\ndocker_socket = \"/run/podman.sock\"\n",
+                BuilderType::Pink,
+                "/run/podman.sock",
+            ),
+        ];
+        for (extra, kind, socket) in types {
+            let kube = load(extra).expect(extra);
+            assert_eq!(
+                (kube.builder_type, kube.job.docker_socket.as_str()),
+                (kind, socket)
+            );
+        }
+        let kube = load(concat!(
+            "builder_selector = \"component=builder\"\n",
+            "repo2docker_extra_args = [\"--Repo2Docker.default_buildpack=None\"]\n",
+            "appendix = \"RUN true\"\nimage_pull_secrets = [\"pull\"]\n",
+            "tolerations = [{ key = \"k\", operator = \"Exists\", effect = \"NoSchedule\", tolerationSeconds = 5 }]\n",
+            "resources = { requests = { cpu = \"500m\" }, limits = { memory = \"2Gi\" } }\n",
+            "extra_env = { GIT_LFS_SKIP_SMUDGE = \"1\" }\n",
+        ))
+        .expect("pod settings");
+        assert_eq!(kube.builder_selector, "component=builder");
+        let job = &kube.job;
+        assert_eq!(job.extra_args, ["--Repo2Docker.default_buildpack=None"]);
+        assert_eq!(job.appendix.as_deref(), Some("RUN true"));
+        assert_eq!(job.image_pull_secrets, ["pull"]);
+        assert_eq!(job.tolerations[0].toleration_seconds, Some(5));
+        let resources = job.resources.clone().expect("resources");
+        assert_eq!(resources.limits.expect("limits")["memory"].0, "2Gi");
+        assert_eq!(job.env["GIT_LFS_SKIP_SMUDGE"], "1");
+        // (settings, the setting the error names)
+        let refused = [
+            ("builder_type = \"docker\"\n", "kubernetes.builder_type"),
+            (
+                "resources = { limits = { memory = \"2 GB\" } }\n",
+                "kubernetes.resources.limits.memory",
+            ),
+            ("resources = { limit = { memory = \"2Gi\" } }\n", "limit"),
+            (
+                "tolerations = [{ key = \"k\", operator = \"In\" }]\n",
+                "kubernetes.tolerations[0]",
+            ),
+            (
+                "tolerations = [{ key = \"k\", tolerationseconds = 5 }]\n",
+                "tolerationseconds",
+            ),
+            ("extra_env = { \"A=B\" = \"1\" }\n", "kubernetes.extra_env"),
+        ];
+        for (extra, named) in refused {
+            let err = load(extra).expect_err(extra).to_string();
+            assert!(err.contains(named), "{extra}: {err}");
+        }
     }
 }

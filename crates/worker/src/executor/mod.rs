@@ -242,6 +242,19 @@ pub enum ExecutorError {
     /// The Kubernetes API did not answer within the health check's time.
     #[error("the Kubernetes API did not answer in time")]
     ApiTimeout,
+    /// `builder_type` is a DaemonSet but none of its pods runs: no node can build.
+    #[error(
+        "no {builder} image builder is running: no running pod matches {selector:?} in \
+         namespace {namespace} (is the chart's image-builder DaemonSet up?)"
+    )]
+    NoBuilders {
+        /// The builder type (`dind`, `pink`).
+        builder: &'static str,
+        /// The label selector of the builder pods.
+        selector: String,
+        /// The namespace they were listed in.
+        namespace: String,
+    },
 }
 
 /// Runs builds. The executor owns whatever it starts and cleans it up on every outcome.

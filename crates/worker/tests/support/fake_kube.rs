@@ -8,7 +8,8 @@
 //! as the kubelet writes them), `sinceTime` and `sinceSeconds`; a test can end the open
 //! follow streams of a pod early, as an API server or kubelet restart does. A tiny Job controller creates each Job's pod,
 //! turns the pod phases a test scripts into the Job's conditions, and fails a Job past its
-//! `activeDeadlineSeconds` the way Kubernetes does.
+//! `activeDeadlineSeconds` the way Kubernetes does. A test can also place pods of its own
+//! (an image-builder DaemonSet's) on named nodes.
 
 #![allow(dead_code)]
 
@@ -764,6 +765,38 @@ impl FakeKube {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("job {job} has no pod");
+    }
+
+    /// Places a pod that no Job owns (a DaemonSet's, such as an image builder's) on `node`
+    /// in `phase`, with `labels`.
+    pub fn add_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        node: &str,
+        phase: &str,
+    ) {
+        {
+            let mut store = self.inner.store();
+            let labels: serde_json::Map<String, Value> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect();
+            let pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {
+                    "name": name, "namespace": namespace, "labels": labels,
+                    "uid": format!("00000000-0000-4000-a000-{:012x}", store.rv + 1),
+                    "creationTimestamp": now_rfc3339(),
+                },
+                "spec": {"nodeName": node, "containers": [{"name": "builder", "image": "docker:dind"}]},
+                "status": {"phase": phase},
+            });
+            let key = (Kind::Pod, namespace.to_owned(), name.to_owned());
+            Inner::put(&mut store, &key, pod, "ADDED");
+        }
+        self.inner.bump();
     }
 
     /// Sets a build pod's phase (`Pending`, `Running`, `Succeeded`, `Failed`); an ended

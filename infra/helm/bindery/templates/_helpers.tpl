@@ -52,6 +52,47 @@ app.kubernetes.io/component: edge
 {{- default .Release.Namespace .Values.config.kubernetes.namespace }}
 {{- end }}
 
+{{/* The labels that select the image-builder DaemonSet's pods. */}}
+{{- define "bindery.imageBuilderSelectorLabels" -}}
+{{ include "bindery.selectorLabels" . }}
+app.kubernetes.io/component: image-builder
+{{- end }}
+
+{{/* The same labels as a label selector string, for the worker's builder_selector. */}}
+{{- define "bindery.imageBuilderSelector" -}}
+{{- $terms := list }}
+{{- range $k, $v := include "bindery.imageBuilderSelectorLabels" . | fromYaml }}
+{{- $terms = append $terms (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $terms }}
+{{- end }}
+
+{{/* The builder's socket on the node: config.kubernetes.docker_socket, else the type's. */}}
+{{- define "bindery.builderSocket" -}}
+{{- $t := .Values.imageBuilderType }}
+{{- if .Values.config.kubernetes.docker_socket }}
+{{- .Values.config.kubernetes.docker_socket }}
+{{- else if eq $t "dind" }}
+{{- printf "%s/docker.sock" .Values.dind.hostSocketDir }}
+{{- else if eq $t "pink" }}
+{{- printf "%s/podman.sock" .Values.pink.hostSocketDir }}
+{{- else }}
+{{- "/var/run/docker.sock" }}
+{{- end }}
+{{- end }}
+
+{{/* BinderHub's tolerations of nodes dedicated to users, where builds run too. */}}
+{{- define "bindery.dedicatedTolerations" -}}
+- key: hub.jupyter.org/dedicated
+  operator: Equal
+  value: user
+  effect: NoSchedule
+- key: hub.jupyter.org_dedicated
+  operator: Equal
+  value: user
+  effect: NoSchedule
+{{- end }}
+
 {{/* The worker's URL inside the cluster (the edge's worker_url). */}}
 {{- define "bindery.workerUrl" -}}
 {{- printf "http://%s.%s.svc:%d" (include "bindery.fullname" .) .Release.Namespace (int .Values.service.port) }}
@@ -148,8 +189,31 @@ image_prefix = {{ required "config.image_prefix is required: it must equal the e
 [kubernetes]
 {{- $k := $c.kubernetes }}
 namespace = {{ include "bindery.buildNamespace" . | toJson }}
-{{- range $key := list "builder_image" "docker_socket" "build_timeout_seconds" "idle_timeout_seconds" "ttl_seconds_after_finished" }}
+builder_type = {{ .Values.imageBuilderType | toJson }}
+docker_socket = {{ include "bindery.builderSocket" . | toJson }}
+{{- if ne .Values.imageBuilderType "host" }}
+builder_selector = {{ include "bindery.imageBuilderSelector" . | toJson }}
+{{- end }}
+{{- range $key := list "builder_image" "build_timeout_seconds" "idle_timeout_seconds" "ttl_seconds_after_finished" "appendix" }}
 {{- include "bindery.tomlLine" (list $key (get $k $key)) }}
+{{- end }}
+{{- range $key := list "repo2docker_extra_args" "image_pull_secrets" "tolerations" "extra_env" }}
+{{- with get $k $key }}
+{{ $key }} = {{ include "bindery.tomlValue" . }}
+{{- end }}
+{{- end }}
+{{- with $k.resources }}
+{{- $parts := list }}
+{{- range $part := list "requests" "limits" }}
+{{- with get $k.resources $part }}
+{{- $items := list }}
+{{- range $name, $amount := . }}
+{{- $items = append $items (printf "%s = %s" (toJson $name) (toString $amount | toJson)) }}
+{{- end }}
+{{- $parts = append $parts (printf "%s = { %s }" $part (join ", " $items)) }}
+{{- end }}
+{{- end }}
+resources = { {{ join ", " $parts }} }
 {{- end }}
 {{- with include "bindery.pushSecretName" . }}
 push_secret = {{ toJson . }}

@@ -6,14 +6,30 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, PostParams};
 
 use super::Cluster;
-use super::job::{self, build_job, build_of};
+use super::job::{self, build_job_on, build_of};
+use super::placement::Placement;
 use crate::executor::{BuildOutcome, BuildSpec, ExecutorError};
 
 impl Cluster {
     /// Creates the build's Job; `Ok(false)` when one of that name exists and is not a
-    /// failed one. A failed Job of that name is deleted and created again.
+    /// failed one. A failed Job of that name is deleted and created again. With a builder
+    /// DaemonSet the pod is placed on the nodes its pods run on, listed now.
     pub(super) async fn create_or_attach(&self, build: &BuildSpec) -> Result<bool, ExecutorError> {
-        let manifest = build_job(&self.settings.job, build)?;
+        let builders = match self.builder_nodes().await {
+            Ok(builders) => builders,
+            // A build already running needs no builder to be found now: attach to it.
+            Err(error @ ExecutorError::NoBuilders { .. }) => {
+                return match self.jobs.get_opt(&build.build_name).await {
+                    Ok(Some(existing)) if job::outcome_of(&existing).is_none() => Ok(false),
+                    _ => Err(error),
+                };
+            }
+            Err(error) => return Err(error),
+        };
+        let placement = builders
+            .as_deref()
+            .map_or(Placement::Anywhere, Placement::Builders);
+        let manifest = build_job_on(&self.settings.job, build, placement)?;
         if self.create(build, &manifest).await? {
             return Ok(true);
         }

@@ -10,16 +10,14 @@ use std::time::Duration;
 
 use bindery_core::InputError;
 use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
-use blake2::digest::{Update, VariableOutput};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, HostPathVolumeSource, NodeAffinity, NodeSelectorRequirement,
-    NodeSelectorTerm, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
-    PreferredSchedulingTerm, ResourceRequirements, SecretVolumeSource, Toleration, Volume,
-    VolumeMount, WeightedPodAffinityTerm,
+    Container, EnvVar, HostPathVolumeSource, LocalObjectReference, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SecretVolumeSource, Toleration, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::placement::{Placement, affinity};
 use crate::executor::{BuildOutcome, BuildSpec};
 
 /// `app.kubernetes.io/managed-by` on every build Job: adoption lists Jobs by it.
@@ -71,8 +69,13 @@ pub struct JobSettings {
     /// Tolerations added to BinderHub's two `hub.jupyter.org/dedicated` ones.
     pub tolerations: Vec<Toleration>,
     /// Builder nodes for sticky builds: when not empty, the pod prefers the node that
-    /// rendezvous hashing of the repository picks, reusing its layer cache.
+    /// rendezvous hashing of the repository picks, reusing its layer cache. Set, it also
+    /// overrides the discovery of builder pods (see [`super::placement`]).
     pub builder_nodes: Vec<String>,
+    /// Extra environment variables of the build container.
+    pub env: BTreeMap<String, String>,
+    /// Secrets the kubelet pulls the builder image with.
+    pub image_pull_secrets: Vec<String>,
     /// The build timeout (`activeDeadlineSeconds`).
     pub build_timeout: Duration,
     /// How long a finished Job is kept (`ttlSecondsAfterFinished`).
@@ -93,6 +96,8 @@ impl Default for JobSettings {
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             builder_nodes: Vec::new(),
+            env: BTreeMap::new(),
+            image_pull_secrets: Vec::new(),
             build_timeout: Duration::from_secs(3600),
             ttl_after_finished: Duration::from_secs(600),
         }
@@ -148,28 +153,7 @@ fn failure_message(reason: Option<&str>, message: Option<&str>, job: &Job) -> St
     }
 }
 
-/// The builder node that rendezvous hashing ranks highest for `key`, as BinderHub's
-/// `rendezvous_rank`: the score of a node is blake2b with an 8-byte digest of
-/// `"<key>-<node>"`, read big-endian.
-pub fn sticky_node<'a>(key: &str, nodes: &'a [String]) -> Option<&'a str> {
-    nodes
-        .iter()
-        .map(|node| (rendezvous_score(key, node), node))
-        .max()
-        .map(|(_, node)| node.as_str())
-}
-
-fn rendezvous_score(key: &str, node: &str) -> u64 {
-    let mut digest = [0u8; 8];
-    // An 8-byte output is always valid for blake2b, so neither call can fail.
-    if let Ok(mut hasher) = blake2::Blake2bVar::new(8) {
-        hasher.update(format!("{key}-{node}").as_bytes());
-        let _ = hasher.finalize_variable(&mut digest);
-    }
-    u64::from_be_bytes(digest)
-}
-
-fn label_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(super) fn label_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|&(k, v)| (k.to_owned(), v.to_owned()))
@@ -198,57 +182,25 @@ fn dedicated_tolerations() -> Vec<Toleration> {
         .collect()
 }
 
-fn affinity(settings: &JobSettings, build: &BuildSpec) -> Affinity {
-    match sticky_node(&build.repo, &settings.builder_nodes) {
-        Some(node) => Affinity {
-            node_affinity: Some(NodeAffinity {
-                preferred_during_scheduling_ignored_during_execution: Some(vec![
-                    PreferredSchedulingTerm {
-                        weight: 100,
-                        preference: NodeSelectorTerm {
-                            match_expressions: Some(vec![NodeSelectorRequirement {
-                                key: "kubernetes.io/hostname".into(),
-                                operator: "In".into(),
-                                values: Some(vec![node.to_owned()]),
-                            }]),
-                            match_fields: None,
-                        },
-                    },
-                ]),
-                required_during_scheduling_ignored_during_execution: None,
-            }),
-            ..Affinity::default()
-        },
-        // BinderHub's default: spread builds over nodes.
-        None => Affinity {
-            pod_anti_affinity: Some(PodAntiAffinity {
-                preferred_during_scheduling_ignored_during_execution: Some(vec![
-                    WeightedPodAffinityTerm {
-                        weight: 100,
-                        pod_affinity_term: PodAffinityTerm {
-                            label_selector: Some(LabelSelector {
-                                match_labels: Some(label_map(&[("component", COMPONENT)])),
-                                match_expressions: None,
-                            }),
-                            topology_key: "kubernetes.io/hostname".into(),
-                            ..PodAffinityTerm::default()
-                        },
-                    },
-                ]),
-                required_during_scheduling_ignored_during_execution: None,
-            }),
-            ..Affinity::default()
-        },
-    }
-}
-
 fn seconds(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
 }
 
-/// The Job for `build`; fails when the ref, image or repository could reach repo2docker
-/// as an option.
+/// The Job for `build` on any node (sticky over `settings.builder_nodes` when set); fails
+/// when the ref, image or repository could reach repo2docker as an option.
 pub fn build_job(settings: &JobSettings, build: &BuildSpec) -> Result<Job, InputError> {
+    build_job_on(settings, build, Placement::Anywhere)
+}
+
+/// The Job for `build`, its pod placed by `placement`; fails as [`build_job`] does.
+///
+/// The pod gets no service account token (`automountServiceAccountToken: false`): a build
+/// runs the repository's code and has no business with the Kubernetes API.
+pub fn build_job_on(
+    settings: &JobSettings,
+    build: &BuildSpec,
+    placement: Placement<'_>,
+) -> Result<Job, InputError> {
     let mut args = vec!["jupyter-repo2docker".to_owned()];
     args.extend(repo2docker_args(&Repo2DockerArgs {
         git_ref: build.git_ref.clone(),
@@ -328,14 +280,33 @@ pub fn build_job(settings: &JobSettings, build: &BuildSpec) -> Result<Job, Input
                         args: Some(args),
                         volume_mounts: Some(mounts),
                         resources: settings.resources.clone(),
+                        env: (!settings.env.is_empty()).then(|| {
+                            settings
+                                .env
+                                .iter()
+                                .map(|(name, value)| EnvVar {
+                                    name: name.clone(),
+                                    value: Some(value.clone()),
+                                    value_from: None,
+                                })
+                                .collect()
+                        }),
                         ..Container::default()
                     }],
+                    automount_service_account_token: Some(false),
+                    image_pull_secrets: (!settings.image_pull_secrets.is_empty()).then(|| {
+                        settings
+                            .image_pull_secrets
+                            .iter()
+                            .map(|name| LocalObjectReference { name: name.clone() })
+                            .collect()
+                    }),
                     volumes: Some(volumes),
                     restart_policy: Some("Never".into()),
                     node_selector: (!settings.node_selector.is_empty())
                         .then(|| settings.node_selector.clone()),
                     tolerations: Some(tolerations),
-                    affinity: Some(affinity(settings, build)),
+                    affinity: Some(affinity(placement, &settings.builder_nodes, &build.repo)),
                     ..PodSpec::default()
                 }),
             },
@@ -364,30 +335,6 @@ mod tests {
             .and_then(|s| s.template.spec.as_ref())
             .and_then(|s| s.containers[0].args.clone())
             .unwrap_or_default()
-    }
-
-    #[test]
-    fn rendezvous_hashing_matches_binderhubs_blake2b_64() {
-        // Scores from Python: hashlib.blake2b(f"{key}-{node}".encode(), digest_size=8).
-        let table = [
-            ("crazy frog is a crazy key", "b1", 0xb9da914aff2a7a49_u64),
-            ("crazy frog is a crazy key", "b2", 0xd8bcab05b34320fc),
-            ("crazy frog is a crazy key", "b3", 0xace2855212739287),
-            (
-                "https://github.com/binder-examples/requirements",
-                "node-a",
-                0xf3caf17d1f5cba2c,
-            ),
-        ];
-        for (key, node, score) in table {
-            assert_eq!(rendezvous_score(key, node), score, "{key} {node}");
-        }
-        let nodes: Vec<String> = ["b1", "b2", "b3"].map(String::from).into();
-        assert_eq!(sticky_node("crazy frog is a crazy key", &nodes), Some("b2"));
-        // The winner stays when the other nodes go away.
-        let fewer: Vec<String> = ["b2", "b3"].map(String::from).into();
-        assert_eq!(sticky_node("crazy frog is a crazy key", &fewer), Some("b2"));
-        assert_eq!(sticky_node("k", &[]), None);
     }
 
     #[test]
@@ -499,7 +446,7 @@ mod tests {
             .and_then(|n| n.preferred_during_scheduling_ignored_during_execution)
             .expect("preferred");
         assert_eq!(preferred[0].weight, 100);
-        let expected = sticky_node(&build().repo, &nodes).expect("node");
+        let expected = super::super::placement::sticky_node(&build().repo, &nodes).expect("node");
         assert_eq!(expected, "node-a");
         assert_eq!(
             preferred[0]
@@ -516,6 +463,59 @@ mod tests {
             .and_then(|s| s.template.spec)
             .and_then(|p| p.affinity);
         assert!(spread.is_some_and(|a| a.pod_anti_affinity.is_some() && a.node_affinity.is_none()));
+    }
+
+    #[test]
+    fn the_build_pod_settings_reach_the_pod_and_it_gets_no_service_account_token() {
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let settings = JobSettings {
+            extra_args: vec!["--Repo2Docker.default_buildpack=None".into()],
+            appendix: Some("RUN true".into()),
+            resources: Some(ResourceRequirements {
+                limits: Some(BTreeMap::from([("memory".into(), Quantity("2Gi".into()))])),
+                ..ResourceRequirements::default()
+            }),
+            env: BTreeMap::from([("GIT_LFS_SKIP_SMUDGE".into(), "1".into())]),
+            image_pull_secrets: vec!["registry-pull".into()],
+            tolerations: vec![Toleration {
+                key: Some("purpose".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }],
+            node_selector: BTreeMap::from([("purpose".into(), "build".into())]),
+            ..JobSettings::default()
+        };
+        let job = build_job(&settings, &build()).expect("job");
+        let args = args(&job);
+        let extra = args
+            .iter()
+            .position(|a| a == "--Repo2Docker.default_buildpack=None")
+            .expect("extra arg");
+        assert_eq!(
+            extra,
+            args.len() - 2,
+            "extra args come just before the repository"
+        );
+        assert!(args_contain(&job, "--appendix"));
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let container = &pod.containers[0];
+        assert_eq!(container.resources, settings.resources);
+        let env = container.env.clone().expect("env");
+        assert_eq!(
+            (env[0].name.as_str(), env[0].value.as_deref()),
+            ("GIT_LFS_SKIP_SMUDGE", Some("1"))
+        );
+        let pulls = pod.image_pull_secrets.expect("pull secrets");
+        assert_eq!(pulls[0].name, "registry-pull");
+        let tolerations = pod.tolerations.expect("tolerations");
+        assert_eq!(tolerations.len(), 3, "BinderHub's two plus the operator's");
+        assert_eq!(tolerations[2].key.as_deref(), Some("purpose"));
+        assert_eq!(pod.node_selector, Some(settings.node_selector.clone()));
+        let bare = build_job(&JobSettings::default(), &build()).expect("job");
+        let bare = bare.spec.and_then(|s| s.template.spec).expect("pod");
+        assert_eq!(bare.automount_service_account_token, Some(false));
+        assert!(bare.image_pull_secrets.is_none() && bare.containers[0].env.is_none());
     }
 
     #[test]

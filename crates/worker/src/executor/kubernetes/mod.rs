@@ -10,7 +10,9 @@
 //! registry ([`crate::builds`]) starts one build per image and fans its events out.
 //!
 //! - [`job`]: the Job manifest of a build (pure): BinderHub's arguments, labels, volumes,
-//!   tolerations and sticky-build affinity;
+//!   tolerations, environment;
+//! - [`placement`]: the image builder (`host`, `dind`, `pink`), the nodes that run one
+//!   (listed from the builder DaemonSet's pods) and sticky-build affinity over them;
 //! - `adopt`: coming to follow a Job: create it or attach to the one of that name, and find
 //!   the Jobs a previous worker left running;
 //! - `follow`: following one Job: its pod, its log, its conditions, cancellation.
@@ -18,6 +20,7 @@
 mod adopt;
 mod follow;
 pub mod job;
+pub mod placement;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +36,8 @@ use super::{BuildHandle, BuildOutcome, BuildSpec, Executor, ExecutorError, PodCo
 use crate::error_chain;
 use crate::health::HEALTH_TIMEOUT;
 
-pub use job::{JobSettings, build_job, build_of, sticky_node};
+pub use job::{JobSettings, build_job, build_job_on, build_of};
+pub use placement::{BuilderType, DEFAULT_BUILDER_SELECTOR, Placement, sticky_node};
 
 /// The Kubernetes executor's settings (the `[kubernetes]` section).
 ///
@@ -44,15 +48,25 @@ pub use job::{JobSettings, build_job, build_of, sticky_node};
 /// api_url = "https://10.0.0.1:6443"        # optional; default: in-cluster or KUBECONFIG
 /// namespace = "binder"                     # or BINDERY_KUBERNETES_NAMESPACE
 /// builder_image = "quay.io/jupyterhub/repo2docker:2024.07.0"
-/// docker_socket = "/var/run/docker.sock"   # on the node
+/// builder_type = "dind"                   # host | dind | pink (BinderHub's imageBuilderType)
+/// docker_socket = "/var/run/dind/docker.sock"  # on the node; default: the type's socket
+/// builder_selector = "app=binder,component=image-builder"  # the builder DaemonSet's pods
 /// push_secret = "binder-build-docker-config"  # a docker config.json Secret; means --push
-/// builder_nodes = ["node-a", "node-b"]     # sticky builds: the repo prefers one node
+/// builder_nodes = ["node-a", "node-b"]     # static sticky builds; overrides the discovery
+/// repo2docker_extra_args = ["--Repo2Docker.default_buildpack=None"]
+/// appendix = "RUN echo built by bindery"   # Dockerfile text repo2docker appends
+/// image_pull_secrets = ["registry-pull"]   # for the builder image
+/// tolerations = [{ key = "purpose", operator = "Equal", value = "build", effect = "NoSchedule" }]
+/// resources = { requests = { cpu = "1", memory = "2Gi" }, limits = { memory = "2Gi" } }
 /// build_timeout_seconds = 3600             # activeDeadlineSeconds
 /// idle_timeout_seconds = 600               # a silent build fails
 /// ttl_seconds_after_finished = 600         # ttlSecondsAfterFinished
 ///
 /// [kubernetes.node_selector]
 /// "hub.jupyter.org/node-purpose" = "user"
+///
+/// [kubernetes.extra_env]
+/// GIT_LFS_SKIP_SMUDGE = "1"
 /// ```
 ///
 /// The top-level `build_timeout_seconds` and `build_idle_timeout_seconds` apply here too
@@ -66,6 +80,10 @@ pub struct KubernetesSettings {
     pub api_url: Option<String>,
     /// The Job's shape; `job.namespace` is where Jobs are created and adopted.
     pub job: JobSettings,
+    /// The daemon that builds; with `dind` or `pink` builds run only where its pods do.
+    pub builder_type: BuilderType,
+    /// The label selector of the builder DaemonSet's pods, in `job.namespace`.
+    pub builder_selector: String,
     /// A build whose log stays silent this long is stopped and fails.
     pub idle_timeout: Duration,
     /// How long past the build timeout the executor waits for Kubernetes to end the Job
@@ -78,6 +96,8 @@ impl Default for KubernetesSettings {
         KubernetesSettings {
             api_url: None,
             job: JobSettings::default(),
+            builder_type: BuilderType::Host,
+            builder_selector: DEFAULT_BUILDER_SELECTOR.into(),
             idle_timeout: Duration::from_secs(600),
             finish_grace: Duration::from_secs(60),
         }
@@ -199,6 +219,29 @@ impl KubernetesExecutor {
         }
     }
 
+    /// With a builder DaemonSet (and no static `builder_nodes`), whether a builder pod runs:
+    /// `Image builders`, with their nodes; `None` when builds may run on any node.
+    pub async fn builders_health(&self) -> Option<HealthCheck> {
+        let settings = &self.cluster.settings;
+        if !settings.builder_type.is_daemonset() || !settings.job.builder_nodes.is_empty() {
+            return None;
+        }
+        let nodes = tokio::time::timeout(HEALTH_TIMEOUT, self.cluster.builder_nodes()).await;
+        let mut check = HealthCheck::new("Image builders", false);
+        match nodes {
+            Ok(Ok(nodes)) => {
+                let nodes = nodes.unwrap_or_default();
+                check.ok = !nodes.is_empty();
+                check
+                    .details
+                    .insert("nodes".into(), serde_json::json!(nodes));
+            }
+            Ok(Err(error)) => check.error = Some(error_chain(&error)),
+            Err(_) => check.error = Some(error_chain(&ExecutorError::ApiTimeout)),
+        }
+        Some(check)
+    }
+
     /// The build and user pods in the build namespace that have not ended (a finished
     /// build's pod lingers until its Job's TTL, and holds no resources).
     pub async fn pod_counts(&self) -> Result<PodCounts, ExecutorError> {
@@ -266,7 +309,11 @@ impl Executor for KubernetesExecutor {
                 let error = error_chain(error);
                 tracing::warn!(%error, "health: the Kubernetes API does not answer");
             }
-            vec![HealthCheck::new("Kubernetes API", api.is_ok())]
+            let mut checks = vec![HealthCheck::new("Kubernetes API", api.is_ok())];
+            if let Some(builders) = self.builders_health().await {
+                checks.push(builders);
+            }
+            checks
         })
     }
 
