@@ -158,6 +158,8 @@ async fn edge_for(
         ("figshare_api", format!("{url}/figshare-api")),
         ("hydroshare_base", format!("{url}/hs")),
         ("extra_outbound_host", "http://127.0.0.1:*".into()),
+        // No worker here counts `/build`; tests/brakes.rs covers the limit.
+        ("build_rate_limit", "0".into()),
     ];
     vars.extend(extra.iter().cloned());
     Edge::start(&scratch(name).join("edge"), &vars).await

@@ -247,6 +247,26 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
         seen["log"].as_str().unwrap().contains(MARK),
         "the build's own output streamed into the page: {seen:#}"
     );
+    // The real loading page carries a build token and sends it on /build (issue 12): its
+    // launch is not counted against the per-client limit, so no x-ratelimit-* comes back.
+    let builds = seen["builds"].as_array().unwrap();
+    assert!(!builds.is_empty(), "{seen:#}");
+    for url in builds {
+        let url = url.as_str().unwrap();
+        let token = url
+            .split_once("build_token=")
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        assert_eq!(token.matches('.').count(), 2, "a JWT on {url}");
+    }
+    assert!(
+        seen["buildHeaders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h.get("x-ratelimit-remaining").is_none()),
+        "{seen:#}"
+    );
     assert_eq!(seen["screenshot"], true, "{seen:#}");
     assert_eq!(
         seen["phaseAtScreenshot"], "building",

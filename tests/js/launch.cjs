@@ -7,7 +7,8 @@
 // mid-build), then creates GATE (a file the build waits for after MARK, so the build is
 // still running at the screenshot however slow the machine), follows the page's redirect
 // to the Jupyter server under HUB_URL, and asks the server's API with the launch token from
-// that redirect. Prints one JSON object.
+// that redirect. Records the /build requests the page made (with their build_token) and
+// their answers' headers. Prints one JSON object.
 "use strict";
 const path = require("path");
 const modules = process.env.BINDERY_NODE_PATH;
@@ -37,7 +38,7 @@ async function main() {
     headless: true,
     args: FLAGS,
   });
-  const result = { phases: [], log: "", screenshot: false, navigations: [], statuses: [] };
+  const result = { phases: [], log: "", screenshot: false, navigations: [], statuses: [], builds: [], buildHeaders: [] };
   try {
     // Content-Security-Policy (issue 12): before the launch, the home page (same origin)
     // makes a link with its form. Both pages run under their policy: every violation
@@ -90,8 +91,15 @@ async function main() {
       if (r.isNavigationRequest() && r.frame() === page.mainFrame()) {
         result.navigations.push(r.url());
       }
+      // The event stream the loading page opens, with the build token it carries.
+      if (new URL(r.url()).pathname.includes("/build/")) {
+        result.builds.push(r.url());
+      }
     });
     page.on("response", (r) => {
+      if (new URL(r.url()).pathname.includes("/build/")) {
+        result.buildHeaders.push(r.headers());
+      }
       if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) {
         result.statuses.push([r.url(), r.status()]);
       }

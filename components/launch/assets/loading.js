@@ -53,7 +53,11 @@
   }
 
   var finished = false;
-  var source = new EventSource(config.build_url);
+  // BinderHub's build token: a launch from this page is not counted against the
+  // per-client limit on /build.
+  var buildUrl = new URL(config.build_url, window.location.href);
+  if (config.build_token) { buildUrl.searchParams.set("build_token", config.build_token); }
+  var source = new EventSource(buildUrl.toString());
   source.onmessage = function (e) {
     var ev;
     try { ev = JSON.parse(e.data); } catch (err) { return; }

@@ -10,12 +10,14 @@ use crate::env::{Env, SpinVariables};
 use crate::routes::{self, Answer, build};
 
 /// The request headers any route reads: the event stream's `Accept` and `Last-Event-ID`,
-/// and the client address Spin passes for the ban rules.
-const HEADERS: [http::HeaderName; 4] = [
+/// the client address Spin passes for the ban rules, and the origin build tokens name.
+const HEADERS: [http::HeaderName; 6] = [
     http::header::ACCEPT,
     http::HeaderName::from_static("last-event-id"),
     http::HeaderName::from_static("spin-client-addr"),
     http::HeaderName::from_static("x-forwarded-for"),
+    http::header::ORIGIN,
+    http::header::HOST,
 ];
 
 #[spin_sdk::http_component]
@@ -38,8 +40,14 @@ async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
     match routes::handle(&request, &env).await {
         Answer::Whole(response) => respond::send(out, response),
         Answer::Stream { provider, spec } => {
-            let headers = build::STREAM_HEADERS
-                .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()));
+            // The rate limit is counted before the headers, which carry its state.
+            let opened = build::open(&request, &provider, &spec, &env).await;
+            let headers: Vec<(String, Vec<u8>)> = build::STREAM_HEADERS
+                .iter()
+                .map(|(name, value)| (*name, value.to_string()))
+                .chain(opened.headers.iter().map(|(n, v)| (*n, v.clone())))
+                .map(|(name, value)| (name.to_owned(), value.into_bytes()))
+                .collect();
             let Ok(fields) = Fields::from_list(&headers) else {
                 return;
             };
@@ -50,7 +58,7 @@ async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
             let sink = outgoing.take_body();
             out.set(outgoing);
             let mut stream = build::Stream::new(sink);
-            build::run(&request, &provider, &spec, &env, &mut stream).await;
+            build::proceed(opened, &request, &provider, &spec, &env, &mut stream).await;
         }
     }
 }

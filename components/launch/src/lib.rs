@@ -12,7 +12,7 @@
 //! Map of the crate: [`routes`] parses the path and answers, one module per route
 //! (`build` and its `relay`, `ui` for the pages, `resolve`, `health`); [`prepare`] is what
 //! `/build` and the resolve API share, from the request to the image name; [`client`]
-//! says who asks; [`pages`] renders HTML; [`env`](mod@env) is the I/O every route goes through,
+//! says who asks; [`tokens`] mints and checks build tokens; [`pages`] renders HTML; [`env`](mod@env) is the I/O every route goes through,
 //! Spin's in the component and in-memory fakes in the native tests. The Spin entry
 //! (wasm only) reads the request and sends the answer, nothing else. Every page leaves
 //! through [`headers`], which adds its Content-Security-Policy (scripts by hash).
@@ -23,6 +23,7 @@ pub mod headers;
 pub mod pages;
 pub mod prepare;
 pub mod routes;
+pub mod tokens;
 
 #[cfg(target_arch = "wasm32")]
 mod entry;

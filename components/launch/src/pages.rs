@@ -28,6 +28,8 @@ pub struct Loading<'a> {
     pub share_url: &'a str,
     /// The Binder's base URL.
     pub base_url: &'a str,
+    /// The build token the page sends as `build_token` on `/build`, if one was minted.
+    pub build_token: Option<&'a str>,
 }
 
 /// JSON that is safe inside `<script>`: `<`, `>` and `&` are written as unicode escapes,
@@ -88,6 +90,7 @@ pub fn loading(page: &Loading<'_>) -> String {
         "build_url": page.build_url,
         "launch_path": page.launch_path,
         "share_url": page.share_url,
+        "build_token": page.build_token,
     });
     fill(
         LOADING_HTML,
@@ -171,6 +174,7 @@ mod tests {
             launch_path: "",
             share_url: "x",
             base_url: "/",
+            build_token: None,
         });
         // The configuration and the script appear once each, where the template has them.
         assert_eq!(page.matches("\"build_url\"").count(), 1, "{page}");
@@ -205,6 +209,7 @@ mod tests {
             launch_path: "",
             share_url: "x",
             base_url: "/",
+            build_token: None,
         });
         assert!(!page.contains("<script>alert"));
         assert!(!page.contains("<img src=x"));
@@ -259,6 +264,7 @@ mod tests {
                 launch_path: "",
                 share_url: "",
                 base_url: "/",
+                build_token: None,
             }),
         ] {
             assert!(!p.contains("src=\"http") && !p.contains("<link"), "no CDN");

@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 
+use bindery_core::build_token::{BuildTokenError, INVALID_BUILD_TOKEN};
 use bindery_core::launch::MISSING_ACCEPT;
 use bindery_core::provider::{ProviderId, Spec};
 use bindery_core::resolve::{Outcome, Resolved};
@@ -53,6 +54,15 @@ pub enum Refusal {
     /// The provider failed otherwise.
     #[error("{0}")]
     Upstream(String),
+    /// The build token does not verify, has expired, or is for another link or origin.
+    #[error("{INVALID_BUILD_TOKEN}")]
+    BuildToken(BuildTokenError),
+    /// The client is past its `/build` limit; the window ends in this many seconds.
+    #[error("{}", policy::rate_limit_message(*.0))]
+    TooManyBuilds(u64),
+    /// The worker, which counts `/build` and runs every launch, cannot be asked.
+    #[error("Failed to start the launch: {0}")]
+    Worker(String),
 }
 
 impl Refusal {
@@ -60,11 +70,12 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Self::Config(_) => 500,
-            Self::Network(_) | Self::BannedSpec(_) => 403,
+            Self::Network(_) | Self::BannedSpec(_) | Self::BuildToken(_) => 403,
             Self::NotAnEventStream | Self::Spec(_) => 400,
             Self::NotFound(_) => 404,
-            Self::RateLimited(_) => 429,
+            Self::RateLimited(_) | Self::TooManyBuilds(_) => 429,
             Self::Upstream(_) => 502,
+            Self::Worker(_) => 503,
         }
     }
 

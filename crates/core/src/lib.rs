@@ -20,6 +20,8 @@
 //! - [`events`]: BinderHub's build and launch events and repo2docker log mapping.
 //! - [`sse`]: the server-sent events encoder and an incremental decoder.
 //! - [`badge`]: launch and live status badges as SVG.
+//! - [`build_token`]: BinderHub's build tokens (JWT HS256) minted by `/v2`, checked by
+//!   `/build`.
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
 //! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
 //!   ids, the `/health` answer.
@@ -31,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod badge;
+pub mod build_token;
 pub mod cache;
 pub mod csp;
 pub mod escape;

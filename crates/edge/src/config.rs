@@ -18,7 +18,9 @@
 //!
 //! - [`variables`]: the table of variables and the per-reader lists derived from it.
 //! - [`parse`]: parsing of the values.
+//! - [`limits`]: the settings of build tokens and of the rate limit on `/build`.
 
+pub mod limits;
 pub mod parse;
 pub mod variables;
 
@@ -32,6 +34,7 @@ use bindery_core::resolve::Credentials;
 use bindery_core::validate::shown;
 use thiserror::Error;
 
+pub use limits::{BuildRate, BuildTokenSettings};
 pub use parse::{
     parse_ban_networks, parse_base_url, parse_seconds, parse_trusted_proxies, split_list,
 };
@@ -133,6 +136,10 @@ pub struct EdgeConfig {
     pub public_url: Option<String>,
     /// Cache lifetimes: the defaults with the `*_ttl_seconds` variables applied.
     pub ttl: CacheTtl,
+    /// Build tokens (`build_token_*`).
+    pub build_token: BuildTokenSettings,
+    /// The per-client limit on `/build` (`build_rate_*`).
+    pub build_rate: BuildRate,
 }
 
 impl EdgeConfig {
@@ -210,6 +217,7 @@ impl EdgeConfig {
             Some(raw) => parse_ban_networks(&raw)?,
             None => BanNetworks::default(),
         };
+        let (build_token, build_rate) = limits::parse_limits(&mut value)?;
         let trusted_proxies = match value(TRUSTED_PROXIES)? {
             Some(raw) => parse_trusted_proxies(&raw)?,
             None => BanNetworks::default(),
@@ -247,6 +255,8 @@ impl EdgeConfig {
                 .map(|raw| parse_base_url(PUBLIC_URL, &raw))
                 .transpose()?,
             ttl,
+            build_token,
+            build_rate,
         })
     }
 

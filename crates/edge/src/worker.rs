@@ -2,11 +2,17 @@
 //!
 //! The request builders are plain functions so a caller can also send them with
 //! [`crate::fetch::StreamingFetch`] (the event stream); [`request_build`] and
-//! [`request_launch`] send and read the `202 Accepted` answer.
+//! [`request_launch`] send and read the `202 Accepted` answer, [`request_admission`] counts
+//! a `/build` against the per-client rate limit.
 
+use bindery_core::policy::RateLimitState;
 use bindery_core::validate::shown;
-use bindery_core::worker_api::{Accepted, BUILDS_PATH, BuildRequest, LAUNCHES_PATH, LaunchRequest};
+use bindery_core::worker_api::{
+    ADMISSIONS_PATH, Accepted, AdmissionRequest, BUILDS_PATH, BuildRequest, LAUNCHES_PATH,
+    LaunchRequest,
+};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::config::Worker;
@@ -111,6 +117,20 @@ pub async fn request_launch(
     )
 }
 
+/// Counts one `/build` of a client against the rate limit (`POST /api/v1/admissions`);
+/// the answer says whether it is admitted and carries the `x-ratelimit-*` values.
+pub async fn request_admission(
+    worker: Worker<'_>,
+    admission: &AdmissionRequest,
+    fetch: &impl Fetch,
+) -> Result<RateLimitState, WorkerError> {
+    answer(
+        fetch
+            .send(post_json(worker, ADMISSIONS_PATH, admission)?)
+            .await?,
+    )
+}
+
 fn request(
     worker: Worker<'_>,
     method: http::Method,
@@ -137,6 +157,11 @@ fn request(
 }
 
 fn accepted(response: http::Response<Vec<u8>>) -> Result<Accepted, WorkerError> {
+    answer(response)
+}
+
+/// The JSON of a successful answer, or the worker's error.
+fn answer<T: DeserializeOwned>(response: http::Response<Vec<u8>>) -> Result<T, WorkerError> {
     let status = response.status().as_u16();
     if !(200..300).contains(&status) {
         let text = String::from_utf8_lossy(response.body());

@@ -26,6 +26,7 @@ use crate::config::WorkerConfig;
 use crate::executor::BuildSpec;
 use crate::health;
 use crate::ids;
+use crate::ratelimit;
 use crate::server::AppState;
 
 /// The body of every answer.
@@ -66,6 +67,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
     match (&method, segments.as_slice()) {
         (&Method::POST, ["api", "v1", "launches"]) => post_launch(state, req).await,
         (&Method::POST, ["api", "v1", "builds"]) => post_build(state, req).await,
+        (&Method::POST, ["api", "v1", "admissions"]) => ratelimit::post_admission(state, req).await,
         (&Method::GET, ["api", "v1", "builds"]) => build_info(state, &req),
         (&Method::GET, ["api", "v1", "launches", id, "events"]) => {
             let log = ids::is_valid_id(id)
@@ -106,7 +108,7 @@ fn authorized(req: &Request<Incoming>, config: &WorkerConfig) -> bool {
     !expected.is_empty() && bool::from(presented.trim().as_bytes().ct_eq(expected))
 }
 
-async fn read_json<T: DeserializeOwned>(
+pub(crate) async fn read_json<T: DeserializeOwned>(
     req: Request<Incoming>,
     what: &str,
 ) -> Result<T, Response<Body>> {
@@ -249,11 +251,11 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     response
 }
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     text(status, "application/json", value.to_string())
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(
         status,
         &json!({"status": status.as_u16(), "message": message}),

@@ -15,6 +15,7 @@
 //! - [`events`]: the in-memory, bounded, replayable event log of each launch and build.
 //! - [`hub`]: the JupyterHub REST client (create user, spawn, follow progress, delete).
 //! - [`launcher`]: a launch from admission to `ready` or `failed`, with retries.
+//! - [`ratelimit`]: the per-client limit on the edge's `/build`, counted for every edge host.
 //! - [`quota`]: the launch quotas, counted over this worker's launches.
 //! - [`builds`]: one build per image: registry re-check, queue, executor, stored log.
 //! - [`queue`]: the build queue (at most N at once, positions told to waiting builds).
@@ -44,6 +45,7 @@ pub mod metrics;
 mod outbound;
 pub mod queue;
 pub mod quota;
+pub mod ratelimit;
 pub mod registry;
 pub mod server;
 

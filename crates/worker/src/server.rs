@@ -40,6 +40,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// The last `/health` answer.
     pub(crate) health: HealthCache,
+    /// The per-client windows of `/build` (`POST /api/v1/admissions`).
+    pub(crate) admissions: crate::ratelimit::Admissions,
 }
 
 /// Why the worker's state could not be set up.
@@ -118,6 +120,7 @@ impl AppState {
             metrics,
             config,
             health: HealthCache::default(),
+            admissions: crate::ratelimit::Admissions::default(),
         })
     }
 }

@@ -804,3 +804,34 @@ async fn a_missing_image_or_a_prebuild_fails_cleanly_when_repo2docker_cannot_sta
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_admissions_of_one_client_admit_exactly_the_limit_over_http() {
+    let worker = worker(support::config("http://127.0.0.1:9/")).await;
+    let url = format!("{}/api/v1/admissions", worker.base);
+    let body = r#"{"client":"203.0.113.7","limit":10,"period_seconds":3600}"#;
+    let posts = (0..50).map(|_| authed(Method::POST, &url, Some(body.to_owned())));
+    let answers = futures::future::join_all(posts).await;
+    let states: Vec<Value> = answers
+        .iter()
+        .map(|(status, bytes)| {
+            assert_eq!(*status, StatusCode::OK);
+            serde_json::from_slice(bytes).unwrap()
+        })
+        .collect();
+    let admitted = states.iter().filter(|s| s["exceeded"] == false).count();
+    assert_eq!(admitted, 10, "{states:?}");
+    assert!(states.iter().all(|s| s["limit"] == 10));
+    // Another client has its own window; nonsense is refused; the token is needed.
+    let other = r#"{"client":"203.0.113.8","limit":10,"period_seconds":3600}"#;
+    let (_, bytes) = authed(Method::POST, &url, Some(other.to_owned())).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).unwrap()["remaining"],
+        9
+    );
+    let bad = r#"{"client":"","limit":10,"period_seconds":3600}"#;
+    let (status, _) = authed(Method::POST, &url, Some(bad.to_owned())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(Method::POST, &url, &[], Some(other.to_owned())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -1,26 +1,36 @@
 //! `GET /build/<provider>/<spec>`: BinderHub's event stream. Every error is a `failed`
 //! event on a 200 stream, whose headers the entry has already sent.
 //!
-//! The link is checked and resolved as for the resolve API ([`Prepare`]); the image check
+//! Before the stream's headers, [`open`] checks the build token (`?build_token=`, minted
+//! by the `/v2` page) and, without a valid one, counts the request against the
+//! per-client limit with the worker; the answer's `x-ratelimit-*` headers go out with the
+//! stream's. Then the link is checked and resolved as for the resolve API ([`Prepare`]); the image check
 //! answers from the cache when it can; only then is the worker asked for a launch, and
 //! its numbered events are relayed ([`super::relay`]). A reconnecting EventSource sends
 //! the last relayed id, and follows the same launch again instead of starting another.
 
+use bindery_core::build_token::{BuildTokenError, QUERY_PARAMETER};
 use bindery_core::cache::LastStatus;
 use bindery_core::events::{Event, Phase};
 use bindery_core::launch;
 use bindery_core::sse::{self, SseEvent};
-use bindery_core::worker_api::{LAUNCHES_PATH, LaunchRequest, parse_last_event_id};
-use bindery_edge::config::LAUNCH_VARIABLES;
+use bindery_core::worker_api::{
+    AdmissionRequest, LAUNCHES_PATH, LaunchRequest, parse_last_event_id,
+};
+use bindery_edge::config::{EdgeConfig, LAUNCH_VARIABLES};
 use bindery_edge::fetch::{Fetch, StreamingFetch};
 use bindery_edge::{respond, worker};
+use std::net::IpAddr;
+
 use futures::{Sink, SinkExt};
 use http::Request;
 
+use super::query_param;
 use super::relay::{Relay, relay};
 use crate::client;
 use crate::env::Env;
 use crate::prepare::{Prepare, Refusal};
+use crate::tokens;
 
 /// The headers of the event stream (and of a `HEAD` of it).
 pub const STREAM_HEADERS: [(&str, &str); 4] = [
@@ -74,7 +84,29 @@ impl<S: Sink<Vec<u8>> + Unpin> Stream<S> {
     }
 }
 
-/// Runs the event stream of `<provider>/<raw spec>` into `stream`.
+/// What `/build` decided before its stream starts ([`open`]): the `x-ratelimit-*` headers
+/// to send with [`STREAM_HEADERS`], and whether the request goes on.
+pub struct Opened<'e, 'a, F> {
+    /// The `x-ratelimit-*` headers, when the request was counted against the rate limit.
+    pub headers: Vec<(&'static str, String)>,
+    admitted: Result<Admitted<'e, 'a, F>, Refusal>,
+}
+
+impl<F> std::fmt::Debug for Opened<'_, '_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Admitted<'e, 'a, F> {
+    prepare: Prepare<'e, 'a, F>,
+    client: Option<IpAddr>,
+}
+
+/// Runs the event stream of `<provider>/<raw spec>` into `stream`: [`open`], then
+/// [`proceed`].
 pub async fn run<F, S>(
     request: &Request<Vec<u8>>,
     provider: &str,
@@ -85,12 +117,110 @@ pub async fn run<F, S>(
     F: Fetch + StreamingFetch,
     S: Sink<Vec<u8>> + Unpin,
 {
-    if let Err(refusal) = launch_and_relay(request, provider, raw_spec, env, stream).await {
+    let opened = open(request, provider, raw_spec, env).await;
+    proceed(opened, request, provider, raw_spec, env, stream).await;
+}
+
+/// The checks before the stream's headers, in BinderHub's order: the configuration, the
+/// client's network, `Accept`, the build token, then the per-client rate limit (counted by
+/// the worker, skipped for a valid token), all before any provider, registry or launch
+/// call.
+pub async fn open<'e, 'a, F: Fetch>(
+    request: &Request<Vec<u8>>,
+    provider: &str,
+    raw_spec: &str,
+    env: &'e Env<'a, F>,
+) -> Opened<'e, 'a, F> {
+    let mut headers = Vec::new();
+    let admitted = admit(request, provider, raw_spec, env, &mut headers).await;
+    Opened { headers, admitted }
+}
+
+async fn admit<'e, 'a, F: Fetch>(
+    request: &Request<Vec<u8>>,
+    provider: &str,
+    raw_spec: &str,
+    env: &'e Env<'a, F>,
+    headers: &mut Vec<(&'static str, String)>,
+) -> Result<Admitted<'e, 'a, F>, Refusal> {
+    let prepare = Prepare::load(env, LAUNCH_VARIABLES, None)?;
+    // BinderHub's order: the client's network first, then what it asked for.
+    let client = prepare.admit(request)?;
+    if !launch::accepts_event_stream(respond::header(request, "accept")) {
+        return Err(Refusal::NotAnEventStream);
+    }
+    let cfg = prepare.config();
+    let worker_cfg = cfg.worker()?;
+    if !valid_token(request, provider, raw_spec, cfg, env)? && cfg.build_rate.limit > 0 {
+        let rate = cfg.build_rate;
+        let admission = AdmissionRequest::new(client, rate.limit, rate.period_seconds);
+        // Fail closed: without the worker no launch can start, and going on would only
+        // spend the provider's and the registry's rate limits for nothing.
+        let state = worker::request_admission(worker_cfg, &admission, &env.worker)
+            .await
+            .map_err(|e| Refusal::Worker(e.to_string()))?;
+        headers.extend([
+            ("x-ratelimit-limit", state.limit.to_string()),
+            ("x-ratelimit-remaining", state.remaining.to_string()),
+            ("x-ratelimit-reset", state.reset.to_string()),
+        ]);
+        if state.exceeded {
+            return Err(Refusal::TooManyBuilds(state.retry_after(env.now())));
+        }
+    }
+    Ok(Admitted { prepare, client })
+}
+
+/// Whether the request carries a valid build token; a token that is there and invalid
+/// refuses the request. An expired token on a reconnect (`Last-Event-ID`) counts as none:
+/// a build outlasts a token, and the EventSource resends the page's URL.
+fn valid_token<F>(
+    request: &Request<Vec<u8>>,
+    provider: &str,
+    raw_spec: &str,
+    cfg: &EdgeConfig,
+    env: &Env<'_, F>,
+) -> Result<bool, Refusal> {
+    let query = request.uri().query().unwrap_or_default();
+    let Some(token) = query_param(query, QUERY_PARAMETER).filter(|t| !t.is_empty()) else {
+        return Ok(false);
+    };
+    match tokens::check(&token, request, provider, raw_spec, cfg, env) {
+        Ok(()) => Ok(true),
+        Err(BuildTokenError::Expired) if respond::header(request, "last-event-id").is_some() => {
+            Ok(false)
+        }
+        Err(e) => {
+            eprintln!("bindery-launch: /build refused: {e}");
+            Err(Refusal::BuildToken(e))
+        }
+    }
+}
+
+/// The stream after [`open`]: a refusal as a `failed` event, else the launch and its
+/// events.
+pub async fn proceed<F, S>(
+    opened: Opened<'_, '_, F>,
+    request: &Request<Vec<u8>>,
+    provider: &str,
+    raw_spec: &str,
+    env: &Env<'_, F>,
+    stream: &mut Stream<S>,
+) where
+    F: Fetch + StreamingFetch,
+    S: Sink<Vec<u8>> + Unpin,
+{
+    let result = match opened.admitted {
+        Ok(admitted) => launch_and_relay(admitted, request, provider, raw_spec, env, stream).await,
+        Err(refusal) => Err(refusal),
+    };
+    if let Err(refusal) = result {
         stream.refuse(&refusal).await;
     }
 }
 
 async fn launch_and_relay<F, S>(
+    admitted: Admitted<'_, '_, F>,
     request: &Request<Vec<u8>>,
     provider: &str,
     raw_spec: &str,
@@ -101,14 +231,11 @@ where
     F: Fetch + StreamingFetch,
     S: Sink<Vec<u8>> + Unpin,
 {
-    let mut prepare = Prepare::load(env, LAUNCH_VARIABLES, None)?;
-    // BinderHub's order: the client's network first, then what it asked for.
-    let client = prepare.admit(request)?;
-    if !launch::accepts_event_stream(respond::header(request, "accept")) {
-        return Err(Refusal::NotAnEventStream);
-    }
+    let Admitted {
+        mut prepare,
+        client,
+    } = admitted;
     let cfg = prepare.config();
-    cfg.worker()?;
     let spec = prepare.spec(provider, raw_spec)?;
 
     // A reconnecting EventSource resumes the launch it was following, once its link has

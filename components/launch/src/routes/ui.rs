@@ -13,6 +13,7 @@ use super::query_param;
 use crate::client::{self, base_url};
 use crate::env::Env;
 use crate::pages;
+use crate::tokens;
 
 /// `GET /`.
 pub fn home<F>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> Response<Vec<u8>> {
@@ -76,6 +77,10 @@ pub fn loading<F>(
     // rather than `http%3A%2F%2Fhost%2Frepo.git/main`.
     let shown = pages::repository_label(&spec.repo_url(), spec.unresolved_ref());
     let title = format!("{}: {shown}", provider_id.display_name());
+    // BinderHub's build token: `/build` with it skips the per-client rate limit.
+    let token = cfg
+        .as_ref()
+        .and_then(|c| tokens::mint(request, provider, spec.raw(), c, env));
     let share = match query {
         "" => format!("{base}v2/{provider}/{}", spec.raw()),
         q => format!("{base}v2/{provider}/{}?{q}", spec.raw()),
@@ -89,6 +94,7 @@ pub fn loading<F>(
             launch_path: &launch_path,
             share_url: &share,
             base_url: &base,
+            build_token: token.as_deref(),
         }),
     )
 }

@@ -13,13 +13,16 @@ use bindery_core::resolve::{Outcome, ref_cache};
 use bindery_core::sse::{SseDecoder, SseMessage};
 use bindery_edge::ConfigError;
 use bindery_edge::cache::{Cache, MemoryKv};
-use bindery_edge::config::{EdgeConfig, IMAGE_PREFIX, REGISTRY_URL, WORKER_TOKEN, WORKER_URL};
+use bindery_edge::config::{
+    BUILD_RATE_LIMIT, EdgeConfig, IMAGE_PREFIX, REGISTRY_URL, WORKER_TOKEN, WORKER_URL,
+};
 use bindery_edge::testing::{ScriptedFetch, block_on};
 use http::Request;
 
 use crate::env::{Env, Variables};
 use crate::routes::{self, Answer, build};
 
+mod brakes;
 mod build_stream;
 mod other_routes;
 mod page_headers;
@@ -91,11 +94,14 @@ impl World {
     fn unconfirmed(extra: &[(&'static str, &str)]) -> Self {
         let mut values: Vec<(&'static str, String)> =
             extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        // Extras come first and win. The rate limit is off unless a test is about it: the
+        // other tests' scripted worker does not count.
         for (k, v) in [
             (WORKER_URL, WORKER),
             (WORKER_TOKEN, "worker-token"),
             (REGISTRY_URL, REGISTRY),
             (IMAGE_PREFIX, PREFIX),
+            (BUILD_RATE_LIMIT, "0"),
         ] {
             values.push((k, v.to_owned()));
         }

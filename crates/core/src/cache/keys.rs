@@ -66,6 +66,12 @@ pub fn rate_key(client: &str) -> String {
     key("rate", &[client])
 }
 
+/// The build-token secret the edge generated because `build_token_secret` is empty
+/// (`crate::build_token::StoredSecret`): one per store, so every host on it shares it.
+pub fn build_token_secret_key() -> String {
+    key("secret", &["build-token"])
+}
+
 fn key(kind: &str, parts: &[&str]) -> String {
     let mut key = format!("v1/{kind}");
     for part in parts {

@@ -3,8 +3,9 @@
 //! The first request of a window sets `reset = now + period`; every request decrements
 //! `remaining`, which keeps going below zero so that abuse stays measurable; a request at
 //! or after `reset` opens a new window. The step itself is [`count_request`], a pure
-//! function over a [`RateWindow`], so the edge can keep windows in the key-value store
-//! while [`RateLimiter`] keeps them in memory for a long-running process.
+//! function over a [`RateWindow`]; [`RateLimiter`] keeps the windows in memory for a
+//! long-running process (the worker counts `/build` for every edge host, because Spin's
+//! key-value interface has no atomic increment), with a bound on the number of keys.
 
 use std::collections::HashMap;
 
@@ -25,8 +26,9 @@ impl crate::cache::Expiring for RateWindow {
     }
 }
 
-/// The state after counting a request, for the `x-ratelimit-*` headers and the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The state after counting a request, for the `x-ratelimit-*` headers and the decision;
+/// the worker's answer to an admission (`worker_api::AdmissionRequest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitState {
     /// Requests left in the window (`x-ratelimit-remaining`); negative once exceeded.
     pub remaining: i64,
@@ -78,33 +80,65 @@ pub fn rate_limit_message(retry_after_seconds: u64) -> String {
     format!("Rate limit exceeded. Try again in {retry_after_seconds} seconds.")
 }
 
+/// BinderHub's interval between sweeps of ended windows (`clean_seconds`).
+pub const SWEEP_SECONDS: u64 = 600;
+
 /// In-memory fixed-window rate limiter keyed by client (usually the IP address).
 ///
-/// Keys live until [`RateLimiter::sweep`] drops expired windows; call it periodically
-/// (BinderHub: every 600 s) so that many distinct clients do not grow the map unbounded.
+/// Ended windows are dropped every [`SWEEP_SECONDS`] (and by [`RateLimiter::sweep`]); a
+/// new key beyond `max_keys` first sweeps, then takes the place of the window that ends
+/// first, so that many distinct clients cannot grow the map without bound. An evicted
+/// client starts a fresh window: with the bound far above the number of real clients, only
+/// a flood from more addresses than that can cause it, and then it costs memory, not
+/// correctness for anyone else.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     /// Requests allowed per window; 0 disables limiting.
     pub limit: u32,
     /// Window length in seconds.
     pub period_seconds: u64,
+    /// The most keys kept.
+    pub max_keys: usize,
+    next_sweep: u64,
     windows: HashMap<String, RateWindow>,
 }
 
 impl RateLimiter {
+    /// The default bound on keys: a window is a few dozen bytes, so this is a few MB.
+    pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
     /// A limiter allowing `limit` requests per `period_seconds` per key (BinderHub's default:
-    /// 10 per 3600 s).
+    /// 10 per 3600 s), keeping at most [`Self::DEFAULT_MAX_KEYS`] keys.
     pub fn new(limit: u32, period_seconds: u64) -> Self {
+        Self::with_max_keys(limit, period_seconds, Self::DEFAULT_MAX_KEYS)
+    }
+
+    /// A limiter keeping at most `max_keys` keys (at least one).
+    pub fn with_max_keys(limit: u32, period_seconds: u64, max_keys: usize) -> Self {
         Self {
             limit,
             period_seconds,
+            max_keys: max_keys.max(1),
+            next_sweep: 0,
             windows: HashMap::new(),
         }
     }
 
-    /// Counts one request for `key` at `now`.
+    /// Counts one request for `key` at `now` against the limiter's own limit and period.
     pub fn increment(&mut self, key: &str, now: u64) -> RateLimitState {
-        if self.limit == 0 {
+        self.count(key, self.limit, self.period_seconds, now)
+    }
+
+    /// Counts one request for `key` at `now` against `limit` per `period_seconds`, for a
+    /// caller that carries its own settings (each edge sends its configured ones).
+    pub fn count(
+        &mut self,
+        key: &str,
+        limit: u32,
+        period_seconds: u64,
+        now: u64,
+    ) -> RateLimitState {
+        if limit == 0 {
             return RateLimitState {
                 remaining: 0,
                 reset: now,
@@ -112,15 +146,39 @@ impl RateLimiter {
                 exceeded: false,
             };
         }
+        if now >= self.next_sweep {
+            self.sweep(now);
+            self.next_sweep = now.saturating_add(SWEEP_SECONDS);
+        }
         let previous = self.windows.get(key).copied();
-        let (window, state) = count_request(previous, self.limit, self.period_seconds, now);
+        let (window, state) = count_request(previous, limit, period_seconds, now);
         match self.windows.get_mut(key) {
             Some(stored) => *stored = window,
             None => {
+                self.make_room(now);
                 self.windows.insert(key.to_owned(), window);
             }
         }
         state
+    }
+
+    /// Frees a place for one more key: ended windows first, else the one that ends first.
+    fn make_room(&mut self, now: u64) {
+        if self.windows.len() < self.max_keys {
+            return;
+        }
+        self.sweep(now);
+        if self.windows.len() < self.max_keys {
+            return;
+        }
+        let first = self
+            .windows
+            .iter()
+            .min_by_key(|(_, w)| w.reset)
+            .map(|(k, _)| k.clone());
+        if let Some(key) = first {
+            self.windows.remove(&key);
+        }
     }
 
     /// Drops every window that has ended by `now`.
@@ -239,6 +297,40 @@ mod tests {
         let mut zero_period = RateLimiter::new(1, 0);
         assert!(!zero_period.increment("k", NOW).exceeded);
         assert!(!zero_period.increment("k", NOW).exceeded);
+    }
+
+    #[test]
+    fn keys_are_bounded_by_sweeping_then_evicting_the_first_to_end() {
+        let mut limiter = RateLimiter::with_max_keys(2, 60, 3);
+        limiter.increment("a", NOW);
+        limiter.increment("b", NOW + 1);
+        limiter.increment("c", NOW + 2);
+        // Full, nothing ended: "a" ends first and makes room.
+        limiter.increment("d", NOW + 3);
+        assert_eq!(limiter.len(), 3);
+        assert_eq!(
+            limiter.increment("a", NOW + 3).remaining,
+            1,
+            "a starts afresh"
+        );
+        // "b" was evicted for "a"; "c" and "d" keep their counts.
+        assert_eq!(limiter.increment("c", NOW + 3).remaining, 0);
+        // Past every window, a sweep empties the map before the next key.
+        limiter.increment("e", NOW + 1000);
+        assert_eq!(limiter.len(), 1);
+        for i in 0..10_000 {
+            limiter.increment(&format!("flood-{i}"), NOW + 2000);
+        }
+        assert_eq!(limiter.len(), 3);
+    }
+
+    #[test]
+    fn count_takes_the_callers_settings() {
+        let mut limiter = RateLimiter::new(0, 0);
+        assert_eq!(limiter.count("k", 2, 60, NOW).remaining, 1);
+        assert!(limiter.count("k", 2, 60, NOW).remaining == 0);
+        assert!(limiter.count("k", 2, 60, NOW).exceeded);
+        assert!(!limiter.count("k", 0, 60, NOW).exceeded, "0 disables");
     }
 
     #[test]

@@ -107,9 +107,15 @@ pub const LAUNCHES_PATH: &str = "/api/v1/launches";
 /// The path of the build API.
 pub const BUILDS_PATH: &str = "/api/v1/builds";
 
+mod admission;
 mod health;
 mod ids;
 mod request;
+
+pub use admission::{
+    ADMISSIONS_PATH, AdmissionError, AdmissionRequest, MAX_CLIENT_LEN, MAX_PERIOD_SECONDS,
+    UNKNOWN_CLIENT,
+};
 
 pub use health::{Health, HealthCheck};
 pub use ids::{ID_MAX_LEN, ID_MIN_LEN, is_valid_id, parse_last_event_id, relay_id};

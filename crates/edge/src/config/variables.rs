@@ -129,6 +129,11 @@ pub const VARIABLES: &[Var] = &[
     var(REF_TTL_SECONDS, PROVIDER_RESOLVING),
     var(IMAGE_PRESENT_TTL_SECONDS, RESOLVING),
     var(IMAGE_MISSING_TTL_SECONDS, RESOLVING),
+    secret(BUILD_TOKEN_SECRET, &[Launch]),
+    var(BUILD_TOKEN_EXPIRES_SECONDS, &[Launch]),
+    var(BUILD_TOKEN_CHECK_ORIGIN, &[Launch]),
+    var(BUILD_RATE_LIMIT, &[Launch]),
+    var(BUILD_RATE_PERIOD_SECONDS, &[Launch]),
 ];
 
 /// How many variables `reader` reads.
@@ -233,6 +238,16 @@ pub const REF_TTL_SECONDS: &str = "ref_ttl_seconds";
 pub const IMAGE_PRESENT_TTL_SECONDS: &str = "image_present_ttl_seconds";
 /// Lifetime of a cached "image missing", in seconds.
 pub const IMAGE_MISSING_TTL_SECONDS: &str = "image_missing_ttl_seconds";
+/// The hex secret of build tokens; empty: one generated and kept in the key-value store.
+pub const BUILD_TOKEN_SECRET: &str = "build_token_secret";
+/// Lifetime of a build token, in seconds (default 300).
+pub const BUILD_TOKEN_EXPIRES_SECONDS: &str = "build_token_expires_seconds";
+/// Whether a build token must come from the origin it was minted for (default true).
+pub const BUILD_TOKEN_CHECK_ORIGIN: &str = "build_token_check_origin";
+/// `/build` requests per client address per window without a build token (default 10; 0: off).
+pub const BUILD_RATE_LIMIT: &str = "build_rate_limit";
+/// The window of `build_rate_limit`, in seconds (default 3600).
+pub const BUILD_RATE_PERIOD_SECONDS: &str = "build_rate_period_seconds";
 
 #[cfg(test)]
 mod tests {
@@ -260,7 +275,9 @@ mod tests {
                 REF_TTL_SECONDS,
             ]
         );
-        assert_eq!(LAUNCH_VARIABLES.len(), 23);
+        // Issue 12 added the five `build_token_*` and `build_rate_*` variables, and
+        // `frame_ancestors` of the pages.
+        assert_eq!(LAUNCH_VARIABLES.len(), 28);
         assert_eq!(RESOLVE_VARIABLES.len(), 19);
         // The cached resolve is the hot path: each variable is a host call per request.
         assert_eq!(
