@@ -1,10 +1,15 @@
 //! A launch, from admission to `ready` or `failed` (BinderHub's `launcher.py`).
 //!
-//! A launch is admitted against the quotas of [`crate::quota`]; its slot is given back when
-//! it fails, or, for a server that started, when [`Launcher::refresh_quota`] (run
-//! periodically) finds the hub no longer has that server. A refusal is a `failed` event
-//! with BinderHub's message and `status_code` 429 (errors travel on the event stream, as
-//! BinderHub's do, so the edge relays them like any other failure).
+//! A launch is admitted against the quotas of [`crate::quota`] first, before any build, so
+//! a launch the quota refuses builds nothing; the quotas are checked again just before
+//! the spawn (servers started meanwhile, by this worker or another, count). Its slot is
+//! given back when it fails, or, for a server that started, when [`Launcher::refresh_quota`]
+//! (run periodically) finds the hub no longer has that server. A refusal is a `failed`
+//! event with BinderHub's message and `status_code` 429 (errors travel on the event
+//! stream, as BinderHub's do, so the edge relays them like any other failure). A launch
+//! that needs a build is refused the same way, with 429, when its client already waits
+//! for as many builds as it may, or with 503 when the worker's build queue is full
+//! ([`crate::queue::QueueRefusal`]).
 //!
 //! A launch makes up to `launch_retries` attempts, as BinderHub does: each attempt creates
 //! a user with a fresh random suffix, starts its server and follows the hub's progress
@@ -38,6 +43,7 @@ use crate::hub::{HubClient, HubError, escape_name};
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::quota::Admission;
+use bindery_core::policy::QuotaDecision;
 
 /// The status code of a quota refusal.
 pub const QUOTA_STATUS: u16 = 429;
@@ -192,52 +198,23 @@ impl Launcher {
     pub async fn launch(&self, id: &str, request: &LaunchRequest, log: &EventLog) {
         let started = Instant::now();
         self.metrics.launch_started();
-        if !request.image_present {
-            // Build (or attach to the image's running build), relay its events — the
-            // queue, the build lines and the final `built` — and launch on success.
-            let build = self.builds.request(BuildSpec::new(
-                &request.build_slug,
-                &request.repo_url,
-                &request.resolved_ref,
-                &request.image,
-            ));
-            tracing::info!(launch = id, build = %build.id, "launch waits for its build");
-            let built = tokio::select! {
-                last = relay(&build.log, log) => last == Some(Phase::Built),
-                () = self.stopped() => {
-                    if !log.is_finished() {
-                        log.append(Event::failed(
-                            Some(503),
-                            format!("Failed to launch image {}: {SHUTTING_DOWN}", request.image),
-                        ));
-                    }
-                    false
-                }
-            };
-            if !built {
-                if !log.is_finished() {
-                    log.append(Event::failed(
-                        Some(500),
-                        format!("Failed to build image {}", request.image),
-                    ));
-                }
-                self.metrics
-                    .launch_finished("failure", Some(started.elapsed()));
-                return;
-            }
+        let repo_quota = self.repo_quota(&request.spec);
+        let decision = self
+            .admission
+            .admit(id, &request.image, repo_quota, self.total_quota);
+        if self.refused(id, request, log, &decision) {
+            return;
         }
-        let decision = self.admission.admit(
-            id,
-            &request.image,
-            self.repo_quota(&request.spec),
-            self.total_quota,
-        );
-        if let (Some(message), Some(status)) =
-            (decision.message(&request.repo_url), decision.status())
-        {
-            tracing::info!(launch = id, image = %request.image, status, "launch refused by quota");
-            log.append(Event::failed(Some(QUOTA_STATUS), message));
-            self.metrics.launch_finished(status, None);
+        if !request.image_present && !self.build_first(id, request, log, started).await {
+            self.admission.release(id);
+            return;
+        }
+        // Servers may have started since admission (on this worker or another).
+        let decision = self
+            .admission
+            .recheck(id, &request.image, repo_quota, self.total_quota);
+        if self.refused(id, request, log, &decision) {
+            self.admission.release(id);
             return;
         }
         log.append(Event::new(Phase::Launching, "Launching server...\n"));
@@ -284,6 +261,77 @@ impl Launcher {
             .launch_finished("failure", Some(started.elapsed()));
     }
 
+    /// Ends the launch with the quota's refusal, when `decision` is one.
+    fn refused(
+        &self,
+        id: &str,
+        request: &LaunchRequest,
+        log: &EventLog,
+        decision: &QuotaDecision,
+    ) -> bool {
+        let (Some(message), Some(status)) =
+            (decision.message(&request.repo_url), decision.status())
+        else {
+            return false;
+        };
+        tracing::info!(launch = id, image = %request.image, status, "launch refused by quota");
+        log.append(Event::failed(Some(QUOTA_STATUS), message));
+        self.metrics.launch_finished(status, None);
+        true
+    }
+
+    /// Builds the image (or attaches to its running build) and relays the build's events
+    /// — the queue, the build lines and the final `built`; false when the launch ended
+    /// here (refused by the queue, the build failed, the worker stops).
+    async fn build_first(
+        &self,
+        id: &str,
+        request: &LaunchRequest,
+        log: &EventLog,
+        started: Instant,
+    ) -> bool {
+        let spec = BuildSpec::new(
+            &request.build_slug,
+            &request.repo_url,
+            &request.resolved_ref,
+            &request.image,
+        );
+        let (build, share) = match self.builds.request_for(spec, &request.client_ip) {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                tracing::info!(launch = id, client = %request.client_ip, %refusal, "launch refused by the build queue");
+                log.append(Event::failed(Some(refusal.status()), refusal.to_string()));
+                self.metrics.launch_finished(refusal.label(), None);
+                return false;
+            }
+        };
+        tracing::info!(launch = id, build = %build.id, "launch waits for its build");
+        let built = tokio::select! {
+            last = relay(&build.log, log) => last == Some(Phase::Built),
+            () = self.stopped() => {
+                if !log.is_finished() {
+                    log.append(Event::failed(
+                        Some(503),
+                        format!("Failed to launch image {}: {SHUTTING_DOWN}", request.image),
+                    ));
+                }
+                false
+            }
+        };
+        drop(share);
+        if !built {
+            if !log.is_finished() {
+                log.append(Event::failed(
+                    Some(500),
+                    format!("Failed to build image {}", request.image),
+                ));
+            }
+            self.metrics
+                .launch_finished("failure", Some(started.elapsed()));
+        }
+        built
+    }
+
     /// One attempt under a fresh user name (BinderHub's name rule, a new random suffix):
     /// `ready` on success; on failure the user is deleted when this attempt may have
     /// created it, so nothing leaks and nobody else's user is touched.
@@ -312,7 +360,7 @@ impl Launcher {
                 reason: SHUTTING_DOWN.to_owned(),
             },
             Some(Ok(Ok(()))) => {
-                self.admission.update(id, |slot| slot.running = true);
+                self.admission.update(id, |slot| slot.mark_running());
                 let url = format!("{}user/{}/", self.hub_url, escape_name(&user));
                 tracing::info!(launch = id, %user, %url, "server ready");
                 log.append(Event::ready(ReadyInfo {
@@ -390,9 +438,11 @@ impl Launcher {
             .map(drop)
     }
 
-    /// Frees the quota slots of servers the hub no longer runs (culled or stopped).
+    /// Brings the quota count in step with the hub: servers it runs that this worker did
+    /// not start count, and the slots of servers it no longer runs (culled or stopped)
+    /// are freed (see [`Admission::sync`]).
     pub async fn refresh_quota(&self) {
-        self.admission.release_stopped(&self.hub).await;
+        self.admission.refresh(&self.hub).await;
     }
 }
 

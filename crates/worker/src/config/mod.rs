@@ -17,6 +17,7 @@ use std::time::Duration;
 use bindery_core::policy::SpecPolicy;
 
 use crate::executor::ExecutorSettings;
+use crate::queue::PendingLimits;
 
 /// Secrets are `bindery_core`'s, so the edge and the worker redact them the same way.
 pub use bindery_core::Secret;
@@ -94,6 +95,9 @@ pub struct WorkerConfig {
     pub keepalive_interval: Duration,
     /// The most events one log keeps; later non-final events are dropped.
     pub max_events_per_log: usize,
+    /// About the most bytes one launch's or build's log keeps: past it, its first and last
+    /// halves stay, with a marker between (and a stored build log is as long at most).
+    pub max_log_bytes: usize,
     /// How long a finished log stays replayable.
     pub finished_log_ttl: Duration,
     /// How often launched servers are checked against the hub to free their quota.
@@ -113,6 +117,9 @@ pub struct BuildSettings {
     pub executor: ExecutorSettings,
     /// The most builds that run at once; the rest wait in the queue.
     pub max_concurrent: usize,
+    /// The queue's bounds: builds waiting or running in total (`max_pending_builds`) and
+    /// per client address (`max_pending_builds_per_client`).
+    pub pending: PendingLimits,
     /// The registry images are pushed to and re-checked in (`http(s)://host[:port]`);
     /// `None` = no push, no re-check.
     pub registry_url: Option<String>,
@@ -131,6 +138,7 @@ impl Default for BuildSettings {
         BuildSettings {
             executor: ExecutorSettings::default(),
             max_concurrent: 2,
+            pending: PendingLimits::default(),
             registry_url: None,
             registry_username: None,
             registry_password: None,
@@ -172,6 +180,7 @@ impl WorkerConfig {
             hub_retry_delay: Duration::from_secs(4),
             keepalive_interval: Duration::from_secs(25),
             max_events_per_log: 10_000,
+            max_log_bytes: crate::events::DEFAULT_MAX_LOG_BYTES,
             finished_log_ttl: Duration::from_secs(3600),
             quota_refresh_interval: Duration::from_secs(60),
             health_cache: Duration::from_secs(15),
