@@ -409,4 +409,45 @@ mod tests {
             .expect_err("unknown executor");
         assert!(err.to_string().contains("BINDERY_EXECUTOR"), "{err}");
     }
+
+    #[test]
+    fn the_queue_and_log_bounds_default_and_are_read_from_the_file_and_environment() {
+        let required = "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        // (file lines, environment, (total, per client, log bytes)).
+        let cases: [(
+            &str,
+            &'static [(&'static str, &'static str)],
+            (usize, usize, usize),
+        ); 4] = [
+            ("", &[], (100, 5, 4 * 1024 * 1024)),
+            (
+                "max_pending_builds = 7\nmax_pending_builds_per_client = 2\nmax_log_bytes = 100000\n",
+                &[],
+                (7, 2, 100_000),
+            ),
+            (
+                "max_pending_builds = 7\n",
+                &[
+                    ("BINDERY_MAX_PENDING_BUILDS", "9"),
+                    ("BINDERY_MAX_PENDING_BUILDS_PER_CLIENT", "3"),
+                ],
+                (9, 3, 4 * 1024 * 1024),
+            ),
+            // Zero would refuse everything; too small a log would keep no whole line.
+            (
+                "max_pending_builds = 0\nmax_pending_builds_per_client = 0\nmax_log_bytes = 10\n",
+                &[],
+                (1, 1, 64 * 1024),
+            ),
+        ];
+        for (lines, env, (total, per_client, bytes)) in cases {
+            std::fs::write(&path, format!("{required}{lines}")).expect("write");
+            let config = WorkerConfig::from_sources(Some(&path), env_of(env)).expect("config");
+            assert_eq!(config.builds.pending.total, total, "{lines}");
+            assert_eq!(config.builds.pending.per_client, per_client, "{lines}");
+            assert_eq!(config.max_log_bytes, bytes, "{lines}");
+        }
+    }
 }
