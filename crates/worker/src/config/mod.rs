@@ -416,11 +416,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("worker.toml");
         // (file lines, environment, (total, per client, log bytes)).
-        let cases: [(
-            &str,
+        type Case = (
+            &'static str,
             &'static [(&'static str, &'static str)],
             (usize, usize, usize),
-        ); 4] = [
+        );
+        let cases: [Case; 4] = [
             ("", &[], (100, 5, 4 * 1024 * 1024)),
             (
                 "max_pending_builds = 7\nmax_pending_builds_per_client = 2\nmax_log_bytes = 100000\n",
