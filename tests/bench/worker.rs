@@ -6,6 +6,10 @@
 //!   arrive), against a plain HTTP round trip to the same hub.
 //! - Memory: the worker's resident set with 1,000 clients following one launch's event
 //!   stream, against the same worker idle. Goal (issue 4): < 64 MiB.
+//! - Memory under a loud build (issue 13): a repo2docker stand-in prints 400 MiB of output
+//!   while five clients follow the launch; the worker's peak resident set, sampled every
+//!   50 ms until the build ends. Goal: < 300 MiB (lines are cut at 16 KiB and each log
+//!   keeps 4 MiB, head and tail).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,6 +30,27 @@ const TOKEN: &str = "bench-worker-token";
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 const LAUNCHES: usize = 50;
 const STREAMS: usize = 1000;
+/// What the loud build prints.
+const LOUD_BYTES: u64 = 400 * 1024 * 1024;
+const LOUD_CLIENTS: usize = 5;
+
+/// A repo2docker that prints [`LOUD_BYTES`] of 80-byte lines, one 1 MiB line, and succeeds.
+fn loud_repo2docker(dir: &std::path::Path) -> std::path::PathBuf {
+    let program = dir.join("loud-repo2docker");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\nhead -c 1048576 /dev/zero | tr '\\0' 'x'; echo\nyes 'a line of build output, about eighty bytes long, printed again and again......' | head -c {LOUD_BYTES}\necho done\n"
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&program)
+        .status()
+        .unwrap();
+    program
+}
 
 /// A JupyterHub that accepts every user and spawn; progress streams stay open (servers
 /// never become ready), so launches keep their event logs live.
@@ -33,6 +58,8 @@ async fn hub(open: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>>) -> Peer {
     Peer::start(move |seen: &Seen| {
         let uri = seen.uri.as_str();
         match seen.method.as_str() {
+            // No servers run on this hub (the worker counts them at start).
+            "GET" if uri.contains("/users?") => Answer::json(200, &json!([])),
             "GET" if uri.ends_with("/progress") => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 tx.send(
@@ -55,12 +82,16 @@ async fn hub(open: Arc<Mutex<Vec<mpsc::UnboundedSender<Vec<u8>>>>>) -> Peer {
 }
 
 fn launch_body(n: usize) -> Vec<u8> {
+    launch_json(n, true)
+}
+
+fn launch_json(n: usize, image_present: bool) -> Vec<u8> {
     let prefix = "127.0.0.1:5000/binder-";
     let slug = format!("org-repo{n}");
     json!({
         "provider": "gh", "spec": format!("org/repo{n}/main"), "repo_url": format!("https://github.com/org/repo{n}"),
         "resolved_ref": SHA, "resolved_spec": format!("org/repo{n}/{SHA}"),
-        "image": bindery_core::image::image_name(prefix, &slug, SHA), "image_present": true,
+        "image": bindery_core::image::image_name(prefix, &slug, SHA), "image_present": image_present,
         "build_slug": slug, "ref_url": format!("https://github.com/org/repo{n}/tree/{SHA}"),
         "launch_host": "http://127.0.0.1:3000/", "binder_request": format!("v2/gh/org/repo{n}/main"),
         "binder_persistent_request": format!("v2/gh/org/repo{n}/{SHA}"), "launch_path": "", "client_ip": "127.0.0.1",
@@ -100,6 +131,10 @@ async fn main() {
         .env("BINDERY_HUB_API_TOKEN", "hub-token")
         .env("BINDERY_IMAGE_PREFIX", "127.0.0.1:5000/binder-")
         .env("BINDERY_WORKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BINDERY_REPO2DOCKER", loud_repo2docker(&dir))
+        // The loud build names github.com, which this machine need not resolve: allowed by
+        // name, it is never looked up.
+        .env("BINDERY_ALLOWED_BUILD_HOSTS", "github.com")
         .env("RUST_LOG", "warn");
     let worker = Proc::spawn("bindery worker", &mut cmd, &dir.join("worker.log"));
     for _ in 0..400 {
@@ -193,6 +228,9 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let loaded = rss_kib(worker.pid());
     let health = get(&format!("{url}/health"), &[]).await;
+    drop(clients);
+
+    let (loud_peak, loud_read, loud_secs) = loud_build(&url, &headers, worker.pid()).await;
 
     let (d50, d99) = (percentile(direct.clone(), 0.5), percentile(direct, 0.99));
     let (o50, o99) = (
@@ -213,7 +251,93 @@ async fn main() {
         if loaded < 64 * 1024 { "met" } else { "NOT met" },
         health.status
     );
-    drop(clients);
+    println!(
+        "worker RSS under a build printing {} MiB followed by {LOUD_CLIENTS} clients: peak {:.1} MiB (goal < 300 MiB: {}); each client read {:.1} MiB in {loud_secs:.1} s",
+        LOUD_BYTES / 1024 / 1024,
+        loud_peak as f64 / 1024.0,
+        if loud_peak < 300 * 1024 {
+            "met"
+        } else {
+            "NOT met"
+        },
+        loud_read as f64 / 1024.0 / 1024.0 / LOUD_CLIENTS as f64,
+    );
     drop(open);
     drop(worker);
+}
+
+/// Launches an image that the loud stand-in builds, with [`LOUD_CLIENTS`] clients reading
+/// the launch's stream; samples the worker's RSS until the build ends. Returns the peak
+/// (KiB), the bytes the clients read together, and the seconds the build took.
+async fn loud_build(url: &str, headers: &[(&str, &str); 2], pid: u32) -> (u64, u64, f64) {
+    let started = Instant::now();
+    let loud = LAUNCHES + 1;
+    let accepted = send(
+        "POST",
+        &format!("{url}/api/v1/launches"),
+        headers,
+        launch_json(loud, false),
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let id = accepted.json()["id"].as_str().unwrap().to_string();
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..LOUD_CLIENTS {
+        let tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(format!("{url}/api/v1/launches/{id}/events"))
+            .header("authorization", headers[0].1)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let mut body = resp.into_body();
+        let read = Arc::clone(&read);
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    read.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            drop(sender);
+        }));
+    }
+    let image =
+        bindery_core::image::image_name("127.0.0.1:5000/binder-", &format!("org-repo{loud}"), SHA);
+    let image: String = image
+        .bytes()
+        .map(|b| match b {
+            b'/' => "%2F".to_owned(),
+            b':' => "%3A".to_owned(),
+            _ => (b as char).to_string(),
+        })
+        .collect();
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        peak = peak.max(rss_kib(pid));
+        let info = get(&format!("{url}/api/v1/builds?image={image}"), headers).await;
+        let state = info.json()["state"].as_str().unwrap_or("").to_owned();
+        if state == "succeeded" || state == "failed" {
+            assert_eq!(state, "succeeded", "the loud build failed");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the loud build took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    peak = peak.max(rss_kib(pid));
+    for reader in readers {
+        reader.abort();
+    }
+    (peak, read.load(std::sync::atomic::Ordering::Relaxed), secs)
 }

@@ -246,6 +246,24 @@ impl Event {
         }
     }
 
+    /// Cuts the message to at most `max_bytes` (on a character boundary) and marks the cut
+    /// with `" [line cut: N bytes]"` and a newline; returns whether it cut. A build's output
+    /// line is held in memory and sent to every follower, so one endless line must not be.
+    pub fn cut_message(&mut self, max_bytes: usize) -> bool {
+        if self.message.len() <= max_bytes {
+            return false;
+        }
+        let mut end = max_bytes;
+        while !self.message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = self.message.len();
+        self.message.truncate(end);
+        self.message
+            .push_str(&format!(" [line cut: {total} bytes]\n"));
+        true
+    }
+
     /// The event as one line of JSON (what follows `data: ` on the stream).
     pub fn to_json(&self) -> String {
         // Serialising this struct cannot fail: every map key is a string. Should serde_json
@@ -367,6 +385,23 @@ fn with_newline(mut message: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_on_a_character_boundary_and_says_how_long_it_was() {
+        let cases: [(&str, usize, Option<&str>); 4] = [
+            ("short\n", 16, None),
+            ("exactly16bytes!\n", 16, None),
+            ("abcdefghij", 4, Some("abcd [line cut: 10 bytes]\n")),
+            // `é` is two bytes: the cut backs off to the boundary before it.
+            ("aé-rest", 2, Some("a [line cut: 8 bytes]\n")),
+        ];
+        for (message, max, expected) in cases {
+            let mut event = Event::new(Phase::Building, message);
+            let cut = event.cut_message(max);
+            assert_eq!(cut, expected.is_some(), "{message}");
+            assert_eq!(event.message, expected.unwrap_or(message), "{message}");
+        }
+    }
     use serde_json::json;
 
     fn full_ready() -> Event {

@@ -166,12 +166,19 @@ async fn post_build(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
     if let Err(refused) = build_host_allowed(state, &build.repo_url).await {
         return refused;
     }
-    let attached = state.builds.request(BuildSpec::new(
+    let attached = match state.builds.request(BuildSpec::new(
         &build.build_slug,
         &build.repo_url,
         &build.resolved_ref,
         &build.image,
-    ));
+    )) {
+        Ok(attached) => attached,
+        Err(refusal) => {
+            let status =
+                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return error(status, &refusal.to_string());
+        }
+    };
     accepted(format!("{BUILDS_PATH}/{}/events", attached.id), attached.id)
 }
 

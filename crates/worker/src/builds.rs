@@ -18,6 +18,12 @@
 //!
 //! **A build's event stream ends after `built`** (or `failed`): `built` is the terminal
 //! event of a build stream, `ready` that of a launch stream.
+//!
+//! What a build can make the worker hold is bounded: a new build is refused once
+//! [`PendingLimits::total`] builds are queued or running, a launch once its client waits
+//! for [`PendingLimits::per_client`] builds ([`QueueRefusal`]); an output line is cut at
+//! [`MAX_LINE_BYTES`]; the log keeps its head and tail ([`crate::events`]), and the
+//! launches that follow a build share its events instead of copying them ([`relay`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,7 +37,7 @@ use crate::executor::{BuildHandle, BuildOutcome, BuildSpec, Executor, ExecutorEr
 use crate::ids;
 use crate::logstore::{LogStore, Record};
 use crate::metrics::Metrics;
-use crate::queue::{BuildQueue, Slot};
+use crate::queue::{BuildQueue, ClientShare, ClientShares, PendingLimits, QueueRefusal, Slot};
 use crate::registry::RegistryClient;
 
 /// Builds by image, their event logs by id, the queue and the executor.
@@ -44,7 +50,12 @@ pub struct Builds {
     registry: Option<RegistryClient>,
     store: LogStore,
     metrics: Arc<Metrics>,
+    limits: PendingLimits,
+    shares: ClientShares,
 }
+
+/// The longest build output line kept (16 KiB): a longer one is cut, saying so.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// A build as [`Builds::start_or_attach`] hands it out.
 #[derive(Debug, Clone)]
@@ -81,7 +92,15 @@ impl Builds {
             registry,
             store,
             metrics,
+            limits: PendingLimits::default(),
+            shares: ClientShares::default(),
         }
+    }
+
+    /// The same registry with the queue bounded by `limits` (the default is
+    /// [`PendingLimits::default`]).
+    pub fn with_limits(self, limits: PendingLimits) -> Builds {
+        Builds { limits, ..self }
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, BuildInfo>> {
@@ -93,6 +112,27 @@ impl Builds {
     /// The unfinished build of `image`, or a new queued one.
     pub fn start_or_attach(&self, image: &str) -> Attached {
         let mut map = self.map();
+        self.attach_or_register(&mut map, image)
+    }
+
+    /// The unfinished build of `image`, or a new queued one unless `limit` builds are
+    /// already queued or running.
+    fn try_start_or_attach(&self, image: &str, limit: usize) -> Result<Attached, QueueRefusal> {
+        let mut map = self.map();
+        let pending = map
+            .values()
+            .filter(|info| matches!(info.state, BuildState::Queued | BuildState::Running))
+            .count();
+        let attaching = map
+            .get(image)
+            .is_some_and(|info| matches!(info.state, BuildState::Queued | BuildState::Running));
+        if !attaching && pending >= limit {
+            return Err(QueueRefusal::WorkerFull { limit });
+        }
+        Ok(self.attach_or_register(&mut map, image))
+    }
+
+    fn attach_or_register(&self, map: &mut HashMap<String, BuildInfo>, image: &str) -> Attached {
         if let Some(info) = map.get(image)
             && matches!(info.state, BuildState::Queued | BuildState::Running)
             && let Some(log) = self.logs.get(&info.id)
@@ -122,16 +162,31 @@ impl Builds {
         }
     }
 
-    /// The build of `spec.image`: the running one, or a new one started in the background.
-    pub fn request(self: &Arc<Self>, spec: BuildSpec) -> Attached {
-        let attached = self.start_or_attach(&spec.image);
+    /// The build of `spec.image`: the running one, or a new one started in the background;
+    /// refused when the worker's queue is full and a new build would be needed.
+    pub fn request(self: &Arc<Self>, spec: BuildSpec) -> Result<Attached, QueueRefusal> {
+        let attached = self.try_start_or_attach(&spec.image, self.limits.total)?;
         if attached.created {
             tracing::info!(build = %attached.id, image = %spec.image, "build registered");
             let builds = Arc::clone(self);
             let run = attached.clone();
             tokio::spawn(async move { builds.run(spec, run).await });
         }
-        attached
+        Ok(attached)
+    }
+
+    /// [`Builds::request`] for a launch from `client`: also refused when that client
+    /// already waits for as many builds as it may. The share is the client's until it is
+    /// dropped (when the launch stops waiting for the build).
+    pub fn request_for(
+        self: &Arc<Self>,
+        spec: BuildSpec,
+        client: &str,
+    ) -> Result<(Attached, ClientShare), QueueRefusal> {
+        let share = self
+            .shares
+            .take(client, &spec.image, self.limits.per_client)?;
+        Ok((self.request(spec)?, share))
     }
 
     async fn run(&self, spec: BuildSpec, attached: Attached) {
@@ -195,6 +250,7 @@ impl Builds {
             if event.phase.is_terminal() {
                 event.phase = Phase::Unknown;
             }
+            event.cut_message(MAX_LINE_BYTES);
             log.append(event);
         }
         let outcome = handle.outcome.await.unwrap_or_else(|_| {
@@ -305,7 +361,8 @@ impl Builds {
     }
 }
 
-/// Copies every event of `from` into `to` until `from` ends; returns the last phase.
+/// Appends every event of `from` to `to` until `from` ends, sharing each (no copy);
+/// returns the last phase.
 pub async fn relay(from: &EventLog, to: &EventLog) -> Option<Phase> {
     let mut wake = from.subscribe();
     let mut after = 0;
@@ -314,7 +371,7 @@ pub async fn relay(from: &EventLog, to: &EventLog) -> Option<Phase> {
         wake.borrow_and_update();
         let page = from.read_after(after);
         for (seq, event) in &page.events {
-            to.append(Event::clone(event));
+            to.append_shared(Arc::clone(event));
             after = *seq;
             last = Some(event.phase);
         }
@@ -340,6 +397,116 @@ mod tests {
             sink.finish(BuildOutcome::Failed("no luck".into()));
             handle
         }
+    }
+
+    /// An executor whose builds print one endless line and succeed.
+    #[derive(Debug)]
+    struct Endless;
+
+    impl Executor for Endless {
+        fn start(&self, _spec: &BuildSpec) -> BuildHandle {
+            let (handle, sink) = BuildHandle::channel();
+            let _ = sink
+                .events
+                .send(Event::new(Phase::Building, "y".repeat(1 << 20)));
+            sink.finish(BuildOutcome::Succeeded);
+            handle
+        }
+    }
+
+    /// An executor whose builds never end.
+    #[derive(Debug)]
+    struct Forever;
+
+    impl Executor for Forever {
+        fn start(&self, _spec: &BuildSpec) -> BuildHandle {
+            let (handle, sink) = BuildHandle::channel();
+            // Kept open for the test's life: the build stays running.
+            std::mem::forget(sink);
+            handle
+        }
+    }
+
+    fn builds_with(executor: Arc<dyn Executor>, limits: PendingLimits) -> Arc<Builds> {
+        Arc::new(
+            Builds::new(
+                Logs::new(100, Duration::from_secs(60)),
+                executor,
+                None,
+                LogStore::open(None, Duration::from_secs(60)).expect("store"),
+                1,
+                Arc::new(Metrics::default()),
+            )
+            .with_limits(limits),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_build_line_is_cut_at_16_kib_and_followers_share_the_builds_events() {
+        let builds = builds_with(Arc::new(Endless), PendingLimits::default());
+        let build = builds.request(spec("reg/a:1")).expect("queued");
+        let launch = EventLog::new(100);
+        assert_eq!(relay(&build.log, &launch).await, Some(Phase::Built));
+        let line = &build.log.read_after(0).events[0].1;
+        assert!(
+            line.message.len() < MAX_LINE_BYTES + 64,
+            "{}",
+            line.message.len()
+        );
+        assert!(line.message.ends_with(" [line cut: 1048576 bytes]\n"));
+        for ((_, a), (_, b)) in build
+            .log
+            .read_after(0)
+            .events
+            .iter()
+            .zip(launch.read_after(0).events.iter())
+        {
+            assert!(
+                Arc::ptr_eq(a, b),
+                "the launch holds the build's events, not copies"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_pending_limits_a_build_is_refused_at_once_and_attaching_is_free() {
+        let limits = PendingLimits {
+            total: 2,
+            per_client: 1,
+        };
+        let builds = builds_with(Arc::new(Forever), limits);
+        let cases: [(&str, &str, Result<(), QueueRefusal>); 5] = [
+            ("192.0.2.1", "reg/a:1", Ok(())),
+            ("192.0.2.1", "reg/a:1", Ok(())),
+            (
+                "192.0.2.1",
+                "reg/b:1",
+                Err(QueueRefusal::ClientFull { limit: 1 }),
+            ),
+            ("192.0.2.2", "reg/b:1", Ok(())),
+            (
+                "192.0.2.3",
+                "reg/c:1",
+                Err(QueueRefusal::WorkerFull { limit: 2 }),
+            ),
+        ];
+        let mut held = Vec::new();
+        for (client, image, expected) in cases {
+            let got = builds.request_for(spec(image), client);
+            assert_eq!(
+                got.as_ref().map(drop).map_err(Clone::clone),
+                expected,
+                "{client} {image}"
+            );
+            held.extend(got.ok());
+        }
+        // Another client's launch of a queued image needs no new build.
+        assert!(builds.request_for(spec("reg/b:1"), "192.0.2.3").is_ok());
+        assert_eq!(
+            builds.request(spec("reg/d:1")).map(drop),
+            Err(QueueRefusal::WorkerFull { limit: 2 }),
+            "a prebuild counts the same"
+        );
     }
 
     fn builds() -> Arc<Builds> {

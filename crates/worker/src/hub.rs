@@ -60,6 +60,9 @@ pub enum HubError {
     /// The progress stream ended without `ready` or `failed`.
     #[error("the hub's progress stream ended before the server was ready")]
     ProgressEnded,
+    /// The hub's answer does not have the shape its API documents.
+    #[error("JupyterHub answered something unexpected: {0}")]
+    BadAnswer(String),
 }
 
 impl HubError {
@@ -78,7 +81,7 @@ impl HubError {
     pub fn worth_another_launch(&self) -> bool {
         match self {
             HubError::Status { status, .. } => *status >= 500 || matches!(status, 409 | 429),
-            HubError::Client(_) | HubError::InvalidToken => false,
+            HubError::Client(_) | HubError::InvalidToken | HubError::BadAnswer(_) => false,
             HubError::Unreachable(_)
             | HubError::Timeout
             | HubError::SpawnFailed(_)
@@ -112,6 +115,38 @@ impl std::fmt::Debug for HubClient {
             .field("api", &self.api)
             .field("retries", &self.retries)
             .finish_non_exhaustive()
+    }
+}
+
+/// A ready server on the hub, as quota admission counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubServer {
+    /// The hub user.
+    pub user: String,
+    /// The image the server runs.
+    pub image: String,
+}
+
+impl HubServer {
+    /// The servers of one user model (`{"name": …, "servers": {"": {"ready": …,
+    /// "user_options": {"image": …}}}}`) that are ready and name an image.
+    fn of_user(user: &Value) -> Vec<HubServer> {
+        let Some(name) = user.get("name").and_then(Value::as_str) else {
+            return Vec::new();
+        };
+        user.get("servers")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|servers| servers.values())
+            .filter(|server| server.get("ready").and_then(Value::as_bool) == Some(true))
+            .filter_map(|server| {
+                let image = server.pointer("/user_options/image")?.as_str()?;
+                Some(HubServer {
+                    user: name.to_owned(),
+                    image: image.to_owned(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -276,6 +311,31 @@ impl HubClient {
         }
     }
 
+    /// `GET users?state=ready`, page by page: every ready server on the hub with its user
+    /// and the image its launch asked for (`user_options.image`; servers without one were
+    /// not started by a binder and are left out). What quota admission counts at start and
+    /// keeps in step with.
+    pub async fn ready_servers(&self) -> Result<Vec<HubServer>, HubError> {
+        const PAGE: usize = 100;
+        // A hub that keeps answering full pages is bounded too: 100,000 users at most.
+        const MAX_PAGES: usize = 1000;
+        let mut servers = Vec::new();
+        for page in 0..MAX_PAGES {
+            let path = format!("users?state=ready&offset={}&limit={PAGE}", page * PAGE);
+            let bytes = self.call(Method::GET, &path, None).await?;
+            let users: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| {
+                HubError::BadAnswer(format!("the user list is not a JSON list: {e}"))
+            })?;
+            for user in &users {
+                servers.extend(HubServer::of_user(user));
+            }
+            if users.len() < PAGE {
+                break;
+            }
+        }
+        Ok(servers)
+    }
+
     /// Stops the user's server and deletes the user; a user already gone is fine.
     pub async fn delete_user(&self, name: &str) -> Result<(), HubError> {
         let user = escape_name(name);
@@ -346,5 +406,36 @@ mod tests {
             "User a already exists"
         );
         assert_eq!(hub_message(b"  plain  "), "plain");
+    }
+
+    #[test]
+    fn only_ready_servers_that_name_an_image_count() {
+        let user = |json: &str| HubServer::of_user(&serde_json::from_str(json).expect("json"));
+        let cases: [(&str, Vec<(&str, &str)>); 5] = [
+            (
+                r#"{"name": "u1", "servers": {"": {"ready": true, "user_options": {"image": "reg/a:1"}}}}"#,
+                vec![("u1", "reg/a:1")],
+            ),
+            (
+                r#"{"name": "u2", "servers": {"": {"ready": false, "pending": "spawn", "user_options": {"image": "reg/a:1"}}}}"#,
+                vec![],
+            ),
+            (
+                r#"{"name": "admin", "servers": {"": {"ready": true, "user_options": {}}}}"#,
+                vec![],
+            ),
+            (r#"{"name": "u3", "servers": {}}"#, vec![]),
+            (r#"{"servers": {"": {"ready": true}}}"#, vec![]),
+        ];
+        for (json, expected) in cases {
+            let expected: Vec<HubServer> = expected
+                .into_iter()
+                .map(|(u, i)| HubServer {
+                    user: u.into(),
+                    image: i.into(),
+                })
+                .collect();
+            assert_eq!(user(json), expected, "{json}");
+        }
     }
 }

@@ -1,10 +1,15 @@
 //! A launch, from admission to `ready` or `failed` (BinderHub's `launcher.py`).
 //!
-//! A launch is admitted against the quotas of [`crate::quota`]; its slot is given back when
-//! it fails, or, for a server that started, when [`Launcher::refresh_quota`] (run
-//! periodically) finds the hub no longer has that server. A refusal is a `failed` event
-//! with BinderHub's message and `status_code` 429 (errors travel on the event stream, as
-//! BinderHub's do, so the edge relays them like any other failure).
+//! A launch is admitted against the quotas of [`crate::quota`] first, before any build, so
+//! a launch the quota refuses builds nothing; the quotas are checked again just before
+//! the spawn (servers started meanwhile, by this worker or another, count). Its slot is
+//! given back when it fails, or, for a server that started, when [`Launcher::refresh_quota`]
+//! (run periodically) finds the hub no longer has that server. A refusal is a `failed`
+//! event with BinderHub's message and `status_code` 429 (errors travel on the event
+//! stream, as BinderHub's do, so the edge relays them like any other failure). A launch
+//! that needs a build is refused the same way, with 429, when its client already waits
+//! for as many builds as it may, or with 503 when the worker's build queue is full
+//! ([`crate::queue::QueueRefusal`]).
 //!
 //! A launch makes up to `launch_retries` attempts, as BinderHub does: each attempt creates
 //! a user with a fresh random suffix, starts its server and follows the hub's progress
@@ -24,57 +29,23 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use bindery_core::events::{Event, Phase, ReadyInfo};
-use bindery_core::launch::hub_username;
+use bindery_core::events::{Event, Phase};
 use bindery_core::policy::{SpecPolicy, quota_from_repo_config};
 use bindery_core::worker_api::LaunchRequest;
-use serde_json::json;
 
 use crate::builds::{Builds, relay};
 use crate::config::WorkerConfig;
 use crate::events::EventLog;
 use crate::executor::BuildSpec;
-use crate::hub::{HubClient, HubError, escape_name};
-use crate::ids;
+use crate::hub::HubClient;
 use crate::metrics::Metrics;
 use crate::quota::Admission;
+use bindery_core::policy::QuotaDecision;
+
+mod attempt;
 
 /// The status code of a quota refusal.
 pub const QUOTA_STATUS: u16 = 429;
-
-/// Why one launch attempt failed, and whether another attempt may do better.
-#[derive(Debug)]
-struct AttemptFailed {
-    reason: String,
-    retry: bool,
-}
-
-/// Whether an attempt's user is on the hub, as far as the attempt knows: only a user the
-/// attempt may have created is deleted when it fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UserState {
-    /// `create_user` was not sent, or the hub refused it (a `409` is someone else's user of
-    /// that name; another `4xx` made nothing).
-    NotCreated,
-    /// `create_user` is in flight, or ended without an answer (timeout, unreachable,
-    /// `5xx`): the user may exist, and would be this attempt's.
-    MaybeCreated,
-    /// The hub created it.
-    Created,
-}
-
-impl UserState {
-    /// What `create_user`'s result says.
-    fn after_create(result: &Result<(), HubError>) -> UserState {
-        match result {
-            Ok(()) => UserState::Created,
-            Err(HubError::Status { status, .. }) if (400..500).contains(status) => {
-                UserState::NotCreated
-            }
-            Err(_) => UserState::MaybeCreated,
-        }
-    }
-}
 
 /// Starts servers on JupyterHub for validated launch requests.
 #[derive(Debug)]
@@ -192,52 +163,23 @@ impl Launcher {
     pub async fn launch(&self, id: &str, request: &LaunchRequest, log: &EventLog) {
         let started = Instant::now();
         self.metrics.launch_started();
-        if !request.image_present {
-            // Build (or attach to the image's running build), relay its events — the
-            // queue, the build lines and the final `built` — and launch on success.
-            let build = self.builds.request(BuildSpec::new(
-                &request.build_slug,
-                &request.repo_url,
-                &request.resolved_ref,
-                &request.image,
-            ));
-            tracing::info!(launch = id, build = %build.id, "launch waits for its build");
-            let built = tokio::select! {
-                last = relay(&build.log, log) => last == Some(Phase::Built),
-                () = self.stopped() => {
-                    if !log.is_finished() {
-                        log.append(Event::failed(
-                            Some(503),
-                            format!("Failed to launch image {}: {SHUTTING_DOWN}", request.image),
-                        ));
-                    }
-                    false
-                }
-            };
-            if !built {
-                if !log.is_finished() {
-                    log.append(Event::failed(
-                        Some(500),
-                        format!("Failed to build image {}", request.image),
-                    ));
-                }
-                self.metrics
-                    .launch_finished("failure", Some(started.elapsed()));
-                return;
-            }
+        let repo_quota = self.repo_quota(&request.spec);
+        let decision = self
+            .admission
+            .admit(id, &request.image, repo_quota, self.total_quota);
+        if self.refused(id, request, log, &decision) {
+            return;
         }
-        let decision = self.admission.admit(
-            id,
-            &request.image,
-            self.repo_quota(&request.spec),
-            self.total_quota,
-        );
-        if let (Some(message), Some(status)) =
-            (decision.message(&request.repo_url), decision.status())
-        {
-            tracing::info!(launch = id, image = %request.image, status, "launch refused by quota");
-            log.append(Event::failed(Some(QUOTA_STATUS), message));
-            self.metrics.launch_finished(status, None);
+        if !request.image_present && !self.build_first(id, request, log, started).await {
+            self.admission.release(id);
+            return;
+        }
+        // Servers may have started since admission (on this worker or another).
+        let decision = self
+            .admission
+            .recheck(id, &request.image, repo_quota, self.total_quota);
+        if self.refused(id, request, log, &decision) {
+            self.admission.release(id);
             return;
         }
         log.append(Event::new(Phase::Launching, "Launching server...\n"));
@@ -284,115 +226,82 @@ impl Launcher {
             .launch_finished("failure", Some(started.elapsed()));
     }
 
-    /// One attempt under a fresh user name (BinderHub's name rule, a new random suffix):
-    /// `ready` on success; on failure the user is deleted when this attempt may have
-    /// created it, so nothing leaks and nobody else's user is touched.
-    async fn attempt(
+    /// Ends the launch with the quota's refusal, when `decision` is one.
+    fn refused(
         &self,
         id: &str,
         request: &LaunchRequest,
         log: &EventLog,
-    ) -> Result<(), AttemptFailed> {
-        let user = hub_username(&request.repo_url, &ids::user_suffix());
-        self.admission
-            .update(id, |slot| slot.user = Some(user.clone()));
-        let token = ids::server_token();
-        let mut created = UserState::NotCreated;
-        let spawn = tokio::time::timeout(
-            self.launch_timeout,
-            self.spawn(&user, &token, request, log, &mut created),
-        );
-        let outcome = tokio::select! {
-            outcome = spawn => Some(outcome),
-            () = self.stopped() => None,
+        decision: &QuotaDecision,
+    ) -> bool {
+        let (Some(message), Some(status)) =
+            (decision.message(&request.repo_url), decision.status())
+        else {
+            return false;
         };
-        let failure = match outcome {
-            None => AttemptFailed {
-                retry: false,
-                reason: SHUTTING_DOWN.to_owned(),
-            },
-            Some(Ok(Ok(()))) => {
-                self.admission.update(id, |slot| slot.running = true);
-                let url = format!("{}user/{}/", self.hub_url, escape_name(&user));
-                tracing::info!(launch = id, %user, %url, "server ready");
-                log.append(Event::ready(ReadyInfo {
-                    url: Some(url),
-                    token: Some(token),
-                    image: Some(request.image.clone()),
-                    repo_url: Some(request.repo_url.clone()),
-                    binder_ref_url: Some(request.ref_url.clone()),
-                    binder_launch_host: Some(request.launch_host.clone()),
-                    binder_request: Some(request.binder_request.clone()),
-                    binder_persistent_request: Some(request.binder_persistent_request.clone()),
-                    binder_client_ip: Some(request.client_ip.clone()),
-                }));
-                return Ok(());
-            }
-            Some(Ok(Err(err))) => AttemptFailed {
-                retry: err.worth_another_launch(),
-                reason: err.reason(),
-            },
-            Some(Err(_)) => AttemptFailed {
-                retry: true,
-                reason: format!(
-                    "the server took too long to launch (more than {} seconds)",
-                    self.launch_timeout.as_secs()
-                ),
-            },
-        };
-        if created == UserState::NotCreated {
-            // Never this attempt's user: a 409 names someone else's, which must stay.
-            tracing::warn!(launch = id, %user, reason = failure.reason, "launch attempt failed before its user was created");
-            return Err(failure);
-        }
-        tracing::warn!(launch = id, %user, reason = failure.reason, "launch attempt failed; deleting the user");
-        // The user (and any half-started server) goes before anything else happens.
-        if let Err(err) = self.hub.delete_user(&user).await {
-            tracing::error!(launch = id, %user, error = %err, "failed to delete the user of a failed launch");
-        }
-        Err(failure)
+        tracing::info!(launch = id, image = %request.image, status, "launch refused by quota");
+        log.append(Event::failed(Some(QUOTA_STATUS), message));
+        self.metrics.launch_finished(status, None);
+        true
     }
 
-    /// BinderHub's hub sequence: create the user, request the server, follow its progress.
-    async fn spawn(
+    /// Builds the image (or attaches to its running build) and relays the build's events
+    /// — the queue, the build lines and the final `built`; false when the launch ended
+    /// here (refused by the queue, the build failed, the worker stops).
+    async fn build_first(
         &self,
-        user: &str,
-        token: &str,
+        id: &str,
         request: &LaunchRequest,
         log: &EventLog,
-        created: &mut UserState,
-    ) -> Result<(), HubError> {
-        *created = UserState::MaybeCreated;
-        let result = self.hub.create_user(user).await;
-        *created = UserState::after_create(&result);
-        result?;
-        let user_options = json!({
-            "image": request.image,
-            "token": token,
-            "repo_url": request.repo_url,
-            "binder_ref_url": request.ref_url,
-            "binder_launch_host": request.launch_host,
-            "binder_request": request.binder_request,
-            "binder_persistent_request": request.binder_persistent_request,
-            "binder_client_ip": request.client_ip,
-        });
-        self.hub.start_server(user, &user_options).await?;
-        self.hub
-            .follow_progress(user, |progress| {
-                if !progress.message.is_empty() && !progress.failed {
-                    log.append(Event::new(
-                        Phase::Launching,
-                        format!("{}\n", progress.message),
+        started: Instant,
+    ) -> bool {
+        let spec = BuildSpec::new(
+            &request.build_slug,
+            &request.repo_url,
+            &request.resolved_ref,
+            &request.image,
+        );
+        let (build, share) = match self.builds.request_for(spec, &request.client_ip) {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                tracing::info!(launch = id, client = %request.client_ip, %refusal, "launch refused by the build queue");
+                log.append(Event::failed(Some(refusal.status()), refusal.to_string()));
+                self.metrics.launch_finished(refusal.label(), None);
+                return false;
+            }
+        };
+        tracing::info!(launch = id, build = %build.id, "launch waits for its build");
+        let built = tokio::select! {
+            last = relay(&build.log, log) => last == Some(Phase::Built),
+            () = self.stopped() => {
+                if !log.is_finished() {
+                    log.append(Event::failed(
+                        Some(503),
+                        format!("Failed to launch image {}: {SHUTTING_DOWN}", request.image),
                     ));
                 }
-            })
-            .await
-            .map(drop)
+                false
+            }
+        };
+        drop(share);
+        if !built {
+            if !log.is_finished() {
+                log.append(Event::failed(
+                    Some(500),
+                    format!("Failed to build image {}", request.image),
+                ));
+            }
+            self.metrics
+                .launch_finished("failure", Some(started.elapsed()));
+        }
+        built
     }
 
-    /// Frees the quota slots of servers the hub no longer runs (culled or stopped).
+    /// Brings the quota count in step with the hub: servers it runs that this worker did
+    /// not start count, and the slots of servers it no longer runs (culled or stopped)
+    /// are freed (see [`Admission::sync`]).
     pub async fn refresh_quota(&self) {
-        self.admission.release_stopped(&self.hub).await;
+        self.admission.refresh(&self.hub).await;
     }
 }
 
@@ -498,36 +407,5 @@ config = { quota = 50 }
             let err = WorkerConfig::from_sources(Some(&path), |_| None).expect_err(bad);
             assert!(err.to_string().contains(needle), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn only_a_user_the_attempt_may_have_created_counts_as_its_own() {
-        let status = |status| {
-            Err(HubError::Status {
-                status,
-                message: "no".into(),
-            })
-        };
-        assert_eq!(UserState::after_create(&Ok(())), UserState::Created);
-        // Someone else's user of that name, and refusals that made nothing.
-        for code in [409, 403, 400] {
-            assert_eq!(
-                UserState::after_create(&status(code)),
-                UserState::NotCreated
-            );
-        }
-        // No answer or a failing hub: the user may be there, and would be ours.
-        assert_eq!(
-            UserState::after_create(&status(503)),
-            UserState::MaybeCreated
-        );
-        assert_eq!(
-            UserState::after_create(&Err(HubError::Timeout)),
-            UserState::MaybeCreated
-        );
-        assert_eq!(
-            UserState::after_create(&Err(HubError::Unreachable("down".into()))),
-            UserState::MaybeCreated
-        );
     }
 }

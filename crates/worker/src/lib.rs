@@ -106,6 +106,9 @@ pub async fn serve(
             tracing::warn!(%error, "failed to adopt running builds");
         }
     }
+    state
+        .count_hub_servers(std::time::Duration::from_secs(10))
+        .await;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "bindery worker listening");
     }

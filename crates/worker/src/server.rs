@@ -74,6 +74,22 @@ impl AppState {
         AppState::with_executor(config, executor)
     }
 
+    /// Counts the servers JupyterHub already runs into the quotas (see
+    /// [`crate::quota::Admission::sync`]), waiting at most `deadline`: a hub that does not
+    /// answer delays no start, and the next periodic refresh counts them.
+    pub async fn count_hub_servers(&self, deadline: Duration) {
+        if tokio::time::timeout(deadline, self.launcher.refresh_quota())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the hub did not list its servers in time; quotas count them at the next refresh"
+            );
+        }
+        let taken = self.launcher.admission().taken();
+        tracing::info!(servers = taken, "quota counted from the hub");
+    }
+
     /// Registers the builds the executor was already running (see [`Builds::adopt`]).
     pub async fn adopt_builds(&self) -> Result<usize, ExecutorError> {
         self.builds.adopt().await
@@ -86,7 +102,10 @@ impl AppState {
     ) -> Result<AppState, StateError> {
         let metrics = Arc::new(Metrics::default());
         let hub = HubClient::new(&config).map_err(StateError::Hub)?;
-        let logs = || Logs::new(config.max_events_per_log, config.finished_log_ttl);
+        let logs = || {
+            Logs::new(config.max_events_per_log, config.finished_log_ttl)
+                .with_max_bytes(config.max_log_bytes)
+        };
         let b = &config.builds;
         let registry = match &b.registry_url {
             Some(url) => Some(
@@ -100,14 +119,17 @@ impl AppState {
             None => None,
         };
         let store = LogStore::open(b.log_store.as_deref(), b.log_ttl).map_err(StateError::Store)?;
-        let builds = Arc::new(Builds::new(
-            logs(),
-            executor,
-            registry,
-            store,
-            b.max_concurrent,
-            Arc::clone(&metrics),
-        ));
+        let builds = Arc::new(
+            Builds::new(
+                logs(),
+                executor,
+                registry,
+                store,
+                b.max_concurrent,
+                Arc::clone(&metrics),
+            )
+            .with_limits(b.pending),
+        );
         Ok(AppState {
             launches: logs(),
             launcher: Arc::new(Launcher::new(
@@ -195,6 +217,8 @@ pub async fn serve(
 async fn housekeeping(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.config.quota_refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; the quota was counted from the hub before serving.
+    tick.tick().await;
     loop {
         tick.tick().await;
         state.launches.sweep(Instant::now());

@@ -30,6 +30,9 @@ pub(super) struct FileConfig {
     pub(super) hub_retry_delay_seconds: Option<f64>,
     pub(super) keepalive_seconds: Option<f64>,
     pub(super) max_events_per_log: Option<usize>,
+    pub(super) max_log_bytes: Option<usize>,
+    pub(super) max_pending_builds: Option<usize>,
+    pub(super) max_pending_builds_per_client: Option<usize>,
     pub(super) finished_log_ttl_seconds: Option<f64>,
     pub(super) quota_refresh_seconds: Option<f64>,
     pub(super) health_cache_seconds: Option<f64>,
@@ -182,6 +185,12 @@ pub(super) fn with_env(
     text("BINDERY_KUBERNETES_NAMESPACE", &mut kube_file.namespace);
     if let Some(v) = number::<usize>(&env, "BINDERY_MAX_CONCURRENT_BUILDS")? {
         raw.max_concurrent_builds = Some(v);
+    }
+    if let Some(v) = number::<usize>(&env, "BINDERY_MAX_PENDING_BUILDS")? {
+        raw.max_pending_builds = Some(v);
+    }
+    if let Some(v) = number::<usize>(&env, "BINDERY_MAX_PENDING_BUILDS_PER_CLIENT")? {
+        raw.max_pending_builds_per_client = Some(v);
     }
     Ok(raw)
 }

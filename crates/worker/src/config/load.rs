@@ -108,8 +108,21 @@ pub(super) fn from_raw(mut raw: FileConfig) -> Result<WorkerConfig, ConfigError>
     if let Some(n) = raw.max_events_per_log {
         config.max_events_per_log = n.max(2);
     }
+    // The queue's and the logs' bounds (issue 13).
+    if let Some(n) = raw.max_log_bytes {
+        config.max_log_bytes = n.max(MIN_LOG_BYTES);
+    }
+    if let Some(n) = raw.max_pending_builds {
+        config.builds.pending.total = n.max(1);
+    }
+    if let Some(n) = raw.max_pending_builds_per_client {
+        config.builds.pending.per_client = n.max(1);
+    }
     Ok(config)
 }
+
+/// The smallest log byte cap: room for a few whole lines of head and of tail.
+const MIN_LOG_BYTES: usize = 64 * 1024;
 
 /// The build settings: the local executor's keys, the registry, the log store, and the
 /// executor `executor` names with its settings. Both executors' keys are checked whichever

@@ -19,6 +19,7 @@ use bindery_core::policy::SpecPolicy;
 
 use crate::build_hosts::BuildHosts;
 use crate::executor::ExecutorSettings;
+use crate::queue::PendingLimits;
 
 /// Secrets are `bindery_core`'s, so the edge and the worker redact them the same way.
 pub use bindery_core::Secret;
@@ -96,6 +97,9 @@ pub struct WorkerConfig {
     pub keepalive_interval: Duration,
     /// The most events one log keeps; later non-final events are dropped.
     pub max_events_per_log: usize,
+    /// About the most bytes one launch's or build's log keeps: past it, its first and last
+    /// halves stay, with a marker between (and a stored build log is as long at most).
+    pub max_log_bytes: usize,
     /// How long a finished log stays replayable.
     pub finished_log_ttl: Duration,
     /// How often launched servers are checked against the hub to free their quota.
@@ -115,6 +119,9 @@ pub struct BuildSettings {
     pub executor: ExecutorSettings,
     /// The most builds that run at once; the rest wait in the queue.
     pub max_concurrent: usize,
+    /// The queue's bounds: builds waiting or running in total (`max_pending_builds`) and
+    /// per client address (`max_pending_builds_per_client`).
+    pub pending: PendingLimits,
     /// The registry images are pushed to and re-checked in (`http(s)://host[:port]`);
     /// `None` = no push, no re-check.
     pub registry_url: Option<String>,
@@ -136,6 +143,7 @@ impl Default for BuildSettings {
         BuildSettings {
             executor: ExecutorSettings::default(),
             max_concurrent: 2,
+            pending: PendingLimits::default(),
             registry_url: None,
             registry_username: None,
             registry_password: None,
@@ -178,6 +186,7 @@ impl WorkerConfig {
             hub_retry_delay: Duration::from_secs(4),
             keepalive_interval: Duration::from_secs(25),
             max_events_per_log: 10_000,
+            max_log_bytes: crate::events::DEFAULT_MAX_LOG_BYTES,
             finished_log_ttl: Duration::from_secs(3600),
             quota_refresh_interval: Duration::from_secs(60),
             health_cache: Duration::from_secs(15),
@@ -534,6 +543,48 @@ mod tests {
         for (extra, named) in refused {
             let err = load(extra).expect_err(extra).to_string();
             assert!(err.contains(named), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_queue_and_log_bounds_default_and_are_read_from_the_file_and_environment() {
+        let required = "token = \"t\"\nhub_url = \"http://h/\"\nhub_api_token = \"t\"\nimage_prefix = \"p-\"\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("worker.toml");
+        // (file lines, environment, (total, per client, log bytes)).
+        type Case = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            (usize, usize, usize),
+        );
+        let cases: [Case; 4] = [
+            ("", &[], (100, 5, 4 * 1024 * 1024)),
+            (
+                "max_pending_builds = 7\nmax_pending_builds_per_client = 2\nmax_log_bytes = 100000\n",
+                &[],
+                (7, 2, 100_000),
+            ),
+            (
+                "max_pending_builds = 7\n",
+                &[
+                    ("BINDERY_MAX_PENDING_BUILDS", "9"),
+                    ("BINDERY_MAX_PENDING_BUILDS_PER_CLIENT", "3"),
+                ],
+                (9, 3, 4 * 1024 * 1024),
+            ),
+            // Zero would refuse everything; too small a log would keep no whole line.
+            (
+                "max_pending_builds = 0\nmax_pending_builds_per_client = 0\nmax_log_bytes = 10\n",
+                &[],
+                (1, 1, 64 * 1024),
+            ),
+        ];
+        for (lines, env, (total, per_client, bytes)) in cases {
+            std::fs::write(&path, format!("{required}{lines}")).expect("write");
+            let config = WorkerConfig::from_sources(Some(&path), env_of(env)).expect("config");
+            assert_eq!(config.builds.pending.total, total, "{lines}");
+            assert_eq!(config.builds.pending.per_client, per_client, "{lines}");
+            assert_eq!(config.max_log_bytes, bytes, "{lines}");
         }
     }
 }
