@@ -92,6 +92,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         }
     }
 
+    // Refuse a bad configuration before starting anything; the settings are built again
+    // once the managed parts are up and written into `file`.
+    worker_config(&file, &data_dir, &mut Notes::default())?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     // Listened for from here on: a Ctrl-C while the managed parts start stops them
     // (they run in their own process groups, so the terminal's signal never reaches them).

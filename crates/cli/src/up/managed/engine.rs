@@ -160,6 +160,8 @@ pub(crate) fn podman_service(socket: &Path, env: Vec<(String, OsString)>) -> Par
         name: "engine",
         program: PathBuf::from("podman"),
         args: vec![
+            // Its info lines are one per API connection, health checks included.
+            "--log-level=error".into(),
             "system".into(),
             "service".into(),
             "--time".into(),

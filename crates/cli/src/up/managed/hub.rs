@@ -29,6 +29,8 @@ pub(crate) struct HubSettings {
     pub(crate) service_token: String,
     /// The proxy's API token, shared by the proxy and the hub.
     pub(crate) proxy_token: String,
+    /// The idle culler's token (its hub service's).
+    pub(crate) culler_token: String,
     /// Only images under this prefix are run.
     pub(crate) image_prefix: String,
     /// Culling: a server idle this long is stopped, and none lives longer than the max age.
@@ -82,10 +84,7 @@ pub(crate) fn proxy_part(settings: &HubSettings, dir: &Path) -> PartSpec {
             settings.proxy_token.clone().into(),
         )],
         cwd: Some(dir.to_path_buf()),
-        health: Health::Http(format!(
-            "http://127.0.0.1:{}/api/routes",
-            settings.proxy_api_port
-        )),
+        health: Health::Tcp(SocketAddr::from(([127, 0, 0, 1], settings.proxy_api_port))),
         start_timeout: Duration::from_secs(60),
         stop_grace: Duration::from_secs(10),
     }
@@ -116,16 +115,12 @@ pub(crate) fn hub_part(settings: &HubSettings, dir: &Path) -> std::io::Result<Pa
             settings.service_token.clone().into(),
         ),
         (
+            "BINDERY_HUB_CULLER_TOKEN".into(),
+            settings.culler_token.clone().into(),
+        ),
+        (
             "BINDERY_HUB_IMAGE_PREFIX".into(),
             settings.image_prefix.clone().into(),
-        ),
-        (
-            "BINDERY_HUB_CULL_IDLE".into(),
-            settings.cull_idle.as_secs().to_string().into(),
-        ),
-        (
-            "BINDERY_HUB_CULL_MAX_AGE".into(),
-            settings.cull_max_age.as_secs().to_string().into(),
         ),
     ];
     if let Some(limit) = &settings.mem_limit {
@@ -136,15 +131,6 @@ pub(crate) fn hub_part(settings: &HubSettings, dir: &Path) -> std::io::Result<Pa
     }
     if let Some(host) = &settings.docker_host {
         env.push(("DOCKER_HOST".into(), host.into()));
-    }
-    // The idle culler is started by the hub with the hub's Python: its venv's bin first.
-    if let Some(bin) = settings.python.parent() {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut paths = vec![bin.to_path_buf()];
-        paths.extend(std::env::split_paths(&path));
-        if let Ok(joined) = std::env::join_paths(paths) {
-            env.push(("PATH".into(), joined));
-        }
     }
     Ok(PartSpec {
         name: "hub",
@@ -165,6 +151,36 @@ pub(crate) fn hub_part(settings: &HubSettings, dir: &Path) -> std::io::Result<Pa
     })
 }
 
+/// jupyterhub-idle-culler, as the hub's `idle-culler` service: stops servers idle for
+/// `cull_idle` or older than `cull_max_age`, and deletes their (one-server) users.
+pub(crate) fn culler_part(settings: &HubSettings, dir: &Path) -> PartSpec {
+    PartSpec {
+        name: "culler",
+        program: settings.python.clone(),
+        args: vec![
+            "-m".into(),
+            "jupyterhub_idle_culler".into(),
+            format!("--timeout={}", settings.cull_idle.as_secs()).into(),
+            format!("--max-age={}", settings.cull_max_age.as_secs()).into(),
+            "--cull-users=True".into(),
+        ],
+        env: vec![
+            (
+                "JUPYTERHUB_API_URL".into(),
+                format!("http://127.0.0.1:{}/hub/api", settings.api_port).into(),
+            ),
+            (
+                "JUPYTERHUB_API_TOKEN".into(),
+                settings.culler_token.clone().into(),
+            ),
+        ],
+        cwd: Some(dir.to_path_buf()),
+        health: Health::Alive,
+        start_timeout: Duration::from_secs(10),
+        stop_grace: Duration::from_secs(5),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -181,6 +197,7 @@ mod tests {
             proxy_api_port: 8001,
             service_token: "service".into(),
             proxy_token: "proxy".into(),
+            culler_token: "culler".into(),
             image_prefix: "127.0.0.1:5000/binder-".into(),
             cull_idle: Duration::from_secs(600),
             cull_max_age: Duration::from_secs(6 * 3600),
@@ -198,8 +215,7 @@ mod tests {
         for (name, value) in [
             ("BINDERY_HUB_SERVICE_TOKEN", "service"),
             ("CONFIGPROXY_AUTH_TOKEN", "proxy"),
-            ("BINDERY_HUB_CULL_IDLE", "600"),
-            ("BINDERY_HUB_CULL_MAX_AGE", "21600"),
+            ("BINDERY_HUB_CULLER_TOKEN", "culler"),
             ("BINDERY_HUB_MEM_LIMIT", "2G"),
             ("BINDERY_HUB_CPU_LIMIT", "1.5"),
             ("DOCKER_HOST", "unix:///x/podman.sock"),
@@ -207,7 +223,14 @@ mod tests {
         ] {
             assert_eq!(var(name).as_deref(), Some(value), "{name}");
         }
-        assert!(var("PATH").unwrap().starts_with("/venv/bin:"));
+        let culler = culler_part(&settings, &dir);
+        for arg in ["--timeout=600", "--max-age=21600", "--cull-users=True"] {
+            assert!(
+                culler.args.iter().any(|a| a == arg),
+                "{arg}: {:?}",
+                culler.args
+            );
+        }
         assert_eq!(
             std::fs::read_to_string(dir.join("jupyterhub_config.py")).unwrap(),
             CONFIG

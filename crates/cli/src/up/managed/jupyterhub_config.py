@@ -29,21 +29,14 @@ c.JupyterHub.pid_file = os.path.join(hub_dir, "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = True
 
 c.JupyterHub.authenticator_class = "null"
+# Nobody logs in; the users are the worker's, made through the API.
+c.Authenticator.allow_all = True
 
 c.JupyterHub.services = [
     {"name": "binder", "api_token": env["BINDERY_HUB_SERVICE_TOKEN"]},
-    {
-        "name": "idle-culler",
-        "command": [
-            sys.executable,
-            "-m",
-            "jupyterhub_idle_culler",
-            "--timeout=" + env["BINDERY_HUB_CULL_IDLE"],
-            "--max-age=" + env["BINDERY_HUB_CULL_MAX_AGE"],
-            # Binder users exist for one server: delete them with it.
-            "--cull-users",
-        ],
-    },
+    # jupyterhub-idle-culler runs beside the hub as bindery's own managed part (a hub
+    # service would start it in a session of its own, outliving a killed hub).
+    {"name": "idle-culler", "api_token": env["BINDERY_HUB_CULLER_TOKEN"]},
 ]
 c.JupyterHub.load_roles = [
     {

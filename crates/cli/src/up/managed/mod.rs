@@ -122,6 +122,9 @@ async fn start_parts(
         .map(PathBuf::from)
         .or(settings.python.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PYTHON));
+    // Absolute, since the parts run in their own directories; not canonical, since a venv's
+    // python is a symlink that finds its venv by the path it was started as.
+    let python = std::path::absolute(&python).unwrap_or(python);
 
     // The registry first: the engine's configuration and the hub's image prefix name it.
     let mut registry = None;
@@ -226,6 +229,7 @@ async fn start_parts(
             proxy_api_port: free_port()?,
             service_token: service_token.clone(),
             proxy_token: random_token()?,
+            culler_token: random_token()?,
             image_prefix: file
                 .image_prefix
                 .clone()
@@ -255,9 +259,18 @@ async fn start_parts(
             .start(
                 spec,
                 format!(
-                    "JupyterHub {}, anonymous users, culled after {} s idle",
-                    hub.url(),
-                    hub.cull_idle.as_secs()
+                    "JupyterHub {}, anonymous users, servers as containers",
+                    hub.url()
+                ),
+            )
+            .await?;
+        managed
+            .start(
+                hub::culler_part(&hub, &dir),
+                format!(
+                    "jupyterhub-idle-culler: {} s idle, {} s at most",
+                    hub.cull_idle.as_secs(),
+                    hub.cull_max_age.as_secs()
                 ),
             )
             .await?;

@@ -35,6 +35,10 @@ pub(crate) enum Health {
     Http(String),
     /// A Unix socket that accepts connections (podman's API service).
     Socket(PathBuf),
+    /// Running is answering (the idle culler, which only calls the hub).
+    Alive,
+    /// A TCP address that accepts connections (the proxy, whose API logs every request).
+    Tcp(std::net::SocketAddr),
 }
 
 /// What to run for a part, and how to tell that it is up.
@@ -58,7 +62,7 @@ pub(crate) struct PartSpec {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PartError {
     /// The program could not be started at all (not installed, not executable).
-    #[error("failed to start {name} ({program}): {source}")]
+    #[error("failed to start {name} ({program})")]
     Spawn {
         name: &'static str,
         program: String,
@@ -278,6 +282,8 @@ pub(crate) async fn answers(health: &Health) -> bool {
                     .is_ok_and(|r| r.status().as_u16() < 500)
             }
             Health::Socket(path) => tokio::net::UnixStream::connect(path).await.is_ok(),
+            Health::Alive => true,
+            Health::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.is_ok(),
         }
     };
     tokio::time::timeout(CHECK_TIMEOUT, check)
