@@ -126,14 +126,23 @@ async fn start_parts(
     // python is a symlink that finds its venv by the path it was started as.
     let python = std::path::absolute(&python).unwrap_or(python);
 
-    // The registry first: the engine's configuration and the hub's image prefix name it.
-    let mut registry = None;
-    if is_managed(
+    let registry_managed = is_managed(
         file.registry_url.as_deref(),
         file,
         "registry_url",
         "BINDERY_REGISTRY_URL",
-    ) {
+    );
+    let hub_managed = is_managed(file.hub_url.as_deref(), file, "hub_url", "BINDERY_HUB_URL");
+    // "managed" overridden by the environment or [worker] is no URL for the worker to read.
+    for value in [&mut file.registry_url, &mut file.hub_url] {
+        if value.as_deref() == Some(MANAGED) {
+            *value = None;
+        }
+    }
+
+    // The registry first: the engine's configuration and the hub's image prefix name it.
+    let mut registry = None;
+    if registry_managed {
         let listen = parse_addr(
             settings.registry_listen.as_deref(),
             REGISTRY_LISTEN,
@@ -202,7 +211,7 @@ async fn start_parts(
         }
     }
 
-    if is_managed(file.hub_url.as_deref(), file, "hub_url", "BINDERY_HUB_URL") {
+    if hub_managed {
         if !python.exists() {
             notes.warn(format!(
                 "no managed JupyterHub: {} is missing (run `cargo xtask run`, which prepares \
