@@ -92,6 +92,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         }
     }
 
+    managed::clear_markers(&mut file);
     // Refuse a bad configuration before starting anything; the settings are built again
     // once the managed parts are up and written into `file`.
     worker_config(&file, &data_dir, &mut Notes::default())?;
@@ -225,10 +226,19 @@ fn print_banner(
         edge
     };
     let engine = match &config.builds.executor {
-        ExecutorSettings::Local(local) => format!(
-            "local builds with {}",
-            local.engine.as_deref().unwrap_or("docker")
-        ),
+        // repo2docker drives the podman CLI when DOCKER_HOST mentions podman.
+        ExecutorSettings::Local(local) => {
+            let podman = local
+                .env
+                .iter()
+                .any(|(k, v)| k == "DOCKER_HOST" && v.contains("podman"));
+            let engine = if podman {
+                "podman"
+            } else {
+                local.engine.as_deref().unwrap_or("docker")
+            };
+            format!("local builds with {engine}")
+        }
         ExecutorSettings::Kubernetes(_) => "Kubernetes Jobs".to_owned(),
     };
     let registry = config.builds.registry_url.as_deref().unwrap_or("none");

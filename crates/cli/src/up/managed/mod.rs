@@ -88,6 +88,16 @@ pub(super) async fn start_managed(
     }
 }
 
+/// Replaces `"managed"` by unset, which means the same here and, to the worker (when the
+/// environment or `[worker]` overrides the part), no URL it has to read.
+pub(super) fn clear_markers(file: &mut UpFile) {
+    for value in [&mut file.registry_url, &mut file.hub_url] {
+        if value.as_deref() == Some(MANAGED) {
+            *value = None;
+        }
+    }
+}
+
 /// Whether the setting `key` is left to `bindery up`: unset (or `"managed"`) in the file,
 /// in `[worker]` and in the environment.
 fn is_managed(file_value: Option<&str>, file: &UpFile, key: &str, env_name: &str) -> bool {
@@ -133,12 +143,6 @@ async fn start_parts(
         "BINDERY_REGISTRY_URL",
     );
     let hub_managed = is_managed(file.hub_url.as_deref(), file, "hub_url", "BINDERY_HUB_URL");
-    // "managed" overridden by the environment or [worker] is no URL for the worker to read.
-    for value in [&mut file.registry_url, &mut file.hub_url] {
-        if value.as_deref() == Some(MANAGED) {
-            *value = None;
-        }
-    }
 
     // The registry first: the engine's configuration and the hub's image prefix name it.
     let mut registry = None;
