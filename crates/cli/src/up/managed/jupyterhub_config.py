@@ -68,7 +68,9 @@ class BinderySpawner(DockerSpawner):
         "binder_persistent_request": "BINDER_PERSISTENT_REQUEST",
     }
 
-    def apply_user_options(self):
+    # Not `apply_user_options`: that name is JupyterHub 6's configurable hook, which the
+    # hub would call with different arguments.
+    def take_binder_options(self):
         options = self.user_options or {}
         image = options.get("image")
         token = options.get("token")
@@ -87,7 +89,7 @@ class BinderySpawner(DockerSpawner):
         )
 
     async def start(self):
-        self.apply_user_options()
+        self.take_binder_options()
         self.port = random_port()
         return await super().start()
 
@@ -110,6 +112,8 @@ c.DockerSpawner.network_name = "host"
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.remove = True
 c.DockerSpawner.pull_policy = "ifnotpresent"
+# Any image in user_options: take_binder_options has checked it against the image prefix.
+c.DockerSpawner.allowed_images = "*"
 c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
 c.DockerSpawner.environment = {"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}
 c.DockerSpawner.prefix = "bindery"
