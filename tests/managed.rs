@@ -12,30 +12,6 @@ use bindery_system_tests::sse::get;
 use bindery_system_tests::up::Up;
 use bindery_system_tests::{free_port, scratch};
 
-/// The pid the banner (or a restart line) gives for the managed part `name`.
-fn pids_of(log: &str, name: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for line in log.lines() {
-        let banner = line
-            .trim_start()
-            .strip_prefix("managed:  ")
-            .and_then(|rest| {
-                rest.starts_with(&format!("{name} "))
-                    .then(|| rest.rsplit("(pid ").next())
-                    .flatten()
-            });
-        let restart = line.split(&format!("{name} restarted (pid ")).nth(1);
-        if let Some(pid) = banner
-            .or(restart)
-            .and_then(|p| p.split(')').next())
-            .and_then(|p| p.parse().ok())
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// Whether `pid` is a live process (a zombie is not).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -163,7 +139,8 @@ async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_be
     }
 
     // A killed hub is restarted, and answers with the same token again.
-    let first = *pids_of(&out, "hub")
+    let first = *up
+        .managed_pids("hub")
         .first()
         .expect("the hub's pid in the banner");
     assert!(alive(first));
@@ -174,7 +151,7 @@ async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_be
     let mut restarted = None;
     for _ in 0..240 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let pids = pids_of(&up.output(), "hub");
+        let pids = up.managed_pids("hub");
         if let Some(&pid) = pids.iter().find(|&&p| p != first)
             && get(&hub_api, &[("authorization", auth.as_str())])
                 .await
@@ -195,7 +172,7 @@ async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_be
 
     let mut pids: Vec<u32> = ["registry", "engine", "proxy", "hub", "culler"]
         .iter()
-        .flat_map(|name| pids_of(&up.output(), name))
+        .flat_map(|name| up.managed_pids(name))
         .collect();
     pids.push(second);
     let status = up.stop().expect("bindery up stops within 60 s of SIGTERM");

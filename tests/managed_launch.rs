@@ -233,6 +233,41 @@ async fn a_dockerfile_repository_runs_as_a_real_jupyter_server_on_the_managed_hu
     assert!(!phases.contains(&Phase::Building), "{phases:?}");
     assert_eq!(again["image"], ready["image"]);
 
+    // A killed hub is restarted, and launches work again.
+    let first = *up
+        .managed_pids("hub")
+        .first()
+        .expect("the hub's pid in the banner");
+    Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    for _ in 0..240 {
+        if up.managed_pids("hub").len() > 1
+            && get(&format!("http://127.0.0.1:{hub}/hub/api/"), &[])
+                .await
+                .status
+                == 200
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        up.managed_pids("hub").len() > 1,
+        "restarted:\n{}",
+        up.output()
+    );
+    let (_, third) = launch(&up, &spec).await;
+    let url = third["url"].as_str().unwrap().to_owned();
+    let auth = format!("token {}", third["token"].as_str().unwrap());
+    let status = get(
+        &format!("{url}api/status"),
+        &[("authorization", auth.as_str())],
+    )
+    .await;
+    assert_eq!(status.status, 200, "after the restart: {}", status.text());
+
     let status = up.stop().expect("bindery up stops within 60 s of SIGTERM");
     assert!(status.success(), "{status:?}\n{}", up.output());
     let out = podman(&dir)

@@ -36,7 +36,8 @@ const RUN_APT_PACKAGES: [&str; 4] = ["docker-registry", "podman", "runc", "git"]
 /// Debian packages the system tests run: the real registry, htpasswd, openssl; podman with
 /// its runtime and a static busybox, for real repo2docker builds; git (its http-backend
 /// serves the system test's repository) and Chromium, the system test's browser.
-const APT_PACKAGES: [&str; 10] = [
+/// debootstrap makes the root file system of tests/managed_launch.rs's Jupyter base image.
+const APT_PACKAGES: [&str; 11] = [
     "docker-registry",
     "apache2-utils",
     "openssl",
@@ -47,6 +48,7 @@ const APT_PACKAGES: [&str; 10] = [
     "uidmap",
     "git",
     "chromium",
+    "debootstrap",
 ];
 /// npm packages the system test drives the browser with, pinned; installed into
 /// `target/js` (`tests/js/launch.mjs` imports them from there).
