@@ -72,6 +72,28 @@ impl Up {
         self.proc.running()
     }
 
+    /// The pids of the managed part `name` (`bindery up`'s issue 15): the banner's, then
+    /// one per restart, in order.
+    pub fn managed_pids(&self, name: &str) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for line in self.output().lines() {
+            let banner = line
+                .trim_start()
+                .strip_prefix("managed:  ")
+                .filter(|rest| rest.starts_with(&format!("{name} ")))
+                .and_then(|rest| rest.rsplit("(pid ").next());
+            let restart = line.split(&format!("{name} restarted (pid ")).nth(1);
+            if let Some(pid) = banner
+                .or(restart)
+                .and_then(|p| p.split(')').next())
+                .and_then(|p| p.parse().ok())
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// Sends SIGTERM and waits up to 60 s; the exit status when it stopped.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.proc.terminate_status(60)

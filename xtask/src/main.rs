@@ -26,11 +26,18 @@ const PY_REQUIREMENTS: &str = concat!(
     "helm-python-sdk==0.2.2\npyyaml==6.0.4\n",
     // The same test loads infra/jupyterhub's spawner on the real KubeSpawner.
     "jupyterhub-kubespawner==7.1.0\n",
+    // `bindery up`'s managed hub (`cargo xtask run`, tests/managed.rs): servers as
+    // containers, and idle culling.
+    "dockerspawner==14.0.0\njupyterhub-idle-culler==2.0.0\n",
 );
+/// Debian packages `bindery up`'s managed parts run (`cargo xtask run`): the registry,
+/// podman with runc (the runtime its configuration names), and git for repo2docker.
+const RUN_APT_PACKAGES: [&str; 4] = ["docker-registry", "podman", "runc", "git"];
 /// Debian packages the system tests run: the real registry, htpasswd, openssl; podman with
 /// its runtime and a static busybox, for real repo2docker builds; git (its http-backend
 /// serves the system test's repository) and Chromium, the system test's browser.
-const APT_PACKAGES: [&str; 10] = [
+/// debootstrap makes the root file system of tests/managed_launch.rs's Jupyter base image.
+const APT_PACKAGES: [&str; 11] = [
     "docker-registry",
     "apache2-utils",
     "openssl",
@@ -41,6 +48,7 @@ const APT_PACKAGES: [&str; 10] = [
     "uidmap",
     "git",
     "chromium",
+    "debootstrap",
 ];
 /// npm packages the system test drives the browser with, pinned; installed into
 /// `target/js` (`tests/js/launch.mjs` imports them from there).
@@ -95,7 +103,7 @@ fn main() -> Result<()> {
                  fuzz [SECONDS]     run each fuzz target for SECONDS (default {FUZZ_SECONDS_CI})\n  \
                  build              build the wasm parts for wasm32-wasip2\n  \
                  bench              edge throughput against a native server (release builds)\n  \
-                 run [ARGS]         build the components and run `bindery up` (edge and worker) on 127.0.0.1:3000\n  \
+                 run [ARGS]         install the managed parts, build, and run `bindery up` on 127.0.0.1:3000\n  \
                  setup              install what the tests need, and nothing else"
             );
             bail!("unknown or missing command")
@@ -148,15 +156,21 @@ fn test(root: &Path, flags: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The README's run command: builds the edge components and a release `bindery`, then runs
-/// `bindery up --config bindery.toml` (the edge and the worker) in the foreground. Extra
-/// arguments go to `bindery up` (e.g. `--listen 0.0.0.0:3000`). repo2docker from the test
-/// venv is used when it is there and nothing else is configured.
+/// The README's run command: installs what `bindery up`'s managed parts need (Debian's
+/// registry, podman and git; the venv with JupyterHub, its proxy, DockerSpawner, the idle
+/// culler and repo2docker), builds the edge components and a release `bindery`, then runs
+/// `bindery up --config bindery.toml` in the foreground. Every step is skipped when done
+/// already, so a second run starts in seconds. Extra arguments go to `bindery up` (e.g.
+/// `--listen 0.0.0.0:3000`).
 fn run_up(root: &Path, extra: &[String]) -> Result<()> {
     step(
         "wasm target",
         Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
     )?;
+    eprintln!("xtask: Debian packages for the managed parts");
+    apt_install(&RUN_APT_PACKAGES)?;
+    eprintln!("xtask: Python venv target/pyenv (JupyterHub, DockerSpawner, repo2docker)");
+    python_venv(root)?;
     build_wasm()?;
     step(
         "release bindery",
@@ -171,6 +185,9 @@ fn run_up(root: &Path, extra: &[String]) -> Result<()> {
     let venv_r2d = root.join("target/pyenv/bin/jupyter-repo2docker");
     if env::var_os("BINDERY_REPO2DOCKER").is_none() && venv_r2d.exists() {
         cmd.env("BINDERY_REPO2DOCKER", venv_r2d);
+    }
+    if env::var_os("BINDERY_MANAGED_PYTHON").is_none() {
+        cmd.env("BINDERY_MANAGED_PYTHON", python_bin(root));
     }
     step("bindery up", &mut cmd)
 }

@@ -17,10 +17,13 @@
 //!   the defaults, and the operator's copy in `worker.toml` (mode 0600, never read back).
 //! - [`edge_env`]: the edge's Spin variables, named by `bindery_edge::config`'s constants.
 //! - [`checks`]: the start-up checks and their notes.
+//! - [`managed`]: the registry, container engine and JupyterHub `bindery up` starts and
+//!   supervises itself when none is configured.
 
 mod checks;
 mod edge_env;
 mod file;
+mod managed;
 mod settings;
 
 use std::io::Write;
@@ -36,6 +39,7 @@ use tokio::sync::watch;
 use checks::{Notes, check_parts};
 use edge_env::{DERIVED_VARIABLES, edge_variables};
 use file::read_file;
+use managed::{Managed, start_managed};
 use settings::worker_config;
 
 /// How long the tasks still on the runtime get once the edge and the worker have stopped
@@ -58,7 +62,7 @@ pub struct UpArgs {
 pub fn run(args: &UpArgs) -> anyhow::Result<String> {
     crate::service::init_tracing();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (file, source) = read_file(args.config.as_deref())?;
+    let (mut file, source) = read_file(args.config.as_deref())?;
     let mut notes = Notes::default();
 
     let data_dir = env("BINDERY_DATA_DIR")
@@ -88,8 +92,58 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         }
     }
 
-    let worker_config = worker_config(&file, &data_dir, &mut notes)?;
-    let mut host_config = HostConfig::new(&manifest, listen, data_dir.join("edge"));
+    managed::clear_markers(&mut file);
+    // Refuse a bad configuration before starting anything; the settings are built again
+    // once the managed parts are up and written into `file`.
+    worker_config(&file, &data_dir, &mut Notes::default())?;
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    // Listened for from here on: a Ctrl-C while the managed parts start stops them
+    // (they run in their own process groups, so the terminal's signal never reaches them).
+    let (stop, stop_requested) = watch::channel(false);
+    runtime.spawn(async move {
+        crate::service::shutdown_signal().await;
+        stop.send_replace(true);
+    });
+    let managed = runtime.block_on(start_managed(&mut file, &data_dir, &mut notes))?;
+    let result = if *stop_requested.borrow() {
+        Ok(())
+    } else {
+        serve_all(
+            &runtime,
+            &file,
+            &source,
+            &data_dir,
+            &manifest,
+            listen,
+            notes,
+            &managed,
+            stop_requested,
+        )
+    };
+    runtime.block_on(managed.stop());
+    // `serve` has stopped the worker's builds and launches; whatever task is left gets a
+    // moment, not forever (dropping the runtime would wait for blocking tasks without end).
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result?;
+    Ok("bindery up: stopped".to_owned())
+}
+
+/// Builds the worker's and the edge's settings (the managed parts already written into
+/// `file`), prints the banner and serves both until the stop is requested.
+#[allow(clippy::too_many_arguments)]
+fn serve_all(
+    runtime: &tokio::runtime::Runtime,
+    file: &file::UpFile,
+    source: &str,
+    data_dir: &Path,
+    manifest: &Path,
+    listen: SocketAddr,
+    mut notes: Notes,
+    managed: &Managed,
+    stop_requested: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let worker_config = worker_config(file, data_dir, &mut notes)?;
+    let mut host_config = HostConfig::new(manifest, listen, data_dir.join("edge"));
     if file.edge.memory_kv == Some(true) {
         host_config.kv = KvBackend::Memory;
     }
@@ -112,8 +166,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         host_config.kv_sweep.grace = Duration::from_secs(seconds);
     }
 
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    let result = runtime.block_on(async move {
+    let engine_checked = managed.engine_checked;
+    let managed_lines = managed.lines.clone();
+    runtime.block_on(async move {
         let worker_listener = tokio::net::TcpListener::bind(worker_config.listen)
             .await
             .with_context(|| {
@@ -138,25 +193,21 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
             ));
         }
         host_config.env = Some(edge_env);
-        check_parts(&worker_config, &mut notes).await;
+        check_parts(&worker_config, &mut notes, engine_checked).await;
         let host = bindery_host::bind(host_config)
             .await
             .with_context(|| format!("failed to start the edge ({})", manifest.display()))?;
         print_banner(
-            &source,
+            source,
             host.local_addr(),
             worker_addr,
-            &data_dir,
+            data_dir,
             &worker_config,
+            &managed_lines,
             &notes,
         );
-        serve(host, worker_listener, worker_config).await
-    });
-    // `serve` has stopped the worker's builds and launches; whatever task is left gets a
-    // moment, not forever (dropping the runtime would wait for blocking tasks without end).
-    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
-    result?;
-    Ok("bindery up: stopped".to_owned())
+        serve(host, worker_listener, worker_config, stop_requested).await
+    })
 }
 
 /// Prints where to open Bindery, what runs where, and every note.
@@ -166,6 +217,7 @@ fn print_banner(
     worker: SocketAddr,
     data_dir: &Path,
     config: &WorkerConfig,
+    managed: &[String],
     notes: &Notes,
 ) {
     let shown = if edge.ip().is_unspecified() {
@@ -174,10 +226,19 @@ fn print_banner(
         edge
     };
     let engine = match &config.builds.executor {
-        ExecutorSettings::Local(local) => format!(
-            "local builds with {}",
-            local.engine.as_deref().unwrap_or("docker")
-        ),
+        // repo2docker drives the podman CLI when DOCKER_HOST mentions podman.
+        ExecutorSettings::Local(local) => {
+            let podman = local
+                .env
+                .iter()
+                .any(|(k, v)| k == "DOCKER_HOST" && v.contains("podman"));
+            let engine = if podman {
+                "podman"
+            } else {
+                local.engine.as_deref().unwrap_or("docker")
+            };
+            format!("local builds with {engine}")
+        }
         ExecutorSettings::Kubernetes(_) => "Kubernetes Jobs".to_owned(),
     };
     let registry = config.builds.registry_url.as_deref().unwrap_or("none");
@@ -197,10 +258,17 @@ fn print_banner(
         config.image_prefix,
         config.hub_url,
     );
+    for line in managed {
+        out.push_str(&format!("  managed:  {line}\n"));
+    }
     for note in &notes.0 {
         out.push_str(&format!("warning: {note}\n"));
     }
-    out.push_str("Ctrl-C stops both parts after in-flight requests finish.\n");
+    out.push_str(if managed.is_empty() {
+        "Ctrl-C stops both parts after in-flight requests finish.\n"
+    } else {
+        "Ctrl-C stops both parts after in-flight requests finish, then the managed parts.\n"
+    });
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
@@ -212,6 +280,7 @@ async fn serve(
     host: bindery_host::BoundHost,
     worker_listener: tokio::net::TcpListener,
     worker_config: WorkerConfig,
+    mut stop_requested: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (stop, stopping) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -219,7 +288,7 @@ async fn serve(
     };
     let signal = async {
         tokio::select! {
-            () = crate::service::shutdown_signal() => {
+            _ = stop_requested.wait_for(|s| *s) => {
                 println!("bindery up: stopping, draining the edge and the worker");
                 stop.send_replace(true);
             }

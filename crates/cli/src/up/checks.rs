@@ -21,13 +21,14 @@ impl Notes {
     }
 }
 
-/// Checks what the worker needs and notes what is missing, with what to do about it.
-pub(super) async fn check_parts(config: &WorkerConfig, notes: &mut Notes) {
+/// Checks what the worker needs and notes what is missing, with what to do about it; the
+/// engine only when `bindery up` has not looked for one already (a managed engine).
+pub(super) async fn check_parts(config: &WorkerConfig, notes: &mut Notes, engine_checked: bool) {
     match Probe::new() {
         Ok(probe) => check_services(&probe, config, notes).await,
         Err(e) => notes.warn(format!("the hub and the registry are not checked: {e}")),
     }
-    check_builds(config, notes).await;
+    check_builds(config, notes, engine_checked).await;
 }
 
 /// Whether JupyterHub's API and the registry answer.
@@ -68,7 +69,7 @@ async fn check_services(probe: &Probe, config: &WorkerConfig, notes: &mut Notes)
 }
 
 /// Whether the local executor finds a container engine that answers, and repo2docker.
-async fn check_builds(config: &WorkerConfig, notes: &mut Notes) {
+async fn check_builds(config: &WorkerConfig, notes: &mut Notes, engine_checked: bool) {
     let ExecutorSettings::Local(local) = &config.builds.executor else {
         return;
     };
@@ -87,7 +88,9 @@ async fn check_builds(config: &WorkerConfig, notes: &mut Notes) {
     } else {
         ""
     };
-    if found("docker").is_none() && found("podman").is_none() {
+    if engine_checked {
+        // Said once already, by the managed engine's choice.
+    } else if found("docker").is_none() && found("podman").is_none() {
         notes.warn(
             "no container engine found: install docker or podman; builds will fail until one \
              is installed",

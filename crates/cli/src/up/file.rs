@@ -23,6 +23,8 @@ pub(super) struct UpFile {
     pub(super) hub_api_token: Option<String>,
     #[serde(default)]
     pub(super) edge: EdgeFile,
+    #[serde(default)]
+    pub(super) managed: ManagedFile,
     /// The worker's own settings (the keys of `bindery worker`'s `worker.toml`).
     #[serde(default)]
     pub(super) worker: toml::Table,
@@ -44,6 +46,21 @@ pub(super) struct EdgeFile {
     /// More Spin variables (`github_token`, `public_url`, `extra_outbound_host`, ...).
     #[serde(default)]
     pub(super) variables: BTreeMap<String, String>,
+}
+
+/// The `[managed]` section: how `bindery up` runs the parts it manages itself.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ManagedFile {
+    /// The Python of the venv with JupyterHub (`BINDERY_MANAGED_PYTHON`).
+    pub(super) python: Option<PathBuf>,
+    pub(super) registry_listen: Option<String>,
+    pub(super) hub_listen: Option<String>,
+    /// Each server's memory limit (`"2G"`) and CPU limit (`1.5`).
+    pub(super) mem_limit: Option<String>,
+    pub(super) cpu_limit: Option<f64>,
+    pub(super) cull_idle_seconds: Option<u64>,
+    pub(super) cull_max_age_seconds: Option<u64>,
 }
 
 /// Reads `path` (or `bindery.toml` when it exists); returns the settings and where they

@@ -151,7 +151,8 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn random_token() -> anyhow::Result<String> {
+/// 24 random bytes as hex: the worker's token, the managed hub's service and proxy tokens.
+pub(super) fn random_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("failed to make a token: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
