@@ -181,6 +181,7 @@ async fn a_dockerfile_repository_runs_as_a_real_jupyter_server_on_the_managed_hu
          [edge.variables]\nextra_outbound_host = \"http://127.0.0.1:*\"\n\
          [worker]\nrepo2docker = \"{r2d}\"\nrepo2docker_config = \"{offline}\"\n\
          build_timeout_seconds = 300\nlaunch_timeout_seconds = 120\n\
+         allowed_build_hosts = [\"127.0.0.1\"]\n\
          [managed]\nregistry_listen = \"127.0.0.1:{registry}\"\n\
          hub_listen = \"127.0.0.1:{hub}\"\npython = \"{python}\"\n",
         data = data.display(),
