@@ -259,9 +259,19 @@ impl Event {
         }
         let total = self.message.len();
         self.message.truncate(end);
+        self.note_cut(total);
+        true
+    }
+
+    /// Marks the message as the first bytes of a line of `total` bytes: its line ending
+    /// gives way to `" [line cut: N bytes]"` and a newline. (A reader that kept only the
+    /// start of a long line says so with this.)
+    pub fn note_cut(&mut self, total: usize) {
+        if self.message.ends_with('\n') {
+            self.message.pop();
+        }
         self.message
             .push_str(&format!(" [line cut: {total} bytes]\n"));
-        true
     }
 
     /// The event as one line of JSON (what follows `data: ` on the stream).

@@ -173,7 +173,7 @@ async fn a_loud_build_is_kept_with_its_lines_cut_and_its_log_capped_head_and_tai
         live.events[0]
             .1
             .message
-            .ends_with(" [line cut: 102401 bytes]\n")
+            .ends_with(" [line cut: 102400 bytes]\n")
     );
     // A later reader of the launch gets the kept log: head, marker, tail, under the cap.
     let replay = follow(&url, None, None).await;

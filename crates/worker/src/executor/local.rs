@@ -1,6 +1,7 @@
 //! The local executor: repo2docker as a child process (`bindery up`).
 //!
-//! Both output streams are read line by line through `from_repo2docker_line`: repo2docker
+//! Both output streams are read line by line ([`lines`], each line held to a bounded size)
+//! and turned into events by `from_repo2docker_line`: repo2docker
 //! 2026.4 writes its `--json-logs` lines to **stderr** (verified), so a JSON line becomes
 //! its event whichever stream it comes on, and any other line an `unknown` log line.
 //!
@@ -20,10 +21,10 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bindery_core::events::{Event, from_repo2docker_line};
+use bindery_core::events::Event;
 use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
 use bindery_core::worker_api::HealthCheck;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -34,9 +35,11 @@ use crate::error_chain;
 use crate::health::HEALTH_TIMEOUT;
 
 mod env;
+mod lines;
 
 use env::clean_environment;
 pub use env::{ENGINE_VARIABLES, build_environment};
+use lines::BoundedLines;
 
 /// How the local executor runs repo2docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,8 +295,11 @@ async fn run(
         let _ = child.wait().await;
         return BuildOutcome::Failed(format!("failed to read the output of {program}"));
     };
-    let mut stdout = BufReader::new(stdout).lines();
-    let mut stderr = BufReader::new(stderr).lines();
+    // Room for the cut marker: `builds` cuts at MAX_LINE_BYTES, and a marked line must not
+    // be cut again.
+    let limit = crate::builds::MAX_LINE_BYTES - 64;
+    let mut stdout = BoundedLines::new(BufReader::new(stdout), limit);
+    let mut stderr = BoundedLines::new(BufReader::new(stderr), limit);
     let (mut out_open, mut err_open) = (true, true);
     let deadline = Instant::now() + settings.build_timeout;
     let mut last_output = Instant::now();
@@ -303,14 +309,14 @@ async fn run(
             line = stdout.next_line(), if out_open => match line {
                 Ok(Some(line)) => {
                     last_output = Instant::now();
-                    let _ = events.send(from_repo2docker_line(&line));
+                    let _ = events.send(line.into_event());
                 }
                 _ => out_open = false,
             },
             line = stderr.next_line(), if err_open => match line {
                 Ok(Some(line)) => {
                     last_output = Instant::now();
-                    let _ = events.send(from_repo2docker_line(&line));
+                    let _ = events.send(line.into_event());
                 }
                 _ => err_open = false,
             },
@@ -349,7 +355,7 @@ async fn run(
         while out_open {
             match stdout.next_line().await {
                 Ok(Some(line)) => {
-                    let _ = events.send(from_repo2docker_line(&line));
+                    let _ = events.send(line.into_event());
                 }
                 _ => out_open = false,
             }
@@ -357,7 +363,7 @@ async fn run(
         while err_open {
             match stderr.next_line().await {
                 Ok(Some(line)) => {
-                    let _ = events.send(from_repo2docker_line(&line));
+                    let _ = events.send(line.into_event());
                 }
                 _ => err_open = false,
             }
