@@ -1,6 +1,6 @@
 //! The local executor: repo2docker as a child process (`bindery up`).
 //!
-//! Both output streams are read line by line ([`lines`], each line held to a bounded size)
+//! Both output streams are read line by line ([`super::lines`], each line held to a bounded size)
 //! and turned into events by `from_repo2docker_line`: repo2docker
 //! 2026.4 writes its `--json-logs` lines to **stderr** (verified), so a JSON line becomes
 //! its event whichever stream it comes on, and any other line an `unknown` log line.
@@ -35,11 +35,10 @@ use crate::error_chain;
 use crate::health::HEALTH_TIMEOUT;
 
 mod env;
-mod lines;
 
+use super::lines::{BoundedLines, KEPT_LINE_BYTES};
 use env::clean_environment;
 pub use env::{ENGINE_VARIABLES, build_environment};
-use lines::BoundedLines;
 
 /// How the local executor runs repo2docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,11 +294,8 @@ async fn run(
         let _ = child.wait().await;
         return BuildOutcome::Failed(format!("failed to read the output of {program}"));
     };
-    // Room for the cut marker: `builds` cuts at MAX_LINE_BYTES, and a marked line must not
-    // be cut again.
-    let limit = crate::builds::MAX_LINE_BYTES - 64;
-    let mut stdout = BoundedLines::new(BufReader::new(stdout), limit);
-    let mut stderr = BoundedLines::new(BufReader::new(stderr), limit);
+    let mut stdout = BoundedLines::new(BufReader::new(stdout), KEPT_LINE_BYTES);
+    let mut stderr = BoundedLines::new(BufReader::new(stderr), KEPT_LINE_BYTES);
     let (mut out_open, mut err_open) = (true, true);
     let deadline = Instant::now() + settings.build_timeout;
     let mut last_output = Instant::now();

@@ -13,6 +13,7 @@
 //! - [`kubernetes`]: one `batch/v1` Job per build, adopted by the next worker after a restart.
 
 pub mod kubernetes;
+mod lines;
 pub mod local;
 
 use std::sync::Arc;

@@ -4,17 +4,19 @@
 
 use std::time::Duration;
 
-use bindery_core::events::{Event, from_repo2docker_line};
-use futures::{AsyncBufReadExt, StreamExt};
+use bindery_core::events::Event;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, LogParams, PropagationPolicy};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{mpsc, watch};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::Cluster;
 use super::job;
+use crate::executor::lines::{BoundedLines, KEPT_LINE_BYTES};
 use crate::executor::{BuildOutcome, BuildSink};
 
 /// The events of one build, as the follower relays them.
@@ -208,17 +210,19 @@ impl Cluster {
                 Err(error) => return LogEnd::Error(error.to_string()),
             };
             cursor.reconnected();
-            let mut lines = std::pin::pin!(reader.lines());
+            // Lines held to a bounded size as they arrive, like repo2docker's pipes.
+            let reader = tokio::io::BufReader::new(Box::pin(reader).compat());
+            let mut lines = BoundedLines::new(reader, KEPT_LINE_BYTES);
             let broken = loop {
                 let left = idle.saturating_sub(last_line.elapsed());
-                match tokio::time::timeout(left, lines.next()).await {
+                match tokio::time::timeout(left, lines.next_line()).await {
                     Err(_) => return LogEnd::Idle,
-                    Ok(None) => break None,
-                    Ok(Some(Err(error))) => break Some(error.to_string()),
-                    Ok(Some(Ok(line))) => {
-                        if let Some(text) = cursor.accept(&line) {
+                    Ok(Ok(None)) => break None,
+                    Ok(Err(error)) => break Some(error.to_string()),
+                    Ok(Ok(Some(line))) => {
+                        if let Some(text) = cursor.accept(&line.text) {
                             last_line = tokio::time::Instant::now();
-                            let _ = events.send(from_repo2docker_line(text));
+                            let _ = events.send(line.event_of(text));
                         }
                     }
                 }

@@ -1,15 +1,21 @@
-//! repo2docker's output read line by line, holding at most a fixed number of bytes of any
-//! one line: a build that prints 400 MB without a newline must not make the worker hold
-//! 400 MB (tokio's `lines()` keeps the whole line, and gives up on bytes that are not
-//! UTF-8, which would stop the reading while the build blocks on a full pipe).
+//! A build's output read line by line, holding at most a fixed number of bytes of any one
+//! line: a build that prints 400 MB without a newline must not make the worker hold 400 MB
+//! (`lines()` keeps the whole line, and gives up on bytes that are not UTF-8, which would
+//! stop the reading while the build blocks on a full pipe). The local executor reads
+//! repo2docker's pipes with it, the Kubernetes executor the build pod's log.
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// The bytes of a line the executors keep: room is left for the cut marker, so that
+/// `builds`, which cuts at [`crate::builds::MAX_LINE_BYTES`], does not cut a marked line
+/// again.
+pub(crate) const KEPT_LINE_BYTES: usize = crate::builds::MAX_LINE_BYTES - 64;
 
 use bindery_core::events::{Event, from_repo2docker_line};
 
 /// One line as read: its first bytes, and its whole length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Line {
+pub(crate) struct Line {
     /// The bytes kept (at most the reader's limit), decoded lossily, without `\n` or `\r\n`.
     pub text: String,
     /// The length of the whole line in bytes, without its `\n`.
@@ -19,9 +25,16 @@ pub(super) struct Line {
 impl Line {
     /// The build event of this line, marked when bytes were dropped.
     pub fn into_event(self) -> Event {
-        let mut event = from_repo2docker_line(&self.text);
+        self.event_of(&self.text)
+    }
+
+    /// The build event of `text`, the end of this line (after a log timestamp, say),
+    /// marked with the length of that end when bytes were dropped.
+    pub fn event_of(&self, text: &str) -> Event {
+        let mut event = from_repo2docker_line(text);
         if self.total > self.text.len() {
-            event.note_cut(self.total);
+            let before = self.text.len().saturating_sub(text.len());
+            event.note_cut(self.total - before);
         }
         event
     }
@@ -30,7 +43,7 @@ impl Line {
 /// Lines of a reader, each cut to `limit` bytes. Cancel-safe: a line in progress stays in
 /// the reader when a `select!` drops the future of [`BoundedLines::next_line`].
 #[derive(Debug)]
-pub(super) struct BoundedLines<R> {
+pub(crate) struct BoundedLines<R> {
     reader: R,
     limit: usize,
     kept: Vec<u8>,
@@ -124,6 +137,22 @@ mod tests {
         assert_eq!(event.phase, Phase::Unknown);
         assert_eq!(event.message, "xxxxxxxxxxxxxxxx [line cut: 100000 bytes]\n");
         assert_eq!(lines[0].clone().into_event().message, "first\n");
+    }
+
+    #[test]
+    fn the_end_of_a_cut_line_is_marked_with_its_own_length() {
+        // A build pod's log line: its timestamp, then what the build printed.
+        let line = Line {
+            text: "2026-01-01T00:00:00Z xxxx".into(),
+            total: 1000,
+        };
+        let event = line.event_of(&line.text[21..]);
+        assert_eq!(event.message, "xxxx [line cut: 979 bytes]\n");
+        let whole = Line {
+            text: "2026-01-01T00:00:00Z done".into(),
+            total: 25,
+        };
+        assert_eq!(whole.event_of(&whole.text[21..]).message, "done\n");
     }
 
     #[tokio::test]
