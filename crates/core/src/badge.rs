@@ -116,14 +116,7 @@ pub fn badge(label: &str, message: &str, color: &str) -> String {
 /// A strong ETag for a badge: the first 16 hex digits of its SHA-256, quoted.
 pub fn etag(svg: &str) -> String {
     let digest = Sha256::digest(svg.as_bytes());
-    let mut tag = String::with_capacity(18);
-    tag.push('"');
-    for byte in digest.iter().take(8) {
-        // Writing to a String cannot fail.
-        let _ = write!(tag, "{byte:02x}");
-    }
-    tag.push('"');
-    tag
+    format!("\"{}\"", crate::hex::lower(&digest[..8]))
 }
 
 fn resolve_color(color: &str) -> &str {

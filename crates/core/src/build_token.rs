@@ -125,7 +125,7 @@ pub fn parse_secret(hex: &str) -> Result<Vec<u8>, SecretError> {
 
 /// `bytes` as lower-case hex, the form [`parse_secret`] reads.
 pub fn secret_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::lower(bytes)
 }
 
 /// A generated secret as it is kept in the key-value store when `build_token_secret` is

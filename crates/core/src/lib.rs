@@ -38,6 +38,7 @@ pub mod cache;
 pub mod csp;
 pub mod escape;
 pub mod events;
+pub mod hex;
 pub mod image;
 pub mod launch;
 pub mod policy;

@@ -15,7 +15,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 /// A launch or build id: 128 random bits as 32 lower-case hex digits.
 pub(crate) fn new_id() -> String {
-    random::<16>().iter().map(|b| format!("{b:02x}")).collect()
+    bindery_core::hex::lower(&random::<16>())
 }
 
 /// Eight random `[a-z0-9]` characters: the suffix of a temporary hub user.

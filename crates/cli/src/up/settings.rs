@@ -155,7 +155,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 pub(super) fn random_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("failed to make a token: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(bindery_core::hex::lower(&bytes))
 }
 
 #[cfg(test)]

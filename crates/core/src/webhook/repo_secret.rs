@@ -17,7 +17,6 @@
 //! repository the body names ([`verify_delivery`]); `bindery webhook-secret gh/owner/name`
 //! prints it.
 
-use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -97,13 +96,7 @@ impl RepoScope {
             return String::new();
         };
         mac.update(self.message().as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .fold(String::with_capacity(64), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            })
+        crate::hex::lower(&mac.finalize().into_bytes())
     }
 }
 
