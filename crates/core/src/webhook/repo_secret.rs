@@ -17,7 +17,6 @@
 //! repository the body names ([`verify_delivery`]); `bindery webhook-secret gh/owner/name`
 //! prints it.
 
-
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
