@@ -38,6 +38,12 @@ pub use keys::{
     repo_ref_key, spec_ref_key, status_key, token_key,
 };
 
+/// How long past its `expires_at` an entry is kept before it is deleted: an expired ref
+/// still names the latest known commit for the live badge and still revalidates with its
+/// ETag. The edge deletes older entries it reads; the host's sweep (`bindery_host::KvSweep`)
+/// deletes the rest after the same time by default.
+pub const EXPIRED_KEPT_SECONDS: u64 = 60 * 60;
+
 /// The `expires_at` of an entry that stays fresh for good: a commit its provider
 /// confirmed. Each such entry cost one successful provider call for a commit that exists,
 /// so their number is bounded by the provider's rate limit, not by what clients send.

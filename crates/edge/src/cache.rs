@@ -23,10 +23,7 @@ pub use bindery_core::cache::{repo_ref_key, spec_ref_key};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// How long past its expiry an entry is kept: an expired ref still names the latest known
-/// commit for the live badge, and still revalidates with its ETag. The host's sweep keeps
-/// entries as long by default (`bindery_host::KvSweep`).
-pub const EXPIRED_KEPT_SECONDS: u64 = 3600;
+pub use bindery_core::cache::EXPIRED_KEPT_SECONDS;
 
 /// The raw store: string keys to bytes. Errors are messages for the log.
 pub trait KvBackend {

@@ -27,7 +27,9 @@ const BATCH: usize = 1000;
 pub struct KvSweep {
     /// Time between sweeps; zero turns sweeping off.
     pub interval: Duration,
-    /// How long past its `expires_at` an entry is kept.
+    /// How long past its `expires_at` an entry is kept; by default an hour, the time the
+    /// edge itself keeps an expired entry (`bindery_core::cache::EXPIRED_KEPT_SECONDS`; a
+    /// test holds the two equal, the host does not depend on the core).
     pub grace: Duration,
 }
 

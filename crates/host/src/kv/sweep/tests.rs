@@ -9,6 +9,14 @@ use super::*;
 const NOW: u64 = 1_800_000_000;
 
 #[test]
+fn the_sweep_keeps_expired_entries_as_long_as_the_edge_does() {
+    assert_eq!(
+        KvSweep::default().grace,
+        Duration::from_secs(bindery_core::cache::EXPIRED_KEPT_SECONDS)
+    );
+}
+
+#[test]
 fn the_convention_reads_expires_at_and_keeps_whatever_does_not_follow_it() {
     let cases: [(&[u8], Option<u64>); 9] = [
         (br#"{"expires_at":5}"#, Some(5)),
