@@ -133,7 +133,7 @@ async fn post_launch(state: &Arc<AppState>, req: Request<Incoming>) -> Response<
         Ok(l) => l,
         Err(response) => return response,
     };
-    if let Err(message) = launch.validate(&state.config.image_prefix) {
+    if let Err(message) = launch.validate(&state.config.image_prefix, &state.config.providers) {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("invalid launch request: {message}"),
@@ -157,7 +157,7 @@ async fn post_build(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
         Ok(b) => b,
         Err(response) => return response,
     };
-    if let Err(message) = build.validate(&state.config.image_prefix) {
+    if let Err(message) = build.validate(&state.config.image_prefix, &state.config.providers) {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("invalid build request: {message}"),

@@ -189,7 +189,10 @@ fn a_launch_is_relayed_to_ready_with_keepalives_and_resumable_ids() {
     assert_eq!(launch.resolved_ref, SHA);
     assert_eq!(launch.launch_host, "http://edge.test/");
     assert_eq!(launch.client_ip, "198.51.100.7");
-    assert_eq!(launch.validate(PREFIX), Ok(()));
+    assert_eq!(
+        launch.validate(PREFIX, &bindery_core::provider::ProviderSettings::default()),
+        Ok(())
+    );
     assert_eq!(
         requests[1].headers()["authorization"],
         "Bearer worker-token"

@@ -57,6 +57,21 @@ pub(super) fn worker_config(
             table.insert((*key).to_owned(), toml::Value::String(value.clone()));
         }
     }
+    // The edge's HydroShare base is in the repository URLs it sends: the worker checks them
+    // against its own, so it gets the edge's (`[edge.variables]`, or the edge's
+    // SPIN_VARIABLE_HYDROSHARE_BASE over it) unless `[worker]` sets one.
+    let edge_hydroshare = env("SPIN_VARIABLE_HYDROSHARE_BASE").or_else(|| {
+        file.edge
+            .variables
+            .get("hydroshare_base")
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+    });
+    if let Some(base) = edge_hydroshare
+        && !table.contains_key("hydroshare_base")
+    {
+        table.insert("hydroshare_base".into(), toml::Value::String(base));
+    }
     let mut defaults = |key: &str, value: String| {
         table
             .entry(key)
@@ -195,6 +210,24 @@ mod tests {
         assert!(notes.0.is_empty(), "{:?}", notes.0);
         let again = worker_config(&file, &dir, &mut notes).unwrap();
         assert_ne!(again.token.expose(), token, "a fresh token at every start");
+        assert_eq!(
+            config.providers.hydroshare_base, "https://www.hydroshare.org",
+            "the public HydroShare when the edge keeps it"
+        );
+    }
+
+    #[test]
+    fn the_worker_checks_repository_urls_against_the_edges_hydroshare_base() {
+        let dir = scratch("hydroshare");
+        let file = parse("[edge.variables]\nhydroshare_base = \"http://hs.test/\"\n");
+        let config = worker_config(&file, &dir, &mut Notes::default()).unwrap();
+        assert_eq!(config.providers.hydroshare_base, "http://hs.test");
+        let own = parse(
+            "[edge.variables]\nhydroshare_base = \"http://hs.test\"\n\
+             [worker]\nhydroshare_base = \"http://mirror.test\"\n",
+        );
+        let config = worker_config(&own, &dir, &mut Notes::default()).unwrap();
+        assert_eq!(config.providers.hydroshare_base, "http://mirror.test");
     }
 
     #[test]

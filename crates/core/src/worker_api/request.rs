@@ -114,17 +114,18 @@ impl LaunchRequest {
         }
     }
 
-    /// Checks the request for a worker whose image prefix is `prefix`.
-    pub fn validate(&self, prefix: &str) -> Result<(), RequestError> {
-        let provider = validate_common(
-            &self.provider,
-            &self.spec,
-            &self.repo_url,
-            &self.resolved_ref,
-            &self.build_slug,
-            &self.image,
-            prefix,
-        )?;
+    /// Checks the request for a worker whose image prefix is `prefix` and whose provider
+    /// settings (`hydroshare_base`) are the edge's.
+    pub fn validate(&self, prefix: &str, providers: &ProviderSettings) -> Result<(), RequestError> {
+        let provider = Common {
+            provider: &self.provider,
+            spec: &self.spec,
+            repo_url: &self.repo_url,
+            resolved_ref: &self.resolved_ref,
+            build_slug: &self.build_slug,
+            image_name: &self.image,
+        }
+        .validate(prefix, providers)?;
         check_text("ref_url", &self.ref_url)?;
         check_text("launch_host", &self.launch_host)?;
         check_text("binder_request", &self.binder_request)?;
@@ -146,65 +147,81 @@ impl LaunchRequest {
 }
 
 impl BuildRequest {
-    /// Checks the request for a worker whose image prefix is `prefix`.
-    pub fn validate(&self, prefix: &str) -> Result<(), RequestError> {
-        validate_common(
-            &self.provider,
-            &self.spec,
-            &self.repo_url,
-            &self.resolved_ref,
-            &self.build_slug,
-            &self.image,
-            prefix,
-        )
+    /// Checks the request for a worker whose image prefix is `prefix` and whose provider
+    /// settings are the edge's.
+    pub fn validate(&self, prefix: &str, providers: &ProviderSettings) -> Result<(), RequestError> {
+        Common {
+            provider: &self.provider,
+            spec: &self.spec,
+            repo_url: &self.repo_url,
+            resolved_ref: &self.resolved_ref,
+            build_slug: &self.build_slug,
+            image_name: &self.image,
+        }
+        .validate(prefix, providers)
         .map(drop)
     }
 }
 
-/// Checks what both requests share: provider, spec, resolved ref, repo URL, image name,
-/// and that the repo URL and the build slug are the ones the spec gives (the image name
+/// What both requests share. [`Common::validate`] checks provider, spec, resolved ref,
+/// repo URL and image name, and that the repo URL and the build slug are the ones the spec gives (the image name
 /// derives from the slug, so a request that could name another repository could build it
 /// under a popular image's name).
-fn validate_common(
-    provider: &str,
-    spec: &str,
-    repo_url: &str,
-    resolved_ref: &str,
-    build_slug: &str,
-    image_name: &str,
-    prefix: &str,
-) -> Result<ProviderId, RequestError> {
-    let provider = ProviderId::parse(provider)?;
-    // The edge changes only API bases and the DOI resolver, never repository hosts (but
-    // `hydroshare_base`), so the default settings give the repository URLs the edge sends.
-    let parsed = Spec::parse(provider, spec, &ProviderSettings::default())?;
-    parsed.validate_resolved_ref(resolved_ref)?;
-    validate::validate_repo_url("repo_url", repo_url)?;
-    if build_slug.is_empty() {
-        return Err(RequestError::EmptyBuildSlug);
+struct Common<'a> {
+    provider: &'a str,
+    spec: &'a str,
+    repo_url: &'a str,
+    resolved_ref: &'a str,
+    build_slug: &'a str,
+    image_name: &'a str,
+}
+
+impl Common<'_> {
+    fn validate(
+        self,
+        prefix: &str,
+        providers: &ProviderSettings,
+    ) -> Result<ProviderId, RequestError> {
+        let Common {
+            provider,
+            spec,
+            repo_url,
+            resolved_ref,
+            build_slug,
+            image_name,
+        } = self;
+        let provider = ProviderId::parse(provider)?;
+        // Of the settings the edge changes, only `hydroshare_base` is in repository URLs, so
+        // the worker's settings must carry the edge's for the URLs to match.
+        let parsed = Spec::parse(provider, spec, providers)?;
+        parsed.validate_resolved_ref(resolved_ref)?;
+        validate::validate_repo_url("repo_url", repo_url)?;
+        if build_slug.is_empty() {
+            return Err(RequestError::EmptyBuildSlug);
+        }
+        let expected = image::image_name(prefix, build_slug, resolved_ref);
+        if image_name != expected {
+            return Err(RequestError::WrongImage {
+                image: validate::shown(image_name),
+                expected: validate::shown(&expected),
+            });
+        }
+        let expected_slug = parsed.build_slug(Some(resolved_ref)).unwrap_or_default();
+        if build_slug != expected_slug {
+            return Err(RequestError::WrongBuildSlug {
+                build_slug: validate::shown(build_slug),
+                expected: validate::shown(&expected_slug),
+            });
+        }
+        let expected_url = parsed.repo_url();
+        if repo_url != expected_url {
+            return Err(RequestError::WrongRepoUrl {
+                repo_url: validate::shown(repo_url),
+                expected: validate::shown(&expected_url),
+            });
+        }
+        Ok(provider)
     }
-    let expected = image::image_name(prefix, build_slug, resolved_ref);
-    if image_name != expected {
-        return Err(RequestError::WrongImage {
-            image: validate::shown(image_name),
-            expected: validate::shown(&expected),
-        });
-    }
-    let expected_slug = parsed.build_slug(Some(resolved_ref)).unwrap_or_default();
-    if build_slug != expected_slug {
-        return Err(RequestError::WrongBuildSlug {
-            build_slug: validate::shown(build_slug),
-            expected: validate::shown(&expected_slug),
-        });
-    }
-    let expected_url = parsed.repo_url();
-    if repo_url != expected_url {
-        return Err(RequestError::WrongRepoUrl {
-            repo_url: validate::shown(repo_url),
-            expected: validate::shown(&expected_url),
-        });
-    }
-    Ok(provider)
 }
 
 fn check_text(what: &'static str, value: &str) -> Result<(), RequestError> {
@@ -255,7 +272,7 @@ mod tests {
         assert_eq!(l.binder_persistent_request, format!("v2/gh/o/r/{SHA}"));
         assert_eq!(l.client_ip, "192.0.2.7");
         assert_eq!(l.launch_path, "");
-        assert_eq!(l.validate(PREFIX), Ok(()));
+        assert_eq!(l.validate(PREFIX, &ProviderSettings::default()), Ok(()));
     }
 
     #[test]
@@ -301,12 +318,44 @@ mod tests {
         for (change, expected) in cases {
             let mut l = launch();
             change(&mut l);
-            let err = l.validate(PREFIX).unwrap_err().to_string();
+            let err = l
+                .validate(PREFIX, &ProviderSettings::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{err}");
         }
         let mut l = launch();
         l.launch_path = "../../etc".into();
-        assert!(matches!(l.validate(PREFIX), Err(RequestError::Input(_))));
+        assert!(matches!(
+            l.validate(PREFIX, &ProviderSettings::default()),
+            Err(RequestError::Input(_))
+        ));
+    }
+
+    #[test]
+    fn hydroshare_requests_check_against_the_edges_hydroshare_base() {
+        let id = "142c59757ed54de1816777828c9716e7";
+        let version = format!("{id}.v1700000000");
+        let own = ProviderSettings {
+            hydroshare_base: "http://127.0.0.1:9/hs".into(),
+            ..ProviderSettings::default()
+        };
+        let spec = Spec::parse(ProviderId::Hydroshare, id, &own).unwrap();
+        let slug = spec.build_slug(Some(&version)).unwrap();
+        let build = BuildRequest {
+            provider: "hydroshare".into(),
+            spec: id.into(),
+            repo_url: format!("http://127.0.0.1:9/hs/resource/{id}"),
+            resolved_ref: version.clone(),
+            image: image::image_name(PREFIX, &slug, &version),
+            build_slug: slug,
+        };
+        assert_eq!(build.validate(PREFIX, &own), Ok(()));
+        // A worker left on the public HydroShare refuses the edge's resource URL.
+        assert!(matches!(
+            build.validate(PREFIX, &ProviderSettings::default()),
+            Err(RequestError::WrongRepoUrl { .. })
+        ));
     }
 
     #[test]
@@ -320,9 +369,9 @@ mod tests {
             image: l.image.clone(),
             build_slug: l.build_slug.clone(),
         };
-        assert_eq!(build.validate(PREFIX), Ok(()));
+        assert_eq!(build.validate(PREFIX, &ProviderSettings::default()), Ok(()));
         assert!(matches!(
-            build.validate("other:5000/p-"),
+            build.validate("other:5000/p-", &ProviderSettings::default()),
             Err(RequestError::WrongImage { .. })
         ));
     }

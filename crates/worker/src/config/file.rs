@@ -18,6 +18,7 @@ pub(super) struct FileConfig {
     pub(super) hub_api_url: Option<String>,
     pub(super) hub_api_token: Option<String>,
     pub(super) image_prefix: Option<String>,
+    pub(super) hydroshare_base: Option<String>,
     pub(super) per_repo_quota: Option<u32>,
     pub(super) per_repo_quota_higher: Option<u32>,
     pub(super) high_quota_specs: Option<Vec<String>>,
@@ -143,6 +144,7 @@ pub(super) fn with_env(
     text("BINDERY_HUB_API_URL", &mut raw.hub_api_url);
     text("BINDERY_HUB_API_TOKEN", &mut raw.hub_api_token);
     text("BINDERY_IMAGE_PREFIX", &mut raw.image_prefix);
+    text("BINDERY_HYDROSHARE_BASE", &mut raw.hydroshare_base);
     if let Some(v) = number::<u32>(&env, "BINDERY_PER_REPO_QUOTA")? {
         raw.per_repo_quota = Some(v);
     }

@@ -51,6 +51,10 @@ pub(super) fn from_raw(mut raw: FileConfig) -> Result<WorkerConfig, ConfigError>
             message: format!("{listen:?} is not an address like 127.0.0.1:8585"),
         })?;
     }
+    if let Some(base) = raw.hydroshare_base.take() {
+        check_url("hydroshare_base", &base)?;
+        config.providers.hydroshare_base = base.trim_end_matches('/').to_owned();
+    }
     if let Some(api) = raw.hub_api_url.take() {
         check_url("hub_api_url", &api)?;
         config.hub_api_url = with_slash(&api);

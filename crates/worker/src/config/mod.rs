@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bindery_core::policy::SpecPolicy;
+use bindery_core::provider::ProviderSettings;
 
 use crate::build_hosts::BuildHosts;
 use crate::executor::ExecutorSettings;
@@ -72,6 +73,10 @@ pub struct WorkerConfig {
     pub hub_api_token: Secret,
     /// The image prefix every image name must start with (`image_name`'s prefix).
     pub image_prefix: String,
+    /// The provider settings repository URLs depend on, as the edge's: `hydroshare_base`
+    /// (`BINDERY_HYDROSHARE_BASE`). A request whose repository URL is not the one its spec
+    /// gives under these settings is refused.
+    pub providers: ProviderSettings,
     /// Servers per image (all tags); `None` or 0 = unlimited.
     pub per_repo_quota: Option<u32>,
     /// Servers per image for specs matching `high_quota_specs`; `None` or 0 = unlimited.
@@ -175,6 +180,7 @@ impl WorkerConfig {
             hub_url,
             hub_api_token,
             image_prefix: image_prefix.into(),
+            providers: ProviderSettings::default(),
             per_repo_quota: None,
             per_repo_quota_higher: None,
             spec_policy: None,
@@ -392,6 +398,24 @@ mod tests {
         assert_eq!(config.hub_url, "http://env/");
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.keepalive_interval, Duration::from_millis(500));
+        assert_eq!(
+            config.providers.hydroshare_base,
+            "https://www.hydroshare.org"
+        );
+        let hydroshare = WorkerConfig::from_sources(
+            Some(&path),
+            env_of(&[("BINDERY_HYDROSHARE_BASE", "http://hs.test/")]),
+        )
+        .expect("config");
+        assert_eq!(hydroshare.providers.hydroshare_base, "http://hs.test");
+        let refused = WorkerConfig::from_sources(
+            Some(&path),
+            env_of(&[("BINDERY_HYDROSHARE_BASE", "hs.test")]),
+        );
+        assert!(
+            matches!(&refused, Err(ConfigError::Invalid { what, .. }) if what == "hydroshare_base"),
+            "{refused:?}"
+        );
         std::fs::write(
             &path,
             format!(

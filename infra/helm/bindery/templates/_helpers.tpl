@@ -183,6 +183,8 @@ executor = "kubernetes"
 build_log_path = "/var/lib/bindery/build-logs.redb"
 hub_url = {{ required "config.hub_url is required: JupyterHub's public URL" $c.hub_url | toJson }}
 image_prefix = {{ required "config.image_prefix is required: it must equal the edge's image_prefix" $c.image_prefix | toJson }}
+{{- /* The worker checks the repository URLs the edge sends against the edge's HydroShare. */}}
+{{- include "bindery.tomlLine" (list "hydroshare_base" (default $c.hydroshare_base .Values.spinApp.variables.hydroshare_base)) }}
 {{- range $key := list "hub_api_url" "per_repo_quota" "per_repo_quota_higher" "high_quota_specs" "spec_config" "total_quota" "launch_timeout_seconds" "launch_retries" "launch_retry_delay_seconds" "hub_retries" "hub_retry_delay_seconds" "keepalive_seconds" "max_events_per_log" "finished_log_ttl_seconds" "quota_refresh_seconds" "health_cache_seconds" "max_concurrent_builds" "max_pending_builds" "max_pending_builds_per_client" "max_log_bytes" "build_timeout_seconds" "build_idle_timeout_seconds" "registry_url" "build_log_ttl_seconds" }}
 {{- include "bindery.tomlLine" (list $key (get $c $key)) }}
 {{- end }}
