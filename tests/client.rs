@@ -292,28 +292,40 @@ async fn a_client_that_never_closes_is_let_go_after_a_few_keepalives() {
     world.push_image().await;
     world.play(launching_then_ready(&world.image()));
     let url = format!("{}/build/gh/org/repo/main", world.edge.url);
-    for _ in 0..3 {
-        let tail = events_and_tail(
-            &url,
-            &[("accept", "text/event-stream")],
-            Duration::from_secs(120),
-        )
-        .await;
-        let last = &tail.events.last().unwrap().event;
-        assert_eq!(last.phase.as_str(), "ready", "{:?}", tail.events);
-        assert!(tail.ended, "the edge ended the stream by itself");
-        let after = String::from_utf8(tail.after).unwrap();
-        let keepalives = after.matches(KEEPALIVE).count();
-        assert_eq!(
-            after,
-            KEEPALIVE.repeat(keepalives),
-            "only keepalives after ready"
-        );
-        assert!(
-            (1..=LINGER_KEEPALIVES as usize).contains(&keepalives),
-            "{keepalives} keepalives"
-        );
+    // A loop of such clients, some at once.
+    for _ in 0..2 {
+        let clients = (0..4).map(|_| {
+            events_and_tail(
+                &url,
+                &[("accept", "text/event-stream")],
+                Duration::from_secs(120),
+            )
+        });
+        for tail in futures::future::join_all(clients).await {
+            let last = &tail.events.last().unwrap().event;
+            assert_eq!(last.phase.as_str(), "ready", "{:?}", tail.events);
+            assert!(tail.ended, "the edge ended the stream by itself");
+            let after = String::from_utf8(tail.after).unwrap();
+            let keepalives = after.matches(KEEPALIVE).count();
+            assert_eq!(
+                after,
+                KEEPALIVE.repeat(keepalives),
+                "only keepalives after ready"
+            );
+            assert!(
+                (1..=LINGER_KEEPALIVES as usize).contains(&keepalives),
+                "{keepalives} keepalives"
+            );
+        }
     }
+    // Each of them launched once (the scripted worker counts), and the edge still answers.
+    assert_eq!(world.launches().len(), 8);
+    assert_eq!(
+        bindery_system_tests::sse::get(&format!("{}/versions", world.edge.url), &[])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
