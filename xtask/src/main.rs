@@ -305,7 +305,8 @@ fn node_new_enough(version: &str, needed: u32) -> Result<()> {
         bail!(
             "Node.js {version} is too old: {} needs Node.js {needed} or later (Debian 12's \
              nodejs package is 18). Install Node.js {needed} or later and run again.",
-            NPM_PACKAGES.join(", ")
+            // playwright-core's `engines.node` sets the bound (see NODE_MAJOR_NEEDED).
+            NPM_PACKAGES[0]
         );
     }
     Ok(())
