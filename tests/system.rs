@@ -1,7 +1,9 @@
 //! The whole path with real parts: `bindery up` (the edge host with the real components and
 //! the in-process worker with the local executor), a real JupyterHub, the real
 //! `docker-registry`, repo2docker building through podman, a git server over smart HTTP
-//! (`git http-backend`), and headless Chromium driven by playwright-core.
+//! (`git http-backend`), headless Chromium driven by playwright-core, and BinderHub's own
+//! API client (`@jupyterhub/binderhub-client` from npm, run by Node) for a launch with a
+//! build token and a `build_only` build.
 //!
 //! What is not real, and why: the image repo2docker builds is a busybox image (nothing can
 //! be pulled offline, so the repository's Dockerfile starts from a busybox root file system
@@ -17,12 +19,13 @@ use std::process::Command;
 use bindery_core::events::Phase;
 use bindery_system_tests::git::GitServer;
 use bindery_system_tests::hub::Hub;
+use bindery_system_tests::node;
 use bindery_system_tests::podman::{GATE_IN_BUILD, Podman};
 use bindery_system_tests::registry::{Auth, Registry};
 use bindery_system_tests::sse::{events, get};
 use bindery_system_tests::up::Up;
 use bindery_system_tests::{free_port, scratch, workspace};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const BASE_IMAGE: &str = "localhost/bindery-system-test-base:latest";
 /// Printed by the repository's build before it waits for the gate file: the browser waits
@@ -175,6 +178,7 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
          hub_api_token = \"{HUB_TOKEN}\"\n\
          [edge]\nlisten = \"127.0.0.1:{edge_port}\"\n\
          [edge.variables]\nextra_outbound_host = \"http://127.0.0.1:*\"\nref_ttl_seconds = \"3600\"\n\
+         allow_build_only = \"true\"\n\
          [worker]\nlisten = \"127.0.0.1:{worker_port}\"\ntoken = \"{WORKER_TOKEN}\"\n\
          allowed_build_hosts = [\"127.0.0.1\"]\n\
          repo2docker = \"{r2d}\"\nrepo2docker_config = \"{offline}\"\n\
@@ -380,6 +384,84 @@ async fn a_browser_launch_builds_streams_the_log_and_lands_on_the_server_and_a_s
     .await;
     assert_eq!(build.status, 200, "{}", build.text());
     assert_eq!(build.json()["state"], "succeeded", "{}", build.text());
+
+    // ---- BinderHub's own client (issue 14, point 3): the same link through
+    // `@jupyterhub/binderhub-client` from npm, with the loading page's build token, as an
+    // embedder uses it: it awaits something after `ready` before `close()`, and sees a
+    // launch on the real hub and no failure.
+    let build_api = format!("{}build", up.url);
+    let token = node::page_token(&format!("{}v2/{spec}", up.url)).await;
+    let got = node::binderhub_client(
+        &build_api,
+        &spec,
+        &json!({"buildToken": token, "readyDelayMs": 50}),
+    );
+    let phases = node::phases(&got);
+    assert_eq!(phases.first().map(String::as_str), Some("built"), "{got:#}");
+    assert_eq!(phases.last().map(String::as_str), Some("ready"), "{got:#}");
+    assert!(!phases.iter().any(|p| p == "failed"), "{got:#}");
+    let ready = got["events"].as_array().unwrap().last().unwrap();
+    assert!(
+        ready["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}user/", hub.url)),
+        "{got:#}"
+    );
+    assert!(!ready["token"].as_str().unwrap().is_empty(), "{got:#}");
+    assert_eq!(hub.spawns().len(), 3, "{:?}", hub.spawns());
+
+    // ---- build_only through the client (issue 14, point 2): another repository is built
+    // by repo2docker and pushed to the registry, and nothing is launched.
+    let (only_url, only_sha) = git.repository(
+        "prebuilt",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BASE_IMAGE}\nRUN echo 'bindery-system-test: build only' > /built-only.txt\n"
+            ),
+        )],
+    );
+    let only_spec = format!("git/{}/main", bindery_core::resolve::encode_all(&only_url));
+    let only_image = bindery_core::image_name(&prefix, &only_url, &only_sha);
+    podman.remove_later(&only_image);
+    let got = node::binderhub_client(
+        &build_api,
+        &only_spec,
+        &json!({"buildOnly": true, "readyDelayMs": 50}),
+    );
+    let phases = node::phases(&got);
+    assert_eq!(
+        phases.first().map(String::as_str),
+        Some("waiting"),
+        "{got:#}"
+    );
+    assert!(phases.iter().any(|p| p == "building"), "{got:#}");
+    assert!(
+        !phases
+            .iter()
+            .any(|p| matches!(p.as_str(), "failed" | "launching" | "built")),
+        "{got:#}"
+    );
+    let done = got["events"].as_array().unwrap().last().unwrap();
+    assert_eq!(done["phase"], "ready", "{got:#}");
+    assert_eq!(done["message"], "Done! Image built\n", "{got:#}");
+    assert_eq!(done["imageName"], only_image.as_str(), "{got:#}");
+    assert!(done.get("url").is_none(), "no server: {got:#}");
+    assert!(podman.has_image(&only_image), "{only_image} was built");
+    let only_repository = bindery_core::image::split_image(&only_image).repository;
+    assert!(
+        bindery_registry_requests(&registry)
+            .iter()
+            .any(|l| l.contains("\"PUT /v2/") && l.contains(&only_repository)),
+        "repo2docker pushed {only_image}"
+    );
+    assert_eq!(
+        hub.spawns().len(),
+        3,
+        "nothing launched: {:?}",
+        hub.spawns()
+    );
 
     // ---- Everything stops: bindery up drains and exits 0; the hub stops its servers.
     let stopped = up.stop().expect("bindery up stops within 60 s of SIGTERM");

@@ -9,6 +9,7 @@
 //! - [`git`]: a git server over smart HTTP (`git http-backend`) that counts requests.
 //! - [`hub`]: a real JupyterHub whose spawner checks the image in the registry.
 //! - [`podman`]: podman configured for repo2docker builds offline, images removed after.
+//! - [`node`]: Node.js scripts driving real npm packages (BinderHub's own API client).
 //! - [`sse`]: reading an event stream with `bindery-core`'s decoder.
 //! - [`proc`]: child processes that are always killed and reaped.
 //! - [`up`]: the real `bindery up` binary (edge and worker in one process) on a written config.
@@ -21,6 +22,7 @@
 pub mod edge;
 pub mod git;
 pub mod hub;
+pub mod node;
 pub mod peer;
 pub mod podman;
 pub mod proc;

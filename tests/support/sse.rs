@@ -136,3 +136,74 @@ pub async fn events(
         .await
         .unwrap_or_else(|_| panic!("GET {url} timed out"))
 }
+
+/// What [`events_and_tail`] read: the events up to the first terminal one, the raw bytes
+/// the stream sent after it, and whether the stream ended by itself.
+#[derive(Debug)]
+pub struct Tail {
+    /// The events, the terminal one last.
+    pub events: Vec<Received>,
+    /// Everything after the terminal event, as sent.
+    pub after: Vec<u8>,
+    /// Whether the server ended the stream within the deadline.
+    pub ended: bool,
+}
+
+/// Opens an event stream, reads its events up to the first terminal one, then goes on
+/// reading without closing, as a client that never closes would, until the server ends
+/// the stream or `deadline` passes.
+pub async fn events_and_tail(url: &str, headers: &[(&str, &str)], deadline: Duration) -> Tail {
+    let mut req = http::Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client().request(req))
+        .await
+        .unwrap_or_else(|_| panic!("GET {url} timed out"))
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut body = resp.into_body();
+    let mut decoder = SseDecoder::new();
+    let mut events = Vec::new();
+    // Bytes of the chunk that held the terminal event, after it.
+    let mut after = Vec::new();
+    let reading = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            if events
+                .last()
+                .is_some_and(|r: &Received| r.event.phase.is_terminal())
+            {
+                after.extend_from_slice(data);
+                continue;
+            }
+            // Feed byte by byte once a terminal event may be in this chunk, so that
+            // what follows it is kept as sent.
+            for (i, byte) in data.iter().enumerate() {
+                for message in decoder.feed(std::slice::from_ref(byte)) {
+                    if let SseMessage::Event { id, data, .. } = message {
+                        let event = Event::from_json(&data)
+                            .unwrap_or_else(|e| panic!("bad event {data}: {e}"));
+                        events.push(Received { id, event });
+                    }
+                }
+                if events.last().is_some_and(|r| r.event.phase.is_terminal()) {
+                    after.extend_from_slice(&data[i + 1..]);
+                    break;
+                }
+            }
+        }
+        true
+    };
+    let ended = tokio::time::timeout(deadline, reading)
+        .await
+        .unwrap_or(false);
+    Tail {
+        events,
+        after,
+        ended,
+    }
+}

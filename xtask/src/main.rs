@@ -50,9 +50,16 @@ const APT_PACKAGES: [&str; 11] = [
     "chromium",
     "debootstrap",
 ];
-/// npm packages the system test drives the browser with, pinned; installed into
-/// `target/js` (`tests/js/launch.mjs` imports them from there).
-const NPM_PACKAGES: [&str; 1] = ["playwright-core@1.65.1"];
+/// npm packages the system tests use, pinned; installed into `target/js`, where the scripts
+/// of `tests/js` find them: playwright-core drives the browser (`launch.cjs`), and
+/// BinderHub's own API client, with its two dependencies pinned as well, drives `/build`
+/// (`binderhub_client.mjs`).
+const NPM_PACKAGES: [&str; 4] = [
+    "playwright-core@1.65.1",
+    "@jupyterhub/binderhub-client@0.5.0",
+    "@microsoft/fetch-event-source@2.0.1",
+    "event-iterator@2.0.0",
+];
 /// The oldest Node.js major version the pinned playwright-core runs on (its package.json's
 /// `engines.node`, `>=20`); checked again against the installed package.json. Debian 12's
 /// `nodejs` is 18.
@@ -298,7 +305,8 @@ fn node_new_enough(version: &str, needed: u32) -> Result<()> {
         bail!(
             "Node.js {version} is too old: {} needs Node.js {needed} or later (Debian 12's \
              nodejs package is 18). Install Node.js {needed} or later and run again.",
-            NPM_PACKAGES.join(", ")
+            // playwright-core's `engines.node` sets the bound (see NODE_MAJOR_NEEDED).
+            NPM_PACKAGES[0]
         );
     }
     Ok(())

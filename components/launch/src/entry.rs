@@ -37,6 +37,7 @@ async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
     );
     env.worker = SpinFetch::within(Limits::WORKER);
     env.quick = SpinFetch::within(Limits::QUICK);
+    env.pause = bindery_edge::timer::pause;
     match routes::handle(&request, &env).await {
         Answer::Whole(response) => respond::send(out, response),
         Answer::Stream { provider, spec } => {

@@ -8,6 +8,7 @@ use std::fmt;
 use bindery_edge::ConfigError;
 use bindery_edge::cache::Cache;
 use bindery_edge::config::EdgeConfig;
+use bindery_edge::timer::{self, Pause};
 
 /// The component's variables.
 pub trait Variables {
@@ -42,6 +43,8 @@ pub struct Env<'a, F> {
     pub quick: F,
     /// The current unix time in seconds.
     pub clock: fn() -> u64,
+    /// A wait: the component's sets WASI's clock; [`Env::new`] none, for native tests.
+    pub pause: Pause,
     open_cache: &'a dyn Fn() -> Cache<'a>,
     cache: OnceCell<Cache<'a>>,
 }
@@ -68,6 +71,7 @@ impl<'a, F: Clone> Env<'a, F> {
             worker: fetch.clone(),
             quick: fetch,
             clock,
+            pause: timer::no_pause,
             open_cache,
             cache: OnceCell::new(),
         }

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use bindery_core::build_token::{BuildTokenError, INVALID_BUILD_TOKEN};
-use bindery_core::launch::MISSING_ACCEPT;
+use bindery_core::launch::{BUILD_ONLY_NOT_ALLOWED, MISSING_ACCEPT};
 use bindery_core::provider::{ProviderId, Spec};
 use bindery_core::resolve::{Outcome, Resolved};
 use bindery_core::{InputError, image, policy};
@@ -39,6 +39,9 @@ pub enum Refusal {
     /// The event stream was asked for without `Accept: text/event-stream`.
     #[error("{MISSING_ACCEPT}")]
     NotAnEventStream,
+    /// `build_only=true` on an edge that does not allow it (`allow_build_only`).
+    #[error("{BUILD_ONLY_NOT_ALLOWED}")]
+    BuildOnlyNotAllowed,
     /// The provider or spec does not parse.
     #[error(transparent)]
     Spec(#[from] InputError),
@@ -71,7 +74,7 @@ impl Refusal {
         match self {
             Self::Config(_) => 500,
             Self::Network(_) | Self::BannedSpec(_) | Self::BuildToken(_) => 403,
-            Self::NotAnEventStream | Self::Spec(_) => 400,
+            Self::NotAnEventStream | Self::BuildOnlyNotAllowed | Self::Spec(_) => 400,
             Self::NotFound(_) => 404,
             Self::RateLimited(_) | Self::TooManyBuilds(_) => 429,
             Self::Upstream(_) => 502,

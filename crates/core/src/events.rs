@@ -110,6 +110,11 @@ impl<'de> Deserialize<'de> for Phase {
     }
 }
 
+/// The message of `built` for an image found in the registry (BinderHub's).
+const FOUND_BUILT: &str = "Found built image, launching...\n";
+/// The message of `built` for an image just built (BinderHub's).
+const BUILT: &str = "Built image, launching...\n";
+
 /// One event of a `/build` stream.
 ///
 /// Optional fields are left out of the JSON when `None`, so a plain progress event is
@@ -216,14 +221,34 @@ impl Event {
 
     /// A `built` event for `image`, worded as BinderHub does for a found or a fresh image.
     pub fn built(image: impl Into<String>, found: bool) -> Event {
-        let message = if found {
-            "Found built image, launching...\n"
-        } else {
-            "Built image, launching...\n"
-        };
+        let message = if found { FOUND_BUILT } else { BUILT };
         let mut event = Event::new(Phase::Built, message);
         event.image_name = Some(image.into());
         event
+    }
+
+    /// The last event of a `build_only` request (BinderHub's API-only mode): `ready` with
+    /// the image's name and no server, worded as BinderHub does for a found or a fresh
+    /// image. It stands where a launch has `built`.
+    pub fn build_only_done(image: impl Into<String>, found: bool) -> Event {
+        let message = if found {
+            "Done! Found built image\n"
+        } else {
+            "Done! Image built\n"
+        };
+        let mut event = Event::new(Phase::Ready, message);
+        event.image_name = Some(image.into());
+        event
+    }
+
+    /// For a `built` event: the `build_only` request's last event in its place
+    /// ([`Event::build_only_done`]), found or built as the `built` event says.
+    pub fn built_to_build_only_done(&self) -> Option<Event> {
+        let image = self
+            .image_name
+            .clone()
+            .filter(|_| self.phase == Phase::Built)?;
+        Some(Event::build_only_done(image, self.message == FOUND_BUILT))
     }
 
     /// The `ready` event: `"server running at <url>\n"` plus every field of `info`.
@@ -395,6 +420,27 @@ fn with_newline(mut message: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_only_ends_with_binderhubs_ready_in_place_of_built() {
+        let done = Event::built("p/i:1", false)
+            .built_to_build_only_done()
+            .unwrap();
+        assert_eq!(
+            done.to_json(),
+            r#"{"phase":"ready","message":"Done! Image built\n","imageName":"p/i:1"}"#
+        );
+        let found = Event::built("p/i:1", true)
+            .built_to_build_only_done()
+            .unwrap();
+        assert_eq!(found, Event::build_only_done("p/i:1", true));
+        assert_eq!(found.message, "Done! Found built image\n");
+        assert!(found.phase.is_terminal());
+        assert_eq!(
+            Event::new(Phase::Building, "x").built_to_build_only_done(),
+            None
+        );
+    }
 
     #[test]
     fn a_long_message_is_cut_on_a_character_boundary_and_says_how_long_it_was() {

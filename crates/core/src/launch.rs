@@ -279,9 +279,38 @@ pub fn accepts_event_stream(accept: Option<&str>) -> bool {
 /// The failure message for a `/build` request without `Accept: text/event-stream`.
 pub const MISSING_ACCEPT: &str = "Missing Accept header: text/event-stream";
 
+/// The `/build` query parameter that asks for a build without a launch (BinderHub's).
+pub const BUILD_ONLY_PARAMETER: &str = "build_only";
+
+/// Whether a `build_only` value asks for a build without a launch: `true` in any case,
+/// as BinderHub reads it; any other value (or none) is a launch.
+pub fn build_only_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The failure message (status 400) for `build_only=true` on an edge that does not allow
+/// it: BinderHub's words, naming Bindery's setting.
+pub const BUILD_ONLY_NOT_ALLOWED: &str = "Building but not launching is not permitted when the API only mode was not enabled: set the edge variable allow_build_only to true";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_only_is_asked_with_true_in_any_case_only() {
+        for (value, asked) in [
+            (Some("true"), true),
+            (Some("TRUE"), true),
+            (Some("True"), true),
+            (Some("1"), false),
+            (Some("yes"), false),
+            (Some(""), false),
+            (Some("true "), false),
+            (None, false),
+        ] {
+            assert_eq!(build_only_requested(value), asked, "{value:?}");
+        }
+    }
 
     #[test]
     fn labpath_wins_over_filepath_and_urlpath() {

@@ -15,6 +15,19 @@
 /// BinderHub's keepalive comment, sent every 25 s on an idle stream.
 pub const KEEPALIVE: &str = ":keepalive\n\n";
 
+/// After the last event of a `/build` stream (`ready` or `failed`), the edge keeps the
+/// stream open until the client closes it, for at most this many keepalives, one every
+/// [`LINGER_INTERVAL`]: clients such as `@jupyterhub/binderhub-client` report a stream
+/// that ends before they close it as a failure, even after `ready`. BinderHub holds it
+/// 60 s; a few seconds is enough for a client to close, and an edge instance held by a
+/// client that never closes is free again after [`LINGER_KEEPALIVES`] ×
+/// [`LINGER_INTERVAL`]. Each keepalive is also how the edge learns that the client
+/// left: the write fails, and the stream ends at once.
+pub const LINGER_KEEPALIVES: u32 = 5;
+
+/// The interval of the keepalives after the last event (see [`LINGER_KEEPALIVES`]).
+pub const LINGER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The decoder's default bound on a line and on an event's data, in bytes.
 pub const DEFAULT_LIMIT: usize = 1024 * 1024;
 

@@ -140,6 +140,9 @@ pub struct EdgeConfig {
     pub build_token: BuildTokenSettings,
     /// The per-client limit on `/build` (`build_rate_*`).
     pub build_rate: BuildRate,
+    /// Whether `/build?build_only=true` may build without launching
+    /// (`allow_build_only`, default false: BinderHub's `enable_api_only_mode`).
+    pub allow_build_only: bool,
 }
 
 impl EdgeConfig {
@@ -218,6 +221,10 @@ impl EdgeConfig {
             None => BanNetworks::default(),
         };
         let (build_token, build_rate) = limits::parse_limits(&mut value)?;
+        let allow_build_only = value(ALLOW_BUILD_ONLY)?
+            .map(|raw| limits::parse_bool(ALLOW_BUILD_ONLY, &raw))
+            .transpose()?
+            .unwrap_or(false);
         let trusted_proxies = match value(TRUSTED_PROXIES)? {
             Some(raw) => parse_trusted_proxies(&raw)?,
             None => BanNetworks::default(),
@@ -257,6 +264,7 @@ impl EdgeConfig {
             ttl,
             build_token,
             build_rate,
+            allow_build_only,
         })
     }
 

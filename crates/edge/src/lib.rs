@@ -34,6 +34,8 @@
 //! - [`worker`]: requests to the worker API with its bearer token.
 //! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`, and
 //!   `send`, which writes a whole answer to Spin.
+//! - [`timer`]: [`timer::Pause`], a wait: WASI's monotonic clock in a component, none in
+//!   native tests.
 //! - [`incoming`]: the incoming request as `http::Request<Vec<u8>>`: `read_head` (URI and
 //!   named headers) and `read_request` (every header and a body up to a limit).
 //! - `testing` (in the crate's own tests, and for other crates' tests with the `testing`
@@ -50,6 +52,7 @@ pub mod resolve;
 pub mod respond;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod timer;
 pub mod worker;
 
 pub use cache::Cache;

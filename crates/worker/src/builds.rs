@@ -362,8 +362,9 @@ impl Builds {
 }
 
 /// Appends every event of `from` to `to` until `from` ends, sharing each (no copy);
-/// returns the last phase.
-pub async fn relay(from: &EventLog, to: &EventLog) -> Option<Phase> {
+/// returns the last phase appended. For a `build_only` launch, the build's `built` is
+/// appended as the `ready` that ends such a launch ([`Event::built_to_build_only_done`]).
+pub async fn relay(from: &EventLog, to: &EventLog, build_only: bool) -> Option<Phase> {
     let mut wake = from.subscribe();
     let mut after = 0;
     let mut last = None;
@@ -371,9 +372,13 @@ pub async fn relay(from: &EventLog, to: &EventLog) -> Option<Phase> {
         wake.borrow_and_update();
         let page = from.read_after(after);
         for (seq, event) in &page.events {
-            to.append_shared(Arc::clone(event));
+            let done = event.built_to_build_only_done().filter(|_| build_only);
+            last = Some(done.as_ref().map_or(event.phase, |d| d.phase));
+            match done {
+                Some(done) => to.append(done),
+                None => to.append_shared(Arc::clone(event)),
+            };
             after = *seq;
-            last = Some(event.phase);
         }
         if page.finished || wake.changed().await.is_err() {
             return last;
@@ -446,7 +451,7 @@ mod tests {
         let builds = builds_with(Arc::new(Endless), PendingLimits::default());
         let build = builds.request(spec("reg/a:1")).expect("queued");
         let launch = EventLog::new(100);
-        assert_eq!(relay(&build.log, &launch).await, Some(Phase::Built));
+        assert_eq!(relay(&build.log, &launch, false).await, Some(Phase::Built));
         let line = &build.log.read_after(0).events[0].1;
         assert!(
             line.message.len() < MAX_LINE_BYTES + 64,

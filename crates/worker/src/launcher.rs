@@ -160,8 +160,21 @@ impl Launcher {
     }
 
     /// Runs launch `id` of `request` to its end, writing every step to `log`.
+    ///
+    /// A `build_only` launch (BinderHub's API-only mode) builds and pushes the image, or
+    /// finds it, and ends with `ready` naming it: it starts no server, so it takes no
+    /// quota slot and is no launch in the metrics; the build queue's bounds (per client,
+    /// pending builds) apply as to any build.
     pub async fn launch(&self, id: &str, request: &LaunchRequest, log: &EventLog) {
         let started = Instant::now();
+        if request.build_only {
+            if request.image_present {
+                log.append(Event::build_only_done(&request.image, true));
+            } else {
+                self.build_first(id, request, log, started).await;
+            }
+            return;
+        }
         self.metrics.launch_started();
         let repo_quota = self.repo_quota(&request.spec);
         let decision = self
@@ -246,7 +259,8 @@ impl Launcher {
     }
 
     /// Builds the image (or attaches to its running build) and relays the build's events
-    /// — the queue, the build lines and the final `built`; false when the launch ended
+    /// — the queue, the build lines and the final `built` (for a `build_only` launch, the
+    /// `ready` in its place, which ends the launch); false when the launch ended
     /// here (refused by the queue, the build failed, the worker stops).
     async fn build_first(
         &self,
@@ -266,13 +280,21 @@ impl Launcher {
             Err(refusal) => {
                 tracing::info!(launch = id, client = %request.client_ip, %refusal, "launch refused by the build queue");
                 log.append(Event::failed(Some(refusal.status()), refusal.to_string()));
-                self.metrics.launch_finished(refusal.label(), None);
+                if !request.build_only {
+                    self.metrics.launch_finished(refusal.label(), None);
+                }
                 return false;
             }
         };
-        tracing::info!(launch = id, build = %build.id, "launch waits for its build");
+        tracing::info!(launch = id, build = %build.id, build_only = request.build_only, "launch waits for its build");
+        // `built`, or for a build-only launch the `ready` that stands in its place.
+        let done = if request.build_only {
+            Phase::Ready
+        } else {
+            Phase::Built
+        };
         let built = tokio::select! {
-            last = relay(&build.log, log) => last == Some(Phase::Built),
+            last = relay(&build.log, log, request.build_only) => last == Some(done),
             () = self.stopped() => {
                 if !log.is_finished() {
                     log.append(Event::failed(
@@ -291,8 +313,10 @@ impl Launcher {
                     format!("Failed to build image {}", request.image),
                 ));
             }
-            self.metrics
-                .launch_finished("failure", Some(started.elapsed()));
+            if !request.build_only {
+                self.metrics
+                    .launch_finished("failure", Some(started.elapsed()));
+            }
         }
         built
     }

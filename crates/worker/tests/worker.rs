@@ -835,3 +835,57 @@ async fn fifty_concurrent_admissions_of_one_client_admit_exactly_the_limit_over_
     let (status, _) = call(Method::POST, &url, &[], Some(other.to_owned())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A `build_only` launch (BinderHub's API-only mode) builds, then ends with `ready`
+/// naming the image in place of `built`, and starts nothing: the hub here does not even
+/// answer. repo2docker is a script that prints one line and succeeds (the real one builds
+/// and pushes in `tests/system.rs`).
+#[tokio::test]
+async fn a_build_only_launch_builds_and_ends_with_ready_naming_the_image_without_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("repo2docker");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '{\"phase\": \"building\", \"message\": \"Step 1/1 : FROM busybox\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut config = support::config("http://127.0.0.1:9/");
+    config.builds.executor = ExecutorSettings::Local(LocalSettings {
+        repo2docker: fake,
+        ..LocalSettings::default()
+    });
+    let worker = worker(config).await;
+    let mut launch = launch_request("org", "buildonly");
+    launch.image_present = false;
+    launch.build_only = true;
+    let stream = follow(&post_launch(&worker, &launch).await, None, None).await;
+    assert!(stream.ended);
+    let phases: Vec<Phase> = stream.events.iter().map(|(_, e)| e.phase).collect();
+    assert_eq!(phases.last(), Some(&Phase::Ready), "{:?}", stream.events);
+    assert!(phases.contains(&Phase::Building), "{:?}", stream.events);
+    assert!(!phases.contains(&Phase::Built), "ready stands in its place");
+    assert!(!phases.contains(&Phase::Launching), "{:?}", stream.events);
+    let done = &stream.events.last().unwrap().1;
+    assert_eq!(done.message, "Done! Image built\n");
+    assert_eq!(done.image_name.as_deref(), Some(launch.image.as_str()));
+    assert_eq!(done.url, None, "no server");
+
+    // An image that is there: done at once.
+    let mut present = launch_request("org", "there");
+    present.build_only = true;
+    let stream = follow(&post_launch(&worker, &present).await, None, None).await;
+    assert_eq!(stream.events.len(), 1, "{:?}", stream.events);
+    assert_eq!(stream.events[0].1.message, "Done! Found built image\n");
+
+    let (_, metrics) = call(Method::GET, &format!("{}/metrics", worker.base), &[], None).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("binderhub_build_count{status=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("binderhub_launch_count{status="),
+        "no launch: {metrics}"
+    );
+}

@@ -8,6 +8,10 @@
 //! answers from the cache when it can; only then is the worker asked for a launch, and
 //! its numbered events are relayed ([`super::relay`]). A reconnecting EventSource sends
 //! the last relayed id, and follows the same launch again instead of starting another.
+//! With `build_only=true` (allowed by `allow_build_only`, as BinderHub's API-only mode)
+//! the worker builds and pushes the image and launches nothing; the stream ends with
+//! `ready` naming the image. After its last event the stream stays open a few seconds
+//! for the client to close it ([`Stream::linger`]).
 
 use bindery_core::build_token::{BuildTokenError, QUERY_PARAMETER};
 use bindery_core::cache::LastStatus;
@@ -19,6 +23,7 @@ use bindery_core::worker_api::{
 };
 use bindery_edge::config::{EdgeConfig, LAUNCH_VARIABLES};
 use bindery_edge::fetch::{Fetch, StreamingFetch};
+use bindery_edge::timer::Pause;
 use bindery_edge::{respond, worker};
 use std::net::IpAddr;
 
@@ -72,6 +77,21 @@ impl<S: Sink<Vec<u8>> + Unpin> Stream<S> {
         self.raw(sse::encode(&sse)).await;
     }
 
+    /// After the last event: keeps the stream open until the client closes it (a write
+    /// fails), with a keepalive every [`sse::LINGER_INTERVAL`], for at most
+    /// [`sse::LINGER_KEEPALIVES`] of them. A client that closes only once it has handled
+    /// `ready` (`@jupyterhub/binderhub-client`) would otherwise see the end first and
+    /// report it as a failure; a client that never closes holds the stream no longer.
+    pub async fn linger(&mut self, pause: Pause) {
+        for _ in 0..sse::LINGER_KEEPALIVES {
+            if !self.open {
+                return;
+            }
+            pause(sse::LINGER_INTERVAL).await;
+            self.raw(sse::KEEPALIVE.to_owned()).await;
+        }
+    }
+
     /// Writes a `failed` event with `status` and `message`.
     pub async fn fail(&mut self, status: u16, message: &str) {
         self.event(&Event::failed(Some(status), message), None)
@@ -103,6 +123,8 @@ impl<F> std::fmt::Debug for Opened<'_, '_, F> {
 struct Admitted<'e, 'a, F> {
     prepare: Prepare<'e, 'a, F>,
     client: Option<IpAddr>,
+    /// `build_only=true`, allowed: build and push, launch nothing.
+    build_only: bool,
 }
 
 /// Runs the event stream of `<provider>/<raw spec>` into `stream`: [`open`], then
@@ -150,6 +172,12 @@ async fn admit<'e, 'a, F: Fetch>(
         return Err(Refusal::NotAnEventStream);
     }
     let cfg = prepare.config();
+    let query = request.uri().query().unwrap_or_default();
+    let build_only =
+        launch::build_only_requested(query_param(query, launch::BUILD_ONLY_PARAMETER).as_deref());
+    if build_only && !cfg.allow_build_only {
+        return Err(Refusal::BuildOnlyNotAllowed);
+    }
     let worker_cfg = cfg.worker()?;
     if !valid_token(request, provider, raw_spec, cfg, env)? && cfg.build_rate.limit > 0 {
         let rate = cfg.build_rate;
@@ -168,7 +196,11 @@ async fn admit<'e, 'a, F: Fetch>(
             return Err(Refusal::TooManyBuilds(state.retry_after(env.now())));
         }
     }
-    Ok(Admitted { prepare, client })
+    Ok(Admitted {
+        prepare,
+        client,
+        build_only,
+    })
 }
 
 /// Whether the request carries a valid build token; a token that is there and invalid
@@ -234,6 +266,7 @@ where
     let Admitted {
         mut prepare,
         client,
+        build_only,
     } = admitted;
     let cfg = prepare.config();
     let spec = prepare.spec(provider, raw_spec)?;
@@ -271,6 +304,14 @@ where
         .presence(&prepared)
         .await?
         .is_some_and(|p| p.present);
+    if present && build_only {
+        // BinderHub's API-only answer for an image that is there: nothing to build.
+        stream
+            .event(&Event::build_only_done(image.clone(), true), None)
+            .await;
+        stream.linger(env.pause).await;
+        return Ok(());
+    }
     if present {
         stream.event(&Event::built(image.clone(), true), None).await;
     } else {
@@ -283,8 +324,9 @@ where
     }
     let cfg = prepare.config();
     let launch_host = client::base_url(request, Some(cfg));
-    let launch_request =
+    let mut launch_request =
         LaunchRequest::new(&spec, resolved, image.clone(), present, launch_host, client);
+    launch_request.build_only = build_only;
     let worker_cfg = cfg.worker()?;
     let accepted = match worker::request_launch(worker_cfg, &launch_request, &env.worker).await {
         Ok(a) => a,

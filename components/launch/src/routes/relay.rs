@@ -1,5 +1,6 @@
 //! The relay of a launch's events from the worker to the client, until `ready` or
-//! `failed`. Build results are recorded in the cache on the way, for the badges and the
+//! `failed`, after which the stream stays open a few seconds for the client to close it
+//! ([`Stream::linger`]). Build results are recorded in the cache on the way, for the badges and the
 //! next launch; every event keeps the worker's number in its id ([`relay_id`]), so a
 //! reconnect resumes where it stopped.
 
@@ -72,11 +73,16 @@ pub async fn relay<F, S>(
                         image.get_or_insert(i);
                     }
                     if let Some(i) = image.as_deref() {
-                        record(cfg, env, event.phase, i);
+                        record(cfg, env, &event, i);
                     }
                     let relayed = id.map(|i| relay_id(launch.launch_id, &i));
                     stream.event(&event, relayed).await;
-                    if event.phase.is_terminal() || !stream.is_open() {
+                    if event.phase.is_terminal() {
+                        // The worker's stream is no longer needed.
+                        drop(upstream);
+                        return stream.linger(env.pause).await;
+                    }
+                    if !stream.is_open() {
                         return;
                     }
                 }
@@ -94,11 +100,13 @@ pub async fn relay<F, S>(
         .await;
 }
 
-/// Records what a build's end means for the cache.
-fn record<F>(cfg: &EdgeConfig, env: &Env<'_, F>, phase: Phase, image: &str) {
+/// Records what a build's end means for the cache: `built`, or the `ready` that ends a
+/// `build_only` build in its place (it names the image as `built` does).
+fn record<F>(cfg: &EdgeConfig, env: &Env<'_, F>, event: &Event, image: &str) {
     let (cache, now) = (env.cache(), env.now());
-    match phase {
+    match event.phase {
         Phase::Built => mark_built(image, cfg, cache, now),
+        Phase::Ready if event.image_name.is_some() => mark_built(image, cfg, cache, now),
         Phase::Failed => {
             // A cached "present" may be why it failed (an image pruned from the registry
             // fails at the pull): the next launch asks the registry again, one manifest

@@ -4,8 +4,9 @@ use bindery_core::cache::{LastStatus, Lookup};
 use bindery_core::events::{Phase, ReadyInfo};
 use bindery_core::launch::MISSING_ACCEPT;
 use bindery_core::policy;
+use bindery_core::sse;
 use bindery_core::worker_api::LaunchRequest;
-use bindery_edge::config::{BAN_NETWORKS, BANNED_SPECS};
+use bindery_edge::config::{ALLOW_BUILD_ONLY, BAN_NETWORKS, BANNED_SPECS};
 use bindery_edge::testing::response;
 
 use super::*;
@@ -335,4 +336,193 @@ fn a_pinned_commit_is_checked_with_github_once_and_a_made_up_one_fails_404() {
         1,
         "{asked:?}"
     );
+}
+
+/// The text after the `ready` event of a stream.
+fn after_ready(text: &str) -> &str {
+    let at = text.find("\"phase\":\"ready\"").expect("a ready event");
+    let rest = &text[at..];
+    &rest[rest.find("\n\n").expect("the event's end") + 2..]
+}
+
+#[test]
+fn after_the_last_event_the_stream_stays_open_with_only_a_bounded_number_of_keepalives() {
+    let world = accepting_world();
+    let ready = worker_event(1, &Event::ready(ReadyInfo::default()));
+    world.fetch.stream("GET", &events_url(), 200, &[&ready]);
+    let text = world.stream(&pinned_path(), &[SSE]);
+    assert_eq!(
+        after_ready(&text),
+        sse::KEEPALIVE.repeat(sse::LINGER_KEEPALIVES as usize),
+        "{text}"
+    );
+
+    // After a failed launch too: the client decides when to go.
+    let world = accepting_world();
+    let failed = worker_event(1, &Event::failed(Some(500), "no"));
+    world.fetch.stream("GET", &events_url(), 200, &[&failed]);
+    let text = world.stream(&pinned_path(), &[SSE]);
+    assert!(
+        text.ends_with(&format!(
+            "\"status_code\":500}}\n\n{}",
+            sse::KEEPALIVE.repeat(sse::LINGER_KEEPALIVES as usize)
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_refusal_before_any_launch_ends_the_stream_at_once() {
+    // Cheap to ask again, so a flood of refused requests holds no instance longer.
+    let world = World::new(&[(BANNED_SPECS, "^o/r.*")]);
+    let text = world.stream(&pinned_path(), &[SSE]);
+    assert_eq!(refusal(&text).0, Some(403));
+    assert!(!text.contains("keepalive"), "{text}");
+}
+
+thread_local! {
+    static PAUSES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn counting_pause(
+    _: std::time::Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    PAUSES.with(|p| p.set(p.get() + 1));
+    Box::pin(std::future::ready(()))
+}
+
+/// A client that reads `left` writes, then goes away (every later write fails).
+struct Leaving {
+    left: usize,
+    sent: Vec<Vec<u8>>,
+}
+
+impl futures::Sink<Vec<u8>> for Leaving {
+    type Error = ();
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ()>> {
+        std::task::Poll::Ready(if self.left == 0 { Err(()) } else { Ok(()) })
+    }
+
+    fn start_send(mut self: std::pin::Pin<&mut Self>, item: Vec<u8>) -> Result<(), ()> {
+        self.left -= 1;
+        self.sent.push(item);
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn a_client_that_left_ends_the_kept_open_stream_at_the_next_keepalive() {
+    // `left` writes reach the client: `waiting`, then `ready` (2) or not even that (1).
+    for (left, pauses) in [(2, 1), (1, 0)] {
+        let world = accepting_world();
+        let ready = worker_event(1, &Event::ready(ReadyInfo::default()));
+        world.fetch.stream("GET", &events_url(), 200, &[&ready]);
+        let request = request("GET", &pinned_path(), &[SSE]);
+        let open = || Cache::new(&world.kv);
+        let mut env = Env::new(&world.vars, &open, &world.fetch, || NOW);
+        env.pause = counting_pause;
+        let mut stream = build::Stream::new(Leaving {
+            left,
+            sent: Vec::new(),
+        });
+        PAUSES.with(|p| p.set(0));
+        block_on(build::run(
+            &request,
+            "gh",
+            &format!("o/r/{SHA}"),
+            &env,
+            &mut stream,
+        ));
+        assert!(!stream.is_open());
+        assert_eq!(PAUSES.with(std::cell::Cell::get), pauses, "left {left}");
+    }
+}
+
+fn build_only_path() -> String {
+    format!("{}?build_only=true", pinned_path())
+}
+
+#[test]
+fn build_only_is_refused_with_binderhubs_400_unless_the_edge_allows_it() {
+    let world = accepting_world();
+    let (status, message) = refusal(&world.stream(&build_only_path(), &[SSE]));
+    assert_eq!(
+        (status, message),
+        (
+            Some(400),
+            format!("{}\n", bindery_core::launch::BUILD_ONLY_NOT_ALLOWED)
+        )
+    );
+    assert_eq!(world.fetch.calls(), 0, "refused before anything is asked");
+    // Anything but `true` is a launch, as in BinderHub.
+    let text = world.stream(&format!("{}?build_only=1", pinned_path()), &[SSE]);
+    assert_eq!(events(&text)[0].1.phase, Phase::Waiting, "{text}");
+}
+
+#[test]
+fn build_only_of_a_present_image_answers_ready_without_the_worker() {
+    let world = World::new(&[(ALLOW_BUILD_ONLY, "true")]);
+    world
+        .cache()
+        .put_present(&pinned_image(), None, NOW, &CacheTtl::default());
+    let text = world.stream(&build_only_path(), &[SSE]);
+    let events = events(&text);
+    assert_eq!(events.len(), 1, "{text}");
+    assert_eq!(events[0].1, Event::build_only_done(pinned_image(), true));
+    assert_eq!(world.fetch.calls(), 0, "no launch");
+    assert_eq!(
+        after_ready(&text),
+        sse::KEEPALIVE.repeat(sse::LINGER_KEEPALIVES as usize)
+    );
+}
+
+#[test]
+fn build_only_of_a_missing_image_asks_the_worker_for_a_build_only_launch() {
+    let world = World::new(&[(ALLOW_BUILD_ONLY, "true")]);
+    let image = pinned_image();
+    world.cache().put_missing(&image, NOW, &CacheTtl::default());
+    world.fetch.on(
+        "POST",
+        &format!("{WORKER}/api/v1/launches"),
+        response(
+            202,
+            &[],
+            format!(r#"{{"id":"{LAUNCH_ID}","events_url":"/api/v1/launches/{LAUNCH_ID}/events"}}"#),
+        ),
+    );
+    let building = worker_event(1, &Event::new(Phase::Building, "Step 1/1\n"));
+    let done = worker_event(2, &Event::build_only_done(image.clone(), false));
+    world
+        .fetch
+        .stream("GET", &events_url(), 200, &[&building, &done]);
+    let events = events(&world.stream(&build_only_path(), &[SSE]));
+    let phases: Vec<Phase> = events.iter().map(|(_, e)| e.phase).collect();
+    assert_eq!(phases, [Phase::Waiting, Phase::Building, Phase::Ready]);
+    assert_eq!(events[2].1.message, "Done! Image built\n");
+    let launch: LaunchRequest = serde_json::from_slice(world.fetch.requests()[0].body()).unwrap();
+    assert!(launch.build_only);
+    assert_eq!(launch.validate(PREFIX), Ok(()));
+    // The image is known present now, for the badge and the next launch.
+    assert!(matches!(
+        world.cache().image_presence(&image, NOW),
+        Some(Lookup::Fresh(p)) if p.present
+    ));
 }

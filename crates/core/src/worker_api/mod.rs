@@ -45,6 +45,11 @@ pub struct LaunchRequest {
     /// The client's address, for quotas and `binder_client_ip`.
     #[serde(default)]
     pub client_ip: String,
+    /// Build (and push) the image, launch nothing: `/build?build_only=true` (BinderHub's
+    /// API-only mode). The launch ends with `ready` naming the image
+    /// ([`crate::events::Event::build_only_done`]); no server, so no `launch_path`.
+    #[serde(default)]
+    pub build_only: bool,
 }
 
 /// `POST /api/v1/builds`: build an image without launching it (a prebuild).

@@ -71,6 +71,9 @@ pub enum RequestError {
         /// The prefix both must start with: `v2/<provider>/`.
         want: String,
     },
+    /// A `build_only` request names a path to open on a server it does not start.
+    #[error("launch_path must be empty when build_only is set: no server is started")]
+    BuildOnlyLaunchPath,
     /// `client_ip` is set and is no IP address.
     #[error("client_ip {shown} is not an IP address")]
     ClientIp {
@@ -111,6 +114,7 @@ impl LaunchRequest {
             // The loading page opens the path itself once the server is ready.
             launch_path: String::new(),
             client_ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
+            build_only: false,
         }
     }
 
@@ -137,6 +141,9 @@ impl LaunchRequest {
             return Err(RequestError::OtherProvider { want });
         }
         validate::validate_launch_path("launch_path", &self.launch_path)?;
+        if self.build_only && !self.launch_path.is_empty() {
+            return Err(RequestError::BuildOnlyLaunchPath);
+        }
         if !self.client_ip.is_empty() && self.client_ip.parse::<IpAddr>().is_err() {
             return Err(RequestError::ClientIp {
                 shown: validate::shown(&self.client_ip),
@@ -356,6 +363,20 @@ mod tests {
             build.validate(PREFIX, &ProviderSettings::default()),
             Err(RequestError::WrongRepoUrl { .. })
         ));
+    }
+
+    #[test]
+    fn a_build_only_request_validates_and_names_no_path_to_open() {
+        let mut l = launch();
+        l.build_only = true;
+        assert_eq!(l.validate(PREFIX), Ok(()));
+        l.launch_path = "lab/tree/x.ipynb".into();
+        assert_eq!(l.validate(PREFIX), Err(RequestError::BuildOnlyLaunchPath));
+        // An edge that knows nothing of the flag sends none: a launch.
+        let mut json = serde_json::to_value(launch()).unwrap();
+        json.as_object_mut().unwrap().remove("build_only");
+        let old: LaunchRequest = serde_json::from_value(json).unwrap();
+        assert!(!old.build_only);
     }
 
     #[test]

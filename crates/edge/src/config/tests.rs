@@ -300,6 +300,8 @@ fn every_variable_is_listed_once_and_component_lists_are_known() {
             BUILD_TOKEN_CHECK_ORIGIN,
             BUILD_RATE_LIMIT,
             BUILD_RATE_PERIOD_SECONDS,
+            // `/build?build_only=true` (issue 14).
+            ALLOW_BUILD_ONLY,
         ]
     );
     assert!(

@@ -134,6 +134,7 @@ pub const VARIABLES: &[Var] = &[
     var(BUILD_TOKEN_CHECK_ORIGIN, &[Launch]),
     var(BUILD_RATE_LIMIT, &[Launch]),
     var(BUILD_RATE_PERIOD_SECONDS, &[Launch]),
+    var(ALLOW_BUILD_ONLY, &[Launch]),
 ];
 
 /// How many variables `reader` reads.
@@ -244,6 +245,9 @@ pub const BUILD_TOKEN_SECRET: &str = "build_token_secret";
 pub const BUILD_TOKEN_EXPIRES_SECONDS: &str = "build_token_expires_seconds";
 /// Whether a build token must come from the origin it was minted for (default true).
 pub const BUILD_TOKEN_CHECK_ORIGIN: &str = "build_token_check_origin";
+/// Whether `/build?build_only=true` may build an image without launching it
+/// (BinderHub's API-only mode; default false).
+pub const ALLOW_BUILD_ONLY: &str = "allow_build_only";
 /// `/build` requests per client address per window without a build token (default 10; 0: off).
 pub const BUILD_RATE_LIMIT: &str = "build_rate_limit";
 /// The window of `build_rate_limit`, in seconds (default 3600).
@@ -276,8 +280,8 @@ mod tests {
             ]
         );
         // Issue 12 added the five `build_token_*` and `build_rate_*` variables, and
-        // `frame_ancestors` of the pages.
-        assert_eq!(LAUNCH_VARIABLES.len(), 28);
+        // `frame_ancestors` of the pages; issue 14 `allow_build_only`.
+        assert_eq!(LAUNCH_VARIABLES.len(), 29);
         assert_eq!(RESOLVE_VARIABLES.len(), 19);
         // The cached resolve is the hot path: each variable is a host call per request.
         assert_eq!(

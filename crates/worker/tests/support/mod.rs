@@ -253,6 +253,7 @@ pub fn launch_request(org: &str, repo: &str) -> LaunchRequest {
         binder_persistent_request: format!("v2/gh/{org}/{repo}/{resolved_ref}"),
         launch_path: String::new(),
         client_ip: "192.0.2.7".into(),
+        build_only: false,
     }
 }
 
