@@ -519,7 +519,10 @@ fn build_only_of_a_missing_image_asks_the_worker_for_a_build_only_launch() {
     assert_eq!(events[2].1.message, "Done! Image built\n");
     let launch: LaunchRequest = serde_json::from_slice(world.fetch.requests()[0].body()).unwrap();
     assert!(launch.build_only);
-    assert_eq!(launch.validate(PREFIX), Ok(()));
+    assert_eq!(
+        launch.validate(PREFIX, &bindery_core::provider::ProviderSettings::default()),
+        Ok(())
+    );
     // The image is known present now, for the badge and the next launch.
     assert!(matches!(
         world.cache().image_presence(&image, NOW),

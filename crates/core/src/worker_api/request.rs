@@ -369,9 +369,12 @@ mod tests {
     fn a_build_only_request_validates_and_names_no_path_to_open() {
         let mut l = launch();
         l.build_only = true;
-        assert_eq!(l.validate(PREFIX), Ok(()));
+        assert_eq!(l.validate(PREFIX, &ProviderSettings::default()), Ok(()));
         l.launch_path = "lab/tree/x.ipynb".into();
-        assert_eq!(l.validate(PREFIX), Err(RequestError::BuildOnlyLaunchPath));
+        assert_eq!(
+            l.validate(PREFIX, &ProviderSettings::default()),
+            Err(RequestError::BuildOnlyLaunchPath)
+        );
         // An edge that knows nothing of the flag sends none: a launch.
         let mut json = serde_json::to_value(launch()).unwrap();
         json.as_object_mut().unwrap().remove("build_only");
