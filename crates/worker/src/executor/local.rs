@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bindery_core::events::Event;
 use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
-use bindery_core::worker_api::HealthCheck;
+use bindery_core::worker_api::{HealthCheck, REPO2DOCKER_VERSION};
 use tokio::io::BufReader;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
@@ -85,6 +85,8 @@ impl Default for LocalSettings {
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     settings: LocalSettings,
+    /// `repo2docker --version`, asked once (for `/versions`).
+    version: Arc<tokio::sync::OnceCell<String>>,
     stopping: Arc<watch::Sender<bool>>,
     tasks: Arc<Mutex<JoinSet<()>>>,
 }
@@ -94,6 +96,7 @@ impl LocalExecutor {
     pub fn new(settings: LocalSettings) -> LocalExecutor {
         LocalExecutor {
             settings,
+            version: Arc::default(),
             stopping: Arc::new(watch::channel(false).0),
             tasks: Arc::new(Mutex::new(JoinSet::new())),
         }
@@ -182,7 +185,63 @@ impl LocalExecutor {
     }
 }
 
+impl LocalExecutor {
+    /// What `repo2docker --version` prints, asked once with the environment of a build;
+    /// `None` while repo2docker cannot say (it is asked again next time).
+    pub async fn repo2docker_version(&self) -> Option<String> {
+        self.version
+            .get_or_try_init(|| async {
+                let (home, env) = clean_environment(&self.settings).map_err(|_| ())?;
+                let mut command = Command::new(&self.settings.repo2docker);
+                command
+                    .arg("--version")
+                    .env_clear()
+                    .envs(env)
+                    .current_dir(home.path())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true);
+                let output = match tokio::time::timeout(HEALTH_TIMEOUT, command.output()).await {
+                    Ok(Ok(output)) if output.status.success() => output,
+                    Ok(Ok(output)) => {
+                        tracing::warn!(status = %output.status, "repo2docker --version failed");
+                        return Err(());
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "failed to run repo2docker --version");
+                        return Err(());
+                    }
+                    Err(_) => {
+                        tracing::warn!("repo2docker --version did not answer in time");
+                        return Err(());
+                    }
+                };
+                // Old versions print it on stderr.
+                let text = [&output.stdout, &output.stderr]
+                    .into_iter()
+                    .map(|bytes| String::from_utf8_lossy(bytes).trim().to_owned())
+                    .find(|t| !t.is_empty())
+                    .ok_or(())?;
+                let line = text.lines().last().unwrap_or_default().trim();
+                Ok(line.chars().take(100).collect())
+            })
+            .await
+            .ok()
+            .cloned()
+    }
+}
+
 impl Executor for LocalExecutor {
+    fn builder_info(
+        &self,
+    ) -> futures::future::BoxFuture<'_, serde_json::Map<String, serde_json::Value>> {
+        Box::pin(async move {
+            let version = self.repo2docker_version().await;
+            serde_json::Map::from_iter([(REPO2DOCKER_VERSION.to_owned(), version.into())])
+        })
+    }
+
     fn health(&self) -> futures::future::BoxFuture<'_, Vec<HealthCheck>> {
         Box::pin(async move {
             let answers = self.engine_answers().await;

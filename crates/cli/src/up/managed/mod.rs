@@ -88,6 +88,23 @@ pub(super) async fn start_managed(
     }
 }
 
+/// The edge's `cors_allow_origin` (`SPIN_VARIABLE_CORS_ALLOW_ORIGIN`, else `[edge.variables]`),
+/// as the managed hub's servers take it for their `allow_origin`; a value that is not `*`
+/// or origins stops start-up, naming the variable.
+fn servers_allow_origin(file: &UpFile) -> anyhow::Result<Option<String>> {
+    const NAME: &str = bindery_edge::config::CORS_ALLOW_ORIGIN;
+    let raw = std::env::var(format!("SPIN_VARIABLE_{}", NAME.to_uppercase()))
+        .ok()
+        .or_else(|| file.edge.variables.get(NAME).cloned())
+        .filter(|v| !v.trim().is_empty());
+    raw.map(|raw| {
+        bindery_core::cors::CorsOrigins::parse(&raw)
+            .map(|origins| origins.server_allow_origin())
+            .map_err(|e| anyhow::anyhow!("{NAME} is invalid: {e}"))
+    })
+    .transpose()
+}
+
 /// Replaces `"managed"` by unset, which means the same here and, to the worker (when the
 /// environment or `[worker]` overrides the part), no URL it has to read.
 pub(super) fn clear_markers(file: &mut UpFile) {
@@ -256,6 +273,7 @@ async fn start_parts(
             mem_limit: settings.mem_limit.clone(),
             cpu_limit: settings.cpu_limit,
             docker_host,
+            allow_origin: servers_allow_origin(file)?,
         };
         let dir = data_dir.join("hub");
         std::fs::create_dir_all(&dir)
