@@ -285,3 +285,35 @@ async fn health_and_versions_answer_what_a_federations_redirector_reads() {
     assert_eq!(again.body, versions.body);
     assert_eq!(member.worker.count("/versions"), 1, "kept for a minute");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binderhubs_other_routes_answer_through_spin_toml() {
+    let member = Member::start(
+        "member-routes",
+        &[("about_message", "<p>Run by the lab</p>".into())],
+    )
+    .await;
+    let base = &member.edge.url;
+    let providers = get(&format!("{base}/api/repoproviders"), &[]).await;
+    assert_eq!(providers.status, 200);
+    assert_eq!(providers.json(), bindery_core::provider::repo_providers());
+    let about = get(&format!("{base}/about"), &[]).await;
+    assert_eq!(about.status, 200);
+    assert!(
+        about.text().contains("<p>Run by the lab</p>"),
+        "{}",
+        about.text()
+    );
+    let old = get(&format!("{base}/assets/images/badge.svg"), &[]).await;
+    let badge = get(&format!("{base}/badge.svg"), &[]).await;
+    assert_eq!(old.status, 200);
+    assert_eq!(old.body, badge.body);
+    let icon = get(&format!("{base}/favicon_fail.ico"), &[]).await;
+    assert_eq!(icon.status, 200);
+    assert_eq!(icon.header("content-type"), Some("image/x-icon"));
+    assert_eq!(
+        icon.body,
+        bindery_core::favicon::Favicon::Fail.ico(),
+        "the core's icon"
+    );
+}

@@ -8,7 +8,8 @@
 // reads BUILD_URL twice: with an EventSource (thebe's way), and with fetch sending
 // `cache-control` (a header that makes the browser ask with a CORS preflight first, as
 // BinderHub's JS client's fetch-based event source does when it sends its own headers).
-// Each read stops at `ready` or `failed`. Prints one JSON object: the phases each read saw
+// Each read stops at `ready` or `failed`. Also loads Bindery's favicons as images. Prints
+// one JSON object: the phases each read saw
 // and the error it met, if any, plus the /build answers' CORS headers as the browser got
 // them.
 "use strict";
@@ -53,6 +54,17 @@ async function main() {
     });
     await page.goto(pageUrl, { waitUntil: "load" });
     result.pageOrigin = await page.evaluate(() => window.location.origin);
+    // BinderHub's favicons, which pages of other sites show too: the browser decodes them.
+    result.favicons = {};
+    for (const name of ["favicon.ico", "favicon_building.ico", "favicon_success.ico", "favicon_fail.ico"]) {
+      const url = new URL("/" + name, buildUrl).href;
+      result.favicons[name] = await page.evaluate((src) => new Promise((resolve) => {
+        const image = new Image();
+        image.onload = () => resolve([image.naturalWidth, image.naturalHeight]);
+        image.onerror = () => resolve(null);
+        image.src = src;
+      }), url);
+    }
     result.eventSource = await page.evaluate((url) => new Promise((resolve) => {
       const seen = { phases: [], error: null };
       const source = new EventSource(url);
