@@ -301,7 +301,13 @@ async fn a_missing_image_is_built_by_the_worker_and_then_known_present() {
             "ready"
         ]
     );
-    let launch: Value = serde_json::from_slice(&world.worker.peer.seen()[0].body).unwrap();
+    // The worker has also been asked for `/versions` (the edge's start-up probe).
+    let seen = world.worker.peer.seen();
+    let posted = seen
+        .iter()
+        .find(|s| s.method == "POST" && s.uri == "/api/v1/launches")
+        .expect("a launch request");
+    let launch: Value = serde_json::from_slice(&posted.body).unwrap();
     assert_eq!(launch["image_present"], false);
 
     let resolved = get(

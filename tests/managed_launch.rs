@@ -19,6 +19,9 @@ use bindery_system_tests::sse::{events, get};
 use bindery_system_tests::up::Up;
 use bindery_system_tests::{free_port, scratch, workspace};
 
+/// The site whose pages may start launches and talk to their servers.
+const BOOK: &str = "https://book.example.org";
+
 /// The base image the repository's Dockerfile starts from.
 const BASE: &str = "localhost/bindery-managed-test-jupyter:1";
 
@@ -179,6 +182,7 @@ async fn a_dockerfile_repository_runs_as_a_real_jupyter_server_on_the_managed_hu
         "data_dir = \"{data}\"\n\
          [edge]\nlisten = \"127.0.0.1:{edge}\"\n\
          [edge.variables]\nextra_outbound_host = \"http://127.0.0.1:*\"\n\
+         cors_allow_origin = \"{BOOK}\"\n\
          [worker]\nrepo2docker = \"{r2d}\"\nrepo2docker_config = \"{offline}\"\n\
          build_timeout_seconds = 300\nlaunch_timeout_seconds = 120\n\
          allowed_build_hosts = [\"127.0.0.1\"]\n\
@@ -227,6 +231,38 @@ async fn a_dockerfile_repository_runs_as_a_real_jupyter_server_on_the_managed_hu
     assert_ne!(
         refused.status, 200,
         "without the launch token the server refuses"
+    );
+    // The edge's cors_allow_origin reached the server as its allow_origin (issue 14): a
+    // page of that site may talk to the server it started, another site's may not.
+    let from_book = get(
+        &format!("{url}api/status"),
+        &[("authorization", auth.as_str()), ("origin", BOOK)],
+    )
+    .await;
+    assert_eq!(from_book.status, 200, "{}", from_book.text());
+    assert_eq!(
+        from_book.header("access-control-allow-origin"),
+        Some(BOOK),
+        "{:?}",
+        from_book.headers
+    );
+    let from_elsewhere = get(
+        &format!("{url}api/status"),
+        &[
+            ("authorization", auth.as_str()),
+            ("origin", "https://elsewhere.example"),
+        ],
+    )
+    .await;
+    // jupyter-server names its one allowed origin whoever asks; a browser on another site
+    // sees that it is not its own and withholds the answer.
+    assert_ne!(
+        from_elsewhere.header("access-control-allow-origin"),
+        Some("https://elsewhere.example")
+    );
+    assert_ne!(
+        from_elsewhere.header("access-control-allow-origin"),
+        Some("*")
     );
 
     // The same commit again: the image is in the managed registry, nothing is built.

@@ -744,6 +744,20 @@ def cmd_hub_spawner():
                 fail(f"the server's {name} is {env.get(name)!r}, not user_options' {key}")
         if env.get("JUPYTER_IMAGE") != options["image"]:
             fail("KubeSpawner's JUPYTER_IMAGE is not the launched image")
+        # cors_allow_origin reaches the server as its allow_origin (issue 14).
+        for setting, want in [
+            ("", []),
+            ("*", ["--ServerApp.allow_origin=*", "--ServerApp.allow_origin_pat=.*"]),
+            ("https://book.example.org", ["--ServerApp.allow_origin=https://book.example.org"]),
+            ("https://a.org http://127.0.0.1:8080",
+             ["--ServerApp.allow_origin_pat=^(https://a\\.org|http://127\\.0\\.0\\.1:8080)$"]),
+        ]:
+            c.BinderySpawner.cors_allow_origin = setting
+            with_cors = spawner_class(_mock=True, user=FakeUser("binder-u3"), config=c)
+            got = [a for a in with_cors.get_args() if "allow_origin" in a]
+            if got != want:
+                fail(f"cors_allow_origin {setting!r} gave the server {got}, not {want}")
+        c.BinderySpawner.cors_allow_origin = ""
         for bad, what in [({**options, "image": "docker.io/evil/miner:1"}, "an image outside the prefix"),
                           ({k: v for k, v in options.items() if k != "token"}, "options without a token"),
                           ({k: v for k, v in options.items() if k != "image"}, "options without an image")]:

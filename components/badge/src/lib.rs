@@ -1,8 +1,11 @@
 //! The badge component: Bindery's badges as SVG, answered from the edge.
 //!
-//! - `GET /badge.svg`, `GET /badge_logo.svg`: the "launch | binder" badges. They never
-//!   change for a given build of Bindery, so they are served `immutable` for a year with
-//!   a strong ETag (`304` on a matching `If-None-Match`).
+//! - `GET /badge.svg`, `GET /badge_logo.svg`: the "launch | binder" badges (and
+//!   `/assets/images/badge.svg`, the old mybinder.org path of `/badge.svg` that READMEs
+//!   still link). They never change for a given build of Bindery, so they are served
+//!   `immutable` for a year with a strong ETag (`304` on a matching `If-None-Match`).
+//! - `GET /favicon.ico`, `/favicon_building.ico`, `/favicon_success.ico`,
+//!   `/favicon_fail.ico`: BinderHub's favicons (`bindery_core::favicon`), immutable too.
 //! - `GET /status/<provider>/<spec>.svg`: a live "binder | ready / building / not built /
 //!   failed" badge, `public, max-age=30`, with an ETag.
 //!
@@ -27,6 +30,7 @@
 
 use bindery_core::badge::{self, BuildStatus};
 use bindery_core::cache::{LastStatus, Lookup};
+use bindery_core::favicon::Favicon;
 use bindery_core::{Spec, image_name};
 use bindery_edge::cache::Cache;
 use bindery_edge::config::EdgeConfig;
@@ -44,6 +48,8 @@ pub enum Route {
     Badge,
     /// `/badge_logo.svg`.
     BadgeLogo,
+    /// One of BinderHub's favicons.
+    Favicon(Favicon),
     /// `/status/<provider>/<spec>.svg`: the raw `<provider>/<spec>`.
     Status(String),
     /// Anything else.
@@ -52,8 +58,11 @@ pub enum Route {
 
 /// Maps a path (still percent-encoded) to a route.
 pub fn route(path: &str) -> Route {
+    if let Some(icon) = Favicon::from_path(path) {
+        return Route::Favicon(icon);
+    }
     match path {
-        "/badge.svg" => Route::Badge,
+        "/badge.svg" | "/assets/images/badge.svg" => Route::Badge,
         "/badge_logo.svg" => Route::BadgeLogo,
         _ => match path
             .strip_prefix("/status/")
@@ -88,6 +97,7 @@ pub fn handle<B>(
             prerendered::BADGE_LOGO_ETAG,
             if_none_match,
         ),
+        Route::Favicon(icon) => favicon(icon, if_none_match),
         Route::Status(spec) => match config() {
             Ok(cfg) => status(&spec, &cfg, cache, now, if_none_match),
             Err(e) => respond::text(500, &e.to_string()),
@@ -108,6 +118,24 @@ mod prerendered {
 
 fn launch(svg: &str, etag: &str, if_none_match: Option<&str>) -> Response<Vec<u8>> {
     respond::svg(svg.to_owned(), etag, IMMUTABLE, if_none_match)
+}
+
+fn favicon(icon: Favicon, if_none_match: Option<&str>) -> Response<Vec<u8>> {
+    let ico = icon.ico();
+    let etag = badge::etag_of_bytes(&ico);
+    let mut response = if if_none_match.is_some_and(|h| respond::etag_matches(h, &etag)) {
+        let mut r = Response::new(Vec::new());
+        *r.status_mut() = http::StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        respond::with_body(200, "image/x-icon", ico)
+    };
+    let headers = response.headers_mut();
+    headers.insert("cache-control", HeaderValue::from_static(IMMUTABLE));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert("etag", value);
+    }
+    response
 }
 
 /// What the live badge shows for `spec`, and whether a resolved ref was known.
@@ -239,9 +267,12 @@ mod tests {
             route("/status/gl/g%2Fp/main.svg"),
             Route::Status("gl/g%2Fp/main".into())
         );
+        assert_eq!(route("/assets/images/badge.svg"), Route::Badge);
+        assert_eq!(route("/favicon_fail.ico"), Route::Favicon(Favicon::Fail));
         for path in [
             "/",
             "/badge.png",
+            "/favicon_other.ico",
             "/status/gh.svg",
             "/status/gh/o/r/main",
             "/badge.svg/x",
@@ -268,6 +299,38 @@ mod tests {
             assert_eq!(etag, badge::etag(&rendered));
         }
         assert_ne!(prerendered::BADGE, prerendered::BADGE_LOGO);
+    }
+
+    #[test]
+    fn the_old_badge_path_and_the_favicons_are_served_immutable() {
+        let cache = Cache::disabled();
+        let old = handle(&get("/assets/images/badge.svg", &[]), cfg, &cache, NOW);
+        let new = handle(&get("/badge.svg", &[]), cfg, &cache, NOW);
+        assert_eq!(old.status(), 200);
+        assert_eq!(old.body(), new.body());
+        assert_eq!(old.headers()["etag"], new.headers()["etag"]);
+        for icon in [
+            Favicon::Default,
+            Favicon::Building,
+            Favicon::Success,
+            Favicon::Fail,
+        ] {
+            let path = match icon {
+                Favicon::Default => "/favicon.ico",
+                Favicon::Building => "/favicon_building.ico",
+                Favicon::Success => "/favicon_success.ico",
+                Favicon::Fail => "/favicon_fail.ico",
+            };
+            let got = handle(&get(path, &[]), cfg, &cache, NOW);
+            assert_eq!(got.status(), 200, "{path}");
+            assert_eq!(got.headers()["content-type"], "image/x-icon");
+            assert_eq!(got.headers()["cache-control"], IMMUTABLE);
+            assert_eq!(got.body(), &icon.ico());
+            let etag = got.headers()["etag"].to_str().unwrap().to_owned();
+            let again = handle(&get(path, &[("if-none-match", &etag)]), cfg, &cache, NOW);
+            assert_eq!(again.status(), 304);
+            assert!(again.body().is_empty());
+        }
     }
 
     #[test]

@@ -10,14 +10,16 @@ use crate::env::{Env, SpinVariables};
 use crate::routes::{self, Answer, build};
 
 /// The request headers any route reads: the event stream's `Accept` and `Last-Event-ID`,
-/// the client address Spin passes for the ban rules, and the origin build tokens name.
-const HEADERS: [http::HeaderName; 6] = [
+/// the client address Spin passes for the ban rules, the origin build tokens name (and
+/// CORS answers), and the federation a proxied page came through.
+const HEADERS: [http::HeaderName; 7] = [
     http::header::ACCEPT,
     http::HeaderName::from_static("last-event-id"),
     http::HeaderName::from_static("spin-client-addr"),
     http::HeaderName::from_static("x-forwarded-for"),
     http::header::ORIGIN,
     http::header::HOST,
+    http::HeaderName::from_static(crate::client::LAUNCH_HOST_HEADER),
 ];
 
 #[spin_sdk::http_component]
@@ -36,7 +38,7 @@ async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
         respond::now,
     );
     env.worker = SpinFetch::within(Limits::WORKER);
-    env.quick = SpinFetch::within(Limits::QUICK);
+    env.quick = SpinFetch::within(Limits::HEALTH);
     env.pause = bindery_edge::timer::pause;
     match routes::handle(&request, &env).await {
         Answer::Whole(response) => respond::send(out, response),

@@ -39,7 +39,7 @@ pub struct Env<'a, F> {
     pub upstream: F,
     /// The worker API and its event stream (`Limits::WORKER`).
     pub worker: F,
-    /// Health checks (`Limits::QUICK`).
+    /// Health and versions checks (`Limits::HEALTH`).
     pub quick: F,
     /// The current unix time in seconds.
     pub clock: fn() -> u64,

@@ -9,11 +9,11 @@
 
 use bindery_core::csp::{FrameAncestors, origin_source};
 use bindery_edge::ConfigError;
-use bindery_edge::config::{FRAME_ANCESTORS, PUBLIC_URL};
+use bindery_edge::config::{BADGE_BASE_URL, FRAME_ANCESTORS, PUBLIC_URL};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 
-use crate::client::base_url;
+use crate::client::{base_url, stream_base};
 use crate::env::Env;
 use crate::pages;
 
@@ -87,9 +87,13 @@ pub fn protect<F>(
         return response;
     }
     let page = Page::of(home, response.status());
-    // The loading page's event stream goes to `public_url` when one is set; a broken
-    // `public_url` makes the page fall back to the request's own origin, and so does this.
-    let cfg = match env.variables.load(&[FRAME_ANCESTORS, PUBLIC_URL]) {
+    // The loading page's event stream goes to `public_url` when one is set (or to the
+    // federation the page came through); a broken `public_url` or `badge_base_url` makes
+    // the page fall back to the request's own origin, and so does this.
+    let cfg = match env
+        .variables
+        .load(&[FRAME_ANCESTORS, PUBLIC_URL, BADGE_BASE_URL])
+    {
         Err(ConfigError::Invalid { name, .. }) if name != FRAME_ANCESTORS => {
             env.variables.load(&[FRAME_ANCESTORS])
         }
@@ -100,7 +104,7 @@ pub fn protect<F>(
             response,
             page,
             cfg.frame_ancestors.clone(),
-            base_url(request, Some(&cfg)),
+            stream_base(request, Some(&cfg)),
         ),
         Err(e) => {
             let base = base_url(request, None);

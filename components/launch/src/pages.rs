@@ -1,5 +1,5 @@
-//! The two HTML pages: the home page's link generator and the loading page that follows
-//! a launch. Page, style and script are compiled into the component: no CDN, no extra
+//! The HTML pages: the home page's link generator, the loading page that follows a launch,
+//! the about page and the error pages. Page, style and script are compiled into the component: no CDN, no extra
 //! requests. Values reach the page as escaped text or as a JSON document in a
 //! `<script type="application/json">` block, never as HTML.
 
@@ -133,6 +133,22 @@ pub fn home(base_url: &str) -> String {
             ("SCRIPT", HOME_JS),
             ("CONFIG", &script_json(&config)),
         ],
+    )
+}
+
+/// The about page (BinderHub's `/about`): the version, and the operator's `about_message`
+/// as it is (HTML the operator wrote, as in BinderHub; the page's Content-Security-Policy
+/// lets no script in it run).
+pub fn about(base_url: &str, version: &str, message: Option<&str>) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>About · Binder</title>\
+         <style>{STYLE}</style></head><body><header><a href=\"{base}\">Binder</a></header><main>\
+         <h1>About this Binder</h1><div class=\"card\">{message}\
+         <p class=\"muted\">Running <a href=\"https://github.com/jupyterhub/binderhub\">BinderHub</a>'s API, \
+         version <code id=\"version\">{version}</code>.</p></div></main></body></html>",
+        base = escape_html(base_url),
+        message = message.unwrap_or_default(),
+        version = escape_html(version),
     )
 }
 

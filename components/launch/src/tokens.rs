@@ -74,9 +74,15 @@ pub fn mint<F>(
     env: &Env<'_, F>,
 ) -> Option<String> {
     let secret = secret(cfg, env)?;
+    // A page the federation's redirector proxied from this prime: its event stream goes
+    // to the federation, and from there to any member, with the federation's origin.
+    let federation = crate::client::federation(request, cfg)
+        .and_then(|url| build_token::request_origin(Some(&url), None));
     let claims = Claims {
         aud: build_token::audience(provider, raw_spec),
-        origin: request_origin(request).unwrap_or_default(),
+        origin: federation
+            .or_else(|| request_origin(request))
+            .unwrap_or_default(),
         exp: env.now().saturating_add(cfg.build_token.expires_seconds),
     };
     Some(build_token::mint(&secret, &claims))

@@ -115,7 +115,12 @@ pub fn badge(label: &str, message: &str, color: &str) -> String {
 
 /// A strong ETag for a badge: the first 16 hex digits of its SHA-256, quoted.
 pub fn etag(svg: &str) -> String {
-    let digest = Sha256::digest(svg.as_bytes());
+    etag_of_bytes(svg.as_bytes())
+}
+
+/// The strong ETag of any body: a quoted hash prefix, as [`etag`].
+pub fn etag_of_bytes(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
     format!("\"{}\"", crate::hex::lower(&digest[..8]))
 }
 

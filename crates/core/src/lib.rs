@@ -19,12 +19,13 @@
 //! - [`policy`]: ban and allow lists, per-repo configuration, quotas, IP bans, rate limits.
 //! - [`events`]: BinderHub's build and launch events and repo2docker log mapping.
 //! - [`sse`]: the server-sent events encoder and an incremental decoder.
-//! - [`badge`]: launch and live status badges as SVG.
+//! - [`badge`]: launch and live status badges as SVG; [`favicon`]: BinderHub's favicons.
 //! - [`build_token`]: BinderHub's build tokens (JWT HS256) minted by `/v2`, checked by
 //!   `/build`.
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
 //! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
 //!   ids, the `/health` answer.
+//! - [`cors`]: BinderHub's `cors_allow_origin`: which other sites may read the answers.
 //! - [`csp`]: Content Security Policy pieces of the pages: script hashes, `frame-ancestors`.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
@@ -35,9 +36,11 @@
 pub mod badge;
 pub mod build_token;
 pub mod cache;
+pub mod cors;
 pub mod csp;
 pub mod escape;
 pub mod events;
+pub mod favicon;
 pub mod hex;
 pub mod image;
 pub mod launch;

@@ -26,6 +26,7 @@ pub mod variables;
 
 pub use bindery_core::Secret;
 use bindery_core::cache::CacheTtl;
+use bindery_core::cors::CorsOrigins;
 use bindery_core::csp::FrameAncestors;
 use bindery_core::policy::{BanNetworks, SpecList, SpecPatterns, SpecPolicy};
 use bindery_core::provider::ProviderSettings;
@@ -134,6 +135,13 @@ pub struct EdgeConfig {
     pub frame_ancestors: FrameAncestors,
     /// `public_url`, validated, without a trailing `/`; `None`: derive from the request.
     pub public_url: Option<String>,
+    /// `badge_base_url`, validated, without a trailing `/`; `None`: the public URL.
+    pub badge_base_url: Option<String>,
+    /// `cors_allow_origin`, parsed; `None`: no `Access-Control-Allow-Origin` but where
+    /// Bindery always sends `*` (the resolve API, `/versions`).
+    pub cors_allow_origin: Option<CorsOrigins>,
+    /// `about_message`: the operator's HTML for `/about`.
+    pub about_message: Option<String>,
     /// Cache lifetimes: the defaults with the `*_ttl_seconds` variables applied.
     pub ttl: CacheTtl,
     /// Build tokens (`build_token_*`).
@@ -261,6 +269,18 @@ impl EdgeConfig {
             public_url: value(PUBLIC_URL)?
                 .map(|raw| parse_base_url(PUBLIC_URL, &raw))
                 .transpose()?,
+            badge_base_url: value(BADGE_BASE_URL)?
+                .map(|raw| parse_base_url(BADGE_BASE_URL, &raw))
+                .transpose()?,
+            cors_allow_origin: value(CORS_ALLOW_ORIGIN)?
+                .map(|raw| {
+                    CorsOrigins::parse(&raw).map_err(|e| ConfigError::Invalid {
+                        name: CORS_ALLOW_ORIGIN,
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()?,
+            about_message: value(ABOUT_MESSAGE)?,
             ttl,
             build_token,
             build_rate,

@@ -50,8 +50,16 @@ impl Limits {
         first_byte: Some(Duration::from_secs(30)),
         between_bytes: None,
     };
-    /// Health checks and a webhook's prebuild request: a few seconds. A health check that
-    /// waits is no health check, and GitHub gives a webhook delivery ten seconds.
+    /// `/health`'s checks of the worker and the registry: within the two seconds a
+    /// federation's redirector waits for a member's `/health` by default (the worker
+    /// answers from its own cache, so only a part that hangs comes near it).
+    pub const HEALTH: Self = Self {
+        connect: Some(Duration::from_secs(1)),
+        first_byte: Some(Duration::from_millis(1500)),
+        between_bytes: Some(Duration::from_millis(1500)),
+    };
+    /// A webhook's prebuild request: a few seconds; GitHub gives a webhook delivery ten
+    /// seconds.
     pub const QUICK: Self = Self {
         connect: Some(Duration::from_secs(3)),
         first_byte: Some(Duration::from_secs(5)),

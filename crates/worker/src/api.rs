@@ -1,6 +1,6 @@
 //! The worker's HTTP API (DESIGN.md, "The worker API").
 //!
-//! Every route but `/health` and `/metrics` needs `Authorization: Bearer <token>`, compared
+//! Every route but `/health`, `/versions` and `/metrics` needs `Authorization: Bearer <token>`, compared
 //! in constant time. Request bodies are read with a size limit, parsed strictly and then
 //! validated with `bindery-core` — spec, resolved ref, URLs, launch path, client address,
 //! and the image name, which must be the one this worker's prefix gives — so a confused or
@@ -12,7 +12,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bindery_core::validate;
-use bindery_core::worker_api::{Accepted, BUILDS_PATH, BuildRequest, LAUNCHES_PATH, LaunchRequest};
+use bindery_core::worker_api::{
+    Accepted, BUILDS_PATH, BuildRequest, LAUNCHES_PATH, LaunchRequest, VERSIONS_PATH,
+    WorkerVersions,
+};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -42,6 +45,10 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
     match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/health") => {
             return health(state, method == Method::HEAD).await;
+        }
+        (&Method::GET, VERSIONS_PATH) => {
+            let builder_info = state.builds.executor().builder_info().await;
+            return json_response(StatusCode::OK, &json!(WorkerVersions { builder_info }));
         }
         (&Method::GET, "/metrics") => {
             state
@@ -220,13 +227,10 @@ fn build_info(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body> 
 /// `/health` (see [`crate::health`]): `200` when every check that counts passed, `503`
 /// otherwise; `HEAD` answers the status alone.
 async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
-    let checks = health::run_checks(
-        state.launcher.hub(),
-        &state.builds,
-        &state.config.image_prefix,
-        state.config.total_quota,
-    );
-    let health = state.health.answer(state.config.health_cache, checks).await;
+    let health = state
+        .health
+        .answer(state.config.health_cache, health_checks(state))
+        .await;
     let status = if health.ok {
         StatusCode::OK
     } else {
@@ -238,6 +242,24 @@ async fn health(state: &Arc<AppState>, head_only: bool) -> Response<Body> {
         return response;
     }
     json_response(status, &json!(health))
+}
+
+/// The checks of `/health`, as a task of their own can run them.
+pub(crate) fn health_checks(
+    state: &Arc<AppState>,
+) -> impl FnOnce() -> futures::future::BoxFuture<'static, bindery_core::worker_api::Health> {
+    let state = Arc::clone(state);
+    move || {
+        Box::pin(async move {
+            health::run_checks(
+                state.launcher.hub(),
+                &state.builds,
+                &state.config.image_prefix,
+                state.config.total_quota,
+            )
+            .await
+        })
+    }
 }
 
 fn accepted(events_url: String, id: String) -> Response<Body> {

@@ -8,12 +8,17 @@
 //! is public.
 //!
 //! The answer is reused for `health_cache` (BinderHub caches its checks for 15 s), and
-//! refreshed single-flight: while one request runs the checks, the others wait for it and
-//! answer with its result, so frequent polling never runs the checks more than once at a
-//! time.
+//! refreshed single-flight, so frequent polling never runs the checks more than once at a
+//! time. A stale answer is given at once while the checks run behind it, and the worker
+//! makes its first answer at start: a part that hangs (a hub that accepts connections and
+//! never answers) makes the checks slow, never `/health` (a federation's redirector waits
+//! two seconds by default).
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bindery_core::worker_api::{Health, HealthCheck};
 
@@ -25,32 +30,96 @@ use crate::hub::HubClient;
 /// How long one health check may take before it counts as failed.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The last answer and when it was made.
-#[derive(Debug, Default)]
+/// How long past its `max_age` an answer is still given while a fresh one is made behind
+/// it; an answer older than that is not given, the request waits for fresh checks.
+pub const STALE_FOR: Duration = Duration::from_secs(60);
+
+/// The last answer and when it was made, and the one refresh that may run.
+#[derive(Debug)]
 pub struct HealthCache {
-    /// Held while the checks run: one refresh at a time, the others wait for it and reuse
-    /// its answer.
-    last: tokio::sync::Mutex<Option<(Instant, Health)>>,
+    last: Arc<std::sync::Mutex<Option<(Instant, Health)>>>,
+    /// Held while the checks run: one refresh at a time.
+    refresh: Arc<tokio::sync::Mutex<()>>,
+    /// How long past `max_age` an answer is still given ([`STALE_FOR`]).
+    stale_for: Duration,
+}
+
+impl Default for HealthCache {
+    fn default() -> Self {
+        Self::with_stale_for(STALE_FOR)
+    }
 }
 
 impl HealthCache {
-    /// The cached answer while it is younger than `max_age`, else the answer of `checks`,
-    /// run by one caller at a time.
-    pub async fn answer(&self, max_age: Duration, checks: impl Future<Output = Health>) -> Health {
+    /// A cache giving answers up to `stale_for` past their `max_age` while refreshing.
+    pub fn with_stale_for(stale_for: Duration) -> Self {
+        Self {
+            last: Arc::default(),
+            refresh: Arc::default(),
+            stale_for,
+        }
+    }
+
+    fn last(&self) -> Option<(Instant, Health)> {
+        lock(&self.last).clone()
+    }
+
+    /// The answer, fast whatever a part does: the cached one while it is younger than
+    /// `max_age`; a stale one (up to `stale_for` past `max_age`) at once, while the
+    /// checks run behind it; else the answer of `checks`, run by one caller at a time (the
+    /// others wait for it and reuse its answer).
+    pub async fn answer<Fut>(&self, max_age: Duration, checks: impl FnOnce() -> Fut) -> Health
+    where
+        Fut: Future<Output = Health> + Send + 'static,
+    {
         let asked = Instant::now();
-        let mut last = self.last.lock().await;
+        if let Some((at, health)) = self.last() {
+            let age = at.elapsed();
+            if age < max_age {
+                return health;
+            }
+            if age < max_age + self.stale_for {
+                self.refresh_behind(checks);
+                return health;
+            }
+        }
+        let _refreshing = self.refresh.lock().await;
         // An answer made while this request waited for the lock is newer than the
         // question, whatever `max_age` says.
-        if let Some((_, health)) = last
-            .as_ref()
+        if let Some((_, health)) = self
+            .last()
             .filter(|(at, _)| *at >= asked || at.elapsed() < max_age)
         {
-            return health.clone();
+            return health;
         }
-        let health = checks.await;
-        *last = Some((Instant::now(), health.clone()));
+        let health = checks().await;
+        *lock(&self.last) = Some((Instant::now(), health.clone()));
         health
     }
+
+    /// Runs `checks` in a task of its own and keeps their answer, unless a refresh runs
+    /// already (the worker calls this at start, so the first poll finds an answer).
+    pub fn refresh_behind<Fut>(&self, checks: impl FnOnce() -> Fut)
+    where
+        Fut: Future<Output = Health> + Send + 'static,
+    {
+        let Ok(refreshing) = Arc::clone(&self.refresh).try_lock_owned() else {
+            return;
+        };
+        let last = Arc::clone(&self.last);
+        let checks = checks();
+        tokio::spawn(async move {
+            let health = checks.await;
+            *lock(&last) = Some((Instant::now(), health));
+            drop(refreshing);
+        });
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs every check at once and sums them up.
@@ -157,22 +226,70 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_answer_is_reused_while_it_is_young_and_made_again_after() {
-        let cache = HealthCache::default();
+    async fn an_answer_is_reused_while_young_and_given_stale_while_the_checks_run_behind_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = HealthCache::with_stale_for(Duration::from_secs(3600));
+        // Young for an hour: the checks are not run again.
+        let hour = Duration::from_secs(3600);
         assert_eq!(
-            cache
-                .answer(Duration::from_secs(60), async { report(true) })
+            cache.answer(hour, || async { report(true) }).await,
+            report(true)
+        );
+        assert_eq!(
+            cache.answer(hour, || async { report(false) }).await,
+            report(true)
+        );
+        // Stale at once (`max_age` zero): the old answer comes back although the checks
+        // hang until released...
+        let release = tokio::sync::watch::channel(false).0;
+        let mut released = release.subscribe();
+        let hanging = async move {
+            let _ = released.wait_for(|r| *r).await;
+            report(false)
+        };
+        let stale = tokio::time::timeout(
+            Duration::from_secs(30),
+            cache.answer(Duration::ZERO, move || hanging),
+        )
+        .await
+        .expect("a stale answer does not wait for the checks");
+        assert_eq!(stale, report(true));
+        // ... and while they run no other refresh starts.
+        let started = AtomicUsize::new(0);
+        let again = cache
+            .answer(Duration::ZERO, || {
+                started.fetch_add(1, Ordering::SeqCst);
+                async { report(true) }
+            })
+            .await;
+        assert_eq!(again, report(true));
+        assert_eq!(started.load(Ordering::SeqCst), 0);
+        // Once they end, their answer is the one given.
+        release.send_replace(true);
+        let refreshed = async {
+            loop {
+                let answer = cache.answer(hour, || async { report(false) }).await;
+                if answer == report(false) {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), refreshed)
+            .await
+            .expect("the refresh behind the stale answer is kept");
+        // Too old to give: the request waits for its checks.
+        let strict = HealthCache::with_stale_for(Duration::ZERO);
+        assert_eq!(
+            strict
+                .answer(Duration::ZERO, || async { report(true) })
                 .await,
             report(true)
         );
         assert_eq!(
-            cache
-                .answer(Duration::from_secs(60), async { report(false) })
+            strict
+                .answer(Duration::ZERO, || async { report(false) })
                 .await,
-            report(true)
-        );
-        assert_eq!(
-            cache.answer(Duration::ZERO, async { report(false) }).await,
             report(false)
         );
     }

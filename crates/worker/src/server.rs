@@ -171,6 +171,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state)));
+    // The first `/health` finds an answer: a federation polls it with a short time limit.
+    state.health.refresh_behind(api::health_checks(&state));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

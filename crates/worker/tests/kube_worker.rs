@@ -286,6 +286,21 @@ async fn health_checks_the_kubernetes_api_and_reports_the_pod_quota_without_fail
         })
     );
 
+    // `/versions` names the build Jobs' image, as BinderHub's `build_image`.
+    let (status, versions) =
+        support::call(Method::GET, &format!("{}/versions", full.base), &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let versions: Value = serde_json::from_slice(&versions).unwrap();
+    let image = match &config.builds.executor {
+        ExecutorSettings::Kubernetes(k) => k.job.builder_image.clone(),
+        other => panic!("not the kubernetes executor: {other:?}"),
+    };
+    assert!(image.contains("repo2docker"), "{image}");
+    assert_eq!(
+        versions,
+        serde_json::json!({"builder_info": {"build_image": image}})
+    );
+
     let mut unlimited = config.clone();
     unlimited.total_quota = None;
     let unlimited = worker(unlimited).await;

@@ -789,3 +789,32 @@ async fn a_real_build_whose_dockerfile_fails_ends_in_failed() {
         "failed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_names_the_version_of_the_real_repo2docker_asked_once() {
+    let program = venv_bin().join("jupyter-repo2docker");
+    let printed = std::process::Command::new(&program)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&printed.stdout).trim().to_owned();
+    assert!(!expected.is_empty(), "repo2docker printed no version");
+    let fake = Fake::new("versions");
+    let mut settings = fake.settings("ok", 0.0);
+    settings.repo2docker = program;
+    let worker = worker(config_with(settings)).await;
+    let (status, body) =
+        support::call(Method::GET, &format!("{}/versions", worker.base), &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"builder_info": {"repo2docker-version": expected}})
+    );
+
+    // A repo2docker that cannot say is asked again, and says nothing meanwhile.
+    let mut silent = fake.settings("ok", 0.0);
+    silent.repo2docker = fake.path("no-such-repo2docker").into();
+    let executor = LocalExecutor::new(silent);
+    assert_eq!(executor.repo2docker_version().await, None);
+}

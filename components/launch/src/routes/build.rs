@@ -33,6 +33,7 @@ use http::Request;
 use super::query_param;
 use super::relay::{Relay, relay};
 use crate::client;
+use crate::cors;
 use crate::env::Env;
 use crate::prepare::{Prepare, Refusal};
 use crate::tokens;
@@ -166,6 +167,10 @@ async fn admit<'e, 'a, F: Fetch>(
     headers: &mut Vec<(&'static str, String)>,
 ) -> Result<Admitted<'e, 'a, F>, Refusal> {
     let prepare = Prepare::load(env, LAUNCH_VARIABLES, None)?;
+    // Before any refusal: a page on another origin must be able to read why.
+    if let Some(origins) = &prepare.config().cors_allow_origin {
+        headers.extend(cors::headers(origins, request));
+    }
     // BinderHub's order: the client's network first, then what it asked for.
     let client = prepare.admit(request)?;
     if !launch::accepts_event_stream(respond::header(request, "accept")) {
@@ -323,7 +328,8 @@ where
             .await;
     }
     let cfg = prepare.config();
-    let launch_host = client::base_url(request, Some(cfg));
+    // BinderHub's `binder_launch_host`: `badge_base_url` (a federation's URL) when set.
+    let launch_host = client::link_base(request, Some(cfg));
     let mut launch_request =
         LaunchRequest::new(&spec, resolved, image.clone(), present, launch_host, client);
     launch_request.build_only = build_only;

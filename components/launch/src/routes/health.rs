@@ -1,22 +1,47 @@
-//! `GET /health` and `GET /versions`, in BinderHub's shapes.
+//! `GET /health` and `GET /versions`, in BinderHub's shapes, so that a BinderHub
+//! federation's redirector can take a Bindery member into its rotation.
 //!
-//! Health covers what the edge depends on, the worker and the registry, each asked
-//! within a few seconds; 503 when something is down. The answer is kept in the KV store
-//! for [`HEALTH_TTL`] seconds: a federation polls `/health` every few seconds, and each
-//! check costs a worker and a registry round trip.
+//! Health passes the worker's checks on as the worker reports them (`JupyterHub API`,
+//! `Docker registry`, `Pod quota` with `total_pods` and `quota`, its executor's), adds
+//! Bindery's own `Bindery worker` and folds the edge's registry check into `Docker
+//! registry` ([`Health::of_member`]); 503 when something is down. The answer is kept in
+//! the KV store for [`HEALTH_TTL`] seconds: a federation polls `/health` every few seconds.
+//! It stays fast when a part is down: the worker answers from its own cache (refreshed
+//! behind it), and every check here has the short time limits of `env.quick`.
+//!
+//! Versions is `binderhub` (this version) and the worker's `builder_info` (the build image
+//! on Kubernetes, repo2docker's version locally), kept for [`VERSIONS_TTL`] seconds; when
+//! the worker cannot be asked, the last answer it gave, else an empty `builder_info`.
 
-use bindery_core::cache::{Expiring, edge_health_key};
-use bindery_core::worker_api::{Health, HealthCheck};
-use bindery_edge::config::{EdgeConfig, LAUNCH_VARIABLES};
+use bindery_core::cache::{Expiring, edge_health_key, edge_versions_key};
+use bindery_core::worker_api::{
+    Health, HealthCheck, VERSIONS_PATH, WorkerVersions, versions_answer,
+};
+use bindery_edge::config::{
+    EdgeConfig, REGISTRY_PASSWORD, REGISTRY_URL, REGISTRY_USERNAME, WORKER_TOKEN, WORKER_URL,
+};
 use bindery_edge::respond::{self, CACHE_HEADER};
 use bindery_edge::{Fetch, worker};
 use http::{HeaderValue, Request, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::env::Env;
 
 /// How long a health answer is reused, in seconds.
 pub const HEALTH_TTL: u64 = 10;
+
+/// How long the worker's `builder_info` is reused, in seconds.
+pub const VERSIONS_TTL: u64 = 60;
+
+/// What health reads: the worker and the registry.
+pub const HEALTH_VARIABLES: &[&str] = &[
+    WORKER_URL,
+    WORKER_TOKEN,
+    REGISTRY_URL,
+    REGISTRY_USERNAME,
+    REGISTRY_PASSWORD,
+];
 
 /// A health answer kept in the KV store for [`HEALTH_TTL`] seconds.
 #[derive(Serialize, Deserialize)]
@@ -32,20 +57,30 @@ impl Expiring for CachedHealth {
     }
 }
 
+/// The worker's `builder_info`, kept for [`VERSIONS_TTL`] seconds (and, expired, for when
+/// the worker cannot be asked).
+#[derive(Serialize, Deserialize)]
+struct CachedVersions {
+    builder_info: Map<String, Value>,
+    expires_at: u64,
+}
+
+impl Expiring for CachedVersions {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
 /// Answers `GET /health`.
 pub async fn health<F: Fetch>(env: &Env<'_, F>) -> Response<Vec<u8>> {
-    let cfg = match env.variables.load(LAUNCH_VARIABLES) {
-        Ok(c) => c,
-        Err(e) => {
-            let health = Health::of(vec![HealthCheck::failed("Configuration", e.to_string())]);
-            return respond::json(health.status_code(), &health);
-        }
-    };
     let (cache, now, key) = (env.cache(), env.now(), edge_health_key());
     let (health, source) = match cache.get_fresh::<CachedHealth>(&key, now) {
         Some(cached) => (cached.health, "hit"),
         None => {
-            let health = check(&cfg, &env.quick).await;
+            let health = match env.variables.load(HEALTH_VARIABLES) {
+                Ok(cfg) => check(&cfg, &env.quick).await,
+                Err(e) => Health::of(vec![HealthCheck::failed("Configuration", e.to_string())]),
+            };
             let entry = CachedHealth {
                 health,
                 expires_at: now + HEALTH_TTL,
@@ -65,40 +100,70 @@ pub async fn health<F: Fetch>(env: &Env<'_, F>) -> Response<Vec<u8>> {
 /// answers is as unhealthy as one that is down, hence `fetch`'s short time limits.
 async fn check(cfg: &EdgeConfig, fetch: &impl Fetch) -> Health {
     let worker_check = async {
-        match cfg.worker().map(|w| worker::get(w, "/health")) {
-            Ok(Ok(req)) => fetch.send(req).await.is_ok_and(|r| r.status().is_success()),
-            _ => false,
-        }
+        let request = cfg
+            .worker()
+            .ok()
+            .and_then(|w| worker::get(w, "/health").ok())?;
+        // 503 carries the checks too.
+        let answer = fetch.send(request).await.ok()?;
+        serde_json::from_slice::<Health>(answer.body()).ok()
     };
     let registry_check = async {
-        match cfg
-            .registry()
-            .map(|r| Request::get(format!("{}/v2/", r.url)).body(Vec::new()))
-        {
-            // 401 means the registry is up and wants credentials.
-            Ok(Ok(req)) => fetch
-                .send(req)
+        let registry = cfg.registry().ok()?;
+        let request = Request::get(format!("{}/v2/", registry.url))
+            .body(Vec::new())
+            .ok()?;
+        // 401 means the registry is up and wants credentials.
+        Some(
+            fetch
+                .send(request)
                 .await
                 .is_ok_and(|r| r.status().is_success() || r.status() == 401),
-            _ => false,
-        }
+        )
     };
-    let (worker_ok, registry_ok) = futures::future::join(worker_check, registry_check).await;
-    Health::of(vec![
-        HealthCheck::new("Bindery worker", worker_ok),
-        HealthCheck::new("Docker registry", registry_ok),
-    ])
+    let (worker, registry) = futures::future::join(worker_check, registry_check).await;
+    Health::of_member(worker, registry)
 }
 
-/// Answers `GET /versions`.
-pub fn versions() -> Response<Vec<u8>> {
-    let version = concat!("bindery-", env!("CARGO_PKG_VERSION"));
-    let mut response = respond::json(
-        200,
-        &serde_json::json!({"binderhub": version, "builder_info": {"bindery": version}}),
-    );
+/// Answers `GET /versions`. `Access-Control-Allow-Origin: *` as BinderHub, unless
+/// `cors_allow_origin` says otherwise (the caller sets that).
+pub async fn versions<F: Fetch>(env: &Env<'_, F>) -> Response<Vec<u8>> {
+    let (cache, now, key) = (env.cache(), env.now(), edge_versions_key());
+    let (builder_info, source) = match cache.get::<CachedVersions>(&key, now) {
+        Some(bindery_core::cache::Lookup::Fresh(cached)) => (cached.builder_info, "hit"),
+        lookup => {
+            let stale = match lookup {
+                Some(bindery_core::cache::Lookup::Expired(cached)) => Some(cached.builder_info),
+                _ => None,
+            };
+            match ask_versions(env).await {
+                Some(builder_info) => {
+                    let entry = CachedVersions {
+                        builder_info,
+                        expires_at: now + VERSIONS_TTL,
+                    };
+                    cache.put(&key, &entry);
+                    (entry.builder_info, "miss")
+                }
+                None => (stale.unwrap_or_default(), "stale"),
+            }
+        }
+    };
+    let mut response = respond::json(200, &versions_answer(&builder_info));
+    let headers = response.headers_mut();
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    headers.insert(CACHE_HEADER, HeaderValue::from_static(source));
     response
-        .headers_mut()
-        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    response
+}
+
+async fn ask_versions<F: Fetch>(env: &Env<'_, F>) -> Option<Map<String, Value>> {
+    let cfg = env.variables.load(&[WORKER_URL, WORKER_TOKEN]).ok()?;
+    let request = worker::get(cfg.worker().ok()?, VERSIONS_PATH).ok()?;
+    let answer = env.quick.send(request).await.ok()?;
+    if !answer.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice::<WorkerVersions>(answer.body())
+        .ok()
+        .map(|v| v.builder_info)
 }

@@ -14,6 +14,7 @@ use bindery_edge::Fetch;
 use bindery_edge::respond;
 use http::{HeaderValue, Method, Request, Response};
 
+use crate::cors;
 use crate::env::Env;
 use crate::headers;
 
@@ -52,6 +53,10 @@ pub enum Route {
     Health,
     /// `GET /versions`.
     Versions,
+    /// `GET /api/repoproviders`: BinderHub's provider descriptions.
+    RepoProviders,
+    /// `GET /about`.
+    About,
     /// Anything else.
     NotFound,
 }
@@ -77,9 +82,13 @@ pub enum Answer {
 /// Answers `request` (its URI, and the headers the component reads).
 pub async fn handle<F: Fetch>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> Answer {
     let head = request.method() == Method::HEAD;
-    let response = match (request.method(), parse(request.uri().path())) {
+    let route = parse(request.uri().path());
+    // The resolve API always answers `*`; every other answer carries `cors_allow_origin`
+    // (the event stream in its own headers, `build::open`).
+    let with_cors = !matches!(route, Route::Resolve { .. });
+    let mut response = match (request.method(), route) {
         // BinderHub answers a CORS preflight with an empty 200 on every route.
-        (&Method::OPTIONS, _) => return Answer::Whole(preflight()),
+        (&Method::OPTIONS, _) => preflight(),
         (m, _) if m != Method::GET && m != Method::HEAD => {
             return Answer::Whole(respond::method_not_allowed(ALLOWED));
         }
@@ -91,26 +100,48 @@ pub async fn handle<F: Fetch>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> A
                     .headers_mut()
                     .insert(name, HeaderValue::from_static(value));
             }
-            return Answer::Whole(response);
+            response
         }
         (_, Route::Build { provider, spec }) => return Answer::Stream { provider, spec },
+        (_, route) => answer(request, route, head, env).await,
+    };
+    if let Some(origins) = with_cors.then(|| cors::configured(env)).flatten() {
+        cors::apply(&mut response, &origins, request);
+    }
+    Answer::Whole(response)
+}
+
+async fn answer<F: Fetch>(
+    request: &Request<Vec<u8>>,
+    route: Route,
+    head: bool,
+    env: &Env<'_, F>,
+) -> Response<Vec<u8>> {
+    let response = match route {
         // Banned networks get nothing but `/health` and `/versions`, which federations
         // poll; `/build` and the resolve API check on their own, with their own answers.
         // The pages (and their error pages) carry the page headers; nothing else does.
-        (_, Route::Home) => headers::protect(ui::home(request, env), true, request, env),
-        (_, Route::Loading { provider, spec }) => {
+        Route::Home => headers::protect(ui::home(request, env), true, request, env),
+        Route::Loading { provider, spec } => {
             let page = ui::loading(request, &provider, &spec, env);
             headers::protect(page, false, request, env)
         }
-        (_, Route::Legacy { rest }) => {
+        Route::Legacy { rest } => {
             headers::protect(ui::legacy(request, &rest, env), false, request, env)
         }
-        (_, Route::Resolve { provider, spec }) => {
-            resolve::resolve(request, &provider, &spec, env).await
+        Route::Resolve { provider, spec } => resolve::resolve(request, &provider, &spec, env).await,
+        Route::About => headers::protect(ui::about(request, env), false, request, env),
+        Route::RepoProviders => {
+            let mut answer = respond::json(200, &bindery_core::provider::repo_providers());
+            answer.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            answer
         }
-        (_, Route::Health) => health::health(env).await,
-        (_, Route::Versions) => health::versions(),
-        (_, Route::NotFound) => respond::not_found(),
+        Route::Health => health::health(env).await,
+        Route::Versions => health::versions(env).await,
+        Route::Build { .. } | Route::NotFound => respond::not_found(),
     };
     let mut response = if head {
         respond::for_head(response)
@@ -121,7 +152,7 @@ pub async fn handle<F: Fetch>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> A
         "access-control-allow-headers",
         HeaderValue::from_static("cache-control"),
     );
-    Answer::Whole(response)
+    response
 }
 
 fn preflight() -> Response<Vec<u8>> {
@@ -131,7 +162,8 @@ fn preflight() -> Response<Vec<u8>> {
     for (name, value) in [
         ("access-control-allow-headers", "cache-control"),
         ("access-control-allow-methods", ALLOWED),
-        // As the answers of the resolve API and /versions.
+        // As the answers of the resolve API and /versions; `cors_allow_origin`, when
+        // set, replaces it on every route but the resolve API.
         ("access-control-allow-origin", "*"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
@@ -154,6 +186,10 @@ pub fn parse(path: &str) -> Route {
         Route::Health
     } else if path == "/versions" || path == "/versions/" {
         Route::Versions
+    } else if path == "/api/repoproviders" || path == "/api/repoproviders/" {
+        Route::RepoProviders
+    } else if path == "/about" || path == "/about/" {
+        Route::About
     } else if let Some((provider, spec)) = split("/v2/") {
         Route::Loading { provider, spec }
     } else if let Some((provider, spec)) = split("/build/") {
@@ -191,6 +227,8 @@ mod tests {
             ("/", Route::Home),
             ("/health", Route::Health),
             ("/versions", Route::Versions),
+            ("/api/repoproviders", Route::RepoProviders),
+            ("/about", Route::About),
             (
                 "/v2/gl/group%2Fproject/main/",
                 Route::Loading {

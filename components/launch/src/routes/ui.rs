@@ -1,11 +1,14 @@
 //! The pages: `GET /` (home), `GET /v2/<provider>/<spec>` (the loading page, which opens
-//! the event stream and redirects to the server when it is ready) and Binder 1's
+//! the event stream and redirects to the server when it is ready), `GET /about` and Binder 1's
 //! `GET /repo/<user>/<repo>[/<path>]` links, redirected. Banned networks get an error
 //! page instead of any of them.
 
 use bindery_core::launch;
 use bindery_core::provider::{ProviderId, Spec};
-use bindery_edge::config::{BAN_NETWORKS, LAUNCH_VARIABLES, TRUSTED_PROXIES};
+use bindery_core::worker_api::BINDERY_VERSION;
+use bindery_edge::config::{
+    ABOUT_MESSAGE, BADGE_BASE_URL, BAN_NETWORKS, LAUNCH_VARIABLES, PUBLIC_URL, TRUSTED_PROXIES,
+};
 use bindery_edge::respond;
 use http::{Request, Response};
 
@@ -17,8 +20,28 @@ use crate::tokens;
 
 /// `GET /`.
 pub fn home<F>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> Response<Vec<u8>> {
-    refused_network(request, env)
-        .unwrap_or_else(|| html(200, pages::home(&base_url(request, None))))
+    refused_network(request, env).unwrap_or_else(|| {
+        // Links and badges made here point at `badge_base_url` (a federation) when set.
+        let cfg = env.variables.load(&[PUBLIC_URL, BADGE_BASE_URL]).ok();
+        html(200, pages::home(&client::link_base(request, cfg.as_ref())))
+    })
+}
+
+/// `GET /about`: the version and the operator's `about_message`.
+pub fn about<F>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> Response<Vec<u8>> {
+    refused_network(request, env).unwrap_or_else(|| {
+        let message = env
+            .variables
+            .load(&[ABOUT_MESSAGE])
+            .ok()
+            .and_then(|cfg| cfg.about_message);
+        let page = pages::about(
+            &base_url(request, None),
+            BINDERY_VERSION,
+            message.as_deref(),
+        );
+        html(200, page)
+    })
 }
 
 /// `GET /repo/<rest>`: Binder 1 links, redirected to their `/v2` equivalent.
@@ -81,16 +104,18 @@ pub fn loading<F>(
     let token = cfg
         .as_ref()
         .and_then(|c| tokens::mint(request, provider, spec.raw(), c, env));
+    let links = client::link_base(request, cfg.as_ref());
     let share = match query {
-        "" => format!("{base}v2/{provider}/{}", spec.raw()),
-        q => format!("{base}v2/{provider}/{}?{q}", spec.raw()),
+        "" => format!("{links}v2/{provider}/{}", spec.raw()),
+        q => format!("{links}v2/{provider}/{}?{q}", spec.raw()),
     };
+    let stream = client::stream_base(request, cfg.as_ref());
     html(
         200,
         pages::loading(&pages::Loading {
             title: &title,
             spec: &shown,
-            build_url: &format!("{base}build/{provider}/{}", spec.raw()),
+            build_url: &format!("{stream}build/{provider}/{}", spec.raw()),
             launch_path: &launch_path,
             share_url: &share,
             base_url: &base,

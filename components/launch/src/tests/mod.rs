@@ -24,6 +24,7 @@ use crate::routes::{self, Answer, build};
 
 mod brakes;
 mod build_stream;
+mod member;
 mod other_routes;
 mod page_headers;
 

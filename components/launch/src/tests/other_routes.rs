@@ -3,12 +3,21 @@
 use bindery_core::cache::CacheTtl;
 use bindery_core::worker_api::Health;
 use bindery_edge::config::{
-    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, LAUNCH_VARIABLES, REF_TTL_SECONDS, RESOLVE_VARIABLES,
+    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, CORS_ALLOW_ORIGIN, REF_TTL_SECONDS, REGISTRY_URL,
+    RESOLVE_VARIABLES,
 };
 use bindery_edge::testing::response;
 use serde_json::Value;
 
 use super::*;
+
+/// The worker's `/health` with BinderHub's checks.
+pub(super) const WORKER_HEALTH: &str = r#"{"ok": true, "checks": [
+    {"service": "JupyterHub API", "ok": true},
+    {"service": "Docker registry", "ok": true},
+    {"service": "Pod quota", "ok": true, "total_pods": 3, "build_pods": 1, "user_pods": 2,
+     "quota": 100, "_ignore_failure": true}
+]}"#;
 
 fn resolve_path() -> String {
     format!("/api/v1/resolve/gh/o/r/{SHA}")
@@ -81,9 +90,11 @@ fn resolve_refusals_answer_json_with_their_status() {
 #[test]
 fn health_asks_the_worker_and_the_registry_then_answers_from_the_cache() {
     let world = World::new(&[]);
-    world
-        .fetch
-        .on("GET", &format!("{WORKER}/health"), response(200, &[], "{}"));
+    world.fetch.on(
+        "GET",
+        &format!("{WORKER}/health"),
+        response(200, &[], WORKER_HEALTH),
+    );
     // A registry that wants credentials is up.
     world
         .fetch
@@ -99,7 +110,12 @@ fn health_asks_the_worker_and_the_registry_then_answers_from_the_cache() {
         .collect();
     assert_eq!(
         services,
-        [("Bindery worker", true), ("Docker registry", true)]
+        [
+            ("JupyterHub API", true),
+            ("Docker registry", true),
+            ("Pod quota", true),
+            ("Bindery worker", true)
+        ]
     );
     let again = world.get("GET", "/health", &[]);
     assert_eq!(again.headers()["x-bindery-cache"], "hit");
@@ -111,7 +127,15 @@ fn health_asks_the_worker_and_the_registry_then_answers_from_the_cache() {
             .keys()
             .contains(&bindery_core::cache::edge_health_key())
     );
-    assert_eq!(world.vars.loads.borrow()[0], lists(&[LAUNCH_VARIABLES])[0]);
+    // Only what the checks need, and only on a miss; then `cors_allow_origin` alone.
+    assert_eq!(
+        *world.vars.loads.borrow(),
+        lists(&[
+            crate::routes::health::HEALTH_VARIABLES,
+            &[CORS_ALLOW_ORIGIN],
+            &[CORS_ALLOW_ORIGIN]
+        ])
+    );
 }
 
 #[test]
@@ -119,7 +143,7 @@ fn health_is_503_when_a_part_is_down_or_the_configuration_is_broken() {
     let world = World::new(&[]);
     let down = world.get("GET", "/health", &[]);
     assert_eq!(down.status(), 503);
-    let world = World::new(&[(REF_TTL_SECONDS, "soon")]);
+    let world = World::new(&[(REGISTRY_URL, "not a url")]);
     let broken = world.get("GET", "/health", &[]);
     assert_eq!(broken.status(), 503);
     let health: Health = serde_json::from_slice(broken.body()).unwrap();
@@ -129,7 +153,7 @@ fn health_is_503_when_a_part_is_down_or_the_configuration_is_broken() {
             .error
             .as_deref()
             .unwrap()
-            .contains("ref_ttl_seconds")
+            .contains("registry_url")
     );
 }
 
@@ -162,8 +186,8 @@ fn pages_preflights_and_other_methods() {
     assert_eq!(preflight.status(), 200);
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     assert_eq!(world.get("POST", "/", &[]).status(), 405);
+    assert_eq!(world.fetch.calls(), 0);
     let head = world.get("HEAD", "/versions", &[]);
     assert_eq!(head.status(), 200);
     assert!(head.body().is_empty());
-    assert_eq!(world.fetch.calls(), 0);
 }

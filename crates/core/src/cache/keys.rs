@@ -39,6 +39,11 @@ pub fn edge_health_key() -> String {
     key("health", &["edge"])
 }
 
+/// What builds images, as the worker last said (`/versions` of the launch component).
+pub fn edge_versions_key() -> String {
+    key("versions", &["edge"])
+}
+
 /// Whether the full image name (with tag) exists in the registry.
 pub fn image_key(image: &str) -> String {
     key("image", &[image])
@@ -129,6 +134,7 @@ mod tests {
         );
         assert_eq!(rate_key("2001:db8::1"), "v1/rate/2001%3Adb8%3A%3A1");
         assert_eq!(edge_health_key(), "v1/health/edge");
+        assert_eq!(edge_versions_key(), "v1/versions/edge");
     }
 
     #[test]

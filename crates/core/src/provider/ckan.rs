@@ -15,6 +15,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "ckan",
     display_name: "CKAN",
     menu_label: "CKAN dataset",
+    repo_label: "CKAN dataset URL",
+    example: "https://demo.ckan.org/dataset/sample-dataset-1",
     has_ref: false,
     repo_encoding: RepoEncoding::Percent,
     paste_host: None,

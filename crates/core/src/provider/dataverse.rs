@@ -16,6 +16,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "dataverse",
     display_name: "Dataverse",
     menu_label: "Dataverse DOI",
+    repo_label: "Dataverse DOI",
+    example: "10.7910/DVN/TJCLKP",
     has_ref: false,
     repo_encoding: RepoEncoding::AsTyped,
     paste_host: None,

@@ -15,6 +15,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "figshare",
     display_name: "Figshare",
     menu_label: "Figshare DOI",
+    repo_label: "Figshare DOI",
+    example: "10.6084/m9.figshare.9782777.v1",
     has_ref: false,
     repo_encoding: RepoEncoding::AsTyped,
     paste_host: None,

@@ -14,6 +14,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "gist",
     display_name: "Gist",
     menu_label: "Gist",
+    repo_label: "Gist ID (user/id) or URL",
+    example: "jakevdp/7f5dc9ba9ab0c02bc88eb5c2a1b1b8d6",
     has_ref: true,
     repo_encoding: RepoEncoding::AsTyped,
     paste_host: Some("gist.github.com/"),

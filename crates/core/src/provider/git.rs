@@ -14,6 +14,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "git",
     display_name: "Git",
     menu_label: "Git repository",
+    repo_label: "Git repository URL",
+    example: "https://git.example.org/group/repository.git",
     has_ref: true,
     repo_encoding: RepoEncoding::Percent,
     paste_host: None,

@@ -13,6 +13,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "gh",
     display_name: "GitHub",
     menu_label: "GitHub",
+    repo_label: "GitHub repository name or URL",
+    example: "binder-examples/requirements or https://github.com/binder-examples/requirements",
     has_ref: true,
     repo_encoding: RepoEncoding::AsTyped,
     paste_host: Some("github.com/"),

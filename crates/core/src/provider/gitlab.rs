@@ -13,6 +13,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "gl",
     display_name: "GitLab",
     menu_label: "GitLab.com",
+    repo_label: "GitLab.com repository or URL",
+    example: "gitlab-org/gitlab-foss or https://gitlab.com/gitlab-org/gitlab-foss",
     has_ref: true,
     repo_encoding: RepoEncoding::Percent,
     paste_host: Some("gitlab.com/"),

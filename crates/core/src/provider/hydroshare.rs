@@ -14,6 +14,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "hydroshare",
     display_name: "Hydroshare",
     menu_label: "HydroShare",
+    repo_label: "HydroShare resource id or URL",
+    example: "https://www.hydroshare.org/resource/142c59757ed54de1816777828c9716e7",
     has_ref: false,
     repo_encoding: RepoEncoding::Percent,
     paste_host: None,

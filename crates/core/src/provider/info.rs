@@ -14,6 +14,10 @@ pub struct ProviderInfo {
     pub display_name: &'static str,
     /// The entry of the home page's repository menu.
     pub menu_label: &'static str,
+    /// What the repository field asks for (BinderHub's `repo.label`).
+    pub repo_label: &'static str,
+    /// A repository as people write it (BinderHub's `repo.placeholder`, after "example: ").
+    pub example: &'static str,
     /// Whether links carry a ref (data providers are versioned by record instead).
     pub has_ref: bool,
     /// How the home page writes the repository part of a link.
@@ -66,6 +70,18 @@ pub enum UiRoute {
 }
 
 impl UiRoute {
+    /// BinderHub's `spec.validateRegex` for this shape (JavaScript syntax, matched by its
+    /// UI against the whole spec).
+    pub fn validate_regex(self) -> &'static str {
+        match self {
+            UiRoute::UserRepoRef => "[^/]+/[^/]+/.+",
+            UiRoute::RepoRef => "[^/]+/.+",
+            UiRoute::UserIdOptionalRef => "[^/]+/[^/]+(/[^/]+)?",
+            UiRoute::Doi => r"10\.\d+\/(.)+",
+            UiRoute::OneSegment => "[^/]+",
+        }
+    }
+
     /// Whether `spec` has this shape.
     pub fn matches(self, spec: &str) -> bool {
         let spec = spec.trim_end_matches('/');

@@ -8,6 +8,9 @@
 //! image names. Parsing does no I/O; [`crate::resolve`] runs a resolution, asking the
 //! provider for each request and reading each answer with it.
 //!
+//! The table also describes the providers to UIs (BinderHub's `/api/repoproviders`,
+//! [`repo_providers`]).
+//!
 //! Adding a provider: write its module (spec type, `parse`, `INFO`, `impl Provider`), add
 //! one line to the table, and allow its hosts in `spin.toml`. Only a provider whose
 //! endpoint operators (or tests) move needs more: a field of [`ProviderSettings`] and the
@@ -20,6 +23,7 @@ use crate::validate::{self, InputError};
 pub mod ckan;
 mod contract;
 pub mod dataverse;
+mod display;
 pub mod figshare;
 pub mod gist;
 pub mod git;
@@ -33,6 +37,7 @@ pub(crate) use contract::host_of;
 pub use contract::{
     Accept, Answer, Auth, Cx, FULL_COMMIT, Fetch, Next, Progress, Provider, parse_timestamp,
 };
+pub use display::{DEFAULT_REF, display_config, repo_providers};
 pub use git::{AdvertisedRef, AdvertisementError, parse_advertisement};
 pub use info::{KnownPrefixes, ProviderInfo, RepoEncoding, UiRoute};
 

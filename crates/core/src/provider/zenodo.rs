@@ -13,6 +13,8 @@ pub const INFO: ProviderInfo = ProviderInfo {
     prefix: "zenodo",
     display_name: "Zenodo",
     menu_label: "Zenodo DOI",
+    repo_label: "Zenodo DOI",
+    example: "10.5281/zenodo.3242074",
     has_ref: false,
     repo_encoding: RepoEncoding::AsTyped,
     paste_host: None,

@@ -9,6 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// BinderHub's name of the registry check.
+pub const REGISTRY_SERVICE: &str = "Docker registry";
+
+/// Bindery's own check, on the edge: whether the worker answers its `/health`.
+pub const WORKER_SERVICE: &str = "Bindery worker";
+
 /// One entry of `checks`. The fields are declared in the alphabetical order the earlier
 /// `json!` answers had.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +87,27 @@ impl Health {
         Self { checks, ok }
     }
 
+    /// The edge's answer: the worker's checks as the worker reports them (BinderHub's
+    /// `JupyterHub API`, `Docker registry`, `Pod quota`, and its executor's), then Bindery's
+    /// own [`WORKER_SERVICE`]: whether the worker answered at all (`None`: it did not).
+    ///
+    /// The edge checks the registry it reads manifests from too (`edge_registry`; `None`:
+    /// none configured). That folds into the worker's [`REGISTRY_SERVICE`] entry, which is
+    /// then ok only when both reach a registry, or stands alone when the worker reports
+    /// none: a federation reads one `Docker registry` check per member.
+    pub fn of_member(worker: Option<Health>, edge_registry: Option<bool>) -> Self {
+        let answered = worker.is_some();
+        let mut checks = worker.map(|w| w.checks).unwrap_or_default();
+        if let Some(edge_ok) = edge_registry {
+            match checks.iter_mut().find(|c| c.service == REGISTRY_SERVICE) {
+                Some(check) => check.ok &= edge_ok,
+                None => checks.push(HealthCheck::new(REGISTRY_SERVICE, edge_ok)),
+            }
+        }
+        checks.push(HealthCheck::new(WORKER_SERVICE, answered));
+        Self::of(checks)
+    }
+
     /// The status to answer with: 200 when ok, 503 otherwise.
     pub fn status_code(&self) -> u16 {
         if self.ok { 200 } else { 503 }
@@ -124,6 +151,63 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&two).unwrap(),
             r#"{"checks":[{"ok":true,"service":"Bindery worker"}],"ok":true}"#
+        );
+    }
+
+    #[test]
+    fn the_edge_passes_the_workers_checks_on_and_adds_its_own() {
+        let worker = Health::of(vec![
+            HealthCheck::new("JupyterHub API", true),
+            HealthCheck::new("Docker registry", true),
+            HealthCheck::new("Pod quota", true)
+                .informational()
+                .with("total_pods", 2)
+                .with("quota", 100),
+        ]);
+        let both = Health::of_member(Some(worker.clone()), Some(true));
+        assert!(both.ok);
+        let names: Vec<&str> = both.checks.iter().map(|c| c.service.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "JupyterHub API",
+                "Docker registry",
+                "Pod quota",
+                "Bindery worker"
+            ]
+        );
+        assert_eq!(
+            both.checks[2], worker.checks[2],
+            "Pod quota as the worker said"
+        );
+        // The edge cannot reach its registry: the one registry check fails.
+        let edge_down = Health::of_member(Some(worker.clone()), Some(false));
+        assert!(!edge_down.ok);
+        assert_eq!(
+            edge_down
+                .checks
+                .iter()
+                .filter(|c| c.service == REGISTRY_SERVICE)
+                .count(),
+            1
+        );
+        assert!(!edge_down.checks[1].ok);
+        // A worker without a registry: the edge's check stands alone.
+        let no_registry = Health::of(vec![HealthCheck::new("JupyterHub API", false)]);
+        let answer = Health::of_member(Some(no_registry), Some(true));
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            json!({"ok": false, "checks": [
+                {"service": "JupyterHub API", "ok": false},
+                {"service": "Docker registry", "ok": true},
+                {"service": "Bindery worker", "ok": true},
+            ]})
+        );
+        // No worker answer: nothing of it is claimed.
+        let silent = Health::of_member(None, None);
+        assert_eq!(
+            serde_json::to_value(&silent).unwrap(),
+            json!({"ok": false, "checks": [{"service": "Bindery worker", "ok": false}]})
         );
     }
 

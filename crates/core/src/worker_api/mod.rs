@@ -8,7 +8,8 @@
 //! The contract lives here once: the request types with their constructor and checks
 //! (`request`: [`LaunchRequest::new`], [`LaunchRequest::validate`]), the shape of ids and
 //! of the event ids the edge relays ([`is_valid_id`], [`relay_id`],
-//! [`parse_last_event_id`]), and the `/health` answer both sides give ([`Health`]).
+//! [`parse_last_event_id`]), and the `/health` answer both sides give ([`Health`]), and `/versions` ([`WorkerVersions`],
+//! [`versions_answer`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -116,12 +117,17 @@ mod admission;
 mod health;
 mod ids;
 mod request;
+mod versions;
 
 pub use admission::{
     ADMISSIONS_PATH, AdmissionError, AdmissionRequest, MAX_CLIENT_LEN, MAX_PERIOD_SECONDS,
     UNKNOWN_CLIENT,
 };
 
-pub use health::{Health, HealthCheck};
+pub use health::{Health, HealthCheck, REGISTRY_SERVICE, WORKER_SERVICE};
 pub use ids::{ID_MAX_LEN, ID_MIN_LEN, is_valid_id, parse_last_event_id, relay_id};
 pub use request::RequestError;
+pub use versions::{
+    BINDERY_VERSION, BUILD_IMAGE, REPO2DOCKER_VERSION, VERSIONS_PATH, WorkerVersions,
+    versions_answer,
+};

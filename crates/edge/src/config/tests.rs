@@ -116,7 +116,34 @@ fn nothing_declared_loads_with_defaults() {
     assert!(!cfg.policy.is_banned("a/b/c"));
     assert!(cfg.ban_networks.is_empty());
     assert!(cfg.public_url.is_none());
+    assert!(cfg.badge_base_url.is_none());
+    assert!(cfg.cors_allow_origin.is_none());
     assert_eq!(cfg.frame_ancestors.as_str(), "'self'");
+}
+
+#[test]
+fn the_federation_settings_load_and_a_bad_one_is_named() {
+    let cfg = load(&[
+        (BADGE_BASE_URL, "https://mybinder.org/"),
+        (CORS_ALLOW_ORIGIN, "*"),
+        (ABOUT_MESSAGE, "<p>Run by the lab</p>"),
+    ])
+    .unwrap();
+    assert_eq!(cfg.badge_base_url.as_deref(), Some("https://mybinder.org"));
+    assert_eq!(cfg.cors_allow_origin, Some(CorsOrigins::Any));
+    assert_eq!(cfg.about_message.as_deref(), Some("<p>Run by the lab</p>"));
+    for (name, raw) in [
+        (CORS_ALLOW_ORIGIN, "https://a.org\r\nx-evil: 1"),
+        (CORS_ALLOW_ORIGIN, "https://a.org/path"),
+        (BADGE_BASE_URL, "mybinder.org"),
+    ] {
+        let err = load(&[(name, raw)]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { name: n, .. } if *n == name),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains(name), "{err}");
+    }
 }
 
 #[test]
@@ -293,6 +320,10 @@ fn every_variable_is_listed_once_and_component_lists_are_known() {
             WORKER_URL,
             WORKER_TOKEN,
             PUBLIC_URL,
+            // A federation member's settings (issue 14): links, CORS, the about page.
+            BADGE_BASE_URL,
+            CORS_ALLOW_ORIGIN,
+            ABOUT_MESSAGE,
             FRAME_ANCESTORS,
             // `/build`'s brakes (issue 12): the resolve API mints and counts nothing.
             BUILD_TOKEN_SECRET,

@@ -119,6 +119,9 @@ pub const VARIABLES: &[Var] = &[
     var(BAN_NETWORKS, CACHED),
     var(TRUSTED_PROXIES, CACHED),
     var(PUBLIC_URL, &[Launch]),
+    var(BADGE_BASE_URL, &[Launch]),
+    var(CORS_ALLOW_ORIGIN, &[Launch]),
+    var(ABOUT_MESSAGE, &[Launch]),
     // Read by the page routes alone (not the resolve API), with the ban rules.
     var(FRAME_ANCESTORS, &[Launch]),
     var(GITHUB_API, PROVIDER_RESOLVING),
@@ -220,6 +223,15 @@ pub const BAN_NETWORKS: &str = "ban_networks";
 pub const TRUSTED_PROXIES: &str = "trusted_proxies";
 /// The Binder's public base URL (`binder_launch_host`).
 pub const PUBLIC_URL: &str = "public_url";
+/// BinderHub's `badge_base_url`: the base of shared links, badges and
+/// `binder_launch_host` (a federation's public URL, `https://mybinder.org`); empty: the
+/// public URL.
+pub const BADGE_BASE_URL: &str = "badge_base_url";
+/// BinderHub's `cors_allow_origin`: `*` or the origins whose pages may read the answers
+/// (`bindery_core::cors`).
+pub const CORS_ALLOW_ORIGIN: &str = "cors_allow_origin";
+/// BinderHub's `about_message`: the operator's HTML on `/about`.
+pub const ABOUT_MESSAGE: &str = "about_message";
 /// Who may show the pages in a frame: the `frame-ancestors` source list of their
 /// Content Security Policy (`'self'` when unset).
 pub const FRAME_ANCESTORS: &str = "frame_ancestors";
@@ -280,8 +292,9 @@ mod tests {
             ]
         );
         // Issue 12 added the five `build_token_*` and `build_rate_*` variables, and
-        // `frame_ancestors` of the pages; issue 14 `allow_build_only`.
-        assert_eq!(LAUNCH_VARIABLES.len(), 29);
+        // `frame_ancestors` of the pages; issue 14 `allow_build_only`, `badge_base_url`,
+        // `cors_allow_origin` and `about_message`.
+        assert_eq!(LAUNCH_VARIABLES.len(), 32);
         assert_eq!(RESOLVE_VARIABLES.len(), 19);
         // The cached resolve is the hot path: each variable is a host call per request.
         assert_eq!(

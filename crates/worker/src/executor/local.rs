@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bindery_core::events::Event;
 use bindery_core::launch::{Repo2DockerArgs, repo2docker_args};
-use bindery_core::worker_api::HealthCheck;
+use bindery_core::worker_api::{HealthCheck, REPO2DOCKER_VERSION};
 use tokio::io::BufReader;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
@@ -35,6 +35,7 @@ use crate::error_chain;
 use crate::health::HEALTH_TIMEOUT;
 
 mod env;
+mod version;
 
 use super::lines::{BoundedLines, KEPT_LINE_BYTES};
 use env::clean_environment;
@@ -85,6 +86,8 @@ impl Default for LocalSettings {
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     settings: LocalSettings,
+    /// `repo2docker --version`, asked once (for `/versions`).
+    version: Arc<tokio::sync::OnceCell<String>>,
     stopping: Arc<watch::Sender<bool>>,
     tasks: Arc<Mutex<JoinSet<()>>>,
 }
@@ -94,6 +97,7 @@ impl LocalExecutor {
     pub fn new(settings: LocalSettings) -> LocalExecutor {
         LocalExecutor {
             settings,
+            version: Arc::default(),
             stopping: Arc::new(watch::channel(false).0),
             tasks: Arc::new(Mutex::new(JoinSet::new())),
         }
@@ -183,6 +187,15 @@ impl LocalExecutor {
 }
 
 impl Executor for LocalExecutor {
+    fn builder_info(
+        &self,
+    ) -> futures::future::BoxFuture<'_, serde_json::Map<String, serde_json::Value>> {
+        Box::pin(async move {
+            let version = self.repo2docker_version().await;
+            serde_json::Map::from_iter([(REPO2DOCKER_VERSION.to_owned(), version.into())])
+        })
+    }
+
     fn health(&self) -> futures::future::BoxFuture<'_, Vec<HealthCheck>> {
         Box::pin(async move {
             let answers = self.engine_answers().await;

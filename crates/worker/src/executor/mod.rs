@@ -275,6 +275,12 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
         Box::pin(async { Vec::new() })
     }
 
+    /// What builds images, as `/versions` reports it (BinderHub's `builder_info`): the
+    /// build image on Kubernetes, repo2docker's version locally. The default: nothing.
+    fn builder_info(&self) -> BoxFuture<'_, serde_json::Map<String, serde_json::Value>> {
+        Box::pin(async { serde_json::Map::new() })
+    }
+
     /// The pods that count against the total quota, when this executor runs builds as
     /// pods beside the user servers (BinderHub's `Pod quota` check). The default: `None`,
     /// no such check.

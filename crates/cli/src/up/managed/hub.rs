@@ -41,6 +41,8 @@ pub(crate) struct HubSettings {
     pub(crate) cpu_limit: Option<f64>,
     /// `DOCKER_HOST` for the spawner (podman's socket), when the engine needs one.
     pub(crate) docker_host: Option<String>,
+    /// The edge's `cors_allow_origin`, for the servers' `allow_origin`, when set.
+    pub(crate) allow_origin: Option<String>,
 }
 
 impl HubSettings {
@@ -132,6 +134,9 @@ pub(crate) fn hub_part(settings: &HubSettings, dir: &Path) -> std::io::Result<Pa
     if let Some(host) = &settings.docker_host {
         env.push(("DOCKER_HOST".into(), host.into()));
     }
+    if let Some(origins) = &settings.allow_origin {
+        env.push(("BINDERY_HUB_ALLOW_ORIGIN".into(), origins.into()));
+    }
     Ok(PartSpec {
         name: "hub",
         program: settings.python.clone(),
@@ -204,6 +209,7 @@ mod tests {
             mem_limit: Some("2G".into()),
             cpu_limit: Some(1.5),
             docker_host: Some("unix:///x/podman.sock".into()),
+            allow_origin: Some("https://book.example.org".into()),
         };
         let spec = hub_part(&settings, &dir).unwrap();
         let var = |name: &str| {
@@ -220,6 +226,7 @@ mod tests {
             ("BINDERY_HUB_CPU_LIMIT", "1.5"),
             ("DOCKER_HOST", "unix:///x/podman.sock"),
             ("BINDERY_HUB_PUBLIC_URL", "http://127.0.0.1:8000/"),
+            ("BINDERY_HUB_ALLOW_ORIGIN", "https://book.example.org"),
         ] {
             assert_eq!(var(name).as_deref(), Some(value), "{name}");
         }

@@ -7,6 +7,7 @@
 # `binder` service token, and the spawner runs the image the worker names in user_options,
 # as a container through the engine (docker, or podman's Docker-compatible API).
 import os
+import re
 import sys
 
 from dockerspawner import DockerSpawner
@@ -92,6 +93,21 @@ class BinderySpawner(DockerSpawner):
         self.take_binder_options()
         self.port = random_port()
         return await super().start()
+
+    def get_args(self):
+        # The edge's cors_allow_origin (bindery up passes it): pages on those sites may talk
+        # to the kernels they started. `*` also sets allow_origin_pat, as BinderHub does.
+        args = super().get_args()
+        origins = env.get("BINDERY_HUB_ALLOW_ORIGIN", "").split()
+        if origins == ["*"]:
+            flags = [("allow_origin", "*"), ("allow_origin_pat", ".*")]
+        elif len(origins) == 1:
+            flags = [("allow_origin", origins[0])]
+        elif origins:
+            flags = [("allow_origin_pat", "^(" + "|".join(re.escape(o) for o in origins) + ")$")]
+        else:
+            flags = []
+        return args + [f"--ServerApp.{name}={value}" for name, value in flags]
 
     async def get_ip_and_port(self):
         return "127.0.0.1", self.port

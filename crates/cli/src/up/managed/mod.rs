@@ -88,6 +88,22 @@ pub(super) async fn start_managed(
     }
 }
 
+/// The edge's `cors_allow_origin` (`SPIN_VARIABLE_CORS_ALLOW_ORIGIN`, else `[edge.variables]`),
+/// as the managed hub's servers take it for their `allow_origin`; a value that is not `*`
+/// or origins stops start-up, naming the variable.
+fn servers_allow_origin(from_env: Option<String>, file: &UpFile) -> anyhow::Result<Option<String>> {
+    const NAME: &str = bindery_edge::config::CORS_ALLOW_ORIGIN;
+    let raw = from_env
+        .or_else(|| file.edge.variables.get(NAME).cloned())
+        .filter(|v| !v.trim().is_empty());
+    raw.map(|raw| {
+        bindery_core::cors::CorsOrigins::parse(&raw)
+            .map(|origins| origins.server_allow_origin())
+            .map_err(|e| anyhow::anyhow!("{NAME} is invalid: {e}"))
+    })
+    .transpose()
+}
+
 /// Replaces `"managed"` by unset, which means the same here and, to the worker (when the
 /// environment or `[worker]` overrides the part), no URL it has to read.
 pub(super) fn clear_markers(file: &mut UpFile) {
@@ -256,6 +272,14 @@ async fn start_parts(
             mem_limit: settings.mem_limit.clone(),
             cpu_limit: settings.cpu_limit,
             docker_host,
+            allow_origin: servers_allow_origin(
+                std::env::var(format!(
+                    "SPIN_VARIABLE_{}",
+                    bindery_edge::config::CORS_ALLOW_ORIGIN.to_uppercase()
+                ))
+                .ok(),
+                file,
+            )?,
         };
         let dir = data_dir.join("hub");
         std::fs::create_dir_all(&dir)
@@ -355,6 +379,39 @@ mod tests {
 
     use super::super::testing::parse;
     use super::*;
+
+    #[test]
+    fn the_servers_allow_origin_is_the_edges_cors_allow_origin_checked() {
+        let file = |value: &str| {
+            toml::from_str::<UpFile>(&format!(
+                "[edge.variables]\ncors_allow_origin = {value:?}\n"
+            ))
+            .unwrap()
+        };
+        assert_eq!(
+            servers_allow_origin(
+                None,
+                &file("https://Book.example.org/  http://127.0.0.1:8080")
+            )
+            .unwrap()
+            .as_deref(),
+            Some("https://book.example.org http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            servers_allow_origin(None, &file("*")).unwrap().as_deref(),
+            Some("*")
+        );
+        assert_eq!(servers_allow_origin(None, &file(" ")).unwrap(), None);
+        // The environment wins over the file.
+        assert_eq!(
+            servers_allow_origin(Some("*".into()), &file("https://a.org"))
+                .unwrap()
+                .as_deref(),
+            Some("*")
+        );
+        let err = servers_allow_origin(None, &file("book.example.org")).unwrap_err();
+        assert!(err.to_string().contains("cors_allow_origin"), "{err}");
+    }
 
     #[test]
     fn a_part_is_managed_only_when_nothing_configures_it() {

@@ -25,7 +25,7 @@ pub mod placement;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bindery_core::worker_api::HealthCheck;
+use bindery_core::worker_api::{BUILD_IMAGE, HealthCheck};
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -315,6 +315,13 @@ impl Executor for KubernetesExecutor {
             }
             checks
         })
+    }
+
+    fn builder_info(&self) -> BoxFuture<'_, serde_json::Map<String, serde_json::Value>> {
+        let image = self.cluster.settings.job.builder_image.clone();
+        Box::pin(
+            async move { serde_json::Map::from_iter([(BUILD_IMAGE.to_owned(), image.into())]) },
+        )
     }
 
     fn pod_counts(&self) -> Option<BoxFuture<'_, Result<PodCounts, ExecutorError>>> {
