@@ -25,6 +25,8 @@
 //! - [`webhook`]: signature checks and push-event parsing for GitHub and GitLab.
 //! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
 //!   ids, the `/health` answer.
+//! - [`federation`]: federation mode, the edge as mybinder.org's redirector: its
+//!   configuration, rendezvous choice of a member, member health and the shared state.
 //! - [`csp`]: Content Security Policy pieces of the pages: script hashes, `frame-ancestors`.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
@@ -38,6 +40,7 @@ pub mod cache;
 pub mod csp;
 pub mod escape;
 pub mod events;
+pub mod federation;
 pub mod image;
 pub mod launch;
 pub mod policy;
