@@ -140,6 +140,8 @@ pub struct EdgeConfig {
     pub build_token: BuildTokenSettings,
     /// The per-client limit on `/build` (`build_rate_*`).
     pub build_rate: BuildRate,
+    /// `federation`, parsed: `Some` when the edge is a federation's redirector.
+    pub federation: Option<crate::federation::Federation>,
 }
 
 impl EdgeConfig {
@@ -223,6 +225,16 @@ impl EdgeConfig {
             None => BanNetworks::default(),
         };
 
+        let federation = match value(FEDERATION)? {
+            Some(raw) => {
+                crate::federation::Federation::parse(&raw).map_err(|e| ConfigError::Invalid {
+                    name: FEDERATION,
+                    reason: e.to_string(),
+                })?
+            }
+            None => None,
+        };
+
         Ok(Self {
             worker_url: value(WORKER_URL)?
                 .map(|raw| parse_base_url(WORKER_URL, &raw))
@@ -257,6 +269,7 @@ impl EdgeConfig {
             ttl,
             build_token,
             build_rate,
+            federation,
         })
     }
 

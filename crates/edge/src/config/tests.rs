@@ -300,6 +300,9 @@ fn every_variable_is_listed_once_and_component_lists_are_known() {
             BUILD_TOKEN_CHECK_ORIGIN,
             BUILD_RATE_LIMIT,
             BUILD_RATE_PERIOD_SECONDS,
+            // Read first by every request of the component; a federation proxies the
+            // resolve API to its prime.
+            FEDERATION,
         ]
     );
     assert!(
