@@ -84,15 +84,15 @@ pub fn health(answer: Answer<'_>, pod_headroom: u64) -> Outcome {
         if service == "Pod quota" && pod_headroom > 0 {
             let quota = check.get("quota").and_then(Value::as_u64);
             let total = check.get("total_pods").and_then(Value::as_u64);
-            if let (Some(quota), Some(total)) = (quota, total) {
-                if total.saturating_add(pod_headroom) >= quota {
-                    return Outcome::Failed {
-                        reason: service.to_owned(),
-                        detail: format!(
-                            "{total} of {quota} pods leaves less than the headroom of {pod_headroom}"
-                        ),
-                    };
-                }
+            if let (Some(quota), Some(total)) = (quota, total)
+                && total.saturating_add(pod_headroom) >= quota
+            {
+                return Outcome::Failed {
+                    reason: service.to_owned(),
+                    detail: format!(
+                        "{total} of {quota} pods leaves less than the headroom of {pod_headroom}"
+                    ),
+                };
             }
         }
     }

@@ -6,10 +6,10 @@
 /// lower-cased, and for `/build/gh...` without its last segment (the ref).
 pub fn key(path: &str) -> String {
     let key = path.to_lowercase();
-    if key.starts_with("/build/gh") {
-        if let Some((repository, _ref)) = key.rsplit_once('/') {
-            return repository.to_owned();
-        }
+    if key.starts_with("/build/gh")
+        && let Some((repository, _ref)) = key.rsplit_once('/')
+    {
+        return repository.to_owned();
     }
     key
 }
