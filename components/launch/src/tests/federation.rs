@@ -202,3 +202,22 @@ fn a_bad_federation_variable_is_a_500_naming_it() {
         "{text}"
     );
 }
+
+#[test]
+fn a_refresh_waits_while_another_request_holds_the_lease() {
+    let world = world();
+    let fed = bindery_edge::federation::Federation::parse(FED)
+        .unwrap()
+        .unwrap();
+    assert!(fed.take_lease(&world.cache(), "another request", NOW));
+    world.with_env(|env| block_on(refresh(env)));
+    assert_eq!(world.fetch.calls(), 0, "no member was asked");
+    // Once it is given back, the next refresh checks.
+    fed.release_lease(&world.cache());
+    world.with_env(|env| block_on(refresh(env)));
+    assert_eq!(
+        world.fetch.calls(),
+        6,
+        "/versions and /health of three members"
+    );
+}
