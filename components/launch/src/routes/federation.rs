@@ -101,19 +101,22 @@ fn redirect(
     // choice.member.name and choice.reason.as_str().
     let set_cookie =
         federation::set_cookie(&choice.member.url, path, fed.config.host_cookie_age_hours);
+    let (Ok(location), Ok(set_cookie)) = (
+        HeaderValue::from_str(&location),
+        HeaderValue::from_str(&set_cookie),
+    ) else {
+        return respond::text(400, "this path cannot be redirected\n");
+    };
     let mut response = Response::new(Vec::new());
     *response.status_mut() = http::StatusCode::TEMPORARY_REDIRECT;
     let headers = response.headers_mut();
-    for (name, value) in [
-        ("location", location),
-        ("set-cookie", set_cookie),
-        ("access-control-allow-origin", "*".to_owned()),
-        ("access-control-allow-headers", "cache-control".to_owned()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    }
+    headers.insert("location", location);
+    headers.insert("set-cookie", set_cookie);
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    headers.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("cache-control"),
+    );
     response
 }
 
