@@ -153,3 +153,35 @@ fn the_real_worker_loads_every_rendered_worker_toml_and_refuses_a_broken_one() {
         "bindery worker accepted an unknown key:\n{log}"
     );
 }
+
+#[test]
+fn the_rendered_federation_variable_is_a_configuration_the_edge_takes() {
+    // The snapshot of everything-values.yaml, whose `spinApp.federation` is mybinder's
+    // `federationRedirect` shape: the edge parses what the chart renders.
+    let snapshot = std::fs::read_to_string(
+        workspace().join("infra/helm/bindery/ci/snapshots/everything.yaml"),
+    )
+    .expect("snapshot");
+    let mut lines = snapshot.lines();
+    lines
+        .find(|l| l.trim() == "- name: federation")
+        .expect("the federation variable is rendered");
+    let quoted = lines
+        .next()
+        .and_then(|l| l.trim().strip_prefix("value: "))
+        .expect("its value");
+    let text: String = serde_json::from_str(quoted).expect("a double-quoted string");
+    let cfg = bindery_core::federation::FederationConfig::parse(&text)
+        .expect("the edge takes it")
+        .expect("a federation");
+    let names: Vec<&str> = cfg.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["one", "two"]);
+    assert_eq!(
+        cfg.prime().map(|m| m.url.as_str()),
+        Some("https://one.example.org")
+    );
+    assert_eq!(
+        cfg.load_balancer,
+        bindery_core::federation::LoadBalancer::Random
+    );
+}

@@ -9,6 +9,11 @@
 //! than requests/s on a small, shared machine), and the edge/native ratio.
 //! Goals (issue 3): badge >= 0.5x native, cached resolve >= 0.3x native.
 //!
+//! Federation mode (issue 14): a second edge with `federation` set in front of two
+//! scripted members answers `/build/...` with its `307`; its ratio is reported beside the
+//! badge's (no goal: the redirect reads the federation variable and the shared health
+//! record, which the badge does not).
+//!
 //! A third case, the runtime floor, serves `crates/host/floor`, a component that reads
 //! nothing and writes a fixed answer of a badge's length: the most any component reaches
 //! in this host on this machine, which the two goals are read against.
@@ -92,7 +97,7 @@ async fn load(url: &str, server: u32) -> Figures {
                 let started = Instant::now();
                 let resp = sender.send_request(req).await.unwrap();
                 assert!(
-                    resp.status().is_success(),
+                    resp.status().is_success() || resp.status().is_redirection(),
                     "{url_status}",
                     url_status = resp.status()
                 );
@@ -336,6 +341,36 @@ async fn bench() {
     );
     let native_floor = Native::start("floor", &floor_answer, &dir);
 
+    // Federation mode: members that answer their checks, behind a federating edge.
+    let member = || {
+        Peer::start(|seen| match seen.uri.as_str() {
+            "/versions" => Answer::json(200, &serde_json::json!({"binderhub": "bench"})),
+            "/health" => Answer::json(200, &serde_json::json!({"ok": true, "checks": []})),
+            _ => Answer::with(404, &[], ""),
+        })
+    };
+    let (one, two) = (member().await, member().await);
+    let federation = serde_json::json!({
+        "load_balancer": "rendezvous",
+        "hosts": {
+            "one": {"url": one.url(), "weight": 1, "prime": true},
+            "two": {"url": two.url(), "weight": 1},
+        }
+    });
+    let fed = Edge::start_binary(
+        &dir.join("federation"),
+        &[
+            ("federation", federation.to_string()),
+            ("federation_outbound_host", "http://127.0.0.1:*".to_string()),
+        ],
+        "release",
+    )
+    .await;
+    const REDIRECT: &str = "/build/gh/org/repo/HEAD";
+    let redirect = get(&format!("{}{REDIRECT}", fed.url), &[]).await;
+    assert_eq!(redirect.status, 307, "{}", redirect.text());
+    let native_redirect = Native::start("redirect", &redirect, &dir);
+
     println!(
         "bindery edge benchmark: {CONNECTIONS} connections, {ROUNDS} alternating rounds of {MEASURE:?} per server and case after {WARMUP:?} warm-up, same machine, same run; median round shown"
     );
@@ -345,6 +380,13 @@ async fn bench() {
     // against.
     compare("runtime floor", FLOOR, &native_floor, &floor, None).await;
     floor.stop();
+    // No goal: read beside the badge's ratio.
+    compare("federation 307", REDIRECT, &native_redirect, &fed, None).await;
+    assert!(
+        one.count("/health") + two.count("/health") >= 2,
+        "the members were checked while the redirects were served"
+    );
+    fed.stop();
     assert_eq!(github.count("/"), 1, "the benchmark ran from the cache");
     println!(
         "goals: badge {}, cached resolve {}",

@@ -12,8 +12,15 @@ use crate::routes::{self, Answer, build};
 /// The request headers any route reads: the event stream's `Accept` and `Last-Event-ID`,
 /// the client address Spin passes for the ban rules, the origin build tokens name (and
 /// CORS answers), and the federation a proxied page came through.
-const HEADERS: [http::HeaderName; 7] = [
+///
+/// Federation mode passes on `Accept-Language`, `User-Agent` and `If-None-Match` to the
+/// prime and reads the `host` cookie of `/build`.
+const HEADERS: [http::HeaderName; 11] = [
     http::header::ACCEPT,
+    http::header::ACCEPT_LANGUAGE,
+    http::header::USER_AGENT,
+    http::header::IF_NONE_MATCH,
+    http::header::COOKIE,
     http::HeaderName::from_static("last-event-id"),
     http::HeaderName::from_static("spin-client-addr"),
     http::HeaderName::from_static("x-forwarded-for"),
@@ -42,6 +49,10 @@ async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
     env.pause = bindery_edge::timer::pause;
     match routes::handle(&request, &env).await {
         Answer::Whole(response) => respond::send(out, response),
+        Answer::ThenRefresh(response) => {
+            respond::send(out, response);
+            routes::federation::refresh(&env).await;
+        }
         Answer::Stream { provider, spec } => {
             // The rate limit is counted before the headers, which carry its state.
             let opened = build::open(&request, &provider, &spec, &env).await;

@@ -34,8 +34,9 @@ pub use entries::{
 };
 pub(crate) use keys::delivery_key;
 pub use keys::{
-    MAX_KEY_BYTES, build_token_secret_key, edge_health_key, edge_versions_key, image_key, rate_key,
-    ref_key, repo_ref_key, spec_ref_key, status_key, token_key,
+    MAX_KEY_BYTES, build_token_secret_key, edge_health_key, edge_versions_key,
+    federation_lease_key, federation_state_key, image_key, rate_key, ref_key, repo_ref_key,
+    spec_ref_key, status_key, token_key,
 };
 
 /// How long past its `expires_at` an entry is kept before it is deleted: an expired ref

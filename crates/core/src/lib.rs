@@ -26,6 +26,8 @@
 //! - [`worker_api`]: the internal edge → worker API: requests and their checks, launch
 //!   ids, the `/health` answer.
 //! - [`cors`]: BinderHub's `cors_allow_origin`: which other sites may read the answers.
+//! - [`federation`]: federation mode, the edge as mybinder.org's redirector: its
+//!   configuration, rendezvous choice of a member, member health and the shared state.
 //! - [`csp`]: Content Security Policy pieces of the pages: script hashes, `frame-ancestors`.
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
@@ -41,6 +43,7 @@ pub mod csp;
 pub mod escape;
 pub mod events;
 pub mod favicon;
+pub mod federation;
 pub mod hex;
 pub mod image;
 pub mod launch;

@@ -39,10 +39,6 @@ const SKIPPED_KINDS: &[(&str, &str)] = &[
         "the loading page's JavaScript client (issue 3)",
     ),
     (
-        "federation_rendezvous",
-        "the federation redirector is not part of Bindery",
-    ),
-    (
         "registry_helper",
         "BinderHub's ExternalRegistryHelper micro-service protocol is not supported",
     ),
@@ -393,6 +389,27 @@ fn check_rate_limit(v: &Value) {
     }
 }
 
+/// The redirector's split of keys `key-0..key-99` over weighted buckets.
+fn check_rendezvous(v: &Value) {
+    use bindery_core::federation::rendezvous;
+    let buckets: Vec<(String, f64)> = v["input"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b[0].as_str().unwrap().to_owned(), b[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(s(&v["input"], "keys"), "key-0..key-99");
+    let named: Vec<(&str, f64)> = buckets.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..100 {
+        let top = rendezvous::rank(&format!("key-{i}"), &named).unwrap();
+        *counts.entry(named[top].0.to_owned()).or_default() += 1;
+    }
+    let expected: BTreeMap<String, u64> =
+        serde_json::from_value(v["expect"]["top_counts"].clone()).unwrap();
+    assert_eq!(counts, expected);
+}
+
 fn check(v: &Value) -> Result<(), &'static str> {
     let expect = &v["expect"];
     match s(v, "kind") {
@@ -416,6 +433,7 @@ fn check(v: &Value) -> Result<(), &'static str> {
         "provider_resolve" => check_provider_resolve(v),
         "provider_parse" => check_provider_parse(v),
         "image_name" => check_image_name(v),
+        "federation_rendezvous" => check_rendezvous(v),
         "git_url_validate" => assert!(
             Spec::parse(ProviderId::Git, s(v, "spec"), &ProviderSettings::default()).is_err()
         ),

@@ -151,6 +151,8 @@ pub struct EdgeConfig {
     /// Whether `/build?build_only=true` may build without launching
     /// (`allow_build_only`, default false: BinderHub's `enable_api_only_mode`).
     pub allow_build_only: bool,
+    /// `federation`, parsed: `Some` when the edge is a federation's redirector.
+    pub federation: Option<crate::federation::Federation>,
 }
 
 impl EdgeConfig {
@@ -238,6 +240,16 @@ impl EdgeConfig {
             None => BanNetworks::default(),
         };
 
+        let federation = match value(FEDERATION)? {
+            Some(raw) => {
+                crate::federation::Federation::parse(&raw).map_err(|e| ConfigError::Invalid {
+                    name: FEDERATION,
+                    reason: e.to_string(),
+                })?
+            }
+            None => None,
+        };
+
         Ok(Self {
             worker_url: value(WORKER_URL)?
                 .map(|raw| parse_base_url(WORKER_URL, &raw))
@@ -285,6 +297,7 @@ impl EdgeConfig {
             build_token,
             build_rate,
             allow_build_only,
+            federation,
         })
     }
 

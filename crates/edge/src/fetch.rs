@@ -123,6 +123,15 @@ pub trait Fetch {
         &self,
         request: http::Request<Vec<u8>>,
     ) -> impl Future<Output = Result<http::Response<Vec<u8>>, FetchError>>;
+
+    /// The same client within other time limits (a scripted peer has none to change).
+    fn within_limits(&self, limits: Limits) -> Self
+    where
+        Self: Sized + Clone,
+    {
+        let _ = limits;
+        self.clone()
+    }
 }
 
 impl<F: Fetch + ?Sized> Fetch for &F {
@@ -259,6 +268,13 @@ mod spin {
                 .unwrap_or(http::StatusCode::BAD_GATEWAY);
             *answer.headers_mut() = std::mem::take(&mut response.headers);
             Ok(answer)
+        }
+
+        fn within_limits(&self, limits: Limits) -> Self {
+            Self {
+                limits,
+                max_body: self.max_body,
+            }
         }
     }
 

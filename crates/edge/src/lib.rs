@@ -31,6 +31,8 @@
 //!   [`resolve::resolve_from_cache`] and [`resolve::resolve_upstream`], its two halves.
 //! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens;
 //!   [`registry::presence_from_cache`] and [`registry::check_registry`], its two halves.
+//! - [`federation`]: federation mode's I/O: the parsed `federation` variable, the shared
+//!   health record and its refresh lease in the store, the checks of the members.
 //! - [`worker`]: requests to the worker API with its bearer token.
 //! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`, and
 //!   `send`, which writes a whole answer to Spin.
@@ -45,6 +47,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod federation;
 pub mod fetch;
 pub mod incoming;
 pub mod registry;

@@ -219,6 +219,7 @@ fn every_route_maps_to_a_component_and_every_component_is_routed() {
         ("/repo/...", "launch"),
         ("/health", "launch"),
         ("/versions", "launch"),
+        ("/...", "launch"),
         ("/badge.svg", "badge"),
         ("/badge_logo.svg", "badge"),
         ("/status/...", "badge"),

@@ -5,6 +5,7 @@
 //! `%2F` inside a GitLab namespace stays a part of the spec.
 
 pub mod build;
+pub mod federation;
 pub mod health;
 pub mod relay;
 pub mod resolve;
@@ -77,10 +78,16 @@ pub enum Answer {
         /// Raw spec.
         spec: String,
     },
+    /// A whole answer, after which the entry checks the federation's members that are
+    /// due ([`federation::refresh`]).
+    ThenRefresh(Response<Vec<u8>>),
 }
 
 /// Answers `request` (its URI, and the headers the component reads).
-pub async fn handle<F: Fetch>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> Answer {
+pub async fn handle<F: Fetch + Clone>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> Answer {
+    if let Some(answer) = federation::handle(request, env).await {
+        return answer;
+    }
     let head = request.method() == Method::HEAD;
     let route = parse(request.uri().path());
     // The resolve API always answers `*`; every other answer carries `cors_allow_origin`
@@ -155,7 +162,7 @@ async fn answer<F: Fetch>(
     response
 }
 
-fn preflight() -> Response<Vec<u8>> {
+pub(crate) fn preflight() -> Response<Vec<u8>> {
     let mut preflight = Response::new(Vec::new());
     let headers = preflight.headers_mut();
     headers.insert(http::header::ALLOW, HeaderValue::from_static(ALLOWED));

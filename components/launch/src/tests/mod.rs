@@ -24,6 +24,7 @@ use crate::routes::{self, Answer, build};
 
 mod brakes;
 mod build_stream;
+mod federation;
 mod member;
 mod other_routes;
 mod page_headers;
@@ -132,6 +133,8 @@ impl World {
         let request = request(method, path, headers);
         match self.with_env(|env| block_on(routes::handle(&request, env))) {
             Answer::Whole(response) => response,
+            // The checks that follow are `refresh`'s, which a test runs on its own.
+            Answer::ThenRefresh(response) => response,
             Answer::Stream { .. } => panic!("{path} answered with an event stream"),
         }
     }

@@ -3,8 +3,8 @@
 use bindery_core::cache::CacheTtl;
 use bindery_core::worker_api::Health;
 use bindery_edge::config::{
-    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, CORS_ALLOW_ORIGIN, REF_TTL_SECONDS, REGISTRY_URL,
-    RESOLVE_VARIABLES,
+    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, CORS_ALLOW_ORIGIN, FEDERATION, REF_TTL_SECONDS,
+    REGISTRY_URL, RESOLVE_VARIABLES,
 };
 use bindery_edge::testing::response;
 use serde_json::Value;
@@ -44,10 +44,11 @@ fn a_resolve_answered_from_the_cache_reads_only_the_cached_variables() {
     assert_eq!(body["image_present"], true);
     assert_eq!(body["resolved_ref"], SHA);
     assert_eq!(world.fetch.calls(), 0);
-    // Each variable is a host call: the benchmark's hot path reads no more than these.
+    // Each variable is a host call: the benchmark's hot path reads no more than these
+    // (and `federation` first, which every request of the component reads).
     assert_eq!(
         *world.vars.loads.borrow(),
-        lists(&[CACHED_RESOLVE_VARIABLES])
+        lists(&[&[FEDERATION], CACHED_RESOLVE_VARIABLES])
     );
 }
 
@@ -64,7 +65,7 @@ fn a_resolve_that_asks_the_registry_reads_the_rest_once() {
     assert_eq!(body["image_present"], false);
     assert_eq!(
         *world.vars.loads.borrow(),
-        lists(&[CACHED_RESOLVE_VARIABLES, RESOLVE_VARIABLES])
+        lists(&[&[FEDERATION], CACHED_RESOLVE_VARIABLES, RESOLVE_VARIABLES])
     );
 }
 
@@ -127,12 +128,15 @@ fn health_asks_the_worker_and_the_registry_then_answers_from_the_cache() {
             .keys()
             .contains(&bindery_core::cache::edge_health_key())
     );
-    // Only what the checks need, and only on a miss; then `cors_allow_origin` alone.
+    // Only what the checks need, and only on a miss; then `cors_allow_origin` alone (with
+    // `federation`, which every request of the component reads first).
     assert_eq!(
         *world.vars.loads.borrow(),
         lists(&[
+            &[FEDERATION],
             crate::routes::health::HEALTH_VARIABLES,
             &[CORS_ALLOW_ORIGIN],
+            &[FEDERATION],
             &[CORS_ALLOW_ORIGIN]
         ])
     );

@@ -44,6 +44,16 @@ pub fn edge_versions_key() -> String {
     key("versions", &["edge"])
 }
 
+/// The federation's shared health record (see `crate::federation::state`).
+pub fn federation_state_key() -> String {
+    key("federation", &["state"])
+}
+
+/// The lease of the request that refreshes the federation's health now.
+pub fn federation_lease_key() -> String {
+    key("federation", &["lease"])
+}
+
 /// Whether the full image name (with tag) exists in the registry.
 pub fn image_key(image: &str) -> String {
     key("image", &[image])

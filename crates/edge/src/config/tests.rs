@@ -333,6 +333,9 @@ fn every_variable_is_listed_once_and_component_lists_are_known() {
             BUILD_RATE_PERIOD_SECONDS,
             // `/build?build_only=true` (issue 14).
             ALLOW_BUILD_ONLY,
+            // Read first by every request of the component; a federation proxies the
+            // resolve API to its prime.
+            FEDERATION,
         ]
     );
     assert!(

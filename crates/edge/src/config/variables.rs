@@ -2,7 +2,7 @@
 //! and which readers ([`Reader`]) read it; every per-reader list is derived from it at
 //! compile time, so a new variable is one row here (and its declaration in `spin.toml`).
 
-use Reader::{Badge, CachedResolve, Launch, Resolve, Webhook};
+use Reader::{Badge, CachedResolve, Federation, Launch, Resolve, Webhook};
 use bindery_core::policy::SpecList;
 
 /// A reader of variables: a component, or one route of the launch component that reads
@@ -19,16 +19,21 @@ pub enum Reader {
     Resolve,
     /// `/api/v1/resolve` answered from the cache alone.
     CachedResolve,
+    /// What every request of the launch component reads first: whether the edge is a
+    /// federation's redirector (`federation`), and in that mode nothing else but the
+    /// public URL its proxied requests name.
+    Federation,
 }
 
 impl Reader {
     /// Every reader.
-    pub const ALL: [Reader; 5] = [
+    pub const ALL: [Reader; 6] = [
         Reader::Badge,
         Reader::Webhook,
         Reader::Launch,
         Reader::Resolve,
         Reader::CachedResolve,
+        Reader::Federation,
     ];
 
     /// The names this reader reads, in table order.
@@ -39,6 +44,7 @@ impl Reader {
             Reader::Launch => LAUNCH_VARIABLES,
             Reader::Resolve => RESOLVE_VARIABLES,
             Reader::CachedResolve => CACHED_RESOLVE_VARIABLES,
+            Reader::Federation => FEDERATION_VARIABLES,
         }
     }
 }
@@ -118,7 +124,7 @@ pub const VARIABLES: &[Var] = &[
     var(HIGH_QUOTA_SPECS, CACHED),
     var(BAN_NETWORKS, CACHED),
     var(TRUSTED_PROXIES, CACHED),
-    var(PUBLIC_URL, &[Launch]),
+    var(PUBLIC_URL, &[Launch, Federation]),
     var(BADGE_BASE_URL, &[Launch]),
     var(CORS_ALLOW_ORIGIN, &[Launch]),
     var(ABOUT_MESSAGE, &[Launch]),
@@ -138,6 +144,7 @@ pub const VARIABLES: &[Var] = &[
     var(BUILD_RATE_LIMIT, &[Launch]),
     var(BUILD_RATE_PERIOD_SECONDS, &[Launch]),
     var(ALLOW_BUILD_ONLY, &[Launch]),
+    var(FEDERATION, &[Launch, Federation]),
 ];
 
 /// How many variables `reader` reads.
@@ -188,6 +195,10 @@ pub const RESOLVE_VARIABLES: &[&str] = &names::<{ count(Resolve) }>(Resolve);
 /// need nothing else; a miss reads [`RESOLVE_VARIABLES`]. A test checks that a spec and
 /// the ban rules come out the same from either list.
 pub const CACHED_RESOLVE_VARIABLES: &[&str] = &names::<{ count(CachedResolve) }>(CachedResolve);
+
+/// What federation mode reads: `federation` and `public_url`. Outside that mode a request
+/// reads `federation` alone first ([`FEDERATION`]), one host call.
+pub const FEDERATION_VARIABLES: &[&str] = &names::<{ count(Federation) }>(Federation);
 
 /// The worker's base URL (`http://127.0.0.1:8585`).
 pub const WORKER_URL: &str = "worker_url";
@@ -260,6 +271,8 @@ pub const BUILD_TOKEN_CHECK_ORIGIN: &str = "build_token_check_origin";
 /// Whether `/build?build_only=true` may build an image without launching it
 /// (BinderHub's API-only mode; default false).
 pub const ALLOW_BUILD_ONLY: &str = "allow_build_only";
+/// The federation redirector's JSON configuration; empty: not a federation.
+pub const FEDERATION: &str = "federation";
 /// `/build` requests per client address per window without a build token (default 10; 0: off).
 pub const BUILD_RATE_LIMIT: &str = "build_rate_limit";
 /// The window of `build_rate_limit`, in seconds (default 3600).
@@ -293,8 +306,9 @@ mod tests {
         );
         // Issue 12 added the five `build_token_*` and `build_rate_*` variables, and
         // `frame_ancestors` of the pages; issue 14 `allow_build_only`, `badge_base_url`,
-        // `cors_allow_origin` and `about_message`.
-        assert_eq!(LAUNCH_VARIABLES.len(), 32);
+        // `cors_allow_origin`, `about_message` and `federation`.
+        assert_eq!(LAUNCH_VARIABLES.len(), 33);
+        assert_eq!(FEDERATION_VARIABLES, [PUBLIC_URL, FEDERATION]);
         assert_eq!(RESOLVE_VARIABLES.len(), 19);
         // The cached resolve is the hot path: each variable is a host call per request.
         assert_eq!(
@@ -322,7 +336,7 @@ mod tests {
             assert_eq!(reader.variables(), expected, "{reader:?}");
         }
         // What a route reads the launch component must declare.
-        for reader in [Reader::Resolve, Reader::CachedResolve] {
+        for reader in [Reader::Resolve, Reader::CachedResolve, Reader::Federation] {
             for name in reader.variables() {
                 assert!(LAUNCH_VARIABLES.contains(name), "{reader:?}: {name}");
             }

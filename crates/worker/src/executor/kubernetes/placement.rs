@@ -91,14 +91,7 @@ pub fn sticky_node<'a>(key: &str, nodes: &'a [String]) -> Option<&'a str> {
 }
 
 fn rendezvous_score(key: &str, node: &str) -> u64 {
-    use blake2::digest::{Update, VariableOutput};
-    let mut digest = [0u8; 8];
-    // An 8-byte output is always valid for blake2b, so neither call can fail.
-    if let Ok(mut hasher) = blake2::Blake2bVar::new(8) {
-        hasher.update(format!("{key}-{node}").as_bytes());
-        let _ = hasher.finalize_variable(&mut digest);
-    }
-    u64::from_be_bytes(digest)
+    bindery_core::federation::rendezvous::hash(key, node)
 }
 
 /// The node names of the builder pods that run now (phase `Running`, not being deleted,
