@@ -89,14 +89,17 @@ impl Health {
 
     /// The edge's answer: the worker's checks as the worker reports them (BinderHub's
     /// `JupyterHub API`, `Docker registry`, `Pod quota`, and its executor's), then Bindery's
-    /// own [`WORKER_SERVICE`]: whether the worker answered at all (`None`: it did not).
+    /// own [`WORKER_SERVICE`]: whether the worker answered at all (`None`: it did not), and
+    /// failing too when the worker said `ok: false` with no failing check to show why.
     ///
     /// The edge checks the registry it reads manifests from too (`edge_registry`; `None`:
     /// none configured). That folds into the worker's [`REGISTRY_SERVICE`] entry, which is
     /// then ok only when both reach a registry, or stands alone when the worker reports
     /// none: a federation reads one `Docker registry` check per member.
     pub fn of_member(worker: Option<Health>, edge_registry: Option<bool>) -> Self {
-        let answered = worker.is_some();
+        let worker_ok = worker
+            .as_ref()
+            .is_some_and(|w| w.ok || w.checks.iter().any(|c| !c.ok && !c.ignore_failure));
         let mut checks = worker.map(|w| w.checks).unwrap_or_default();
         if let Some(edge_ok) = edge_registry {
             match checks.iter_mut().find(|c| c.service == REGISTRY_SERVICE) {
@@ -104,7 +107,7 @@ impl Health {
                 None => checks.push(HealthCheck::new(REGISTRY_SERVICE, edge_ok)),
             }
         }
-        checks.push(HealthCheck::new(WORKER_SERVICE, answered));
+        checks.push(HealthCheck::new(WORKER_SERVICE, worker_ok));
         Self::of(checks)
     }
 
@@ -202,6 +205,16 @@ mod tests {
                 {"service": "Docker registry", "ok": true},
                 {"service": "Bindery worker", "ok": true},
             ]})
+        );
+        // A worker that says it is not ok, with no failing check to say why, is not ok.
+        let unexplained = Health {
+            ok: false,
+            checks: Vec::new(),
+        };
+        let answer = Health::of_member(Some(unexplained), None);
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            json!({"ok": false, "checks": [{"service": "Bindery worker", "ok": false}]})
         );
         // No worker answer: nothing of it is claimed.
         let silent = Health::of_member(None, None);
