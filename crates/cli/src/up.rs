@@ -241,7 +241,11 @@ fn print_banner(
         }
         ExecutorSettings::Kubernetes(_) => "Kubernetes Jobs".to_owned(),
     };
-    let registry = config.builds.registry_url.as_deref().unwrap_or("none");
+    let registry = config
+        .builds
+        .registry_url
+        .as_deref()
+        .unwrap_or("none (images stay in the engine; the edge asks the worker for them)");
     let reach = if worker.ip().is_loopback() {
         " (loopback)"
     } else {

@@ -1,6 +1,7 @@
 //! `GET /health` and `GET /versions`, in BinderHub's shapes.
 //!
-//! Health covers what the edge depends on, the worker and the registry, each asked
+//! Health covers what the edge depends on, the worker and the registry (none with
+//! `use_registry = false`), each asked
 //! within a few seconds; 503 when something is down. The answer is kept in the KV store
 //! for [`HEALTH_TTL`] seconds: a federation polls `/health` every few seconds, and each
 //! check costs a worker and a registry round trip.
@@ -83,6 +84,11 @@ async fn check(cfg: &EdgeConfig, fetch: &impl Fetch) -> Health {
             _ => false,
         }
     };
+    if !cfg.use_registry {
+        // No registry to ask (BinderHub checks one only with use_registry): the worker's
+        // health covers the engine that holds the images.
+        return Health::of(vec![HealthCheck::new("Bindery worker", worker_check.await)]);
+    }
     let (worker_ok, registry_ok) = futures::future::join(worker_check, registry_check).await;
     Health::of(vec![
         HealthCheck::new("Bindery worker", worker_ok),

@@ -46,10 +46,16 @@ async fn check_services(probe: &Probe, config: &WorkerConfig, notes: &mut Notes)
         )),
     }
     match &config.builds.registry_url {
-        None => notes.warn(
-            "no registry_url: images are built into the local engine and never pushed, so \
-             the edge never finds them and every launch builds again",
-        ),
+        // registry_url = "none": images stay in the engine, which the worker asks; only
+        // builds on this machine leave an image there.
+        None => {
+            if let ExecutorSettings::Kubernetes(_) = config.builds.executor {
+                notes.warn(
+                    "no registry with executor = \"kubernetes\": built images are found \
+                     nowhere, so every launch builds again; set registry_url",
+                );
+            }
+        }
         Some(url) => {
             let registry = format!("{}/v2/", url.trim_end_matches('/'));
             match probe.status(&registry).await {

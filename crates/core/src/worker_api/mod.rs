@@ -8,7 +8,9 @@
 //! The contract lives here once: the request types with their constructor and checks
 //! (`request`: [`LaunchRequest::new`], [`LaunchRequest::validate`]), the shape of ids and
 //! of the event ids the edge relays ([`is_valid_id`], [`relay_id`],
-//! [`parse_last_event_id`]), and the `/health` answer both sides give ([`Health`]).
+//! [`parse_last_event_id`]), the `/health` answer both sides give ([`Health`]), and the
+//! image lookup an edge without a registry asks instead (`images`: [`ImageAnswer`],
+//! [`validate_image_query`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +112,7 @@ pub const BUILDS_PATH: &str = "/api/v1/builds";
 mod admission;
 mod health;
 mod ids;
+mod images;
 mod request;
 
 pub use admission::{
@@ -119,4 +122,5 @@ pub use admission::{
 
 pub use health::{Health, HealthCheck};
 pub use ids::{ID_MAX_LEN, ID_MIN_LEN, is_valid_id, parse_last_event_id, relay_id};
+pub use images::{IMAGES_PATH, ImageAnswer, ImageQueryError, MAX_TAG_LEN, validate_image_query};
 pub use request::RequestError;

@@ -91,7 +91,7 @@ pub(crate) fn parse_limits(
 }
 
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, any case).
-fn parse_bool(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
+pub(super) fn parse_bool(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
     match raw.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),

@@ -6,7 +6,8 @@
 //!
 //! A part is managed when its setting is unset or `"managed"` (`registry_url`, `hub_url`;
 //! the engine when neither `DOCKER_HOST` nor `build_engine` is set); a configured part is
-//! used as it is and never started. The managed parts' addresses and tokens are written into
+//! used as it is and never started. `registry_url = "none"` asks for no registry at all:
+//! images stay in the engine, and the edge asks the worker whether one exists. The managed parts' addresses and tokens are written into
 //! the settings before the worker and the edge read them, so all three agree.
 //!
 //! - [`supervise`]: one child process under supervision.
@@ -156,11 +157,11 @@ async fn start_parts(
             None => {
                 notes.warn(format!(
                     "no registry: {} is not installed (Debian: apt-get install docker-registry; \
-                     `cargo xtask run` installs it), so images are not pushed and every launch \
-                     builds again",
+                     `cargo xtask run` installs it), so images stay in the container engine \
+                     as with registry_url = \"none\"",
                     registry::PROGRAM
                 ));
-                file.registry_url = Some(String::new());
+                file.registry_url = Some(super::settings::NO_REGISTRY.to_owned());
             }
             Some(program) => {
                 check_free(listen, "registry", "registry_listen")?;
@@ -243,10 +244,10 @@ async fn start_parts(
             service_token: service_token.clone(),
             proxy_token: random_token()?,
             culler_token: random_token()?,
-            image_prefix: file
-                .image_prefix
-                .clone()
-                .unwrap_or_else(|| super::settings::DEFAULT_IMAGE_PREFIX.to_owned()),
+            // The worker's, whatever sets it (the file, [worker], the environment, the
+            // default for the registry or for none).
+            image_prefix: super::settings::worker_config(file, data_dir, &mut Notes::default())?
+                .image_prefix,
             cull_idle: settings
                 .cull_idle_seconds
                 .map_or(CULL_IDLE, Duration::from_secs),
@@ -363,6 +364,7 @@ mod tests {
             ("registry_url = \"managed\"\n", true),
             ("registry_url = \"http://reg:5000\"\n", false),
             ("registry_url = \"\"\n", false),
+            ("registry_url = \"none\"\n", false),
             ("[worker]\nregistry_url = \"http://reg:5000\"\n", false),
         ];
         for (text, expected) in cases {
