@@ -194,9 +194,12 @@ async fn start_parts(
             .is_some_and(|t| t.contains_key("DOCKER_HOST"));
     if engine_free {
         managed.engine_checked = true;
-        let found = engine::choose(data_dir, &path).await;
+        let (found, note) = engine::choose(data_dir, &path).await;
+        if let Some(note) = note {
+            notes.warn(note);
+        }
         match &found {
-            Engine::Missing => notes.warn(engine::NO_ENGINE),
+            Engine::Missing => {}
             Engine::Docker => managed
                 .lines
                 .push(format!("{:<8}  {}", "engine", found.describe())),
