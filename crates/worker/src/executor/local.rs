@@ -15,6 +15,9 @@
 //! repository, so nothing of the worker's own environment (its tokens, the operator's
 //! `SSH_AUTH_SOCK` or cloud credentials) may reach it, and a fresh `HOME` that is removed
 //! after the build keeps one build's files (git credentials, docker config) from the next.
+//!
+//! `engine` (a submodule) holds what the executor asks its engine directly: whether it
+//! answers, and whether it holds an image (for a worker without a registry).
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};

@@ -7,8 +7,9 @@
 //! A part is managed when its setting is unset or `"managed"` (`registry_url`, `hub_url`;
 //! the engine when neither `DOCKER_HOST` nor `build_engine` is set); a configured part is
 //! used as it is and never started. `registry_url = "none"` asks for no registry at all:
-//! images stay in the engine, and the edge asks the worker whether one exists. The managed parts' addresses and tokens are written into
-//! the settings before the worker and the edge read them, so all three agree.
+//! images stay in the engine, and the edge asks the worker whether one exists. The managed
+//! parts' addresses and tokens are written into the settings before the worker and the edge
+//! read them, so all three agree.
 //!
 //! - [`supervise`]: one child process under supervision.
 //! - [`registry`], [`engine`], [`hub`]: what each part runs and how it is configured.
