@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bindery_system_tests::sse::get;
 use bindery_system_tests::up::{Up, alive, processes_mentioning};
-use bindery_system_tests::{free_port, scratch};
+use bindery_system_tests::{free_port, scratch, workspace};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_behind() {
@@ -19,14 +19,17 @@ async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_be
     let dir = scratch("managed");
     let data = dir.join("data");
     let (edge, worker, registry, hub) = (free_port(), free_port(), free_port(), free_port());
+    // Relative, as bindery.toml's `.bindery`: the managed parts run in directories of their
+    // own, where it must still name the same place (the banner shows it absolute).
+    let relative = data.strip_prefix(workspace()).unwrap();
     let config = format!(
-        "data_dir = \"{data}\"\n\
+        "data_dir = \"{relative}\"\n\
          [edge]\nlisten = \"127.0.0.1:{edge}\"\n\
          [worker]\nlisten = \"127.0.0.1:{worker}\"\n\
          [managed]\nregistry_listen = \"127.0.0.1:{registry}\"\n\
          hub_listen = \"127.0.0.1:{hub}\"\npython = \"{python}\"\n\
          mem_limit = \"1G\"\ncpu_limit = 1.0\n",
-        data = data.display(),
+        relative = relative.display(),
     );
     let podman = Path::new("/usr/bin/podman").exists();
     let mut up = Up::start(&dir, &config, &[]).await;
