@@ -889,7 +889,7 @@ async fn without_a_registry_a_real_build_stays_in_podman_where_the_worker_finds_
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let _ = Command::new("podman")
-        .args(["rmi", &request.image])
+        .args(["rmi", "-f", &request.image])
         .envs(env)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
