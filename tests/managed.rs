@@ -9,49 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bindery_system_tests::sse::get;
-use bindery_system_tests::up::Up;
-use bindery_system_tests::{free_port, scratch};
-
-/// Whether `pid` is a live process (a zombie is not).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-        !state.starts_with('Z')
-    })
-}
-
-/// Live processes whose command line mentions `dir`.
-fn processes_mentioning(dir: &Path) -> Vec<String> {
-    let needle = dir.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(pid) = name.parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if pid != std::process::id() && cmdline.contains(&needle) && alive(pid) {
-            found.push(format!("{pid}: {cmdline}"));
-        }
-    }
-    found
-}
-
-/// Polls the edge's `/health` until every check is ok; the last answer otherwise.
-async fn health_green(url: &str, within: Duration) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let health = get(&format!("{url}health"), &[]).await;
-        if health.status == 200 && health.json()["ok"] == true {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("{} {}", health.status, health.text()));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+use bindery_system_tests::up::{Up, alive, processes_mentioning};
+use bindery_system_tests::{free_port, scratch, workspace};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_behind() {
@@ -60,14 +19,17 @@ async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_be
     let dir = scratch("managed");
     let data = dir.join("data");
     let (edge, worker, registry, hub) = (free_port(), free_port(), free_port(), free_port());
+    // Relative, as bindery.toml's `.bindery`: the managed parts run in directories of their
+    // own, where it must still name the same place (the banner shows it absolute).
+    let relative = data.strip_prefix(workspace()).unwrap();
     let config = format!(
-        "data_dir = \"{data}\"\n\
+        "data_dir = \"{relative}\"\n\
          [edge]\nlisten = \"127.0.0.1:{edge}\"\n\
          [worker]\nlisten = \"127.0.0.1:{worker}\"\n\
          [managed]\nregistry_listen = \"127.0.0.1:{registry}\"\n\
          hub_listen = \"127.0.0.1:{hub}\"\npython = \"{python}\"\n\
          mem_limit = \"1G\"\ncpu_limit = 1.0\n",
-        data = data.display(),
+        relative = relative.display(),
     );
     let podman = Path::new("/usr/bin/podman").exists();
     let mut up = Up::start(&dir, &config, &[]).await;
@@ -117,9 +79,7 @@ async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_be
         200
     );
     if podman {
-        health_green(&up.url, Duration::from_secs(60))
-            .await
-            .unwrap();
+        up.health_green(Duration::from_secs(60)).await.unwrap();
     } else {
         // Without an engine the worker's engine check is red, the others green.
         let health = get(&format!("{}health", up.url), &[]).await;
@@ -165,9 +125,7 @@ async fn up_manages_registry_and_hub_restarts_a_killed_hub_and_leaves_nothing_be
     let second = restarted.unwrap_or_else(|| panic!("the hub was not restarted:\n{}", up.output()));
     assert!(!alive(first), "the killed hub was reaped");
     if podman {
-        health_green(&up.url, Duration::from_secs(60))
-            .await
-            .unwrap();
+        up.health_green(Duration::from_secs(60)).await.unwrap();
     }
 
     let mut pids: Vec<u32> = ["registry", "engine", "proxy", "hub", "culler"]

@@ -13,10 +13,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
 
 use bindery_core::events::Phase;
+use bindery_system_tests::browser;
 use bindery_system_tests::git::GitServer;
 use bindery_system_tests::hub::Hub;
 use bindery_system_tests::node;
@@ -63,8 +65,7 @@ async fn worker_metrics(port: u16) -> String {
         .text()
 }
 
-/// Runs `tests/js/launch.cjs` in headless Chromium (under the reaper, which collects the
-/// browser's orphaned helpers) and returns what it reports.
+/// Runs `tests/js/launch.cjs` in headless Chromium and returns what it reports.
 fn browse(
     launch_url: &str,
     hub_url: &str,
@@ -72,36 +73,15 @@ fn browse(
     profile: &std::path::Path,
     gate: &std::path::Path,
 ) -> Value {
-    let node_path = std::env::var("BINDERY_NODE_PATH").map_or_else(
-        |_| workspace().join("target/js/node_modules"),
-        PathBuf::from,
-    );
-    assert!(
-        node_path.join("playwright-core").exists(),
-        "{} has no playwright-core: run `cargo xtask setup`",
-        node_path.display()
-    );
-    let python = std::env::var("BINDERY_PYTHON").unwrap();
-    let out = Command::new(python)
-        .arg(workspace().join("tests/py/reaper.py"))
-        .arg("node")
-        .arg(workspace().join("tests/js/launch.cjs"))
-        .arg(launch_url)
-        .arg(hub_url)
-        .arg(screenshot)
-        .arg(MARK)
-        .arg(profile)
-        .arg(gate)
-        .env("BINDERY_NODE_PATH", &node_path)
-        .output()
-        .expect("node (apt-get install nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the browser script failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    let args = [
+        OsStr::new(launch_url),
+        OsStr::new(hub_url),
+        screenshot.as_os_str(),
+        OsStr::new(MARK),
+        profile.as_os_str(),
+        gate.as_os_str(),
+    ];
+    browser::run("launch.cjs", &args)
 }
 
 /// The reaper exits with the wrapped command's status, also when the command fails, leaves

@@ -1,5 +1,7 @@
 //! Support for Bindery's system tests: real parts wherever they run on this machine.
 //!
+//! - [`base_image`]: the Jupyter base image of the managed tests' repositories, made once.
+//! - [`browser`]: headless Chromium driven by a playwright-core script of `tests/js/`.
 //! - [`edge`]: the real `bindery edge` binary running the real components from `spin.toml`.
 //! - [`registry`]: the real `docker-registry` (distribution) with no auth, basic auth or
 //!   bearer-token auth, and an image pusher speaking the registry API.
@@ -19,6 +21,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: failing loudly is the point
 
+pub mod base_image;
+pub mod browser;
 pub mod edge;
 pub mod git;
 pub mod hub;

@@ -73,8 +73,14 @@ impl Proc {
     /// Sends SIGTERM and waits up to `secs` for the child to exit; its exit status when it
     /// did.
     pub fn terminate_status(&mut self, secs: u64) -> Option<ExitStatus> {
+        self.signal_status("TERM", secs)
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, ...) and waits up to `secs` for the child to exit;
+    /// its exit status when it did.
+    pub fn signal_status(&mut self, signal: &str, secs: u64) -> Option<ExitStatus> {
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
             .status();
         self.wait_within(Duration::from_secs(secs))

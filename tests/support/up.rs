@@ -98,6 +98,55 @@ impl Up {
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.proc.terminate_status(60)
     }
+
+    /// Sends SIGINT, what Ctrl-C in its terminal sends, and waits up to 60 s; the exit
+    /// status when it stopped.
+    pub fn interrupt(&mut self) -> Option<ExitStatus> {
+        self.proc.signal_status("INT", 60)
+    }
+
+    /// Polls the edge's `/health` until every check is ok (`Ok` with the answer), or
+    /// `within` has passed (`Err` with the last answer).
+    pub async fn health_green(&self, within: Duration) -> Result<serde_json::Value, String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let health = crate::sse::get(&format!("{}health", self.url), &[]).await;
+            if health.status == 200 && health.json()["ok"] == true {
+                return Ok(health.json());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{} {}", health.status, health.text()));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z')
+    })
+}
+
+/// Live processes (but this one) whose command line mentions `dir`: what a stopped
+/// `bindery up` whose data dir is `dir` must not leave behind.
+pub fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(pid) = name.parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if pid != std::process::id() && cmdline.contains(&needle) && alive(pid) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
 }
 
 impl Drop for Up {

@@ -16,7 +16,7 @@ use bindery_core::provider::{ProviderId, Spec};
 use bindery_core::resolve::{Outcome, Resolved};
 use bindery_core::{InputError, image, policy};
 use bindery_edge::config::EdgeConfig;
-use bindery_edge::registry::{Remember, check_registry_remembering};
+use bindery_edge::registry::{Remember, check_presence};
 use bindery_edge::{
     ConfigError, Fetch, FromCache, Presence, ResolveSource, presence_from_cache,
     resolve_from_cache, resolve_upstream,
@@ -191,8 +191,8 @@ impl<'e, 'a, F: Fetch> Prepare<'e, 'a, F> {
         })
     }
 
-    /// Whether the prepared image is in the registry, from the cache when it can. `None`
-    /// when the registry did not say (logged): BinderHub treats that as missing after its
+    /// Whether the prepared image is in the registry (with `use_registry = false`: as the
+    /// worker says), from the cache when it can. `None` when that did not say (logged): BinderHub treats that as missing after its
     /// retries, and the worker checks again before it builds. The image of a commit nobody
     /// checked (a `git` link's) leaves only a "present" entry behind ([`Remember::after`]).
     pub async fn presence(&mut self, prepared: &Prepared) -> Result<Option<Presence>, Refusal> {
@@ -202,12 +202,10 @@ impl<'e, 'a, F: Fetch> Prepare<'e, 'a, F> {
             return Ok(Some(presence));
         }
         let full = self.full()?;
-        match check_registry_remembering(image, remember, full, env.cache(), &env.upstream, now)
-            .await
-        {
+        match check_presence(image, remember, full, env.cache(), &env.upstream, now).await {
             Ok(presence) => Ok(Some(presence)),
             Err(e) => {
-                eprintln!("bindery-launch: registry check for {image} failed: {e}");
+                eprintln!("bindery-launch: image check for {image} failed: {e}");
                 Ok(None)
             }
         }

@@ -69,6 +69,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<String> {
         .map(PathBuf::from)
         .or(file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(".bindery"));
+    // Absolute: the managed parts run in directories of their own, where a relative path
+    // (the default `.bindery`) would name another place.
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
     let manifest = env("BINDERY_MANIFEST")
         .map(PathBuf::from)
         .or(file.edge.manifest.clone())
@@ -241,7 +244,11 @@ fn print_banner(
         }
         ExecutorSettings::Kubernetes(_) => "Kubernetes Jobs".to_owned(),
     };
-    let registry = config.builds.registry_url.as_deref().unwrap_or("none");
+    let registry = config
+        .builds
+        .registry_url
+        .as_deref()
+        .unwrap_or("none (images stay in the engine; the edge asks the worker for them)");
     let reach = if worker.ip().is_loopback() {
         " (loopback)"
     } else {

@@ -106,6 +106,9 @@ pub struct EdgeConfig {
     pub worker_url: Option<String>,
     /// `worker_token`.
     pub worker_token: Option<Secret>,
+    /// `use_registry`: whether images are looked up in the registry (default) or by asking
+    /// the worker, whose images stay in its build engine.
+    pub use_registry: bool,
     /// `registry_url`, validated, without a trailing `/`.
     pub registry_url: Option<String>,
     /// `registry_username`.
@@ -255,6 +258,10 @@ impl EdgeConfig {
                 .map(|raw| parse_base_url(WORKER_URL, &raw))
                 .transpose()?,
             worker_token: secret(value(WORKER_TOKEN)?),
+            use_registry: value(USE_REGISTRY)?
+                .map(|raw| limits::parse_bool(USE_REGISTRY, &raw))
+                .transpose()?
+                .unwrap_or(true),
             registry_url: value(REGISTRY_URL)?
                 .map(|raw| parse_base_url(REGISTRY_URL, &raw))
                 .transpose()?,

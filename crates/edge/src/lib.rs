@@ -64,8 +64,8 @@ pub use fetch::{Fetch, FetchError, Limits, StreamingBody, StreamingFetch};
 #[cfg(target_arch = "wasm32")]
 pub use fetch::{SpinFetch, StreamingResponse, send, send_streaming};
 pub use registry::{
-    Presence, RegistryCheckError, check_image, check_registry, forget_image, mark_built,
-    presence_from_cache,
+    Presence, RegistryCheckError, check_image, check_presence, check_registry, forget_image,
+    mark_built, presence_from_cache,
 };
 pub use resolve::{
     FromCache, ResolveResult, ResolveSource, resolve_from_cache, resolve_spec, resolve_upstream,

@@ -1,4 +1,5 @@
-//! "Does this image exist?": the KV presence cache first, the registry on a miss.
+//! "Does this image exist?": the KV presence cache first, the registry on a miss (or, with
+//! `use_registry = false`, the worker: [`check_presence`]).
 //!
 //! A fresh cached answer (present for `image_present_ttl_seconds`, missing for
 //! `image_missing_ttl_seconds`) needs no call. Otherwise the manifest is checked by
@@ -25,6 +26,7 @@ use crate::cache::Cache;
 use crate::config::{ConfigError, EdgeConfig};
 use crate::fetch::{Fetch, FetchError};
 use crate::resolve::ResolveSource;
+use crate::worker::WorkerError;
 
 /// Whether an image exists, and how that was learnt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,9 @@ pub enum RegistryCheckError {
     /// a challenge or token answer that cannot be used, or a request that cannot be built.
     #[error(transparent)]
     Check(#[from] ManifestCheckError),
+    /// With `use_registry = false`: the worker did not say.
+    #[error("the worker did not say whether the image exists: {0}")]
+    Worker(#[from] WorkerError),
 }
 
 /// What [`check_image`] answers without asking the registry: a fresh "present" or
@@ -79,7 +84,7 @@ pub async fn check_image(
 ) -> Result<Presence, RegistryCheckError> {
     match presence_from_cache(image, cache, now) {
         Some(presence) => Ok(presence),
-        None => check_registry(image, cfg, cache, fetch, now).await,
+        None => check_presence(image, Remember::Everything, cfg, cache, fetch, now).await,
     }
 }
 
@@ -116,6 +121,41 @@ pub async fn check_registry(
     now: u64,
 ) -> Result<Presence, RegistryCheckError> {
     check_registry_remembering(image, Remember::Everything, cfg, cache, fetch, now).await
+}
+
+/// Whether `image` exists, past the cache: in the registry ([`check_registry_remembering`]),
+/// or, with `use_registry = false`, as the worker says (its build engine holds the images
+/// of a Binder on one machine); the answer is kept as `remember` allows, like the
+/// registry's.
+pub async fn check_presence(
+    image: &str,
+    remember: Remember,
+    cfg: &EdgeConfig,
+    cache: &Cache<'_>,
+    fetch: &impl Fetch,
+    now: u64,
+) -> Result<Presence, RegistryCheckError> {
+    if cfg.use_registry {
+        return check_registry_remembering(image, remember, cfg, cache, fetch, now).await;
+    }
+    let answer = crate::worker::request_image(cfg.worker()?, image, fetch).await?;
+    if answer.image != image {
+        return Err(RegistryCheckError::Worker(WorkerError::Answer(format!(
+            "the worker answered about another image, {}",
+            bindery_core::validate::shown(&answer.image)
+        ))));
+    }
+    if answer.present {
+        cache.put_present(image, None, now, &cfg.ttl);
+    } else if remember == Remember::Everything {
+        cache.put_missing(image, now, &cfg.ttl);
+    }
+    Ok(Presence {
+        present: answer.present,
+        from_cache: false,
+        digest: None,
+        upstream_calls: 1,
+    })
 }
 
 /// [`check_registry`] writing only what `remember` allows: a launch passes
@@ -436,6 +476,69 @@ mod tests {
         .unwrap();
         assert!(present.present);
         assert_eq!(kv.keys(), [bindery_core::cache::image_key(IMAGE)]);
+    }
+
+    /// Issue 15: with `use_registry = false` the worker is asked (its engine holds the
+    /// images), never the registry, and its answers are cached like the registry's.
+    #[test]
+    fn without_a_registry_the_worker_is_asked_and_its_answer_cached() {
+        use crate::config::{USE_REGISTRY, WORKER_TOKEN, WORKER_URL};
+        let cfg = EdgeConfig::from_source(|name| {
+            Ok(match name {
+                USE_REGISTRY => Some("false".into()),
+                WORKER_URL => Some("http://127.0.0.1:8585".into()),
+                WORKER_TOKEN => Some("tok".into()),
+                REGISTRY_URL => Some(REG.into()),
+                IMAGE_PREFIX => Some("127.0.0.1:5000/binder-".into()),
+                _ => None,
+            })
+        })
+        .unwrap();
+        let asked = format!(
+            "http://127.0.0.1:8585/api/v1/images?image={}",
+            bindery_core::resolve::encode_all(IMAGE)
+        );
+        let kv = MemoryKv::default();
+        let cache = Cache::new(&kv);
+        let fetch = ScriptedFetch::new();
+        let answer = |present: bool| {
+            let body = serde_json::json!({"image": IMAGE, "present": present}).to_string();
+            response(200, &[], body.as_str())
+        };
+        fetch.once("GET", &asked, answer(false));
+        fetch.once("GET", &asked, answer(false));
+        fetch.once("GET", &asked, answer(true));
+        fetch.once(
+            "GET",
+            &asked,
+            response(503, &[], r#"{"message":"engine down"}"#),
+        );
+        let pinned = Remember::PresentOnly;
+        let missing = block_on(check_presence(IMAGE, pinned, &cfg, &cache, &fetch, NOW)).unwrap();
+        assert!(!missing.present && !missing.from_cache);
+        assert!(
+            kv.keys().is_empty(),
+            "an unchecked commit's miss is not kept"
+        );
+        let missing = block_on(check_image(IMAGE, &cfg, &cache, &fetch, NOW)).unwrap();
+        assert!(!missing.present);
+        assert!(
+            block_on(check_image(IMAGE, &cfg, &cache, &fetch, NOW + 1))
+                .unwrap()
+                .from_cache
+        );
+        let present = block_on(check_image(IMAGE, &cfg, &cache, &fetch, NOW + 60)).unwrap();
+        assert!(present.present && !present.from_cache);
+        let requests = fetch.requests();
+        assert!(requests.iter().all(|r| r.uri().path() == "/api/v1/images"));
+        assert_eq!(requests[0].headers()["authorization"], "Bearer tok");
+        drop(requests);
+        forget_image(IMAGE, &cache);
+        let err = block_on(check_image(IMAGE, &cfg, &cache, &fetch, NOW + 61)).unwrap_err();
+        assert!(matches!(err, RegistryCheckError::Worker(_)), "{err}");
+        assert!(err.to_string().contains("503"), "{err}");
+        assert_eq!(presence_from_cache(IMAGE, &cache, NOW + 62), None);
+        assert_eq!(fetch.calls(), 4);
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! The request builders are plain functions so a caller can also send them with
 //! [`crate::fetch::StreamingFetch`] (the event stream); [`request_build`] and
 //! [`request_launch`] send and read the `202 Accepted` answer, [`request_admission`] counts
-//! a `/build` against the per-client rate limit.
+//! a `/build` against the per-client rate limit, [`request_image`] asks whether an image
+//! exists (for an edge without a registry).
 
 use bindery_core::policy::RateLimitState;
 use bindery_core::validate::shown;
 use bindery_core::worker_api::{
-    ADMISSIONS_PATH, Accepted, AdmissionRequest, BUILDS_PATH, BuildRequest, LAUNCHES_PATH,
-    LaunchRequest,
+    ADMISSIONS_PATH, Accepted, AdmissionRequest, BUILDS_PATH, BuildRequest, IMAGES_PATH,
+    ImageAnswer, LAUNCHES_PATH, LaunchRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -93,6 +94,20 @@ pub fn build_info_request(
             bindery_core::resolve::encode_all(image)
         ),
     )
+}
+
+/// Asks the worker whether `image` exists where its builds put it (`GET /api/v1/images`):
+/// what an edge with `use_registry = false` asks instead of a registry.
+pub async fn request_image(
+    worker: Worker<'_>,
+    image: &str,
+    fetch: &impl Fetch,
+) -> Result<ImageAnswer, WorkerError> {
+    let path = format!(
+        "{IMAGES_PATH}?image={}",
+        bindery_core::resolve::encode_all(image)
+    );
+    answer(fetch.send(get(worker, &path)?).await?)
 }
 
 /// Asks the worker for a build without a launch (a prebuild); idempotent per image.

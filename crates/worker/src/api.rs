@@ -76,6 +76,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
         (&Method::POST, ["api", "v1", "builds"]) => post_build(state, req).await,
         (&Method::POST, ["api", "v1", "admissions"]) => ratelimit::post_admission(state, req).await,
         (&Method::GET, ["api", "v1", "builds"]) => build_info(state, &req),
+        (&Method::GET, ["api", "v1", "images"]) => crate::images::get_image(state, &req).await,
         (&Method::GET, ["api", "v1", "launches", id, "events"]) => {
             let log = ids::is_valid_id(id)
                 .then(|| state.launches.get(id))
@@ -95,7 +96,7 @@ pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<B
                 None => error(StatusCode::NOT_FOUND, "no such build"),
             }
         }
-        (_, ["api", "v1", "launches" | "builds", ..]) => {
+        (_, ["api", "v1", "launches" | "builds" | "images", ..]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
@@ -205,14 +206,21 @@ async fn build_host_allowed(state: &AppState, repo_url: &str) -> Result<(), Resp
         })
 }
 
+/// The `image` query parameter, decoded; `None` when missing, empty or not decodable.
+pub(crate) fn image_parameter(req: &Request<Incoming>) -> Option<String> {
+    req.uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == "image")
+                .and_then(|(_, v)| validate::percent_decode("image", &v.replace('+', " ")).ok())
+        })
+        .filter(|i| !i.is_empty())
+}
+
 fn build_info(state: &Arc<AppState>, req: &Request<Incoming>) -> Response<Body> {
-    let image = req.uri().query().and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "image")
-            .and_then(|(_, v)| validate::percent_decode("image", &v.replace('+', " ")).ok())
-    });
-    let Some(image) = image.filter(|i| !i.is_empty()) else {
+    let Some(image) = image_parameter(req) else {
         return error(
             StatusCode::BAD_REQUEST,
             "the image query parameter is required",

@@ -4,8 +4,9 @@
 //! that image (a prebuild, or any number of launches) gets the same build id and follows
 //! the same event log. A build runs in four steps:
 //!
-//! 1. re-check the registry: another replica may have pushed the image meanwhile; if it is
-//!    there, the build ends at once with `built` ("Found built image...");
+//! 1. re-check the registry (without one, the engine: [`crate::images`]): another replica
+//!    may have pushed the image meanwhile; if it is there, the build ends at once with
+//!    `built` ("Found built image...");
 //! 2. wait for a slot in the [`BuildQueue`] (`waiting` events with `queue_position`);
 //! 3. run the [`Executor`], relaying its events; a `failed` line of repo2docker is kept as
 //!    an `unknown` line so that only the outcome ends the stream;
@@ -35,6 +36,7 @@ use bindery_core::worker_api::{BuildInfo, BuildState};
 use crate::events::{EventLog, Logs};
 use crate::executor::{BuildHandle, BuildOutcome, BuildSpec, Executor, ExecutorError};
 use crate::ids;
+use crate::images::{self, LookupError};
 use crate::logstore::{LogStore, Record};
 use crate::metrics::Metrics;
 use crate::queue::{BuildQueue, ClientShare, ClientShares, PendingLimits, QueueRefusal, Slot};
@@ -191,19 +193,18 @@ impl Builds {
 
     async fn run(&self, spec: BuildSpec, attached: Attached) {
         let log = &attached.log;
-        if let Some(registry) = &self.registry {
-            match registry.image_present(&spec.image).await {
-                Ok(true) => {
-                    tracing::info!(image = %spec.image, "image found in the registry; no build");
-                    log.append_final(Event::built(&spec.image, true));
-                    self.finish(&spec.image, &attached, BuildState::Succeeded)
-                        .await;
-                    return;
-                }
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(image = %spec.image, error = %err, "registry re-check failed; building");
-                }
+        match images::image_present(self.registry(), self.executor(), &spec.image).await {
+            Ok(true) => {
+                tracing::info!(image = %spec.image, "image found; no build");
+                log.append_final(Event::built(&spec.image, true));
+                self.finish(&spec.image, &attached, BuildState::Succeeded)
+                    .await;
+                return;
+            }
+            Ok(false) | Err(LookupError::Nowhere) => {}
+            Err(err) => {
+                let error = crate::error_chain(&err);
+                tracing::warn!(image = %spec.image, %error, "image re-check failed; building");
             }
         }
         let slot = self.queue.acquire(log).await;

@@ -23,6 +23,8 @@
 //!   outcome, error) and the executors: `local` (repo2docker as a child process) and
 //!   `kubernetes` (a Job per build; at start-up the worker adopts the Jobs still running).
 //! - [`registry`]: the manifest re-check before a build.
+//! - [`images`]: where a built image is found (the registry, else the engine), for the
+//!   re-check and `GET /api/v1/images`.
 //! - [`logstore`]: finished build logs in an embedded redb database.
 //! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
 //! - `ids`: random launch ids, hub user suffixes and server tokens.
@@ -39,6 +41,7 @@ pub mod executor;
 pub mod health;
 pub mod hub;
 mod ids;
+pub mod images;
 pub mod launcher;
 pub mod logstore;
 pub mod metrics;

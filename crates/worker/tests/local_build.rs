@@ -818,3 +818,109 @@ async fn versions_names_the_version_of_the_real_repo2docker_asked_once() {
     let executor = LocalExecutor::new(silent);
     assert_eq!(executor.repo2docker_version().await, None);
 }
+
+/// `GET /api/v1/images?image=` of `worker`: the status and the answer.
+async fn image_lookup(base: &str, image: &str) -> (StatusCode, Value) {
+    let url = format!(
+        "{base}/api/v1/images?image={}",
+        bindery_core::resolve::encode_all(image)
+    );
+    let (status, body) = authed(Method::GET, &url, None).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Issue 15: without a registry (`bindery up`'s `registry_url = "none"`) a real build stays
+/// in podman, which the worker asks whether an image exists: its image API (what an edge
+/// with `use_registry = false` asks) and the re-check before a second build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_registry_a_real_build_stays_in_podman_where_the_worker_finds_it() {
+    let dir = scratch("real-no-registry");
+    let registry = start_registry(&dir);
+    let (_git, repo_url, sha) = git_repo(&dir, "echo built > /built.txt").await;
+    let mut config = real_config(&dir, &registry);
+    config.image_prefix = "localhost/bindery-test-no-registry-".into();
+    config.builds.registry_url = None;
+    if let ExecutorSettings::Local(local) = &mut config.builds.executor {
+        local.push = false;
+    }
+    let env = podman_env(&dir, &registry.addr);
+    let request = real_build_request(&config, &repo_url, &sha);
+    let worker = worker(config).await;
+    let (status, answer) = image_lookup(&worker.base, &request.image).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        serde_json::json!({"image": request.image, "present": false})
+    );
+
+    let accepted = post_build(&worker.base, &request).await;
+    let url = format!("{}{}", worker.base, accepted.events_url);
+    let stream = follow(&url, None, None).await;
+    let (_, last) = stream.events.last().unwrap();
+    assert_eq!(last.phase, Phase::Built, "{:#?}", stream.events);
+    let in_podman = Command::new("podman")
+        .args(["image", "exists", &request.image])
+        .envs(env.iter().cloned())
+        .status()
+        .unwrap();
+    assert!(in_podman.success(), "the image is in podman's store");
+    assert_eq!(
+        manifest_status(&registry, &request.image).await,
+        StatusCode::NOT_FOUND,
+        "nothing is pushed"
+    );
+    let (status, answer) = image_lookup(&worker.base, &request.image).await;
+    assert_eq!(
+        (status, &answer["present"]),
+        (StatusCode::OK, &Value::Bool(true))
+    );
+
+    // A second request finds the image in podman and builds nothing.
+    let again = post_build(&worker.base, &request).await;
+    let url = format!("{}{}", worker.base, again.events_url);
+    let stream = follow(&url, None, None).await;
+    assert_eq!(stream.events.len(), 1, "{:#?}", stream.events);
+    assert_eq!(
+        stream.events[0].1.message,
+        "Found built image, launching...\n"
+    );
+
+    // Only names of this worker's images reach podman's command line.
+    for (bad, needle) in [
+        (
+            "docker.io/library/busybox:latest",
+            "not under this worker's image prefix",
+        ),
+        (
+            "localhost/bindery-test-no-registry-x:--format=x",
+            "not an image name",
+        ),
+        (
+            "localhost/bindery-test-no-registry-x y:1",
+            "not an image name",
+        ),
+    ] {
+        let (status, answer) = image_lookup(&worker.base, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(needle),
+            "{answer}"
+        );
+    }
+    let (status, _) = authed(Method::GET, &format!("{}/api/v1/images", worker.base), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = support::call(
+        Method::GET,
+        &format!("{}/api/v1/images?image=x", worker.base),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", &request.image])
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}

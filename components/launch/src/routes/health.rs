@@ -12,13 +12,17 @@
 //! Versions is `binderhub` (this version) and the worker's `builder_info` (the build image
 //! on Kubernetes, repo2docker's version locally), kept for [`VERSIONS_TTL`] seconds; when
 //! the worker cannot be asked, the last answer it gave, else an empty `builder_info`.
+//!
+//! With `use_registry = false` there is no registry to check: the worker's checks cover the
+//! engine that holds the images.
 
 use bindery_core::cache::{Expiring, edge_health_key, edge_versions_key};
 use bindery_core::worker_api::{
     Health, HealthCheck, VERSIONS_PATH, WorkerVersions, versions_answer,
 };
 use bindery_edge::config::{
-    EdgeConfig, REGISTRY_PASSWORD, REGISTRY_URL, REGISTRY_USERNAME, WORKER_TOKEN, WORKER_URL,
+    EdgeConfig, REGISTRY_PASSWORD, REGISTRY_URL, REGISTRY_USERNAME, USE_REGISTRY, WORKER_TOKEN,
+    WORKER_URL,
 };
 use bindery_edge::respond::{self, CACHE_HEADER};
 use bindery_edge::{Fetch, worker};
@@ -34,13 +38,14 @@ pub const HEALTH_TTL: u64 = 10;
 /// How long the worker's `builder_info` is reused, in seconds.
 pub const VERSIONS_TTL: u64 = 60;
 
-/// What health reads: the worker and the registry.
+/// What health reads: the worker and the registry, and whether there is one.
 pub const HEALTH_VARIABLES: &[&str] = &[
     WORKER_URL,
     WORKER_TOKEN,
     REGISTRY_URL,
     REGISTRY_USERNAME,
     REGISTRY_PASSWORD,
+    USE_REGISTRY,
 ];
 
 /// A health answer kept in the KV store for [`HEALTH_TTL`] seconds.
@@ -121,6 +126,11 @@ async fn check(cfg: &EdgeConfig, fetch: &impl Fetch) -> Health {
                 .is_ok_and(|r| r.status().is_success() || r.status() == 401),
         )
     };
+    if !cfg.use_registry {
+        // No registry to ask (BinderHub checks one only with use_registry): the worker's
+        // checks cover the engine that holds the images.
+        return Health::of_member(worker_check.await, None);
+    }
     let (worker, registry) = futures::future::join(worker_check, registry_check).await;
     Health::of_member(worker, registry)
 }

@@ -3,8 +3,8 @@
 use bindery_core::cache::CacheTtl;
 use bindery_core::worker_api::Health;
 use bindery_edge::config::{
-    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, CORS_ALLOW_ORIGIN, FEDERATION, REF_TTL_SECONDS,
-    REGISTRY_URL, RESOLVE_VARIABLES,
+    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, CORS_ALLOW_ORIGIN, FEDERATION, LAUNCH_VARIABLES,
+    REF_TTL_SECONDS, REGISTRY_URL, RESOLVE_VARIABLES, USE_REGISTRY,
 };
 use bindery_edge::testing::response;
 use serde_json::Value;
@@ -140,6 +140,53 @@ fn health_asks_the_worker_and_the_registry_then_answers_from_the_cache() {
             &[CORS_ALLOW_ORIGIN]
         ])
     );
+}
+
+/// Issue 15: with `use_registry = false` the resolve API asks the worker whether the image
+/// exists, and `/health` asks the worker alone; the registry hears of neither.
+#[test]
+fn without_a_registry_the_worker_is_asked_for_the_image_and_health() {
+    let world = World::new(&[(USE_REGISTRY, "false")]);
+    let lookup = format!(
+        "{WORKER}/api/v1/images?image={}",
+        bindery_core::resolve::encode_all(&pinned_image())
+    );
+    let answer = serde_json::json!({"image": pinned_image(), "present": true}).to_string();
+    world
+        .fetch
+        .on("GET", &lookup, response(200, &[], answer.as_str()));
+    world.fetch.on(
+        "GET",
+        &format!("{WORKER}/health"),
+        response(200, &[], WORKER_HEALTH),
+    );
+    let response = world.get("GET", &resolve_path(), &[]);
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-bindery-image-cache"], "miss");
+    let body: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["image_present"], true, "{body}");
+    let health = world.get("GET", "/health", &[]);
+    assert_eq!(health.status(), 200);
+    let health: Health = serde_json::from_slice(health.body()).unwrap();
+    let services: Vec<&str> = health.checks.iter().map(|c| c.service.as_str()).collect();
+    // The worker's checks as it reports them, and no registry check of the edge's own.
+    assert_eq!(
+        services,
+        [
+            "JupyterHub API",
+            "Docker registry",
+            "Pod quota",
+            "Bindery worker"
+        ]
+    );
+    let asked: Vec<String> = world
+        .fetch
+        .requests()
+        .iter()
+        .map(|r| r.uri().to_string())
+        .collect();
+    assert!(asked.iter().all(|u| !u.starts_with(REGISTRY)), "{asked:?}");
+    assert!(asked.contains(&lookup), "{asked:?}");
 }
 
 #[test]

@@ -46,10 +46,16 @@ async fn check_services(probe: &Probe, config: &WorkerConfig, notes: &mut Notes)
         )),
     }
     match &config.builds.registry_url {
-        None => notes.warn(
-            "no registry_url: images are built into the local engine and never pushed, so \
-             the edge never finds them and every launch builds again",
-        ),
+        // registry_url = "none": images stay in the engine, which the worker asks; only
+        // builds on this machine leave an image there.
+        None => {
+            if let ExecutorSettings::Kubernetes(_) = config.builds.executor {
+                notes.warn(
+                    "no registry with executor = \"kubernetes\": built images are found \
+                     nowhere, so every launch builds again; set registry_url",
+                );
+            }
+        }
         Some(url) => {
             let registry = format!("{}/v2/", url.trim_end_matches('/'));
             match probe.status(&registry).await {
@@ -81,8 +87,10 @@ async fn check_builds(config: &WorkerConfig, notes: &mut Notes, engine_checked: 
         .or_else(|| std::env::var("PATH").ok())
         .unwrap_or_default();
     let found = |program: &str| find_program(program, &path);
-    let engine = local.engine.as_deref().unwrap_or("docker");
-    // repo2docker drives the podman CLI when DOCKER_HOST mentions podman.
+    // The CLI builds run: podman when DOCKER_HOST mentions it (repo2docker then drives the
+    // podman CLI), else the configured engine, else docker.
+    let executor = LocalExecutor::new(local.clone());
+    let engine = executor.engine();
     let podman_hint = if engine == "docker" && found("podman").is_some() {
         "; podman is installed: let repo2docker drive it with DOCKER_HOST = \"unix:///run/podman/podman.sock\" in [worker.build_env]"
     } else {
@@ -99,7 +107,7 @@ async fn check_builds(config: &WorkerConfig, notes: &mut Notes, engine_checked: 
         notes.warn(format!(
             "{engine} is not installed, so builds will fail{podman_hint}"
         ));
-    } else if let Err(e) = LocalExecutor::new(local.clone()).engine_answers().await {
+    } else if let Err(e) = executor.engine_answers().await {
         // The cause (say, the spawn's io error) is part of the message.
         let e = anyhow::Error::new(e);
         notes.warn(format!(

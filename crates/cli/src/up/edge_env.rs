@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use bindery_edge::config::{
-    IMAGE_PREFIX, REGISTRY_PASSWORD, REGISTRY_URL, REGISTRY_USERNAME, WORKER_TOKEN, WORKER_URL,
+    IMAGE_PREFIX, REGISTRY_PASSWORD, REGISTRY_URL, REGISTRY_USERNAME, USE_REGISTRY, WORKER_TOKEN,
+    WORKER_URL,
 };
 use bindery_worker::WorkerConfig;
 
@@ -14,9 +15,10 @@ use super::settings::DEFAULT_REGISTRY_URL;
 
 /// Spin variables `bindery up` derives from the shared settings; `[edge.variables]` may
 /// not set them, or the edge and the worker could disagree.
-pub(super) const DERIVED_VARIABLES: [&str; 6] = [
+pub(super) const DERIVED_VARIABLES: [&str; 7] = [
     WORKER_URL,
     WORKER_TOKEN,
+    USE_REGISTRY,
     REGISTRY_URL,
     REGISTRY_USERNAME,
     REGISTRY_PASSWORD,
@@ -59,13 +61,15 @@ pub(super) fn edge_variables(
                 .map(|p| p.expose().to_owned())
                 .unwrap_or_default(),
         ),
+        // No registry: the edge asks the worker, whose engine holds the images.
+        (USE_REGISTRY, builds.registry_url.is_some().to_string()),
         (
             REGISTRY_URL,
             builds
                 .registry_url
                 .as_deref()
                 .map(|u| u.trim_end_matches('/').to_owned())
-                // No registry: the edge keeps spin.toml's default and finds nothing there.
+                // Unused without a registry, but still an outbound entry: spin.toml's default.
                 .unwrap_or_else(|| DEFAULT_REGISTRY_URL.to_owned()),
         ),
     ];
@@ -114,6 +118,7 @@ mod tests {
             ("SPIN_VARIABLE_WORKER_URL", Some("http://127.0.0.1:4567")),
             ("SPIN_VARIABLE_WORKER_TOKEN", Some("worker-secret")),
             ("SPIN_VARIABLE_REGISTRY_URL", Some("http://reg:5000")),
+            ("SPIN_VARIABLE_USE_REGISTRY", Some("true")),
             ("SPIN_VARIABLE_IMAGE_PREFIX", Some("reg:5000/b-")),
             ("SPIN_VARIABLE_REGISTRY_PASSWORD", Some("")),
             ("SPIN_VARIABLE_GITHUB_TOKEN", Some("from-file")),
@@ -124,5 +129,15 @@ mod tests {
             assert_eq!(var(name), expected, "{name}");
         }
         assert_eq!(overridden, ["SPIN_VARIABLE_WORKER_URL"]);
+
+        // registry_url = "none": the edge asks the worker, under the engine's own names.
+        let file = parse("registry_url = \"none\"\nhub_api_token = \"t\"\n");
+        let config = worker_config(&file, &dir, &mut Notes::default()).unwrap();
+        assert_eq!(config.builds.registry_url, None);
+        assert_eq!(config.image_prefix, "localhost/binder-");
+        let (env, _) = edge_variables(&config, addr, &BTreeMap::new(), std::iter::empty());
+        assert_eq!(env["SPIN_VARIABLE_USE_REGISTRY"], "false");
+        assert_eq!(env["SPIN_VARIABLE_IMAGE_PREFIX"], "localhost/binder-");
+        assert_eq!(env["SPIN_VARIABLE_REGISTRY_URL"], DEFAULT_REGISTRY_URL);
     }
 }

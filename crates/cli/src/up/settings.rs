@@ -17,6 +17,17 @@ pub(super) const DEFAULT_HUB_URL: &str = "http://127.0.0.1:8000/";
 pub(super) const DEFAULT_REGISTRY_URL: &str = "http://127.0.0.1:5000";
 /// BinderHub's image prefix for that registry.
 pub(super) const DEFAULT_IMAGE_PREFIX: &str = "127.0.0.1:5000/binder-";
+/// The value of `registry_url` that asks for no registry: images stay in the build engine,
+/// and the edge asks the worker whether one exists (an empty value means the same).
+pub(super) const NO_REGISTRY: &str = "none";
+/// The image prefix without a registry: names local to the engine (podman's own prefix for
+/// images built without a registry host).
+pub(super) const LOCAL_IMAGE_PREFIX: &str = "localhost/binder-";
+
+/// Whether the `registry_url` value `value` asks for no registry.
+pub(super) fn is_no_registry(value: &str) -> bool {
+    value.is_empty() || value.eq_ignore_ascii_case(NO_REGISTRY)
+}
 /// Sent to the hub when no API token is set; the hub refuses it, and the launch says so.
 pub(super) const PLACEHOLDER_HUB_TOKEN: &str = "unset-hub-api-token";
 
@@ -78,7 +89,6 @@ pub(super) fn worker_config(
             .or_insert_with(|| toml::Value::String(value));
     };
     defaults("listen", "127.0.0.1:0".to_owned());
-    defaults("image_prefix", DEFAULT_IMAGE_PREFIX.to_owned());
     defaults("registry_url", DEFAULT_REGISTRY_URL.to_owned());
     defaults("hub_url", DEFAULT_HUB_URL.to_owned());
     defaults(
@@ -88,14 +98,28 @@ pub(super) fn worker_config(
             .display()
             .to_string(),
     );
-    // An empty registry_url means "no registry": builds are not pushed.
-    if table
-        .get("registry_url")
-        .and_then(toml::Value::as_str)
-        .is_some_and(str::is_empty)
-    {
+    // "none" (or empty) means no registry: builds are not pushed, images stay in the
+    // engine, and their names are the engine's own.
+    let no_registry = env("BINDERY_REGISTRY_URL").map_or_else(
+        || {
+            table
+                .get("registry_url")
+                .and_then(toml::Value::as_str)
+                .is_some_and(is_no_registry)
+        },
+        |url| is_no_registry(&url),
+    );
+    if no_registry {
         table.remove("registry_url");
     }
+    let prefix = if no_registry {
+        LOCAL_IMAGE_PREFIX
+    } else {
+        DEFAULT_IMAGE_PREFIX
+    };
+    table
+        .entry("image_prefix")
+        .or_insert_with(|| toml::Value::String(prefix.to_owned()));
     let set = |table: &toml::Table, key: &str| {
         table
             .get(key)
@@ -127,13 +151,18 @@ pub(super) fn worker_config(
         toml::to_string(&table).context("failed to write the worker's settings")?
     );
     write_private(&path, &text)?;
-    let config =
-        WorkerConfig::from_table(table, |name| std::env::var(name).ok()).with_context(|| {
-            format!(
-                "invalid worker settings ([worker] and the shared keys, as written to {})",
-                path.display()
-            )
-        })?;
+    // The environment as the worker reads it, but for a "none" it cannot take as a URL.
+    let worker_env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !(name == "BINDERY_REGISTRY_URL" && is_no_registry(v)))
+    };
+    let config = WorkerConfig::from_table(table, worker_env).with_context(|| {
+        format!(
+            "invalid worker settings ([worker] and the shared keys, as written to {})",
+            path.display()
+        )
+    })?;
     if let ExecutorSettings::Kubernetes(_) = config.builds.executor {
         notes.warn(
             "executor = \"kubernetes\": builds run as Jobs in the cluster, not on this machine",
@@ -240,6 +269,19 @@ mod tests {
         assert!(!config.builds.executor.local().expect("local builds").push);
         assert_eq!(config.hub_api_token.expose(), PLACEHOLDER_HUB_TOKEN);
         assert_eq!(config.hub_url, DEFAULT_HUB_URL);
+        assert_eq!(
+            config.image_prefix, LOCAL_IMAGE_PREFIX,
+            "the engine's own names"
+        );
+        for none in [
+            "registry_url = \"none\"\n",
+            "[worker]\nregistry_url = \"None\"\n",
+        ] {
+            let config = worker_config(&parse(none), &dir, &mut notes).unwrap();
+            assert_eq!(config.builds.registry_url, None, "{none}");
+            assert_eq!(config.image_prefix, LOCAL_IMAGE_PREFIX, "{none}");
+        }
+        let config = worker_config(&parse(""), &dir, &mut notes).unwrap();
         assert_eq!(config.image_prefix, DEFAULT_IMAGE_PREFIX);
         assert!(
             notes

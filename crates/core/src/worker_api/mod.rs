@@ -8,8 +8,9 @@
 //! The contract lives here once: the request types with their constructor and checks
 //! (`request`: [`LaunchRequest::new`], [`LaunchRequest::validate`]), the shape of ids and
 //! of the event ids the edge relays ([`is_valid_id`], [`relay_id`],
-//! [`parse_last_event_id`]), and the `/health` answer both sides give ([`Health`]), and `/versions` ([`WorkerVersions`],
-//! [`versions_answer`]).
+//! [`parse_last_event_id`]), the `/health` answer both sides give ([`Health`]),
+//! `/versions` ([`WorkerVersions`], [`versions_answer`]), and the image lookup an edge
+//! without a registry asks instead (`images`: [`ImageAnswer`], [`validate_image_query`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,7 @@ pub const BUILDS_PATH: &str = "/api/v1/builds";
 mod admission;
 mod health;
 mod ids;
+mod images;
 mod request;
 mod versions;
 
@@ -126,6 +128,7 @@ pub use admission::{
 
 pub use health::{Health, HealthCheck, REGISTRY_SERVICE, WORKER_SERVICE};
 pub use ids::{ID_MAX_LEN, ID_MIN_LEN, is_valid_id, parse_last_event_id, relay_id};
+pub use images::{IMAGES_PATH, ImageAnswer, ImageQueryError, MAX_TAG_LEN, validate_image_query};
 pub use request::RequestError;
 pub use versions::{
     BINDERY_VERSION, BUILD_IMAGE, REPO2DOCKER_VERSION, VERSIONS_PATH, WorkerVersions,

@@ -36,6 +36,9 @@ fn load_only(pairs: &[(&str, &str)], list: &[&str]) -> EdgeConfig {
 fn a_cached_resolve_reads_all_its_answer_depends_on() {
     // Every variable the resolve route reads, none at its default.
     let pairs = [
+        (WORKER_URL, "http://worker.example.org:8585"),
+        (WORKER_TOKEN, "worker-token"),
+        (USE_REGISTRY, "false"),
         (REGISTRY_URL, "http://registry.example.org:5000"),
         (REGISTRY_USERNAME, "puller"),
         (REGISTRY_PASSWORD, "pw"),
@@ -119,6 +122,11 @@ fn nothing_declared_loads_with_defaults() {
     assert!(cfg.badge_base_url.is_none());
     assert!(cfg.cors_allow_origin.is_none());
     assert_eq!(cfg.frame_ancestors.as_str(), "'self'");
+    assert!(
+        cfg.use_registry,
+        "images are looked up in the registry by default"
+    );
+    assert!(!load(&[(USE_REGISTRY, "False")]).unwrap().use_registry);
 }
 
 #[test]
@@ -237,6 +245,7 @@ fn malformed_values_name_their_variable() {
         (WORKER_URL, "127.0.0.1:8585"),
         (WORKER_URL, "ftp://host"),
         (REGISTRY_URL, "http://host/?q"),
+        (USE_REGISTRY, "none"),
         (GITLAB_API, "not a url"),
         (REF_TTL_SECONDS, "-1"),
         (IMAGE_PRESENT_TTL_SECONDS, "1h"),
@@ -317,8 +326,6 @@ fn every_variable_is_listed_once_and_component_lists_are_known() {
     assert_eq!(
         left_out,
         [
-            WORKER_URL,
-            WORKER_TOKEN,
             PUBLIC_URL,
             // A federation member's settings (issue 14): links, CORS, the about page.
             BADGE_BASE_URL,

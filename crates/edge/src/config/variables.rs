@@ -105,8 +105,10 @@ const CACHED: &[Reader] = &[Launch, Resolve, CachedResolve];
 /// Every variable `EdgeConfig` knows, with who reads it; `EdgeConfig::load_declared`
 /// reads those a reader's list names.
 pub const VARIABLES: &[Var] = &[
-    var(WORKER_URL, &[Launch, Webhook]),
-    secret(WORKER_TOKEN, &[Launch, Webhook]),
+    // The resolve API asks the worker whether an image exists when `use_registry` is false.
+    var(WORKER_URL, &[Launch, Resolve, Webhook]),
+    secret(WORKER_TOKEN, &[Launch, Resolve, Webhook]),
+    var(USE_REGISTRY, RESOLVING),
     var(REGISTRY_URL, RESOLVING),
     var(REGISTRY_USERNAME, RESOLVING),
     secret(REGISTRY_PASSWORD, RESOLVING),
@@ -204,6 +206,10 @@ pub const FEDERATION_VARIABLES: &[&str] = &names::<{ count(Federation) }>(Federa
 pub const WORKER_URL: &str = "worker_url";
 /// The bearer token of the worker API.
 pub const WORKER_TOKEN: &str = "worker_token";
+/// Whether images are looked up in the registry (`true`, the default) or, for a Binder on
+/// one machine whose images stay in the build engine, by asking the worker (`false`);
+/// BinderHub's setting of that name.
+pub const USE_REGISTRY: &str = "use_registry";
 /// The registry's base URL, for the manifest check (`http://127.0.0.1:5000`).
 pub const REGISTRY_URL: &str = "registry_url";
 /// The registry username (pull access is enough).
@@ -306,10 +312,11 @@ mod tests {
         );
         // Issue 12 added the five `build_token_*` and `build_rate_*` variables, and
         // `frame_ancestors` of the pages; issue 14 `allow_build_only`, `badge_base_url`,
-        // `cors_allow_origin`, `about_message` and `federation`.
-        assert_eq!(LAUNCH_VARIABLES.len(), 33);
+        // `cors_allow_origin`, `about_message` and `federation`; issue 15 `use_registry`,
+        // with which the resolve API may ask the worker.
+        assert_eq!(LAUNCH_VARIABLES.len(), 34);
         assert_eq!(FEDERATION_VARIABLES, [PUBLIC_URL, FEDERATION]);
-        assert_eq!(RESOLVE_VARIABLES.len(), 19);
+        assert_eq!(RESOLVE_VARIABLES.len(), 22);
         // The cached resolve is the hot path: each variable is a host call per request.
         assert_eq!(
             CACHED_RESOLVE_VARIABLES,

@@ -15,6 +15,9 @@
 //! repository, so nothing of the worker's own environment (its tokens, the operator's
 //! `SSH_AUTH_SOCK` or cloud credentials) may reach it, and a fresh `HOME` that is removed
 //! after the build keeps one build's files (git credentials, docker config) from the next.
+//!
+//! `engine` (a submodule) holds what the executor asks its engine directly: whether it
+//! answers, and whether it holds an image (for a worker without a registry).
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -32,8 +35,8 @@ use tokio::time::Instant;
 
 use super::{BuildHandle, BuildOutcome, BuildSpec, Executor, ExecutorError};
 use crate::error_chain;
-use crate::health::HEALTH_TIMEOUT;
 
+mod engine;
 mod env;
 mod version;
 
@@ -90,6 +93,8 @@ pub struct LocalExecutor {
     version: Arc<tokio::sync::OnceCell<String>>,
     stopping: Arc<watch::Sender<bool>>,
     tasks: Arc<Mutex<JoinSet<()>>>,
+    /// Image lookups running at once ([`engine::MAX_LOOKUPS`]).
+    lookups: Arc<tokio::sync::Semaphore>,
 }
 
 impl LocalExecutor {
@@ -100,6 +105,7 @@ impl LocalExecutor {
             version: Arc::default(),
             stopping: Arc::new(watch::channel(false).0),
             tasks: Arc::new(Mutex::new(JoinSet::new())),
+            lookups: Arc::new(tokio::sync::Semaphore::new(engine::MAX_LOOKUPS)),
         }
     }
 
@@ -133,59 +139,6 @@ impl LocalExecutor {
     }
 }
 
-impl LocalExecutor {
-    /// The container engine repo2docker drives (`docker` unless `engine` says otherwise).
-    pub fn engine(&self) -> &str {
-        self.settings.engine.as_deref().unwrap_or("docker")
-    }
-
-    /// Whether `<engine> version` succeeds within [`HEALTH_TIMEOUT`], with the environment
-    /// of a build ([`build_environment`]): for docker that means the daemon answers too.
-    pub async fn engine_answers(&self) -> Result<(), ExecutorError> {
-        let engine = || self.engine().to_owned();
-        // The probe sees what a build sees, so a healthy engine is one builds can reach.
-        let (home, env) =
-            clean_environment(&self.settings).map_err(|source| ExecutorError::EngineSpawn {
-                engine: engine(),
-                source,
-            })?;
-        let mut command = Command::new(self.engine());
-        command
-            .arg("version")
-            .env_clear()
-            .envs(env)
-            .current_dir(home.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let output = match tokio::time::timeout(HEALTH_TIMEOUT, command.output()).await {
-            Err(_) => return Err(ExecutorError::EngineTimeout { engine: engine() }),
-            Ok(Err(source)) => {
-                return Err(ExecutorError::EngineSpawn {
-                    engine: engine(),
-                    source,
-                });
-            }
-            Ok(Ok(output)) => output,
-        };
-        if output.status.success() {
-            return Ok(());
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        Err(ExecutorError::EngineFailed {
-            engine: engine(),
-            status: output.status,
-            stderr: last.chars().take(300).collect(),
-        })
-    }
-}
-
 impl Executor for LocalExecutor {
     fn builder_info(
         &self,
@@ -207,6 +160,13 @@ impl Executor for LocalExecutor {
             let check = HealthCheck::new("Container engine", answers.is_ok());
             vec![check.with("engine", self.engine())]
         })
+    }
+
+    fn image_present<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> Option<futures::future::BoxFuture<'a, Result<bool, ExecutorError>>> {
+        Some(Box::pin(self.engine_has_image(image)))
     }
 
     fn start(&self, spec: &BuildSpec) -> BuildHandle {

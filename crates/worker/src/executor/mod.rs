@@ -175,11 +175,13 @@ pub enum ExecutorError {
     /// The build's ref, image or repository was refused before it reached repo2docker.
     #[error(transparent)]
     Input(#[from] bindery_core::InputError),
-    /// `<engine> version` did not end within the health check's time.
-    #[error("`{engine} version` did not answer in time")]
+    /// `<engine> <command>` did not end within the health check's time.
+    #[error("`{engine} {command}` did not answer in time")]
     EngineTimeout {
         /// The container engine.
         engine: String,
+        /// What was asked (`version`, `images`).
+        command: &'static str,
     },
     /// The container engine's program could not be run.
     #[error("failed to run {engine}")]
@@ -190,11 +192,13 @@ pub enum ExecutorError {
         #[source]
         source: std::io::Error,
     },
-    /// `<engine> version` failed.
-    #[error("`{engine} version` failed ({status}): {stderr}")]
+    /// `<engine> <command>` failed.
+    #[error("`{engine} {command}` failed ({status}): {stderr}")]
     EngineFailed {
         /// The container engine.
         engine: String,
+        /// What was asked (`version`, `images`).
+        command: &'static str,
         /// How it exited.
         status: std::process::ExitStatus,
         /// The last line it wrote to stderr, shortened.
@@ -279,6 +283,18 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     /// build image on Kubernetes, repo2docker's version locally. The default: nothing.
     fn builder_info(&self) -> BoxFuture<'_, serde_json::Map<String, serde_json::Value>> {
         Box::pin(async { serde_json::Map::new() })
+    }
+
+    /// Whether the engine builds go to holds `image` (already checked to be a name under
+    /// the worker's prefix), for a worker without a registry: the local executor asks its
+    /// container engine. The default: `None`, this executor cannot tell (a Kubernetes
+    /// executor's builds are only found in a registry).
+    fn image_present<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> Option<BoxFuture<'a, Result<bool, ExecutorError>>> {
+        let _ = image;
+        None
     }
 
     /// The pods that count against the total quota, when this executor runs builds as

@@ -1,7 +1,7 @@
-//! The managed container engine: docker when its daemon answers, otherwise podman with its
-//! Docker-compatible API service, started and stopped by `bindery up`. repo2docker drives
-//! the engine through its CLI (the podman CLI when `DOCKER_HOST` mentions podman); the
-//! hub's DockerSpawner talks to its API.
+//! The managed container engine: docker when its daemon answers and it has buildx (which
+//! repo2docker builds with), otherwise podman with its Docker-compatible API service,
+//! started and stopped by `bindery up`. repo2docker drives the engine through its CLI (the
+//! podman CLI when `DOCKER_HOST` mentions podman); the hub's DockerSpawner talks to its API.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -78,25 +78,49 @@ pub(crate) const NO_ENGINE: &str = "no container engine found: install docker or
     (Debian: `apt-get install podman runc`; `cargo xtask run` installs them); no docker daemon \
     answers, so builds and launches cannot work until one is installed";
 
-/// Finds the engine: docker when `docker version` succeeds (the daemon answers), else
-/// podman when installed, else none.
-pub(crate) async fn choose(data_dir: &Path, path: &str) -> Engine {
-    if find_program("docker", path).is_some() && docker_answers().await {
-        return Engine::Docker;
+/// Said when a docker daemon answers but docker cannot build as repo2docker does.
+pub(crate) const DOCKER_NO_BUILDX: &str = "a docker daemon answers, but docker has no buildx \
+    plugin, which repo2docker runs to build";
+
+/// Finds the engine: docker when `docker version` succeeds (the daemon answers) and docker
+/// has buildx (repo2docker 2026 builds with `docker buildx build`; Debian 12's docker.io
+/// has none), else podman when installed, else none; with a line to say when docker was
+/// passed over.
+pub(crate) async fn choose(data_dir: &Path, path: &str) -> (Engine, Option<String>) {
+    let mut note = None;
+    if let Some(docker) = find_program("docker", path)
+        && succeeds(&docker, &["version"]).await
+    {
+        if succeeds(&docker, &["buildx", "version"]).await {
+            return (Engine::Docker, None);
+        }
+        note = Some(DOCKER_NO_BUILDX);
     }
     if find_program("podman", path).is_some() {
         let dir = data_dir.join("engine");
-        return Engine::Podman {
+        let note = note.map(|n| {
+            format!("{n}: builds and servers use podman instead (install docker's buildx plugin to use docker)")
+        });
+        let podman = Engine::Podman {
             socket: dir.join("podman.sock"),
             dir,
         };
+        return (podman, note);
     }
-    Engine::Missing
+    let note = match note {
+        Some(n) => format!(
+            "{n}: install that plugin (docker-buildx-plugin from Docker's packages) or podman \
+             (Debian: `apt-get install podman runc`); builds and launches cannot work until then"
+        ),
+        None => NO_ENGINE.to_owned(),
+    };
+    (Engine::Missing, Some(note))
 }
 
-async fn docker_answers() -> bool {
-    let mut cmd = tokio::process::Command::new("docker");
-    cmd.arg("version")
+/// Whether `program args` exits 0 within 5 s.
+async fn succeeds(program: &Path, args: &[&str]) -> bool {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -185,11 +209,14 @@ mod tests {
     #[tokio::test]
     async fn without_docker_or_podman_on_the_path_there_is_no_engine() {
         let dir = super::super::super::testing::scratch("engine");
-        assert_eq!(choose(&dir, "/nonexistent").await, Engine::Missing);
+        let (engine, note) = choose(&dir, "/nonexistent").await;
+        assert_eq!(engine, Engine::Missing);
+        assert_eq!(note.as_deref(), Some(NO_ENGINE));
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         write_executable(&bin.join("podman"), "#!/bin/sh\n").unwrap();
-        let found = choose(&dir, bin.to_str().unwrap()).await;
+        let (found, note) = choose(&dir, bin.to_str().unwrap()).await;
+        assert_eq!(note, None);
         assert_eq!(
             found.docker_host(),
             Some(format!(
@@ -197,6 +224,35 @@ mod tests {
                 dir.join("engine/podman.sock").display()
             ))
         );
+    }
+
+    /// Debian 12's docker.io answers but has no buildx: podman is used when installed,
+    /// else one line says what to install.
+    #[tokio::test]
+    async fn a_docker_without_buildx_is_passed_over_saying_why() {
+        let dir = super::super::super::testing::scratch("engine-buildx");
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let docker = |buildx: bool| {
+            let answer = if buildx { 0 } else { 1 };
+            format!("#!/bin/sh\n[ \"$1\" = buildx ] && exit {answer}\nexit 0\n")
+        };
+        let path = bin.to_str().unwrap();
+        write_executable(&bin.join("docker"), &docker(true)).unwrap();
+        assert_eq!(choose(&dir, path).await, (Engine::Docker, None));
+        write_executable(&bin.join("docker"), &docker(false)).unwrap();
+        let (engine, note) = choose(&dir, path).await;
+        assert_eq!(engine, Engine::Missing);
+        let note = note.unwrap();
+        assert!(note.starts_with(DOCKER_NO_BUILDX), "{note}");
+        assert!(
+            note.contains("docker-buildx-plugin") && note.contains("podman"),
+            "{note}"
+        );
+        write_executable(&bin.join("podman"), "#!/bin/sh\n").unwrap();
+        let (engine, note) = choose(&dir, path).await;
+        assert!(matches!(engine, Engine::Podman { .. }), "{engine:?}");
+        assert!(note.unwrap().contains("use podman instead"));
     }
 
     #[test]

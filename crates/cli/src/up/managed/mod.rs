@@ -6,8 +6,10 @@
 //!
 //! A part is managed when its setting is unset or `"managed"` (`registry_url`, `hub_url`;
 //! the engine when neither `DOCKER_HOST` nor `build_engine` is set); a configured part is
-//! used as it is and never started. The managed parts' addresses and tokens are written into
-//! the settings before the worker and the edge read them, so all three agree.
+//! used as it is and never started. `registry_url = "none"` asks for no registry at all:
+//! images stay in the engine, and the edge asks the worker whether one exists. The managed
+//! parts' addresses and tokens are written into the settings before the worker and the edge
+//! read them, so all three agree.
 //!
 //! - [`supervise`]: one child process under supervision.
 //! - [`registry`], [`engine`], [`hub`]: what each part runs and how it is configured.
@@ -172,11 +174,11 @@ async fn start_parts(
             None => {
                 notes.warn(format!(
                     "no registry: {} is not installed (Debian: apt-get install docker-registry; \
-                     `cargo xtask run` installs it), so images are not pushed and every launch \
-                     builds again",
+                     `cargo xtask run` installs it), so images stay in the container engine \
+                     as with registry_url = \"none\"",
                     registry::PROGRAM
                 ));
-                file.registry_url = Some(String::new());
+                file.registry_url = Some(super::settings::NO_REGISTRY.to_owned());
             }
             Some(program) => {
                 check_free(listen, "registry", "registry_listen")?;
@@ -209,9 +211,12 @@ async fn start_parts(
             .is_some_and(|t| t.contains_key("DOCKER_HOST"));
     if engine_free {
         managed.engine_checked = true;
-        let found = engine::choose(data_dir, &path).await;
+        let (found, note) = engine::choose(data_dir, &path).await;
+        if let Some(note) = note {
+            notes.warn(note);
+        }
         match &found {
-            Engine::Missing => notes.warn(engine::NO_ENGINE),
+            Engine::Missing => {}
             Engine::Docker => managed
                 .lines
                 .push(format!("{:<8}  {}", "engine", found.describe())),
@@ -259,10 +264,10 @@ async fn start_parts(
             service_token: service_token.clone(),
             proxy_token: random_token()?,
             culler_token: random_token()?,
-            image_prefix: file
-                .image_prefix
-                .clone()
-                .unwrap_or_else(|| super::settings::DEFAULT_IMAGE_PREFIX.to_owned()),
+            // The worker's, whatever sets it (the file, [worker], the environment, the
+            // default for the registry or for none).
+            image_prefix: super::settings::worker_config(file, data_dir, &mut Notes::default())?
+                .image_prefix,
             cull_idle: settings
                 .cull_idle_seconds
                 .map_or(CULL_IDLE, Duration::from_secs),
@@ -420,6 +425,7 @@ mod tests {
             ("registry_url = \"managed\"\n", true),
             ("registry_url = \"http://reg:5000\"\n", false),
             ("registry_url = \"\"\n", false),
+            ("registry_url = \"none\"\n", false),
             ("[worker]\nregistry_url = \"http://reg:5000\"\n", false),
         ];
         for (text, expected) in cases {
