@@ -24,7 +24,7 @@
 //!   `kubernetes` (a Job per build; at start-up the worker adopts the Jobs still running).
 //! - [`registry`]: the manifest re-check before a build.
 //! - [`logstore`]: finished build logs in an embedded redb database.
-//! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
+//! - [`metrics`]: BinderHub's Prometheus metrics, written with the core's text-format writer.
 //! - `ids`: random launch ids, hub user suffixes and server tokens.
 //! - `outbound`: how the hub and registry clients are made and read bounded answers.
 
