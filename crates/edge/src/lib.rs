@@ -32,6 +32,9 @@
 //! - [`registry`]: [`registry::check_image`]: presence cache, manifest `HEAD`, bearer tokens;
 //!   [`registry::presence_from_cache`] and [`registry::check_registry`], its two halves.
 //! - [`worker`]: requests to the worker API with its bearer token.
+//! - [`metrics`]: the one API components count through (cache hits and misses, provider
+//!   requests, GitHub's rate limit, federation series), atomic increments in the
+//!   `metrics` key-value store; and the `/metrics` text read from it.
 //! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`, and
 //!   `send`, which writes a whole answer to Spin.
 //! - [`incoming`]: the incoming request as `http::Request<Vec<u8>>`: `read_head` (URI and
@@ -45,6 +48,7 @@ pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod incoming;
+pub mod metrics;
 pub mod registry;
 pub mod resolve;
 pub mod respond;

@@ -1,9 +1,13 @@
-//! `GET /health` and `GET /versions`, in BinderHub's shapes.
+//! `GET /health`, `GET /versions` and `GET /metrics`, in BinderHub's shapes.
 //!
 //! Health covers what the edge depends on, the worker and the registry, each asked
 //! within a few seconds; 503 when something is down. The answer is kept in the KV store
 //! for [`HEALTH_TTL`] seconds: a federation polls `/health` every few seconds, and each
 //! check costs a worker and a registry round trip.
+//!
+//! `/metrics` is the Prometheus text of the `metrics` store (`bindery_edge::metrics`),
+//! public as BinderHub's is: every label value in it comes from a fixed set or the
+//! operator's configuration, none from a request.
 
 use bindery_core::cache::{Expiring, edge_health_key};
 use bindery_core::worker_api::{Health, HealthCheck};
@@ -101,4 +105,18 @@ pub fn versions() -> Response<Vec<u8>> {
         .headers_mut()
         .insert("access-control-allow-origin", HeaderValue::from_static("*"));
     response
+}
+
+/// The content type of the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers `GET /metrics`: 503 when the `metrics` store cannot be read.
+pub fn metrics() -> Response<Vec<u8>> {
+    match bindery_edge::metrics::render() {
+        Some(text) => respond::with_body(200, METRICS_CONTENT_TYPE, text),
+        None => respond::text(
+            503,
+            "the metrics store could not be read: is the key-value store `metrics` configured?",
+        ),
+    }
 }

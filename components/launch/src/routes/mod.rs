@@ -52,6 +52,8 @@ pub enum Route {
     Health,
     /// `GET /versions`.
     Versions,
+    /// `GET /metrics`.
+    Metrics,
     /// Anything else.
     NotFound,
 }
@@ -110,6 +112,7 @@ pub async fn handle<F: Fetch>(request: &Request<Vec<u8>>, env: &Env<'_, F>) -> A
         }
         (_, Route::Health) => health::health(env).await,
         (_, Route::Versions) => health::versions(),
+        (_, Route::Metrics) => health::metrics(),
         (_, Route::NotFound) => respond::not_found(),
     };
     let mut response = if head {
@@ -154,6 +157,8 @@ pub fn parse(path: &str) -> Route {
         Route::Health
     } else if path == "/versions" || path == "/versions/" {
         Route::Versions
+    } else if path == "/metrics" || path == "/metrics/" {
+        Route::Metrics
     } else if let Some((provider, spec)) = split("/v2/") {
         Route::Loading { provider, spec }
     } else if let Some((provider, spec)) = split("/build/") {
@@ -191,6 +196,7 @@ mod tests {
             ("/", Route::Home),
             ("/health", Route::Health),
             ("/versions", Route::Versions),
+            ("/metrics", Route::Metrics),
             (
                 "/v2/gl/group%2Fproject/main/",
                 Route::Loading {
