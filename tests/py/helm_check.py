@@ -287,6 +287,11 @@ def check_semantics(name, docs, keys=None, values=None):
         if kind == "Role" and doc.get("rules") != EXPECTED_RULES:
             fail(f"{where}: rules are not exactly the least-privilege set: {doc.get('rules')}")
         if kind == "SpinApp":
+            # Spin knows only `default` by itself and refuses an app naming another store
+            # its runtime configuration lacks.
+            defined = {s["name"] for s in doc["spec"].get("runtimeConfig", {}).get("keyValueStores", [])}
+            for store in sorted(spin_stores() - {"default"} - defined):
+                fail(f"{where}: runtimeConfig defines no key-value store {store!r}, which spin.toml names")
             for var in doc["spec"].get("variables", []):
                 if var["name"] not in variables:
                     fail(f"{where}: variable {var['name']} is not in spin.toml")
@@ -619,6 +624,8 @@ def spin_config_errors(name, config, stores_used):
 
     for key in set(config) - SPIN_TOP_LEVEL:
         errors.append(f"{name}: unknown top-level key {key!r}")
+    for store in sorted(stores_used - {"default"} - set(config.get("key_value_store", {}))):
+        errors.append(f"{name}: no key_value_store.{store}, which spin.toml names (Spin refuses the app)")
     for store, table in config.get("key_value_store", {}).items():
         if store not in stores_used:
             errors.append(f"{name}: key_value_store.{store} is a store no component of spin.toml uses")
@@ -628,9 +635,14 @@ def spin_config_errors(name, config, stores_used):
     return errors
 
 
-def cmd_spin_config():
+def spin_stores():
+    """Every key-value store label a component of spin.toml names."""
     manifest = tomllib.loads((ROOT / "spin.toml").read_text())
-    stores = {s for c in manifest["component"].values() for s in c.get("key_value_stores", [])}
+    return {s for c in manifest["component"].values() for s in c.get("key_value_stores", [])}
+
+
+def cmd_spin_config():
+    stores = spin_stores()
     files = sorted((ROOT / "infra/spin").glob("*.toml"))
     if not files:
         fail("no runtime configuration in infra/spin/")
@@ -650,6 +662,8 @@ def cmd_spin_config():
               "variables_provider": [{"type": "vault", "url": "https://v", "token": "t"}]}
     if len(spin_config_errors("selftest", broken, stores)) < 4:
         fail("the runtime-config check missed a broken file")
+    if not spin_config_errors("selftest", {"key_value_store": {}}, stores | {"extra"}):
+        fail("the runtime-config check missed a store spin.toml names and the file lacks")
 
 
 # --- hub spawner ----------------------------------------------------------------------

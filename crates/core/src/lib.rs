@@ -32,6 +32,8 @@
 //! - [`secret`]: [`Secret`], a string whose `Debug` and `Display` never show it.
 //! - [`cache`]: how cached refs, image presence and registry tokens are stored in a plain
 //!   key-value store, with their expiry rules.
+//! - [`metrics`]: the edge's metrics catalog, their series keys in the `metrics` store, and
+//!   the Prometheus text format ([`metrics::text`], the worker's too).
 
 #![warn(missing_docs)]
 
@@ -47,6 +49,7 @@ pub mod federation;
 pub mod hex;
 pub mod image;
 pub mod launch;
+pub mod metrics;
 pub mod policy;
 pub mod provider;
 pub mod registry;

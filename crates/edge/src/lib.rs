@@ -34,6 +34,9 @@
 //! - [`federation`]: federation mode's I/O: the parsed `federation` variable, the shared
 //!   health record and its refresh lease in the store, the checks of the members.
 //! - [`worker`]: requests to the worker API with its bearer token.
+//! - [`metrics`]: the one API components count through (cache hits and misses, provider
+//!   requests, GitHub's rate limit, federation series), atomic increments in the
+//!   `metrics` key-value store; and the `/metrics` text read from it.
 //! - [`respond`]: answers (text, JSON, SVG with ETag), `If-None-Match`, `now()`, and
 //!   `send`, which writes a whole answer to Spin.
 //! - [`timer`]: [`timer::Pause`], a wait: WASI's monotonic clock in a component, none in
@@ -50,6 +53,7 @@ pub mod config;
 pub mod federation;
 pub mod fetch;
 pub mod incoming;
+pub mod metrics;
 pub mod registry;
 pub mod resolve;
 pub mod respond;

@@ -25,6 +25,7 @@ use thiserror::Error;
 use crate::cache::Cache;
 use crate::config::{ConfigError, EdgeConfig};
 use crate::fetch::{Fetch, FetchError};
+use crate::metrics::{self, CacheName};
 use crate::resolve::ResolveSource;
 use crate::worker::WorkerError;
 
@@ -61,17 +62,20 @@ pub enum RegistryCheckError {
 }
 
 /// What [`check_image`] answers without asking the registry: a fresh "present" or
-/// "missing" for `image` in the cache. It needs no configuration.
+/// "missing" for `image` in the cache. It needs no configuration. Each call
+/// is counted as an image cache hit or miss ([`crate::metrics`]).
 pub fn presence_from_cache(image: &str, cache: &Cache<'_>, now: u64) -> Option<Presence> {
-    match cache.image_presence(image, now)? {
-        Lookup::Fresh(entry) => Some(Presence {
+    let presence = match cache.image_presence(image, now) {
+        Some(Lookup::Fresh(entry)) => Some(Presence {
             present: entry.present,
             from_cache: true,
             digest: entry.digest,
             upstream_calls: 0,
         }),
-        Lookup::Expired(_) | Lookup::Corrupt => None,
-    }
+        Some(Lookup::Expired(_) | Lookup::Corrupt) | None => None,
+    };
+    metrics::cache_lookup(CacheName::Image, presence.is_some());
+    presence
 }
 
 /// Checks whether `image` (a full name with tag) exists (see the module docs).

@@ -11,6 +11,9 @@
 //! writes nothing, so the launch (which resolves before it asks the registry) refuses a
 //! made-up commit before any registry check, "missing" entry or worker call; a confirmed
 //! one is cached for good and later answered from the cache.
+//!
+//! Each consultation of the ref cache is counted as a hit or a miss, each provider request
+//! by provider, and GitHub's remaining rate limit is kept as a gauge ([`crate::metrics`]).
 
 use bindery_core::Spec;
 use bindery_core::cache::CachedRef;
@@ -21,6 +24,7 @@ use bindery_core::resolve::{Outcome, Resolved, Resolver, Step};
 use crate::cache::{Cache, spec_ref_key};
 use crate::config::EdgeConfig;
 use crate::fetch::Fetch;
+use crate::metrics::{self, CacheName};
 
 /// The result of [`resolve_spec`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +88,9 @@ pub fn resolve_from_cache(spec: &Spec, cfg: &EdgeConfig, cache: &Cache<'_>, now:
     if let Some(outcome) = ref_cache::pinned(spec, &cfg.providers) {
         return FromCache::Answered(done(outcome, ResolveSource::Pinned));
     }
-    match ref_cache::consult(spec, cache.cached_ref(spec, now)) {
+    let consulted = ref_cache::consult(spec, cache.cached_ref(spec, now));
+    metrics::cache_lookup(CacheName::Ref, matches!(consulted, Consulted::Fresh(_)));
+    match consulted {
         Consulted::Fresh(resolved) => {
             FromCache::Answered(done(Outcome::Resolved(resolved), ResolveSource::Cache))
         }
@@ -134,6 +140,7 @@ pub async fn resolve_upstream(
             Step::Done(outcome) => break outcome,
             Step::Fetch(request) => {
                 calls += 1;
+                metrics::provider_request(spec.provider());
                 match fetch.send(request).await {
                     Ok(response) => step = resolver.on_response(&response, now),
                     Err(e) => {
@@ -155,6 +162,9 @@ pub async fn resolve_upstream(
         }
     };
 
+    if let Some(remaining) = resolver.github_rate_remaining() {
+        metrics::github_rate_limit_remaining(remaining);
+    }
     let (source, write) = ref_cache::after_upstream(spec, &outcome, expired, now, &cfg.ttl);
     if let Some(write) = write {
         cache.put(&write.key, &write.entry);

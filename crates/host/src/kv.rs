@@ -6,19 +6,26 @@
 //! entry lists in `key_value_stores`; any other label is `access-denied`. Expired entries
 //! are swept in the background (see [`KvSweep`] for the convention that says when an
 //! entry expires).
+//!
+//! The store labelled `metrics` is different: it lives in memory and holds numbers, the
+//! edge's counters and gauges ([`MetricsStore`]). Components reach every store through
+//! `fermyon:spin/key-value` and `wasi:keyvalue` (`wasi.rs`), whose `increment` is atomic on
+//! every label.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bindery_core::metrics::STORE_LABEL as METRICS_LABEL;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use wasmtime::component::Resource;
 
-use crate::state::RequestState;
-use crate::world::spin::fermyon::spin::key_value::{self as wit, Error as WitError};
-
+mod atomic;
+mod metrics;
+mod spin;
 mod sweep;
+mod wasi;
 
+pub use metrics::{MAX_SERIES, MetricsError, MetricsStore, UNMATCHED_ROUTE};
 pub(crate) use sweep::Sweeper;
 pub use sweep::{KvSweep, SweepReport, expires_at};
 
@@ -59,6 +66,17 @@ pub enum KvError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// The metrics store refused an operation.
+    #[error("key-value store `metrics`: {0}")]
+    Metrics(#[from] MetricsError),
+    /// An increment of a value that is not a whole number.
+    #[error("key-value store `{label}`: the value under {key} is not a whole number")]
+    NotANumber {
+        /// The store label.
+        label: String,
+        /// The key.
+        key: String,
+    },
     /// A blocking write task did not finish.
     #[error("key-value store `{label}`: the write task failed")]
     Task {
@@ -79,12 +97,22 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct KvStores {
     backend: Arc<Backend>,
+    metrics: Arc<MetricsStore>,
 }
 
-/// The host side of an open `store` resource.
+/// The host side of an open `store` (`fermyon:spin`) or `bucket` (`wasi:keyvalue`) resource.
 #[derive(Debug)]
 pub struct StoreHandle {
     label: String,
+}
+
+/// The host side of a `wasi:keyvalue/atomics` `cas` resource: a key and the value it had
+/// when the handle was made, which a swap expects to find.
+#[derive(Debug)]
+pub struct CasHandle {
+    label: String,
+    key: String,
+    seen: Option<Vec<u8>>,
 }
 
 impl KvStores {
@@ -105,6 +133,7 @@ impl KvStores {
         }
         Ok(Self {
             backend: Arc::new(Backend::Redb(Arc::new(db))),
+            metrics: Arc::new(MetricsStore::new(0)),
         })
     }
 
@@ -112,11 +141,32 @@ impl KvStores {
     pub fn in_memory() -> Self {
         Self {
             backend: Arc::new(Backend::Memory(Mutex::default())),
+            metrics: Arc::new(MetricsStore::new(0)),
         }
+    }
+
+    /// The same stores with an empty metrics store that counts requests of `routes` routes.
+    pub fn with_metrics_for_routes(self, routes: usize) -> Self {
+        Self {
+            metrics: Arc::new(MetricsStore::new(routes)),
+            ..self
+        }
+    }
+
+    /// The `metrics` store.
+    pub fn metrics(&self) -> &MetricsStore {
+        &self.metrics
+    }
+
+    fn is_metrics(label: &str) -> bool {
+        label == METRICS_LABEL
     }
 
     /// The value under `key` in store `label`.
     pub fn get(&self, label: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        if Self::is_metrics(label) {
+            return Ok(self.metrics.get(key));
+        }
         match &*self.backend {
             Backend::Redb(db) => redb_read(db, label, |table| {
                 Ok(table.get(key)?.map(|v| v.value().to_vec()))
@@ -129,6 +179,9 @@ impl KvStores {
 
     /// Whether `key` is set in store `label`.
     pub fn exists(&self, label: &str, key: &str) -> Result<bool, KvError> {
+        if Self::is_metrics(label) {
+            return Ok(self.metrics.get(key).is_some());
+        }
         match &*self.backend {
             Backend::Redb(db) => redb_read(db, label, |table| Ok(table.get(key)?.is_some())),
             Backend::Memory(tables) => {
@@ -139,6 +192,9 @@ impl KvStores {
 
     /// Every key in store `label`, in order.
     pub fn keys(&self, label: &str) -> Result<Vec<String>, KvError> {
+        if Self::is_metrics(label) {
+            return Ok(self.metrics.keys());
+        }
         match &*self.backend {
             Backend::Redb(db) => redb_read(db, label, |table| {
                 table
@@ -155,6 +211,9 @@ impl KvStores {
 
     /// Sets `key` to `value` in store `label`, durably for the redb backend.
     pub async fn set(&self, label: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        if Self::is_metrics(label) {
+            return Ok(self.metrics.set(key, &value)?);
+        }
         match &*self.backend {
             Backend::Redb(db) => {
                 let key = key.to_owned();
@@ -175,6 +234,10 @@ impl KvStores {
 
     /// Removes `key` from store `label`; removing a missing key is not an error.
     pub async fn delete(&self, label: &str, key: &str) -> Result<(), KvError> {
+        if Self::is_metrics(label) {
+            self.metrics.delete(key);
+            return Ok(());
+        }
         match &*self.backend {
             Backend::Redb(db) => {
                 let key = key.to_owned();
@@ -219,25 +282,25 @@ fn redb_read<T: Default>(
 }
 
 /// Runs `write` in a committed write transaction on a blocking thread: a commit syncs to disk.
-async fn redb_write(
+async fn redb_write<T: Send + 'static>(
     db: &Arc<redb::Database>,
     label: &str,
     write: impl FnOnce(
         &mut redb::Table<'_, &'static str, &'static [u8]>,
-    ) -> Result<(), redb::StorageError>
+    ) -> Result<T, redb::StorageError>
     + Send
     + 'static,
-) -> Result<(), KvError> {
+) -> Result<T, KvError> {
     let db = Arc::clone(db);
     let owned_label = label.to_owned();
-    let task = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+    let task = tokio::task::spawn_blocking(move || -> Result<T, redb::Error> {
         let txn = db.begin_write()?;
-        {
+        let written = {
             let mut table = txn.open_table(definition(&owned_label))?;
-            write(&mut table)?;
-        }
+            write(&mut table)?
+        };
         txn.commit()?;
-        Ok(())
+        Ok(written)
     });
     match task.await {
         Ok(result) => result.map_err(|source| KvError::Storage {
@@ -247,89 +310,6 @@ async fn redb_write(
         Err(_) => Err(KvError::Task {
             label: label.to_owned(),
         }),
-    }
-}
-
-impl RequestState {
-    fn store_label(&self, handle: &Resource<StoreHandle>) -> wasmtime::Result<String> {
-        Ok(self.table.get(handle)?.label.clone())
-    }
-
-    fn kv_failed(&self, err: KvError) -> WitError {
-        tracing::warn!(component = %self.component.id, error = %err, "key-value operation failed");
-        WitError::Other(err.to_string())
-    }
-}
-
-impl wit::Host for RequestState {}
-
-impl wit::HostStore for RequestState {
-    async fn open(
-        &mut self,
-        label: String,
-    ) -> wasmtime::Result<Result<Resource<StoreHandle>, WitError>> {
-        if !self.component.key_value_stores.contains(&label) {
-            tracing::warn!(component = %self.component.id, label, "key-value store not in the component's key_value_stores");
-            return Ok(Err(WitError::AccessDenied));
-        }
-        if self.open_stores >= MAX_OPEN_STORES {
-            return Ok(Err(WitError::StoreTableFull));
-        }
-        self.open_stores += 1;
-        Ok(Ok(self.table.push(StoreHandle { label })?))
-    }
-
-    async fn get(
-        &mut self,
-        store: Resource<StoreHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, WitError>> {
-        let label = self.store_label(&store)?;
-        Ok(self.kv.get(&label, &key).map_err(|e| self.kv_failed(e)))
-    }
-
-    async fn set(
-        &mut self,
-        store: Resource<StoreHandle>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        let label = self.store_label(&store)?;
-        let result = self.kv.set(&label, &key, value).await;
-        Ok(result.map_err(|e| self.kv_failed(e)))
-    }
-
-    async fn delete(
-        &mut self,
-        store: Resource<StoreHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        let label = self.store_label(&store)?;
-        let result = self.kv.delete(&label, &key).await;
-        Ok(result.map_err(|e| self.kv_failed(e)))
-    }
-
-    async fn exists(
-        &mut self,
-        store: Resource<StoreHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, WitError>> {
-        let label = self.store_label(&store)?;
-        Ok(self.kv.exists(&label, &key).map_err(|e| self.kv_failed(e)))
-    }
-
-    async fn get_keys(
-        &mut self,
-        store: Resource<StoreHandle>,
-    ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
-        let label = self.store_label(&store)?;
-        Ok(self.kv.keys(&label).map_err(|e| self.kv_failed(e)))
-    }
-
-    fn drop(&mut self, store: Resource<StoreHandle>) -> wasmtime::Result<()> {
-        self.table.delete(store)?;
-        self.open_stores = self.open_stores.saturating_sub(1);
-        Ok(())
     }
 }
 

@@ -12,7 +12,9 @@
 //! - [`manifest`]: the subset of Spin's manifest v2 the host runs;
 //! - [`routes`]: Spin's routing rules and the values of the `spin-*` headers;
 //! - [`variables`]: application and component variables, secrets redacted;
-//! - [`kv`]: `fermyon:spin/key-value` on redb (or memory, for tests), swept of expired entries;
+//! - [`kv`]: `fermyon:spin/key-value` and `wasi:keyvalue` on redb (or memory, for tests),
+//!   swept of expired entries; the `metrics` store of counters, in memory, which also
+//!   counts the requests the server answers by route and status;
 //! - [`outbound`]: the allow-list checked in `wasi:http/outgoing-handler`;
 //! - [`client`]: the one pooled client allowed calls go through;
 //! - [`world`]: the allowed imports (`wit/world.wit`) and the linker that provides them;
@@ -250,7 +252,8 @@ pub async fn bind(config: HostConfig) -> Result<BoundHost, HostError> {
     let kv = match config.kv {
         KvBackend::Redb => KvStores::open_redb(&config.data_dir)?,
         KvBackend::Memory => KvStores::in_memory(),
-    };
+    }
+    .with_metrics_for_routes(manifest.http_triggers.len());
     let sweeper = kv.start_sweeping(config.kv_sweep);
     let client = OutboundClient::new(config.outbound).map_err(HostError::Tls)?;
     let ticker = EpochTicker::start(&engine).map_err(HostError::Ticker)?;

@@ -40,6 +40,38 @@ pub(crate) mod spin {
     });
 }
 
+/// Host bindings for the vendored `wasi:keyvalue@0.2.0-draft2` interfaces (the store and
+/// its atomic increment; Spin 3 and later provide the same).
+pub(crate) mod keyvalue {
+    wasmtime::component::bindgen!({
+        path: "../../wit/deps/wasi-keyvalue@0.2.0-draft2",
+        inline: "
+            package bindery:host-keyvalue;
+            world keyvalue-imports {
+                import wasi:keyvalue/store@0.2.0-draft2;
+                import wasi:keyvalue/atomics@0.2.0-draft2;
+            }
+        ",
+        imports: {
+            "wasi:keyvalue/store.open": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.get": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.set": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.exists": async | trappable,
+            "wasi:keyvalue/store.[method]bucket.list-keys": async | trappable,
+            "wasi:keyvalue/atomics.increment": async | trappable,
+            "wasi:keyvalue/atomics.swap": async | trappable,
+            "wasi:keyvalue/atomics.[static]cas.new": async | trappable,
+            "wasi:keyvalue/atomics.[method]cas.current": async | trappable,
+            default: trappable,
+        },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::kv::StoreHandle,
+            "wasi:keyvalue/atomics.cas": crate::kv::CasHandle,
+        },
+    });
+}
+
 /// The interfaces an edge component may import, with the version prefix accepted.
 /// `wit/world.wit` lists the same set; a unit test keeps the two in step.
 pub const ALLOWED_IMPORTS: &[(&str, &str)] = &[
@@ -47,6 +79,8 @@ pub const ALLOWED_IMPORTS: &[(&str, &str)] = &[
     ("wasi:http/outgoing-handler", "0.2."),
     ("fermyon:spin/key-value", "2.0."),
     ("fermyon:spin/variables", "2.0."),
+    ("wasi:keyvalue/store", "0.2.0-draft2"),
+    ("wasi:keyvalue/atomics", "0.2.0-draft2"),
     ("wasi:io/error", "0.2."),
     ("wasi:io/poll", "0.2."),
     ("wasi:io/streams", "0.2."),
@@ -134,6 +168,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> 
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, cli)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
     spin::SpinImports::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
+    keyvalue::KeyvalueImports::add_to_linker::<S, HasSelf<S>>(l, |s| s)?;
     Ok(linker)
 }
 
@@ -193,6 +228,10 @@ mod tests {
             ("wasi:http/types@0.2.6", true),
             ("wasi:io/poll@0.2.3", true),
             ("fermyon:spin/key-value@2.0.0", true),
+            ("wasi:keyvalue/store@0.2.0-draft2", true),
+            ("wasi:keyvalue/atomics@0.2.0-draft2", true),
+            ("wasi:keyvalue/batch@0.2.0-draft2", false),
+            ("wasi:keyvalue/store@0.2.0", false),
             ("wasi:http/types@0.3.0", false),
             ("wasi:filesystem/types@0.2.6", false),
             ("wasi:filesystem/preopens@0.2.6", false),

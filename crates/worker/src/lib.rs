@@ -26,7 +26,7 @@
 //! - [`images`]: where a built image is found (the registry, else the engine), for the
 //!   re-check and `GET /api/v1/images`.
 //! - [`logstore`]: finished build logs in an embedded redb database.
-//! - [`metrics`]: BinderHub's Prometheus metrics, written in the text format by hand.
+//! - [`metrics`]: BinderHub's Prometheus metrics, written with the core's text-format writer.
 //! - `ids`: random launch ids, hub user suffixes and server tokens.
 //! - `outbound`: how the hub and registry clients are made and read bounded answers.
 

@@ -1,13 +1,15 @@
-//! BinderHub's Prometheus metrics, kept in memory and written in the text format by hand.
+//! BinderHub's Prometheus metrics, kept in memory and written with the core's text-format
+//! writer (`bindery_core::metrics::text`).
 //!
 //! Names, label values and buckets follow BinderHub (BINDERHUB.md §1.11) so existing
 //! dashboards keep working; per-repo labels are left off, as BinderHub moved them off the
 //! histograms to keep cardinality down.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use bindery_core::metrics::{Exposition, Kind};
 
 /// `binderhub_launch_time_seconds` buckets.
 pub const LAUNCH_BUCKETS: [f64; 9] = [2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -21,7 +23,6 @@ struct Histogram {
     /// Per bucket (not cumulative); the last slot is `+Inf`.
     counts: [u64; LAUNCH_BUCKETS.len() + 1],
     sum: f64,
-    count: u64,
 }
 
 #[derive(Debug, Default)]
@@ -105,10 +106,10 @@ impl Metrics {
         self.with(|m| m.build_queue_length = i64::try_from(length).unwrap_or(i64::MAX));
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
+    /// The Prometheus text exposition (format 0.0.4), written with the core's writer.
     pub fn render(&self) -> String {
         self.with(|m| {
-            let mut out = String::new();
+            let mut out = Exposition::new();
             counter(
                 &mut out,
                 "binderhub_launch_count",
@@ -153,7 +154,7 @@ impl Metrics {
                 "Builds waiting for a build slot",
                 m.build_queue_length,
             );
-            out
+            out.finish()
         })
     }
 }
@@ -166,49 +167,31 @@ fn observe(h: &mut Histogram, buckets: &[f64; 9], elapsed: Duration) {
         .unwrap_or(buckets.len());
     h.counts[slot] += 1;
     h.sum += seconds;
-    h.count += 1;
 }
 
 fn histogram(
-    out: &mut String,
+    out: &mut Exposition,
     name: &str,
     help: &str,
     buckets: &[f64; 9],
     values: &BTreeMap<&'static str, Histogram>,
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} histogram");
+    out.family(name, help, Kind::Histogram);
     for (status, h) in values {
-        let mut cumulative = 0;
-        for (i, bound) in buckets.iter().enumerate() {
-            cumulative += h.counts[i];
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{status=\"{status}\",le=\"{bound:.1}\"}} {cumulative}"
-            );
-        }
-        cumulative += h.counts[buckets.len()];
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{status=\"{status}\",le=\"+Inf\"}} {cumulative}"
-        );
-        let _ = writeln!(out, "{name}_sum{{status=\"{status}\"}} {}", h.sum);
-        let _ = writeln!(out, "{name}_count{{status=\"{status}\"}} {}", h.count);
+        out.histogram(name, &[("status", status)], buckets, &h.counts, h.sum);
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, values: &BTreeMap<&'static str, u64>) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
+fn counter(out: &mut Exposition, name: &str, help: &str, values: &BTreeMap<&'static str, u64>) {
+    out.family(name, help, Kind::Counter);
     for (status, n) in values {
-        let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
+        out.sample(name, &[("status", status)], n);
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    let _ = writeln!(out, "{name} {value}");
+fn gauge(out: &mut Exposition, name: &str, help: &str, value: i64) {
+    out.family(name, help, Kind::Gauge);
+    out.sample(name, &[], value);
 }
 
 #[cfg(test)]

@@ -17,9 +17,11 @@
 //! federation`); a request that finds members due answers first and then checks them
 //! ([`refresh`]), one request at a time.
 
+use bindery_core::federation::health::HEALTH_REASONS;
 use bindery_core::federation::{self, NOT_PROXIED};
 use bindery_edge::config::{FEDERATION, FEDERATION_VARIABLES};
 use bindery_edge::federation::Federation;
+use bindery_edge::metrics::{self, FEDERATION_HEALTH, FEDERATION_REDIRECT_COUNT};
 use bindery_edge::{Fetch, respond};
 use http::{HeaderValue, Method, Request, Response};
 
@@ -97,8 +99,10 @@ fn redirect(
     };
     let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
     let location = format!("{}{target}", choice.member.url);
-    // TODO(metrics): federation_redirect_count{member, reason} += 1 here, with
-    // choice.member.name and choice.reason.as_str().
+    metrics::increment(
+        &FEDERATION_REDIRECT_COUNT,
+        &[&choice.member.name, choice.reason.as_str()],
+    );
     let set_cookie =
         federation::set_cookie(&choice.member.url, path, fed.config.host_cookie_age_hours);
     let (Ok(location), Ok(set_cookie)) = (
@@ -211,8 +215,18 @@ pub async fn refresh<F: Fetch + Clone>(env: &Env<'_, F>) {
         return;
     }
     let fetch = env.quick.within_limits(fed.limits());
-    // TODO(metrics): federation_health{member, reason} from the returned state (1 when
-    // healthy with reason "", else 0 with the member's reason).
-    let _ = fed.refresh(cache, &fetch, now, &mut random).await;
+    let (_, outcomes) = fed.refresh(cache, &fetch, now, &mut random).await;
+    // `federation_health{member, reason}`: 1 for the reason of the member's last check
+    // (`""`: healthy), 0 for the member's other reasons.
+    for (member, outcome) in &outcomes {
+        let current = outcome.metric_reason();
+        for reason in HEALTH_REASONS {
+            metrics::set(
+                &FEDERATION_HEALTH,
+                &[member, reason],
+                i64::from(reason == current),
+            );
+        }
+    }
     fed.release_lease(cache);
 }

@@ -1,4 +1,4 @@
-//! `GET /health` and `GET /versions`, in BinderHub's shapes, so that a BinderHub
+//! `GET /health`, `GET /versions` and `GET /metrics`, in BinderHub's shapes, so that a BinderHub
 //! federation's redirector can take a Bindery member into its rotation.
 //!
 //! Health passes the worker's checks on as the worker reports them (`JupyterHub API`,
@@ -15,6 +15,10 @@
 //!
 //! With `use_registry = false` there is no registry to check: the worker's checks cover the
 //! engine that holds the images.
+//!
+//! `/metrics` is the Prometheus text of the `metrics` store (`bindery_edge::metrics`),
+//! public as BinderHub's is: every label value in it comes from a fixed set or the
+//! operator's configuration, none from a request.
 
 use bindery_core::cache::{Expiring, edge_health_key, edge_versions_key};
 use bindery_core::worker_api::{
@@ -176,4 +180,18 @@ async fn ask_versions<F: Fetch>(env: &Env<'_, F>) -> Option<Map<String, Value>> 
     serde_json::from_slice::<WorkerVersions>(answer.body())
         .ok()
         .map(|v| v.builder_info)
+}
+
+/// The content type of the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers `GET /metrics`: 503 when the `metrics` store cannot be read.
+pub fn metrics() -> Response<Vec<u8>> {
+    match bindery_edge::metrics::render() {
+        Some(text) => respond::with_body(200, METRICS_CONTENT_TYPE, text),
+        None => respond::text(
+            503,
+            "the metrics store could not be read: is the key-value store `metrics` configured?",
+        ),
+    }
 }

@@ -58,6 +58,8 @@ pub enum Route {
     RepoProviders,
     /// `GET /about`.
     About,
+    /// `GET /metrics`.
+    Metrics,
     /// Anything else.
     NotFound,
 }
@@ -148,6 +150,7 @@ async fn answer<F: Fetch>(
         }
         Route::Health => health::health(env).await,
         Route::Versions => health::versions(env).await,
+        Route::Metrics => health::metrics(),
         Route::Build { .. } | Route::NotFound => respond::not_found(),
     };
     let mut response = if head {
@@ -197,6 +200,8 @@ pub fn parse(path: &str) -> Route {
         Route::RepoProviders
     } else if path == "/about" || path == "/about/" {
         Route::About
+    } else if path == "/metrics" || path == "/metrics/" {
+        Route::Metrics
     } else if let Some((provider, spec)) = split("/v2/") {
         Route::Loading { provider, spec }
     } else if let Some((provider, spec)) = split("/build/") {
@@ -236,6 +241,7 @@ mod tests {
             ("/versions", Route::Versions),
             ("/api/repoproviders", Route::RepoProviders),
             ("/about", Route::About),
+            ("/metrics", Route::Metrics),
             (
                 "/v2/gl/group%2Fproject/main/",
                 Route::Loading {

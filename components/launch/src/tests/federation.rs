@@ -1,6 +1,8 @@
 //! Federation mode at the route level: the redirect, the cookie, `/active_hosts`, the
 //! proxy to the prime with its headers, and health checks after the answer.
 
+use bindery_core::federation::health::HEALTH_REASONS;
+use bindery_core::metrics::{FEDERATION_HEALTH, FEDERATION_REDIRECT_COUNT, series_key};
 use bindery_edge::config::{FEDERATION, PUBLIC_URL};
 use bindery_edge::testing::block_on;
 use serde_json::{Value, json};
@@ -96,6 +98,26 @@ fn build_is_redirected_with_query_cookie_and_cors() {
     assert!(header(&with_cookie, "location").starts_with(chosen));
     // Nothing was fetched to answer: the checks come after.
     assert_eq!(world.fetch.calls(), 0);
+    // Each redirect is counted for its member and why it was chosen.
+    let name = |url: &str| {
+        url.trim_start_matches("http://")
+            .trim_end_matches(".test")
+            .to_owned()
+    };
+    let key = |member: &str, reason: &str| {
+        series_key(&FEDERATION_REDIRECT_COUNT, &[member, reason]).unwrap()
+    };
+    let recorded = bindery_edge::metrics::recorded();
+    assert_eq!(
+        recorded.get(&key(&name(member), "load_balancer")),
+        Some(&4),
+        "{recorded:?}"
+    );
+    assert_eq!(
+        recorded.get(&key(&name(chosen), "cookie")),
+        Some(&1),
+        "{recorded:?}"
+    );
 }
 
 #[test]
@@ -114,6 +136,14 @@ fn health_checks_after_the_answer_take_unhealthy_members_out() {
     assert_eq!(hosts["active_hosts"].as_object().unwrap().len(), 3);
     world.with_env(|env| block_on(refresh(env)));
     // m1: versions differ from the prime's; m2: 95 + 10 >= 100 pods.
+    let recorded = bindery_edge::metrics::recorded();
+    for (member, reason) in [("prime", ""), ("m1", "versions"), ("m2", "Pod quota")] {
+        for other in HEALTH_REASONS {
+            let key = series_key(&FEDERATION_HEALTH, &[member, other]).unwrap();
+            let expected = i64::from(other == reason);
+            assert_eq!(recorded.get(&key), Some(&expected), "{key}: {recorded:?}");
+        }
+    }
     let response = world.get("GET", "/active_hosts", &[]);
     let hosts: Value = serde_json::from_slice(response.body()).unwrap();
     assert_eq!(

@@ -35,6 +35,34 @@ pub enum Outcome {
     },
 }
 
+/// The `reason` labels of `federation_health`, a fixed set so that what a member's
+/// `/health` names cannot grow the series: `""` for a healthy member, `versions`, BinderHub's
+/// three checks, `unknown` (no proper answer) and `other` (any other failing check).
+pub const HEALTH_REASONS: [&str; 7] = [
+    "",
+    "versions",
+    "JupyterHub API",
+    "Docker registry",
+    "Pod quota",
+    "unknown",
+    "other",
+];
+
+impl Outcome {
+    /// This outcome's `reason` label of `federation_health`, one of [`HEALTH_REASONS`].
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Outcome::Healthy => "",
+            Outcome::Error { .. } => "unknown",
+            Outcome::Failed { reason, .. } => HEALTH_REASONS
+                .iter()
+                .find(|known| !known.is_empty() && *known == reason)
+                .copied()
+                .unwrap_or("other"),
+        }
+    }
+}
+
 /// The JSON of an answer that must be a 200 with a JSON body.
 fn json(what: &str, answer: Answer<'_>) -> Result<Value, String> {
     let (status, body) = answer.map_err(|e| format!("{what}: {e}"))?;
@@ -205,5 +233,25 @@ mod tests {
         ));
         assert_eq!(versions(Ok((200, br#"{"a":1}"#))), Ok(json!({"a": 1})));
         assert!(versions(Ok((404, b"{}"))).is_err());
+    }
+
+    #[test]
+    fn the_metric_reason_is_one_of_a_fixed_set() {
+        let failed = |reason: &str| Outcome::Failed {
+            reason: reason.into(),
+            detail: String::new(),
+        };
+        assert_eq!(Outcome::Healthy.metric_reason(), "");
+        let error = Outcome::Error {
+            detail: "timeout".into(),
+        };
+        assert_eq!(error.metric_reason(), "unknown");
+        assert_eq!(failed("versions").metric_reason(), "versions");
+        assert_eq!(failed("Pod quota").metric_reason(), "Pod quota");
+        assert_eq!(
+            failed("A service a member made up").metric_reason(),
+            "other"
+        );
+        assert_eq!(failed("").metric_reason(), "other");
     }
 }

@@ -23,7 +23,7 @@ use super::guard::{ClientLimiter, ClientPermit, DeadlineBody, InstancePool};
 use super::spin_request::{spin_request, strip_hop_by_hop};
 use crate::client::OutboundClient;
 use crate::kv::KvStores;
-use crate::routes::Router;
+use crate::routes::{RouteMatch, Router};
 use crate::state::{ComponentContext, RequestState};
 
 /// The body of every response the server sends.
@@ -62,10 +62,27 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Routes `req` and answers it with its component, or with a plain-text error.
+    /// Routes `req` and answers it with its component, or with a plain-text error; counts
+    /// the answer in the `metrics` store by route pattern and status.
     pub(super) async fn handle(
         &self,
         req: Request<Incoming>,
+        client_addr: SocketAddr,
+        in_flight: mpsc::Sender<()>,
+    ) -> Response<ResponseBody> {
+        let route = self.router.route(req.uri().path());
+        let label = route.as_ref().map(|r| (r.target, r.raw_route));
+        let response = self.answer(req, route, client_addr, in_flight).await;
+        self.kv
+            .metrics()
+            .count_request(label, response.status().as_u16());
+        response
+    }
+
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        route: Option<RouteMatch<'_>>,
         client_addr: SocketAddr,
         in_flight: mpsc::Sender<()>,
     ) -> Response<ResponseBody> {
@@ -80,8 +97,8 @@ impl App {
                 ),
             );
         };
-        let path = req.uri().path().to_owned();
-        let Some(route) = self.router.route(&path) else {
+        let Some(route) = route else {
+            let path = req.uri().path();
             return text(StatusCode::NOT_FOUND, format!("no route for {path}\n"));
         };
         let component = &self.components[route.target];
