@@ -3,8 +3,8 @@
 use bindery_core::cache::CacheTtl;
 use bindery_core::worker_api::Health;
 use bindery_edge::config::{
-    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, CORS_ALLOW_ORIGIN, FEDERATION, LAUNCH_VARIABLES,
-    REF_TTL_SECONDS, REGISTRY_URL, RESOLVE_VARIABLES, USE_REGISTRY,
+    BAN_NETWORKS, CACHED_RESOLVE_VARIABLES, CORS_ALLOW_ORIGIN, FEDERATION, REF_TTL_SECONDS,
+    REGISTRY_URL, RESOLVE_VARIABLES, USE_REGISTRY,
 };
 use bindery_edge::testing::response;
 use serde_json::Value;
