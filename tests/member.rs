@@ -7,14 +7,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use bindery_system_tests::browser;
 use bindery_system_tests::edge::Edge;
 use bindery_system_tests::peer::{Answer, Peer, Seen};
 use bindery_system_tests::registry::{Auth, Registry};
+use bindery_system_tests::scratch;
 use bindery_system_tests::sse::get;
-use bindery_system_tests::{scratch, workspace};
 use serde_json::{Value, json};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -122,34 +122,10 @@ impl Member {
 
 /// Runs `tests/js/cors.cjs` in headless Chromium under the reaper.
 fn browse(page_url: &str, build_url: &str, profile: &Path) -> Value {
-    let node_path = std::env::var("BINDERY_NODE_PATH").map_or_else(
-        |_| workspace().join("target/js/node_modules"),
-        PathBuf::from,
-    );
-    assert!(
-        node_path.join("playwright-core").exists(),
-        "{} has no playwright-core: run `cargo xtask setup`",
-        node_path.display()
-    );
-    let python = std::env::var("BINDERY_PYTHON")
-        .expect("BINDERY_PYTHON: run the tests with `cargo xtask test`");
-    let out = Command::new(python)
-        .arg(workspace().join("tests/py/reaper.py"))
-        .arg("node")
-        .arg(workspace().join("tests/js/cors.cjs"))
-        .arg(page_url)
-        .arg(build_url)
-        .arg(profile)
-        .env("BINDERY_NODE_PATH", &node_path)
-        .output()
-        .expect("node (apt-get install nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the browser script failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    browser::run(
+        "cors.cjs",
+        &[page_url.as_ref(), build_url.as_ref(), profile.as_os_str()],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

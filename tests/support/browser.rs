@@ -3,7 +3,6 @@
 //! (PID 1 reaps nothing here). A script prints one JSON object: what it saw.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -13,10 +12,7 @@ use crate::workspace;
 /// Runs `tests/js/<script>` with `args` and returns the JSON it printed; panics, with its
 /// output, when it fails.
 pub fn run(script: &str, args: &[&OsStr]) -> Value {
-    let node_path = std::env::var("BINDERY_NODE_PATH").map_or_else(
-        |_| workspace().join("target/js/node_modules"),
-        PathBuf::from,
-    );
+    let node_path = crate::node::node_modules();
     assert!(
         node_path.join("playwright-core").exists(),
         "{} has no playwright-core: run `cargo xtask setup`",
